@@ -1,0 +1,84 @@
+# turbodiff: the two commands README.md names.
+#   make demo   install what is missing, build everything, run the main job
+#   make check  build and run every test tier
+# Both run as root on a fresh Debian machine with nothing pre-installed.
+
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+BUILD ?= $(ROOT)/build
+BUILD_ASAN ?= $(ROOT)/build-asan
+BUILD_FUZZ ?= $(ROOT)/build-fuzz
+VENV ?= $(ROOT)/.venv
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+
+DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
+                libopenblas-dev libjansson-dev zlib1g-dev \
+                python3 python3-venv python3-pip git ca-certificates \
+                valgrind
+
+.PHONY: all deps venv build build-asan build-fuzz check check-unit check-asan \
+        check-fuzz check-parity demo clean
+
+all: build
+
+# Install only what dpkg says is missing, so a set-up machine skips apt.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "turbodiff: installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Python is for tests and fixtures only: the library never needs it.
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/parity/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r tests/parity/requirements.txt
+	touch $@
+
+build: deps
+	cmake -S engine -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	cmake -S engine -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON -DTD_CUDA=OFF
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+
+build-fuzz: deps
+	CC=clang cmake -S engine -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DTD_FUZZ=ON -DTD_SANITIZE=ON -DTD_CUDA=OFF
+	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+
+check-unit: build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+check-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --test-dir $(BUILD_ASAN) --output-on-failure
+
+# Each fuzzer runs FUZZ_SECONDS from its committed corpus; a finding fails.
+check-fuzz: build-fuzz
+	@set -e; for f in $(BUILD_FUZZ)/tests/fuzz_*; do \
+	    [ -x "$$f" ] || continue; name=$$(basename $$f); \
+	    mkdir -p $(BUILD_FUZZ)/corpus/$$name; \
+	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD_FUZZ)/ \
+	        $(BUILD_FUZZ)/corpus/$$name tests/fuzz/corpus/$$name 2>&1 | tail -n 12; \
+	    test $${PIPESTATUS[0]} -eq 0; \
+	done
+
+check-parity: build venv
+	cd tests/parity && TD_BUILD=$(BUILD) $(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+
+check: check-unit check-asan check-fuzz check-parity
+	@echo "turbodiff: all test tiers passed"
+
+demo: build
+	@bash tools/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -1,0 +1,154 @@
+/*
+ * turbodiff: TurboDiffusion-class video generation (Wan DiT + rCM + SLA + W8A8).
+ *
+ * This is the only header users of the library include (the FFmpeg filters,
+ * the turbodiff CLI). Every function returns 0 or a negative TD_E* code; the
+ * message of the last error is kept per engine (td_engine_errmsg) or, for
+ * calls made before an engine exists, in the caller's td_error.
+ * The library never prints, never exits and never aborts.
+ */
+#ifndef TURBODIFF_H
+#define TURBODIFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TD_VERSION_MAJOR 0
+#define TD_VERSION_MINOR 1
+#define TD_VERSION_MICRO 0
+
+enum {
+    TD_OK           = 0,
+    TD_EINVAL       = -1,  /* an argument or option is out of range */
+    TD_ENOMEM       = -2,  /* host or device allocation failed */
+    TD_EIO          = -3,  /* open/read/mmap failed */
+    TD_EFORMAT      = -4,  /* a file is malformed */
+    TD_EUNSUPPORTED = -5,  /* valid but not handled (dtype, layout, feature) */
+    TD_ECANCELLED   = -6,  /* the job's cancel flag was raised */
+    TD_ENOTFOUND    = -7,  /* a tensor, file or key is missing */
+    TD_ESHAPE       = -8,  /* tensor shapes do not fit together */
+    TD_EDEVICE      = -9,  /* CUDA / cuBLAS failure */
+    TD_EUNSAFE      = -10, /* a pickle asked for something we refuse to run */
+};
+
+/* A short static name for an error code ("invalid argument", ...). */
+const char *td_strerror(int err);
+
+/* Log levels follow FFmpeg's ordering so the filters can map them 1:1. */
+enum td_log_level {
+    TD_LOG_ERROR = 16,
+    TD_LOG_WARNING = 24,
+    TD_LOG_INFO = 32,
+    TD_LOG_VERBOSE = 40,
+    TD_LOG_DEBUG = 48,
+};
+typedef void (*td_log_fn)(void *opaque, int level, const char *msg);
+
+/* Error sink for calls that run before an engine exists. */
+typedef struct td_error {
+    int code;
+    char msg[512];
+} td_error;
+
+
+/* ---------------------------------------------------------------------------
+ * Engine: the loaded weights of one model set, shared and reference-counted.
+ * ------------------------------------------------------------------------- */
+
+typedef struct td_engine td_engine;
+
+typedef struct td_engine_config {
+    const char *model_dir;   /* upstream file names or turbodiff.json manifest */
+    const char *dit;         /* explicit files override what model_dir finds */
+    const char *dit_low;     /* low-noise expert of a Wan2.2 A14B pair */
+    const char *vae;
+    const char *t5;
+    const char *tokenizer;
+    const char *device;      /* "auto", "cpu", "cuda", "cuda:N"; NULL = auto */
+    int threads;             /* CPU threads, 0 = all cores */
+    int low_memory;          /* release/reload components to bound memory */
+    const char *cache_dir;   /* optional on-disk text embedding cache */
+    td_log_fn log;           /* may be NULL */
+    void *log_opaque;
+    int log_level;           /* messages above this level are dropped */
+} td_engine_config;
+
+/* Set every field to its default (threads 0, device auto, log level info). */
+void td_engine_config_default(td_engine_config *cfg);
+
+/* Open or share an engine. Two calls naming the same files return the same
+ * engine with its reference count raised. On failure *out is NULL and err
+ * (if not NULL) holds the message. */
+int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err);
+void td_engine_release(td_engine **eng);
+const char *td_engine_errmsg(const td_engine *eng);
+
+/* ---------------------------------------------------------------------------
+ * Job: one generation request, run synchronously on the calling thread.
+ * ------------------------------------------------------------------------- */
+
+enum td_attention { TD_ATTN_FULL = 0, TD_ATTN_SLA = 1, TD_ATTN_SAGESLA = 2 };
+enum td_frame_format { TD_FRAME_RGB24 = 0, TD_FRAME_RGBF32 = 1 };
+enum td_stage { TD_STAGE_TEXT = 0, TD_STAGE_IMAGE_ENCODE, TD_STAGE_DENOISE,
+                TD_STAGE_DECODE, TD_STAGE_DONE };
+
+typedef struct td_frame {
+    int index;               /* 0-based frame number within the clip */
+    int width, height;
+    int format;              /* enum td_frame_format */
+    const void *data;        /* packed rows, valid during the callback only */
+    ptrdiff_t linesize;
+} td_frame;
+
+typedef struct td_progress {
+    int stage;               /* enum td_stage */
+    int step, steps;         /* sampler step (1-based) within the stage */
+    double stage_seconds;    /* elapsed in this stage */
+    double total_seconds;    /* elapsed in the job */
+} td_progress;
+
+/* Return non-zero from on_frame to stop the job (it returns TD_ECANCELLED). */
+typedef int (*td_frame_fn)(void *opaque, const td_frame *frame);
+typedef void (*td_progress_fn)(void *opaque, const td_progress *p);
+
+typedef struct td_job {
+    const char *prompt;
+    const float *context;    /* precomputed embedding [context_len x dim], or NULL */
+    int context_len;
+    const uint8_t *image;    /* RGB24 start image for image-to-video, or NULL */
+    int image_width, image_height;
+    ptrdiff_t image_linesize;
+    int adaptive_resolution; /* keep the image's aspect at the target area */
+    int width, height, frames;
+    int steps;               /* 1..4 */
+    double sigma_max;        /* <= 0: the model's default (80 t2v, 200 i2v) */
+    uint64_t seed;
+    int attention;           /* enum td_attention */
+    double topk;             /* SLA key-block fraction, (0, 1] */
+    int ode;                 /* deterministic rCM update instead of fresh noise */
+    double boundary;         /* A14B expert switch, <= 0: 0.9 */
+    int frame_format;        /* enum td_frame_format */
+    td_frame_fn on_frame;
+    td_progress_fn on_progress;
+    void *opaque;
+    const volatile int *cancel;  /* checked between steps and chunks */
+} td_job;
+
+/* Defaults: 832x480, 81 frames, 4 steps, sla, topk 0.1, seed 0, RGB24. */
+void td_job_default(td_job *job);
+
+/* Check a job against the engine without running it; the message names the
+ * offending field and, for sizes, the nearest valid values. */
+int td_job_validate(td_engine *eng, const td_job *job);
+
+int td_job_run(td_engine *eng, const td_job *job);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TURBODIFF_H */

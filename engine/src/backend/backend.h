@@ -1,0 +1,121 @@
+/*
+ * The op interface every model is written against (ggml-style): models never
+ * call BLAS or CUDA, they call these. A backend is a table of functions plus
+ * its private state; the CPU backend computes in f32, the CUDA backend in
+ * bf16 with f32 accumulation. A new backend is a new table.
+ *
+ * Conventions, unless an op says otherwise:
+ *  - batch 1 everywhere; tensors are row-major and contiguous;
+ *  - activations are TD_F32 on the CPU backend (TD_BF16 on CUDA);
+ *  - weights may be any float dtype the file held (f32, bf16, f16), and are
+ *    widened inside the op, tile by tile, never copied whole;
+ *  - "[M, K]" means: last dim K, all leading dims flattened into M;
+ *  - outputs may alias inputs only where an op says "in place ok";
+ *  - every op checks shapes and dtypes and returns TD_ESHAPE / TD_EINVAL
+ *    with a message naming the op, never crashes on a mismatch.
+ */
+#ifndef TD_BACKEND_H
+#define TD_BACKEND_H
+
+#include "../core/ctx.h"
+#include "../core/tensor.h"
+
+typedef struct td_backend td_backend;
+
+/* 3-D convolution geometry. Padding is zeros; time padding is split into a
+ * front and a back amount so a causal conv (front 2*p, back 0) needs no copy. */
+typedef struct td_conv3d_params {
+    int stride[3];            /* t, h, w */
+    int pad_t_front, pad_t_back;
+    int pad_h, pad_w;         /* both sides */
+} td_conv3d_params;
+
+typedef struct td_backend_ops {
+    const char *name;
+    void (*destroy)(td_backend *be);
+
+    /* --- memory ------------------------------------------------------- */
+    /* Scratch tensor from the backend's activation arena (uninitialised). */
+    int (*alloc)(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape);
+    size_t (*mark)(td_backend *be);
+    void (*reset)(td_backend *be, size_t mark);
+    /* Make a weight usable by this backend, in its stored dtype. CPU: a view
+     * of the host tensor (no copy). */
+    int (*upload)(td_backend *be, const td_tensor *host, td_tensor *dev);
+    /* Copy a backend tensor into host f32 memory of the same shape. */
+    int (*download)(td_backend *be, const td_tensor *dev, td_tensor *host);
+
+    /* --- GEMM ----------------------------------------------------------- */
+    /* y[M, N] = x[M, K] . w[N, K]^T (+ bias[N]). PyTorch Linear layout. */
+    int (*linear)(td_backend *be, const td_tensor *x, const td_tensor *w,
+                  const td_tensor *bias, td_tensor *y);
+    /* TurboDiffusion W8A8: wq[N, K] int8 with wscale[ceil(N/128), ceil(K/128)]
+     * f32; x is quantized per 128x128 block (scale = amax/128, round to
+     * nearest, saturate to [-128, 127]); int32 products are accumulated per
+     * K-block and rescaled by xscale * wscale. */
+    int (*linear_w8a8)(td_backend *be, const td_tensor *x, const td_tensor *wq,
+                       const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
+    /* C[M, N] = alpha * op(A) op(B) + beta * C, all f32, with leading dims. */
+    int (*gemm)(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                float beta, float *c, int64_t ldc);
+
+    /* --- norms and pointwise (in place ok) ------------------------------ */
+    /* LayerNorm over the last dim; weight/bias may be NULL (no affine). */
+    int (*layernorm)(td_backend *be, const td_tensor *x, const td_tensor *weight,
+                     const td_tensor *bias, float eps, td_tensor *y);
+    /* RMSNorm over the last dim: x / sqrt(mean(x^2) + eps) * weight. */
+    int (*rmsnorm)(td_backend *be, const td_tensor *x, const td_tensor *weight,
+                   float eps, td_tensor *y);
+    /* Channel-first RMS norm (Wan VAE): x[C, N], per position n:
+     * y = x / max(||x[:, n]||_2, 1e-12) * sqrt(C) * gamma[C] (+ bias[C]). */
+    int (*channel_rmsnorm)(td_backend *be, const td_tensor *x, const td_tensor *gamma,
+                           const td_tensor *bias, td_tensor *y);
+    int (*gelu_tanh)(td_backend *be, const td_tensor *x, td_tensor *y);
+    int (*silu)(td_backend *be, const td_tensor *x, td_tensor *y);
+    /* Softmax over the last dim. */
+    int (*softmax)(td_backend *be, const td_tensor *x, td_tensor *y);
+    /* y = a + b; b is broadcast when its numel divides a's (e.g. a row). */
+    int (*add)(td_backend *be, const td_tensor *a, const td_tensor *b, td_tensor *y);
+    /* y = a * b, broadcast as add. */
+    int (*mul)(td_backend *be, const td_tensor *a, const td_tensor *b, td_tensor *y);
+    /* Modulation: y[M, C] = x * (1 + scale[C]) + shift[C]. */
+    int (*modulate)(td_backend *be, const td_tensor *x, const td_tensor *shift,
+                    const td_tensor *scale, td_tensor *y);
+    /* Gated residual, in place on x: x[M, C] += y[M, C] * gate[C]. */
+    int (*add_gated)(td_backend *be, td_tensor *x, const td_tensor *y, const td_tensor *gate);
+
+    /* --- positional ----------------------------------------------------- */
+    /* Rotate interleaved pairs (x[2i], x[2i+1]) of x[S, H, D] by the angle
+     * whose cos/sin are tables[S, D/2] (shared by all heads). */
+    int (*rope)(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
+                const td_tensor *sin_t, td_tensor *y);
+
+    /* --- attention ------------------------------------------------------ */
+    /* out[Sq, H, Dv] = softmax(scale * q k^T + bias) v per head, with
+     * q[Sq, H, D], k[Sk, H, D], v[Sk, H, Dv]; bias[H, Sq, Sk] or NULL;
+     * keys at index >= kv_len are masked out (kv_len <= 0: all keys). */
+    int (*attention)(td_backend *be, const td_tensor *q, const td_tensor *k,
+                     const td_tensor *v, const td_tensor *bias, float scale,
+                     int64_t kv_len, td_tensor *out);
+
+    /* --- convolution and resampling ------------------------------------- */
+    /* y[Co, To, Ho, Wo] = conv3d(x[Ci, T, H, W], w[Co, Ci, kt, kh, kw]) + bias[Co]. */
+    int (*conv3d)(td_backend *be, const td_tensor *x, const td_tensor *w,
+                  const td_tensor *bias, const td_conv3d_params *p, td_tensor *y);
+    /* Nearest upsampling of the last two dims: x[..., H, W] -> y[..., H*fh, W*fw]. */
+    int (*upsample_nearest)(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y);
+} td_backend_ops;
+
+struct td_backend {
+    const td_backend_ops *ops;
+    td_ctx *ctx;     /* errors and logs go here; owned by the caller */
+    void *priv;      /* the implementation's state */
+};
+
+/* CPU backend: arena_bytes of activation scratch; threads from ctx->pool
+ * (OpenBLAS is told to use the same count). */
+int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out);
+void td_backend_destroy(td_backend **be);
+
+#endif

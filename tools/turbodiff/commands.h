@@ -1,0 +1,11 @@
+/* The turbodiff CLI: one file per subcommand, each an entry point of this shape. */
+#ifndef TD_TOOLS_COMMANDS_H
+#define TD_TOOLS_COMMANDS_H
+
+typedef struct td_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name */
+} td_command;
+
+#endif

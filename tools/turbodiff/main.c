@@ -1,0 +1,39 @@
+/*
+ * turbodiff: command-line front end to libturbodiff. Each subcommand lives
+ * in its own cmd_*.c; this file only dispatches. Errors are one line on
+ * stderr and a non-zero exit status.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "turbodiff.h"
+
+static const td_command commands[] = {
+    { NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: turbodiff COMMAND [OPTIONS]\n\ncommands:\n");
+    for (const td_command *c = commands; c->name; c++)
+        fprintf(f, "  %-14s %s\n", c->name, c->summary);
+    fprintf(f, "\n'turbodiff COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("turbodiff %d.%d.%d\n", TD_VERSION_MAJOR, TD_VERSION_MINOR, TD_VERSION_MICRO);
+        return 0;
+    }
+    for (const td_command *c = commands; c->name; c++)
+        if (!strcmp(argv[1], c->name))
+            return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "turbodiff: unknown command '%s' (try 'turbodiff --help')\n", argv[1]);
+    return 2;
+}
