@@ -136,6 +136,22 @@ typedef struct td_job {
     td_progress_fn on_progress;
     void *opaque;
     const volatile int *cancel;  /* checked between steps and chunks */
+    /* Several users of one shared engine run jobs on their own threads (two
+     * FFmpeg filter instances naming the same model), so what a job reports
+     * must not go through the engine:
+     * - the library reads *cancel with an atomic load (__atomic_load_n,
+     *   relaxed); another thread sets it with __atomic_store_n or a C11
+     *   atomic store, without a data race;
+     * - log: messages during this job (the engine's config log is used by
+     *   td_engine_open only, since its opener may release the engine while
+     *   another user still runs jobs); NULL drops them; level 0 means info;
+     * - error: if not NULL, receives the message when validate/run fail;
+     *   otherwise it is kept in the engine (td_engine_errmsg), which is only
+     *   meaningful for an engine that one thread uses. */
+    td_log_fn log;
+    void *log_opaque;
+    int log_level;
+    td_error *error;
 } td_job;
 
 /* Defaults: 832x480, 81 frames, 4 steps, sla, topk 0.1, seed 0, RGB24. */

@@ -1,0 +1,46 @@
+/*
+ * The engine object behind td_engine: which files make up the model set,
+ * on which device it runs, and how many users share it.
+ */
+#ifndef TD_PIPELINE_ENGINE_H
+#define TD_PIPELINE_ENGINE_H
+
+#include <pthread.h>
+
+#include "core/ctx.h"
+#include "turbodiff.h"
+
+/* The five files of a model set, canonical (realpath) so that two spellings
+ * of one file share an engine. dit_low and tokenizer may be NULL (no
+ * low-noise expert; tokenizer embedded in the text encoder file). */
+typedef struct td_model_files {
+    char *dit, *dit_low, *vae, *t5, *tokenizer;
+} td_model_files;
+
+struct td_engine {
+    td_ctx ctx;              /* errors of engine-level calls */
+    td_model_files files;
+    char device[32];         /* resolved: "cpu" or "cuda:N" */
+    int refcount;            /* guarded by the registry lock */
+    pthread_mutex_t run_lock;/* one job at a time on the shared weights */
+    struct td_engine *next;  /* registry list */
+};
+
+/* Fill *files from cfg: explicit paths override what cfg->model_dir holds
+ * (its turbodiff.json manifest, else the upstream file names). */
+int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *files);
+void td_model_files_free(td_model_files *files);
+int td_model_files_equal(const td_model_files *a, const td_model_files *b);
+
+/* Parse "auto", "cpu", "cuda", "cuda:N" into "cpu" / "cuda:N". */
+int td_device_resolve(td_ctx *ctx, const char *device, char *out, size_t out_size);
+
+/* The process-wide engine registry (see engine_registry.c for why it is the
+ * one piece of shared state in the library). */
+void td_registry_lock(void);
+void td_registry_unlock(void);
+td_engine *td_registry_find(const td_model_files *files, const char *device);
+void td_registry_add(td_engine *eng);
+void td_registry_remove(td_engine *eng);
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * td_job: defaults, validation with messages that say what to change, and
+ * the entry point of a generation run.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+
+/* Largest accepted sizes: beyond these the token count of one clip no longer
+ * fits the int32 indices the attention kernels use. */
+#define TD_MAX_SIDE 4096
+#define TD_MAX_FRAMES 4096
+
+void td_job_default(td_job *job)
+{
+    memset(job, 0, sizeof(*job));
+    job->width = 832;
+    job->height = 480;
+    job->frames = 81;
+    job->steps = 4;
+    job->attention = TD_ATTN_SLA;
+    job->topk = 0.1;
+    job->frame_format = TD_FRAME_RGB24;
+}
+
+static int check_side(td_ctx *ctx, const char *name, int v)
+{
+    int lo, hi;
+    if (v < 16 || v > TD_MAX_SIDE)
+        return td_fail(ctx, TD_EINVAL, "%s %d is out of range: it must be a multiple of 16 "
+                       "from 16 to %d", name, v, TD_MAX_SIDE);
+    if (v % 16 == 0)
+        return 0;
+    lo = v / 16 * 16;
+    hi = lo + 16;
+    if (lo < 16)
+        return td_fail(ctx, TD_EINVAL, "%s %d is not a multiple of 16: use %d", name, v, hi);
+    return td_fail(ctx, TD_EINVAL, "%s %d is not a multiple of 16: the nearest valid values "
+                   "are %d and %d", name, v, lo, hi);
+}
+
+static int validate(td_ctx *ctx, const td_job *job)
+{
+    if ((!job->prompt || !*job->prompt) && !job->context)
+        return td_fail(ctx, TD_EINVAL, "no prompt: give a prompt (or a precomputed context)");
+    if (job->context && job->context_len <= 0)
+        return td_fail(ctx, TD_EINVAL, "context_len %d: a context needs at least one token",
+                       job->context_len);
+    if (job->width % 16 || job->height % 16) {
+        /* Name both sides' nearest sizes at once, so one retry fixes it. */
+        int w = job->width, h = job->height;
+        int wl = w / 16 * 16, hl = h / 16 * 16;
+        if (w >= 16 && h >= 16 && w <= TD_MAX_SIDE && h <= TD_MAX_SIDE)
+            return td_fail(ctx, TD_EINVAL, "size %dx%d is not a multiple of 16: the nearest "
+                           "valid sizes are %dx%d and %dx%d", w, h, wl, hl,
+                           w % 16 ? wl + 16 : w, h % 16 ? hl + 16 : h);
+    }
+    TD_TRY(check_side(ctx, "width", job->width));
+    TD_TRY(check_side(ctx, "height", job->height));
+    if (job->frames < 1 || job->frames > TD_MAX_FRAMES)
+        return td_fail(ctx, TD_EINVAL, "frames %d is out of range: it must be from 1 to %d",
+                       job->frames, TD_MAX_FRAMES);
+    if (job->steps < 1 || job->steps > 4)
+        return td_fail(ctx, TD_EINVAL, "steps %d is out of range: rCM samples in 1 to 4 steps",
+                       job->steps);
+    if (!isfinite(job->sigma_max) || job->sigma_max > 1000)
+        return td_fail(ctx, TD_EINVAL, "sigma_max %g is out of range: use a value in (0, 1000], "
+                       "or 0 for the model's default", job->sigma_max);
+    if (job->attention < TD_ATTN_FULL || job->attention > TD_ATTN_SAGESLA)
+        return td_fail(ctx, TD_EINVAL, "attention %d: expected full (0), sla (1) or sagesla (2)",
+                       job->attention);
+    if (!(job->topk > 0 && job->topk <= 1))
+        return td_fail(ctx, TD_EINVAL, "topk %g is out of range: it is the fraction of key "
+                       "blocks SLA keeps, in (0, 1]", job->topk);
+    if (!isfinite(job->boundary) || job->boundary >= 1)
+        return td_fail(ctx, TD_EINVAL, "boundary %g is out of range: use a value in (0, 1), "
+                       "or 0 for the default 0.9", job->boundary);
+    if (job->frame_format != TD_FRAME_RGB24 && job->frame_format != TD_FRAME_RGBF32)
+        return td_fail(ctx, TD_EINVAL, "frame_format %d: expected RGB24 (0) or RGBF32 (1)",
+                       job->frame_format);
+    if (!job->on_frame)
+        return td_fail(ctx, TD_EINVAL, "on_frame is NULL: a job needs somewhere to deliver frames");
+    if (job->image) {
+        if (job->image_width < 1 || job->image_height < 1 || job->image_width > 65536 ||
+            job->image_height > 65536)
+            return td_fail(ctx, TD_EINVAL, "image size %dx%d is out of range (1 to 65536)",
+                           job->image_width, job->image_height);
+        if (job->image_linesize < 3 * (ptrdiff_t)job->image_width)
+            return td_fail(ctx, TD_EINVAL, "image linesize %td is smaller than 3 x width %d",
+                           job->image_linesize, job->image_width);
+    }
+    return 0;
+}
+
+/* Where a job's failure goes: its own error sink, else the engine. */
+static int report(td_engine *eng, const td_job *job, const td_ctx *ctx)
+{
+    if (job && job->error) {
+        job->error->code = ctx->err;
+        snprintf(job->error->msg, sizeof(job->error->msg), "%s", ctx->errmsg);
+    } else if (eng) {
+        eng->ctx.err = ctx->err;
+        snprintf(eng->ctx.errmsg, sizeof(eng->ctx.errmsg), "%s", ctx->errmsg);
+    }
+    return ctx->err;
+}
+
+int td_job_validate(td_engine *eng, const td_job *job)
+{
+    td_ctx ctx;
+
+    td_ctx_init(&ctx);
+    if (!eng || !job) {
+        td_fail(&ctx, TD_EINVAL, "td_job_validate: NULL %s", eng ? "job" : "engine");
+        return report(eng, job, &ctx);
+    }
+    if (validate(&ctx, job) < 0)
+        return report(eng, job, &ctx);
+    return 0;
+}
+
+int td_job_run(td_engine *eng, const td_job *job)
+{
+    td_ctx ctx;
+    int ret = td_job_validate(eng, job);
+
+    if (ret < 0)
+        return ret;
+    td_ctx_init(&ctx);
+    td_fail(&ctx, TD_EUNSUPPORTED, "generation pipeline not built yet: text encoder/DiT/VAE "
+            "stages are not wired");
+    return report(eng, job, &ctx);
+}

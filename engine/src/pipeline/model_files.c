@@ -1,0 +1,286 @@
+/*
+ * Which files make up a model set: from explicit paths, a turbodiff.json
+ * manifest, or the file names the upstream releases use (DESIGN.md's table).
+ * Names only locate files here; what a file holds is read from its tensor
+ * shapes when it is loaded.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+enum { F_DIT, F_DIT_LOW, F_VAE, F_T5, F_TOKENIZER, F_COUNT };
+
+static const char *const file_key[F_COUNT] = { "dit", "dit_low", "vae", "t5", "tokenizer" };
+
+/* Upstream names, "subdir/pattern" relative to the model directory, in order
+ * of preference. NULL ends each list. */
+static const char *const known_names[F_COUNT][12] = {
+    [F_DIT] = { "TurboWan2.1-T2V-*.pth", "TurboWan2.2-I2V-A14B-high-*.pth",
+                "wan2.1_t2v_*.safetensors", "wan2.1_i2v_*.safetensors",
+                "wan2.2_i2v_high_noise_*.safetensors",
+                "diffusion_pytorch_model.safetensors",
+                "diffusion_pytorch_model.safetensors.index.json",
+                "transformer/diffusion_pytorch_model.safetensors",
+                "transformer/diffusion_pytorch_model.safetensors.index.json", NULL },
+    [F_DIT_LOW] = { "TurboWan2.2-I2V-A14B-low-*.pth", "wan2.2_i2v_low_noise_*.safetensors",
+                    "transformer_2/diffusion_pytorch_model.safetensors",
+                    "transformer_2/diffusion_pytorch_model.safetensors.index.json", NULL },
+    [F_VAE] = { "Wan2.1_VAE.pth", "wan_2.1_vae.safetensors",
+                "vae/diffusion_pytorch_model.safetensors", NULL },
+    [F_T5] = { "models_t5_umt5-xxl-enc-bf16.pth", "umt5_xxl_fp16.safetensors",
+               "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoder/model.safetensors",
+               "text_encoder/model.safetensors.index.json", NULL },
+    [F_TOKENIZER] = { "google/umt5-xxl/spiece.model", "google/umt5-xxl/tokenizer.json",
+                      "tokenizer/spiece.model", "tokenizer/tokenizer.json",
+                      "spiece.model", "tokenizer.json", NULL },
+};
+
+static char **slot(td_model_files *f, int i)
+{
+    char **s[F_COUNT] = { &f->dit, &f->dit_low, &f->vae, &f->t5, &f->tokenizer };
+    return s[i];
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Every entry of dir/<sub> matching the pattern part of "sub/pattern",
+ * sorted so that the choice never depends on readdir order. */
+static int match_name(const char *dir, const char *spec, char ***out, int *n)
+{
+    char sub[PATH_MAX];
+    const char *pat = strrchr(spec, '/');
+    struct dirent *de;
+    DIR *d;
+
+    if (pat) {
+        snprintf(sub, sizeof(sub), "%s/%.*s", dir, (int)(pat - spec), spec);
+        pat++;
+    } else {
+        snprintf(sub, sizeof(sub), "%s", dir);
+        pat = spec;
+    }
+    if (!(d = opendir(sub)))
+        return 0;
+    while ((de = readdir(d))) {
+        char **grown;
+        if (fnmatch(pat, de->d_name, 0))
+            continue;
+        grown = realloc(*out, (*n + 1) * sizeof(**out));
+        if (!grown || !(grown[*n] = join(sub, de->d_name))) {
+            if (grown)
+                *out = grown;
+            closedir(d);
+            return TD_ENOMEM;
+        }
+        *out = grown;
+        (*n)++;
+    }
+    closedir(d);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_list(char **list, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* Find component i in dir. The DiT must be unambiguous (a directory holding
+ * both the bf16 and the -quant checkpoint must say which one it means);
+ * for the other components the first name in preference order wins. */
+static int scan_component(td_ctx *ctx, const char *dir, int i, char **found)
+{
+    for (int k = 0; known_names[i][k]; k++) {
+        char **list = NULL;
+        int n = 0, ret = match_name(dir, known_names[i][k], &list, &n);
+        if (ret < 0) {
+            free_list(list, n);
+            return td_fail(ctx, ret, "model directory '%s': out of memory", dir);
+        }
+        if (!n)
+            continue;
+        qsort(list, n, sizeof(*list), cmp_str);
+        if (n > 1 && (i == F_DIT || i == F_DIT_LOW)) {
+            ret = td_fail(ctx, TD_EINVAL, "model directory '%s' holds %d %s files (%s, %s%s); "
+                          "choose one with the %s option", dir, n, file_key[i], list[0], list[1],
+                          n > 2 ? ", ..." : "", file_key[i]);
+            free_list(list, n);
+            return ret;
+        }
+        *found = list[0];
+        list[0] = NULL;
+        free_list(list, n);
+        return 0;
+    }
+    return 0;
+}
+
+static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_model_files *f)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr), *val;
+    const char *key;
+    int ret = 0;
+
+    if (!root)
+        return td_fail(ctx, TD_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return td_fail(ctx, TD_EFORMAT, "%s: expected a JSON object", path);
+    }
+    json_object_foreach(root, key, val) {
+        int i;
+        if (!strcmp(key, "name"))
+            continue;
+        for (i = 0; i < F_COUNT && strcmp(key, file_key[i]); i++)
+            ;
+        if (i == F_COUNT) {
+            ret = td_fail(ctx, TD_EFORMAT, "%s: unknown key \"%s\" (expected name, dit, dit_low, "
+                          "vae, t5, tokenizer)", path, key);
+            break;
+        }
+        if (!json_is_string(val)) {
+            ret = td_fail(ctx, TD_EFORMAT, "%s: \"%s\" must be a file name string", path, key);
+            break;
+        }
+        free(*slot(f, i));
+        *slot(f, i) = json_string_value(val)[0] == '/' ? strdup(json_string_value(val))
+                                                        : join(dir, json_string_value(val));
+        if (!*slot(f, i)) {
+            ret = td_fail(ctx, TD_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+    }
+    json_decref(root);
+    return ret;
+}
+
+static int from_dir(td_ctx *ctx, const char *dir, td_model_files *f)
+{
+    struct stat st;
+    char *manifest;
+    int ret = 0;
+
+    if (stat(dir, &st))
+        return td_fail(ctx, TD_ENOTFOUND, "model directory '%s': %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return td_fail(ctx, TD_EINVAL, "model directory '%s' is not a directory", dir);
+
+    if (!(manifest = join(dir, "turbodiff.json")))
+        return td_fail(ctx, TD_ENOMEM, "out of memory");
+    if (!access(manifest, F_OK))
+        ret = read_manifest(ctx, dir, manifest, f);
+    else
+        for (int i = 0; i < F_COUNT && !ret; i++)
+            ret = scan_component(ctx, dir, i, slot(f, i));
+    free(manifest);
+    return ret;
+}
+
+static void names_of(int i, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int k = 0; known_names[i][k] && len + 1 < size; k++)
+        len += snprintf(buf + len, size - len, "%s%s", k ? ", " : "", known_names[i][k]);
+}
+
+int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *f)
+{
+    const char *explicit_path[F_COUNT] = { cfg->dit, cfg->dit_low, cfg->vae, cfg->t5, cfg->tokenizer };
+    int ret = 0;
+
+    memset(f, 0, sizeof(*f));
+    if ((!cfg->model_dir || !*cfg->model_dir) && !(cfg->dit && *cfg->dit))
+        return td_fail(ctx, TD_EINVAL, "no model: give a model directory (model) or the "
+                       "files (dit, vae, t5)");
+    if (cfg->model_dir && *cfg->model_dir && (ret = from_dir(ctx, cfg->model_dir, f)) < 0)
+        goto fail;
+
+    for (int i = 0; i < F_COUNT; i++) {
+        char **s = slot(f, i), *canon;
+        if (explicit_path[i] && *explicit_path[i]) {
+            free(*s);
+            if (!(*s = strdup(explicit_path[i]))) {
+                ret = td_fail(ctx, TD_ENOMEM, "out of memory");
+                goto fail;
+            }
+        }
+        if (!*s) {
+            char names[512];
+            if (i == F_DIT_LOW || i == F_TOKENIZER)
+                continue;  /* optional: no A14B pair; tokenizer inside the t5 file */
+            names_of(i, names, sizeof(names));
+            ret = td_fail(ctx, TD_ENOTFOUND, "no %s file: %s%s%s has none of %s; name it with "
+                          "the %s option", file_key[i],
+                          cfg->model_dir ? "model directory '" : "no model directory given",
+                          cfg->model_dir ? cfg->model_dir : "", cfg->model_dir ? "'" : "",
+                          names, file_key[i]);
+            goto fail;
+        }
+        if (!(canon = realpath(*s, NULL))) {
+            ret = td_fail(ctx, errno == ENOMEM ? TD_ENOMEM : TD_ENOTFOUND, "%s file '%s': %s",
+                          file_key[i], *s, strerror(errno));
+            goto fail;
+        }
+        free(*s);
+        *s = canon;
+        if (access(canon, R_OK)) {
+            ret = td_fail(ctx, TD_EIO, "%s file '%s': %s", file_key[i], canon, strerror(errno));
+            goto fail;
+        }
+        {
+            struct stat st;
+            if (stat(canon, &st) || !S_ISREG(st.st_mode)) {
+                ret = td_fail(ctx, TD_EINVAL, "%s file '%s' is not a regular file",
+                              file_key[i], canon);
+                goto fail;
+            }
+        }
+    }
+    return 0;
+fail:
+    td_model_files_free(f);
+    return ret;
+}
+
+void td_model_files_free(td_model_files *f)
+{
+    for (int i = 0; i < F_COUNT; i++) {
+        free(*slot(f, i));
+        *slot(f, i) = NULL;
+    }
+}
+
+static int same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int td_model_files_equal(const td_model_files *a, const td_model_files *b)
+{
+    return same(a->dit, b->dit) && same(a->dit_low, b->dit_low) && same(a->vae, b->vae) &&
+           same(a->t5, b->t5) && same(a->tokenizer, b->tokenizer);
+}
