@@ -158,7 +158,9 @@ typedef struct td_job {
 void td_job_default(td_job *job);
 
 /* Check a job against the engine without running it; the message names the
- * offending field and, for sizes, the nearest valid values. */
+ * offending field and, for sizes, the nearest valid values. eng may be NULL:
+ * then the checks that need no model run, so a caller can reject bad options
+ * before loading anything. */
 int td_job_validate(td_engine *eng, const td_job *job);
 
 int td_job_run(td_engine *eng, const td_job *job);

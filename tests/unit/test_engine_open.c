@@ -171,6 +171,7 @@ int main(void)
         job.prompt = "a red circle";
         job.on_frame = noop_frame;
         CHECK(td_job_validate(a, &job) == 0, "default job validates");
+        CHECK(td_job_validate(NULL, &job) == 0, "options check without an engine");
         td_job bad = job;
         bad.width = 850;
         expect_invalid(a, bad, "size 850x480 is not a multiple of 16: the nearest valid sizes "

@@ -112,8 +112,8 @@ int td_job_validate(td_engine *eng, const td_job *job)
     td_ctx ctx;
 
     td_ctx_init(&ctx);
-    if (!eng || !job) {
-        td_fail(&ctx, TD_EINVAL, "td_job_validate: NULL %s", eng ? "job" : "engine");
+    if (!job) {
+        td_fail(&ctx, TD_EINVAL, "td_job_validate: NULL job");
         return report(eng, job, &ctx);
     }
     if (validate(&ctx, job) < 0)
@@ -124,11 +124,15 @@ int td_job_validate(td_engine *eng, const td_job *job)
 int td_job_run(td_engine *eng, const td_job *job)
 {
     td_ctx ctx;
-    int ret = td_job_validate(eng, job);
+    int ret;
 
-    if (ret < 0)
-        return ret;
     td_ctx_init(&ctx);
+    if (!eng) {
+        td_fail(&ctx, TD_EINVAL, "td_job_run: NULL engine");
+        return report(eng, job, &ctx);
+    }
+    if ((ret = td_job_validate(eng, job)) < 0)
+        return ret;
     td_fail(&ctx, TD_EUNSUPPORTED, "generation pipeline not built yet: text encoder/DiT/VAE "
             "stages are not wired");
     return report(eng, job, &ctx);
