@@ -1,0 +1,536 @@
+/*
+ * This file is part of FFmpeg.
+ *
+ * FFmpeg is free software; you can redistribute it and/or
+ * modify it under the terms of the GNU Lesser General Public
+ * License as published by the Free Software Foundation; either
+ * version 2.1 of the License, or (at your option) any later version.
+ *
+ * FFmpeg is distributed in the hope that it will be useful,
+ * but WITHOUT ANY WARRANTY; without even the implied warranty of
+ * MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+ * Lesser General Public License for more details.
+ *
+ * You should have received a copy of the GNU Lesser General Public
+ * License along with FFmpeg; if not, write to the Free Software
+ * Foundation, Inc., 51 Franklin Street, Fifth Floor, Boston, MA 02110-1301 USA
+ */
+
+/**
+ * @file
+ * Shared part of the turbodiff filters: option checks, engine, worker thread.
+ */
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "libavutil/avstring.h"
+#include "libavutil/file.h"
+#include "libavutil/imgutils.h"
+#include "libavutil/log.h"
+#include "libavutil/mathematics.h"
+#include "libavutil/mem.h"
+#include "libavutil/opt.h"
+#include "libavutil/random_seed.h"
+#include "libavutil/time.h"
+
+#include "filters.h"
+#include "turbodiff_common.h"
+
+static int td_averror(int err)
+{
+    switch (err) {
+    case TD_EINVAL:       return AVERROR(EINVAL);
+    case TD_ENOMEM:       return AVERROR(ENOMEM);
+    case TD_EIO:          return AVERROR(EIO);
+    case TD_ENOTFOUND:    return AVERROR(ENOENT);
+    case TD_EUNSUPPORTED: return AVERROR(ENOSYS);
+    case TD_ECANCELLED:   return AVERROR_EXIT;
+    case TD_EDEVICE:      return AVERROR_EXTERNAL;
+    default:              return AVERROR_INVALIDDATA;
+    }
+}
+
+static void log_cb(void *opaque, int level, const char *msg)
+{
+    av_log(opaque, level, "%s\n", msg);
+}
+
+/* 480p/720p at an aspect ratio: Wan's own sizes for 16:9 and 9:16, otherwise
+ * the same pixel area at that aspect, rounded to multiples of 16. */
+static int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
+{
+    double area, a = av_q2d(s->aspect);
+    int lines;
+
+    if (!strcmp(s->resolution, "480p"))
+        lines = 480, area = 832 * 480;
+    else if (!strcmp(s->resolution, "720p"))
+        lines = 720, area = 1280 * 720;
+    else {
+        av_log(ctx, AV_LOG_ERROR, "resolution '%s': expected 480p or 720p\n", s->resolution);
+        return AVERROR(EINVAL);
+    }
+    if (!(a > 0.1 && a < 10)) {
+        av_log(ctx, AV_LOG_ERROR, "aspect %d:%d is out of range (1:10 to 10:1)\n",
+               s->aspect.num, s->aspect.den);
+        return AVERROR(EINVAL);
+    }
+    if (fabs(a - 16.0 / 9) < 0.01) {
+        s->w = lines == 480 ? 832 : 1280;
+        s->h = lines;
+    } else if (fabs(a - 9.0 / 16) < 0.01) {
+        s->w = lines;
+        s->h = lines == 480 ? 832 : 1280;
+    } else {
+        s->w = FFMAX(16, (int)lrint(sqrt(area * a) / 16) * 16);
+        s->h = FFMAX(16, (int)lrint(sqrt(area / a) / 16) * 16);
+    }
+    return 0;
+}
+
+static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
+{
+    uint8_t *buf;
+    size_t size;
+    char *text, *line, *save = NULL;
+    int ret = av_file_map(s->prompts_file, &buf, &size, 0, ctx);
+
+    if (ret < 0) {
+        av_log(ctx, AV_LOG_ERROR, "prompts file '%s': %s\n", s->prompts_file, av_err2str(ret));
+        return ret;
+    }
+    text = av_strndup(buf, size);
+    av_file_unmap(buf, size);
+    if (!text)
+        return AVERROR(ENOMEM);
+    for (line = av_strtok(text, "\r\n", &save); line; line = av_strtok(NULL, "\r\n", &save)) {
+        char *copy;
+        if (!*line)
+            continue;
+        if (!(copy = av_strdup(line)) ||
+            av_dynarray_add_nofree(&s->prompt_lines, &s->nb_prompt_lines, copy) < 0) {
+            av_free(copy);
+            av_free(text);
+            return AVERROR(ENOMEM);
+        }
+    }
+    av_free(text);
+    if (!s->nb_prompt_lines) {
+        av_log(ctx, AV_LOG_ERROR, "prompts file '%s' holds no prompt\n", s->prompts_file);
+        return AVERROR(EINVAL);
+    }
+    return 0;
+}
+
+/* A job from the options, for checks before anything is loaded and as the
+ * template of every clip. */
+static void job_from_options(TurboDiffContext *s, td_job *job)
+{
+    td_job_default(job);
+    job->prompt = s->prompt ? s->prompt : s->nb_prompt_lines ? s->prompt_lines[0] : NULL;
+    job->width = s->w;
+    job->height = s->h;
+    job->frames = s->clip_frames;
+    job->steps = s->steps;
+    job->sigma_max = s->sigma_max;
+    job->attention = s->attention;
+    job->topk = s->topk;
+    job->frame_format = TD_FRAME_RGB24;
+    job->adaptive_resolution = 0;
+}
+
+/* Stands in for the real sink while only the options are checked. */
+static int options_only(void *opaque, const td_frame *f)
+{
+    return 1;
+}
+
+int ff_turbodiff_init(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+    td_engine_config cfg;
+    td_error err;
+    td_job job;
+    int ret;
+
+    atomic_init(&s->cancel, 0);
+    s->next_seed = s->seed;
+    s->next_topk = s->topk;
+
+    if (s->prompt && s->prompts_file) {
+        av_log(ctx, AV_LOG_ERROR, "prompt and prompts are exclusive: give one of them\n");
+        return AVERROR(EINVAL);
+    }
+    if (s->prompts_file && (ret = read_prompts(ctx, s)) < 0)
+        return ret;
+    if (!s->prompt && !s->nb_prompt_lines) {
+        av_log(ctx, AV_LOG_ERROR, "no prompt: set prompt (or prompts, a file of prompts)\n");
+        return AVERROR(EINVAL);
+    }
+    if (s->resolution && (ret = size_from_resolution(ctx, s)) < 0)
+        return ret;
+    if (s->rate.num <= 0 || s->rate.den <= 0) {
+        av_log(ctx, AV_LOG_ERROR, "rate %d/%d: must be positive\n", s->rate.num, s->rate.den);
+        return AVERROR(EINVAL);
+    }
+    s->clip_frames = s->frames;
+    if (s->duration > 0) {
+        int64_t n = av_rescale_q_rnd(s->duration, AV_TIME_BASE_Q, av_inv_q(s->rate), AV_ROUND_NEAR_INF);
+        if (n < 1 || n > 4096) {
+            av_log(ctx, AV_LOG_ERROR, "duration %.3fs at rate %d/%d gives %"PRId64" frames; "
+                   "a clip holds 1 to 4096\n", s->duration / 1e6, s->rate.num, s->rate.den, n);
+            return AVERROR(EINVAL);
+        }
+        s->clip_frames = n;
+    }
+    /* extend drops the clip's first frame (the input's last frame again). */
+    s->skip_first = s->mode == TD_MODE_EXTEND;
+
+    /* Every option check that needs no model, before loading anything. */
+    job_from_options(s, &job);
+    job.on_frame = options_only;
+    job.error = &err;
+    if (td_job_validate(NULL, &job) < 0) {
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
+        return td_averror(err.code);
+    }
+
+    td_engine_config_default(&cfg);
+    cfg.model_dir = s->model_dir;
+    cfg.dit = s->dit;
+    cfg.dit_low = s->dit_low;
+    cfg.vae = s->vae;
+    cfg.t5 = s->t5;
+    cfg.tokenizer = s->tokenizer;
+    cfg.device = s->device;
+    cfg.threads = s->threads;
+    cfg.low_memory = s->low_memory;
+    cfg.log = log_cb;
+    cfg.log_opaque = ctx;
+    cfg.log_level = av_log_get_level();
+    if ((ret = td_engine_open(&cfg, &s->engine, &err)) < 0) {
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
+        return td_averror(ret);
+    }
+
+    s->queue = av_calloc(s->queue_size, sizeof(*s->queue));
+    if (!s->queue)
+        return AVERROR(ENOMEM);
+    if ((ret = pthread_mutex_init(&s->lock, NULL))) {
+        av_freep(&s->queue);
+        return AVERROR(ret);
+    }
+    if ((ret = pthread_cond_init(&s->cond, NULL))) {
+        pthread_mutex_destroy(&s->lock);
+        av_freep(&s->queue);
+        return AVERROR(ret);
+    }
+    return 0;
+}
+
+/* One clip's frames on their way from the library to the queue. */
+typedef struct ClipState {
+    AVFilterContext *ctx;
+    const char *prompt;
+    uint64_t seed;
+    int index;
+} ClipState;
+
+static int on_frame(void *opaque, const td_frame *f)
+{
+    ClipState *cs = opaque;
+    TurboDiffContext *s = cs->ctx->priv;
+    AVFrame *frame;
+    char num[32];
+    int full;
+
+    if (s->skip_first && f->index == 0)
+        return atomic_load(&s->cancel);
+    if (f->format != TD_FRAME_RGB24 || !(frame = av_frame_alloc()))
+        return 1;
+    frame->width = f->width;
+    frame->height = f->height;
+    frame->format = AV_PIX_FMT_RGB24;
+    if (av_frame_get_buffer(frame, 0) < 0) {
+        av_frame_free(&frame);
+        return 1;
+    }
+    av_image_copy_plane(frame->data[0], frame->linesize[0], f->data, f->linesize,
+                        3 * f->width, f->height);
+    av_dict_set(&frame->metadata, "lavfi.turbodiff.prompt", cs->prompt, 0);
+    snprintf(num, sizeof(num), "%"PRIu64, cs->seed);
+    av_dict_set(&frame->metadata, "lavfi.turbodiff.seed", num, 0);
+    snprintf(num, sizeof(num), "%d", cs->index);
+    av_dict_set(&frame->metadata, "lavfi.turbodiff.clip", num, 0);
+    snprintf(num, sizeof(num), "%d", f->index - s->skip_first);
+    av_dict_set(&frame->metadata, "lavfi.turbodiff.frame", num, 0);
+
+    pthread_mutex_lock(&s->lock);
+    while ((full = s->queue_count == s->queue_size) && !atomic_load(&s->cancel))
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (!full) {
+        s->queue[(s->queue_head + s->queue_count++) % s->queue_size] = frame;
+        frame = NULL;
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    av_frame_free(&frame);
+    return atomic_load(&s->cancel);
+}
+
+static const char *const stage_name[] = {
+    [TD_STAGE_TEXT] = "text", [TD_STAGE_IMAGE_ENCODE] = "image encode",
+    [TD_STAGE_DENOISE] = "denoise", [TD_STAGE_DECODE] = "decode", [TD_STAGE_DONE] = "done",
+};
+
+static void on_progress(void *opaque, const td_progress *p)
+{
+    ClipState *cs = opaque;
+    const char *name = p->stage >= 0 && p->stage <= TD_STAGE_DONE ? stage_name[p->stage] : "?";
+
+    if (p->stage == TD_STAGE_DONE)
+        av_log(cs->ctx, AV_LOG_INFO, "clip %d generated in %.2fs\n", cs->index, p->total_seconds);
+    else
+        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %s %d/%d, %.2fs (total %.2fs)\n", cs->index,
+               name, p->step, p->steps, p->stage_seconds, p->total_seconds);
+}
+
+/* Under lock: is there a clip to make? Waits for images (image-to-video). */
+static int wait_for_work(TurboDiffContext *s, int is_i2v)
+{
+    if (!is_i2v) {
+        int clips = s->clips ? s->clips : s->nb_prompt_lines ? s->nb_prompt_lines : 1;
+        return !atomic_load(&s->cancel) && (s->loop || s->clip_index < clips);
+    }
+    while (!s->nb_images && !s->input_done && !atomic_load(&s->cancel))
+        pthread_cond_wait(&s->cond, &s->lock);
+    return s->nb_images && !atomic_load(&s->cancel);
+}
+
+static void *worker(void *arg)
+{
+    AVFilterContext *ctx = arg;
+    TurboDiffContext *s = ctx->priv;
+    int is_i2v = ctx->nb_inputs > 0, ret = 0;
+
+    for (;;) {
+        ClipState cs = { .ctx = ctx };
+        AVFrame *image = NULL;
+        char *prompt = NULL;
+        td_error err = { 0 };
+        td_job job;
+
+        pthread_mutex_lock(&s->lock);
+        if (!wait_for_work(s, is_i2v)) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        cs.index = s->clip_index++;
+        if (s->next_prompt) {
+            prompt = s->next_prompt;
+            s->next_prompt = NULL;
+        } else if (s->nb_prompt_lines) {
+            prompt = av_strdup(s->prompt_lines[cs.index % s->nb_prompt_lines]);
+        } else {
+            prompt = av_strdup(s->prompt ? s->prompt : "");
+        }
+        cs.seed = s->next_seed < 0 ? av_get_random_seed() : (uint64_t)s->next_seed;
+        if (s->next_seed >= 0)
+            s->next_seed = s->next_seed == INT64_MAX ? 0 : s->next_seed + 1;
+        job_from_options(s, &job);
+        job.topk = s->next_topk;
+        if (is_i2v) {
+            image = s->images[0];
+            memmove(s->images, s->images + 1, --s->nb_images * sizeof(*s->images));
+            pthread_cond_broadcast(&s->cond);
+        }
+        pthread_mutex_unlock(&s->lock);
+
+        if (!prompt) {
+            av_frame_free(&image);
+            ret = AVERROR(ENOMEM);
+            break;
+        }
+        cs.prompt = prompt;
+        job.prompt = prompt;
+        job.seed = cs.seed;
+        job.frames = s->clip_frames + s->skip_first;
+        if (image) {
+            job.image = image->data[0];
+            job.image_width = image->width;
+            job.image_height = image->height;
+            job.image_linesize = image->linesize[0];
+            job.adaptive_resolution = s->adaptive;
+        }
+        job.on_frame = on_frame;
+        job.on_progress = on_progress;
+        job.opaque = &cs;
+        /* atomic_int has int's representation on every platform FFmpeg
+         * supports; libturbodiff reads it with an atomic load. */
+        job.cancel = (const volatile int *)&s->cancel;
+        job.log = log_cb;
+        job.log_opaque = ctx;
+        job.log_level = av_log_get_level();
+        job.error = &err;
+
+        av_log(ctx, AV_LOG_INFO, "clip %d: seed %"PRIu64", prompt \"%s\"\n", cs.index, cs.seed,
+               prompt);
+        ret = td_job_run(s->engine, &job);
+        av_frame_free(&image);
+        av_free(prompt);
+        if (ret < 0) {
+            if (ret != TD_ECANCELLED || !atomic_load(&s->cancel))
+                av_log(ctx, AV_LOG_ERROR, "clip %d: %s\n", cs.index, err.msg);
+            ret = td_averror(ret);
+            break;
+        }
+    }
+
+    pthread_mutex_lock(&s->lock);
+    s->worker_done = 1;
+    s->worker_err = ret;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int ff_turbodiff_start(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+    int ret;
+
+    if (s->worker_started)
+        return 0;
+    if ((ret = pthread_create(&s->worker, NULL, worker, ctx))) {
+        av_log(ctx, AV_LOG_ERROR, "cannot start the generation thread: %s\n",
+               av_err2str(AVERROR(ret)));
+        return AVERROR(ret);
+    }
+    s->worker_started = 1;
+    return 0;
+}
+
+int ff_turbodiff_images_full(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+    int full;
+
+    pthread_mutex_lock(&s->lock);
+    full = s->nb_images == TD_MAX_IMAGES;
+    pthread_mutex_unlock(&s->lock);
+    return full;
+}
+
+int ff_turbodiff_add_image(AVFilterContext *ctx, AVFrame *image)
+{
+    TurboDiffContext *s = ctx->priv;
+    int ret = AVERROR(EAGAIN);
+
+    pthread_mutex_lock(&s->lock);
+    if (s->nb_images < TD_MAX_IMAGES) {
+        s->images[s->nb_images++] = image;
+        pthread_cond_broadcast(&s->cond);
+        ret = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+void ff_turbodiff_end_input(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+
+    pthread_mutex_lock(&s->lock);
+    s->input_done = 1;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int ff_turbodiff_next_frame(AVFilterContext *ctx, AVFrame **out)
+{
+    TurboDiffContext *s = ctx->priv;
+    int64_t deadline = av_gettime() + TD_WAIT_US;
+    struct timespec ts = { .tv_sec = deadline / 1000000, .tv_nsec = deadline % 1000000 * 1000 };
+    int ret = 0;
+
+    *out = NULL;
+    pthread_mutex_lock(&s->lock);
+    while (!s->queue_count && !s->worker_done && ret != ETIMEDOUT)
+        ret = pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    if (s->queue_count) {
+        *out = s->queue[s->queue_head];
+        s->queue_head = (s->queue_head + 1) % s->queue_size;
+        s->queue_count--;
+        pthread_cond_broadcast(&s->cond);
+        ret = 0;
+    } else if (s->worker_done) {
+        ret = s->worker_err < 0 ? s->worker_err : AVERROR_EOF;
+    } else {
+        ret = AVERROR(EAGAIN);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int ff_turbodiff_process_command(AVFilterContext *ctx, const char *cmd, const char *arg,
+                                 char *res, int res_len, int flags)
+{
+    TurboDiffContext *s = ctx->priv;
+    double old_topk = s->topk;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = ff_filter_process_command(ctx, cmd, arg, res, res_len, flags);
+    if (ret >= 0 && !strcmp(cmd, "topk")) {
+        if (!(s->topk > 0 && s->topk <= 1)) {
+            av_log(ctx, AV_LOG_ERROR, "topk %g is out of range: it is the fraction of key "
+                   "blocks SLA keeps, in (0, 1]\n", s->topk);
+            s->topk = old_topk;
+            ret = AVERROR(EINVAL);
+        } else {
+            s->next_topk = s->topk;
+        }
+    } else if (ret >= 0 && !strcmp(cmd, "seed")) {
+        s->next_seed = s->seed;
+    } else if (ret >= 0 && !strcmp(cmd, "prompt")) {
+        av_free(s->next_prompt);
+        if (!(s->next_prompt = av_strdup(s->prompt ? s->prompt : "")))
+            ret = AVERROR(ENOMEM);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (ret >= 0)
+        av_log(ctx, AV_LOG_VERBOSE, "%s set to '%s' from the next clip\n", cmd, arg);
+    return ret;
+}
+
+void ff_turbodiff_uninit(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+
+    if (s->worker_started) {
+        atomic_store(&s->cancel, 1);
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->worker, NULL);
+        s->worker_started = 0;
+    }
+    if (s->queue) {
+        for (int i = 0; i < s->queue_count; i++)
+            av_frame_free(&s->queue[(s->queue_head + i) % s->queue_size]);
+        av_freep(&s->queue);
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+    }
+    for (int i = 0; i < s->nb_images; i++)
+        av_frame_free(&s->images[i]);
+    s->nb_images = 0;
+    for (int i = 0; i < s->nb_prompt_lines; i++)
+        av_freep(&s->prompt_lines[i]);
+    av_freep(&s->prompt_lines);
+    s->nb_prompt_lines = 0;
+    av_freep(&s->next_prompt);
+    td_engine_release(&s->engine);
+}

@@ -1,0 +1,170 @@
+/*
+ * This file is part of FFmpeg.
+ *
+ * FFmpeg is free software; you can redistribute it and/or
+ * modify it under the terms of the GNU Lesser General Public
+ * License as published by the Free Software Foundation; either
+ * version 2.1 of the License, or (at your option) any later version.
+ *
+ * FFmpeg is distributed in the hope that it will be useful,
+ * but WITHOUT ANY WARRANTY; without even the implied warranty of
+ * MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+ * Lesser General Public License for more details.
+ *
+ * You should have received a copy of the GNU Lesser General Public
+ * License along with FFmpeg; if not, write to the Free Software
+ * Foundation, Inc., 51 Franklin Street, Fifth Floor, Boston, MA 02110-1301 USA
+ */
+
+
+/**
+ * @file
+ * Shared part of the turbodiff source (vsrc_turbodiff.c) and image-to-video
+ * (vf_turbodiff.c) filters: options, the libturbodiff engine, and the worker
+ * thread that generates clips into a bounded frame queue.
+ *
+ * Threads: the worker runs td_job_run() and pushes frames; the filtergraph
+ * thread pops them in activate(). Everything the two share is guarded by
+ * lock; cond is signalled on every change (frame pushed or popped, image
+ * added, end of input, cancel). libavfilter offers no thread-safe way for the
+ * worker to wake the graph, so activate() waits for a frame with a timed wait
+ * of at most TD_WAIT_US and, when none came, marks its own filter ready again
+ * (from the graph thread, which is allowed) and returns: the graph never
+ * spins and is never blocked for long.
+ */
+
+#ifndef AVFILTER_TURBODIFF_COMMON_H
+#define AVFILTER_TURBODIFF_COMMON_H
+
+#include <stdatomic.h>
+
+#include <turbodiff.h>
+
+#include "libavutil/frame.h"
+#include "libavutil/rational.h"
+#include "libavutil/thread.h"
+#include "avfilter.h"
+
+#define TD_WAIT_US 100000
+#define TD_MAX_IMAGES 4
+
+typedef struct TurboDiffContext {
+    const AVClass *class;
+
+    /* options */
+    char *prompt;
+    char *prompts_file;
+    char *model_dir, *dit, *dit_low, *vae, *t5, *tokenizer, *device;
+    int w, h;
+    char *resolution;
+    AVRational aspect;
+    int frames;
+    int64_t duration;
+    AVRational rate;
+    int steps;
+    double sigma_max;
+    int64_t seed;
+    int attention;
+    double topk;
+    int clips;
+    int loop;
+    int queue_size;
+    int threads;
+    int low_memory;
+    int mode;            /* image-to-video only: enum TurboDiffMode */
+    int adaptive;        /* image-to-video only */
+
+    /* state */
+    td_engine *engine;
+    char **prompt_lines;
+    int nb_prompt_lines;
+    int clip_frames;     /* frames generated per clip (job.frames) */
+    int skip_first;      /* drop each clip's frame 0 (extend continues the input) */
+
+    pthread_t worker;
+    int worker_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    atomic_int cancel;   /* also read by libturbodiff through td_job.cancel */
+
+    /* guarded by lock */
+    AVFrame **queue;
+    int queue_head, queue_count;
+    AVFrame *images[TD_MAX_IMAGES];
+    int nb_images;
+    int input_done;      /* no more images will come */
+    int worker_done;
+    int worker_err;
+    char *next_prompt;   /* runtime commands land here, used from the next clip */
+    int64_t next_seed;   /* -1: draw one per clip */
+    double next_topk;
+    int clip_index;
+
+    /* graph thread only */
+    AVRational time_base;
+    int64_t pts_origin;
+    int64_t frames_out;
+} TurboDiffContext;
+
+enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
+
+/* Options shared by both filters, for their AVOption tables. */
+#define TD_OFFSET(x) offsetof(TurboDiffContext, x)
+#define TD_FLAGS  AV_OPT_FLAG_VIDEO_PARAM | AV_OPT_FLAG_FILTERING_PARAM
+#define TD_RFLAGS TD_FLAGS | AV_OPT_FLAG_RUNTIME_PARAM
+#define TURBODIFF_COMMON_OPTIONS \
+    { "prompt",     "text prompt (runtime command: from the next clip)", TD_OFFSET(prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_RFLAGS }, \
+    { "prompts",    "text file with one prompt per line, one clip each", TD_OFFSET(prompts_file), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "model",      "model directory (upstream file names or turbodiff.json)", TD_OFFSET(model_dir), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "dit",        "diffusion transformer file (overrides model)", TD_OFFSET(dit), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "dit_low",    "low-noise expert of a Wan2.2 A14B pair", TD_OFFSET(dit_low), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "vae",        "Wan VAE file (overrides model)", TD_OFFSET(vae), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "t5",         "umT5 text encoder file (overrides model)", TD_OFFSET(t5), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "tokenizer",  "tokenizer file, spiece.model or tokenizer.json (overrides model)", TD_OFFSET(tokenizer), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "size",       "frame size, multiple of 16", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = "832x480" }, 0, 0, TD_FLAGS }, \
+    { "s",          "frame size, multiple of 16", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = "832x480" }, 0, 0, TD_FLAGS }, \
+    { "resolution", "target resolution 480p or 720p, with aspect (overrides size)", TD_OFFSET(resolution), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "aspect",     "aspect ratio for resolution", TD_OFFSET(aspect), AV_OPT_TYPE_RATIONAL, { .dbl = 16.0 / 9 }, 0, 100, TD_FLAGS }, \
+    { "frames",     "frames per clip", TD_OFFSET(frames), AV_OPT_TYPE_INT, { .i64 = 81 }, 0, 4096, TD_FLAGS }, \
+    { "duration",   "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
+    { "d",          "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
+    { "rate",       "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
+    { "r",          "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
+    { "steps",      "sampling steps, 1 to 4", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, INT_MIN, INT_MAX, TD_FLAGS }, \
+    { "sigma_max",  "initial noise level (0: the model's default)", TD_OFFSET(sigma_max), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1000, TD_FLAGS }, \
+    { "seed",       "noise seed, -1 for a random one (runtime command: from the next clip)", TD_OFFSET(seed), AV_OPT_TYPE_INT64, { .i64 = -1 }, -1, INT64_MAX, TD_RFLAGS }, \
+    { "attention",  "attention mode", TD_OFFSET(attention), AV_OPT_TYPE_INT, { .i64 = TD_ATTN_SLA }, 0, 2, TD_FLAGS, .unit = "attention" }, \
+        { "full",    "dense attention", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_FULL }, 0, 0, TD_FLAGS, .unit = "attention" }, \
+        { "sla",     "sparse-linear attention", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_SLA }, 0, 0, TD_FLAGS, .unit = "attention" }, \
+        { "sagesla", "SLA with 8-bit Q/K", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_SAGESLA }, 0, 0, TD_FLAGS, .unit = "attention" }, \
+    { "topk",       "fraction of key blocks SLA attends to, in (0,1] (runtime command: from the next clip)", TD_OFFSET(topk), AV_OPT_TYPE_DOUBLE, { .dbl = 0.1 }, -1, 2, TD_RFLAGS }, \
+    { "device",     "auto, cpu, cuda or cuda:N", TD_OFFSET(device), AV_OPT_TYPE_STRING, { .str = "auto" }, 0, 0, TD_FLAGS }, \
+    { "threads",    "CPU threads (0: all cores)", TD_OFFSET(threads), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1024, TD_FLAGS }, \
+    { "low_memory", "release and reload model parts to bound memory", TD_OFFSET(low_memory), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TD_FLAGS }, \
+    { "queue",      "frames generated ahead of the graph", TD_OFFSET(queue_size), AV_OPT_TYPE_INT, { .i64 = 32 }, 1, 1024, TD_FLAGS }
+
+/* Check the options, read the prompts file and open (or share) the engine. */
+int ff_turbodiff_init(AVFilterContext *ctx);
+/* Cancel and join the worker, free everything. */
+void ff_turbodiff_uninit(AVFilterContext *ctx);
+
+/* Start the worker thread if it is not running yet. */
+int ff_turbodiff_start(AVFilterContext *ctx);
+
+/* Hand an image to the worker (image-to-video), taking ownership of it.
+ * Returns AVERROR(EAGAIN) without taking it while TD_MAX_IMAGES wait. */
+int ff_turbodiff_add_image(AVFilterContext *ctx, AVFrame *image);
+int ff_turbodiff_images_full(AVFilterContext *ctx);
+/* No more images: the worker ends after the ones queued. */
+void ff_turbodiff_end_input(AVFilterContext *ctx);
+
+/* Take the next generated frame, waiting at most TD_WAIT_US.
+ * 0 with *out set; AVERROR(EAGAIN) when none came in time; AVERROR_EOF when
+ * the worker finished; another AVERROR when generation failed. */
+int ff_turbodiff_next_frame(AVFilterContext *ctx, AVFrame **out);
+
+/* process_command for both filters: prompt, seed and topk from the next clip. */
+int ff_turbodiff_process_command(AVFilterContext *ctx, const char *cmd, const char *arg,
+                                 char *res, int res_len, int flags);
+
+#endif /* AVFILTER_TURBODIFF_COMMON_H */

@@ -1,0 +1,265 @@
+/*
+ * This file is part of FFmpeg.
+ *
+ * FFmpeg is free software; you can redistribute it and/or
+ * modify it under the terms of the GNU Lesser General Public
+ * License as published by the Free Software Foundation; either
+ * version 2.1 of the License, or (at your option) any later version.
+ *
+ * FFmpeg is distributed in the hope that it will be useful,
+ * but WITHOUT ANY WARRANTY; without even the implied warranty of
+ * MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+ * Lesser General Public License for more details.
+ *
+ * You should have received a copy of the GNU Lesser General Public
+ * License along with FFmpeg; if not, write to the Free Software
+ * Foundation, Inc., 51 Franklin Street, Fifth Floor, Boston, MA 02110-1301 USA
+ */
+
+/**
+ * @file
+ * turbodiff_i2v video filter: animate input images into generated clips
+ * with libturbodiff (Wan image-to-video, rCM few-step sampling).
+ */
+
+#include <math.h>
+
+#include "libavutil/mathematics.h"
+#include "libavutil/opt.h"
+
+#include "avfilter.h"
+#include "filters.h"
+#include "formats.h"
+#include "video.h"
+#include "turbodiff_common.h"
+
+typedef struct TurboDiffI2VState {
+    int in_eof;
+    int submitted;       /* images handed to the worker */
+    AVFrame *last;       /* extend: the latest input frame */
+} TurboDiffI2VState;
+
+/* The filter's private context: the shared part first, so that the shared
+ * option table's offsets hold. */
+typedef struct TurboDiffI2VContext {
+    TurboDiffContext c;
+    TurboDiffI2VState st;
+} TurboDiffI2VContext;
+
+static const AVOption turbodiff_i2v_options[] = {
+    TURBODIFF_COMMON_OPTIONS,
+    { "mode", "which input frames become clips", TD_OFFSET(mode), AV_OPT_TYPE_INT, { .i64 = TD_MODE_FIRST }, 0, 2, TD_FLAGS, .unit = "mode" },
+        { "first",  "animate the first input frame", 0, AV_OPT_TYPE_CONST, { .i64 = TD_MODE_FIRST }, 0, 0, TD_FLAGS, .unit = "mode" },
+        { "each",   "every input frame becomes a clip, clips in sequence", 0, AV_OPT_TYPE_CONST, { .i64 = TD_MODE_EACH }, 0, 0, TD_FLAGS, .unit = "mode" },
+        { "extend", "pass the input through, then continue it from its last frame", 0, AV_OPT_TYPE_CONST, { .i64 = TD_MODE_EXTEND }, 0, 0, TD_FLAGS, .unit = "mode" },
+    { "adaptive", "keep the input's aspect ratio at the area of size", TD_OFFSET(adaptive), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TD_FLAGS },
+    { NULL }
+};
+
+AVFILTER_DEFINE_CLASS(turbodiff_i2v);
+
+static av_cold int init(AVFilterContext *ctx)
+{
+    return ff_turbodiff_init(ctx);
+}
+
+static av_cold void uninit(AVFilterContext *ctx)
+{
+    TurboDiffI2VContext *s = ctx->priv;
+
+    ff_turbodiff_uninit(ctx);
+    av_frame_free(&s->st.last);
+}
+
+static int config_output(AVFilterLink *outlink)
+{
+    AVFilterContext *ctx = outlink->src;
+    AVFilterLink *inlink = ctx->inputs[0];
+    TurboDiffContext *s = ctx->priv;
+
+    if (s->mode == TD_MODE_EXTEND) {
+        /* The input passes through, so clips must have its size. */
+        if (inlink->w % 16 || inlink->h % 16) {
+            av_log(ctx, AV_LOG_ERROR, "mode=extend passes the input through, so its size "
+                   "%dx%d must be a multiple of 16; scale it first (e.g. scale=%d:%d)\n",
+                   inlink->w, inlink->h, FFMAX(16, inlink->w / 16 * 16),
+                   FFMAX(16, inlink->h / 16 * 16));
+            return AVERROR(EINVAL);
+        }
+        s->w = inlink->w;
+        s->h = inlink->h;
+    } else if (s->adaptive) {
+        double area = (double)s->w * s->h, a = (double)inlink->w / inlink->h;
+        s->w = FFMAX(16, (int)lrint(sqrt(area * a) / 16) * 16);
+        s->h = FFMAX(16, (int)lrint(sqrt(area / a) / 16) * 16);
+        av_log(ctx, AV_LOG_VERBOSE, "adaptive size %dx%d for %dx%d input\n",
+               s->w, s->h, inlink->w, inlink->h);
+    }
+    outlink->w = s->w;
+    outlink->h = s->h;
+    outlink->sample_aspect_ratio = (AVRational){ 1, 1 };
+    /* The input's time base if it can hold 1/rate exactly, else a finer
+     * one that holds both: generated frames must not collide on pts. */
+    outlink->time_base = s->time_base = av_gcd_q(inlink->time_base, av_inv_q(s->rate),
+                                                 1 << 24, inlink->time_base);
+    if (s->mode != TD_MODE_EXTEND)
+        ff_filter_link(outlink)->frame_rate = s->rate;
+    return 0;
+}
+
+static int submit(AVFilterContext *ctx, AVFrame *image)
+{
+    TurboDiffI2VContext *s = ctx->priv;
+    int ret;
+
+    if (!s->st.submitted) {
+        AVRational in_tb = ctx->inputs[0]->time_base;
+        /* Generated frames start where the image sits in the input, or, when
+         * extending, one frame after the last input frame. */
+        s->c.pts_origin = image->pts == AV_NOPTS_VALUE ? 0 :
+                          av_rescale_q(image->pts, in_tb, s->c.time_base);
+        if (s->c.mode == TD_MODE_EXTEND)
+            s->c.pts_origin += image->duration > 0 ?
+                               av_rescale_q(image->duration, in_tb, s->c.time_base) :
+                               av_rescale_q(1, av_inv_q(s->c.rate), s->c.time_base);
+    }
+    if ((ret = ff_turbodiff_add_image(ctx, image)) < 0)
+        return ret;
+    s->st.submitted++;
+    return 0;
+}
+
+static int consume_input(AVFilterContext *ctx)
+{
+    TurboDiffI2VContext *s = ctx->priv;
+    AVFilterLink *inlink = ctx->inputs[0], *outlink = ctx->outputs[0];
+    AVFrame *in;
+    int64_t pts;
+    int status, ret;
+
+    if (s->c.mode == TD_MODE_EACH && ff_turbodiff_images_full(ctx))
+        return 0;
+    if ((ret = ff_inlink_consume_frame(inlink, &in)) < 0)
+        return ret;
+    if (ret > 0) {
+        switch (s->c.mode) {
+        case TD_MODE_FIRST:
+            if (s->st.submitted) {
+                av_frame_free(&in);
+                break;
+            }
+            if ((ret = submit(ctx, in)) < 0) {
+                av_frame_free(&in);
+                return ret;
+            }
+            /* Only the first frame matters: tell upstream to stop. */
+            ff_turbodiff_end_input(ctx);
+            ff_inlink_set_status(inlink, AVERROR_EOF);
+            s->st.in_eof = 1;
+            break;
+        case TD_MODE_EACH:
+            if ((ret = submit(ctx, in)) < 0) {
+                av_frame_free(&in);
+                return ret;
+            }
+            break;
+        case TD_MODE_EXTEND:
+            av_frame_free(&s->st.last);
+            if (!(s->st.last = av_frame_clone(in))) {
+                av_frame_free(&in);
+                return AVERROR(ENOMEM);
+            }
+            if (in->pts != AV_NOPTS_VALUE)
+                in->pts = av_rescale_q(in->pts, inlink->time_base, outlink->time_base);
+            in->duration = av_rescale_q(in->duration, inlink->time_base, outlink->time_base);
+            ret = ff_filter_frame(outlink, in);
+            return ret < 0 ? ret : 1;
+        }
+        ff_filter_set_ready(ctx, 100);
+        return 1;
+    }
+    if (ff_inlink_acknowledge_status(inlink, &status, &pts)) {
+        s->st.in_eof = 1;
+        if (s->c.mode == TD_MODE_EXTEND && s->st.last) {
+            AVFrame *last = s->st.last;
+            s->st.last = NULL;
+            if ((ret = submit(ctx, last)) < 0) {
+                av_frame_free(&last);
+                return ret;
+            }
+        }
+        ff_turbodiff_end_input(ctx);
+        ff_filter_set_ready(ctx, 100);
+        return 1;
+    }
+    return 0;
+}
+
+static int activate(AVFilterContext *ctx)
+{
+    TurboDiffI2VContext *s = ctx->priv;
+    AVFilterLink *inlink = ctx->inputs[0], *outlink = ctx->outputs[0];
+    AVFrame *frame;
+    int ret;
+
+    FF_FILTER_FORWARD_STATUS_BACK(outlink, inlink);
+    if ((ret = ff_turbodiff_start(ctx)) < 0)
+        return ret;
+
+    if (!s->st.in_eof && (ret = consume_input(ctx)) != 0)
+        return ret < 0 ? ret : 0;
+
+    if (s->st.submitted) {
+        ret = ff_turbodiff_next_frame(ctx, &frame);
+        if (!ret) {
+            frame->pts = s->c.pts_origin + av_rescale_q(s->c.frames_out++, av_inv_q(s->c.rate),
+                                                        s->c.time_base);
+            frame->duration = av_rescale_q(1, av_inv_q(s->c.rate), s->c.time_base);
+            frame->sample_aspect_ratio = (AVRational){ 1, 1 };
+            return ff_filter_frame(outlink, frame);
+        }
+        if (ret == AVERROR_EOF) {
+            ff_outlink_set_status(outlink, AVERROR_EOF, s->c.pts_origin +
+                                  av_rescale_q(s->c.frames_out, av_inv_q(s->c.rate),
+                                               s->c.time_base));
+            return 0;
+        }
+        if (ret != AVERROR(EAGAIN))
+            return ret;
+        /* Still generating: keep input flowing for the next clips, and come
+         * back after the next timed wait. */
+        if (!s->st.in_eof && !ff_turbodiff_images_full(ctx))
+            ff_inlink_request_frame(inlink);
+        ff_filter_set_ready(ctx, 100);
+        return 0;
+    }
+    if (s->st.in_eof) {
+        /* The input ended without a single frame to animate. */
+        ff_outlink_set_status(outlink, AVERROR_EOF, AV_NOPTS_VALUE);
+        return 0;
+    }
+    FF_FILTER_FORWARD_WANTED(outlink, inlink);
+    return FFERROR_NOT_READY;
+}
+
+static const AVFilterPad turbodiff_i2v_outputs[] = {
+    {
+        .name         = "default",
+        .type         = AVMEDIA_TYPE_VIDEO,
+        .config_props = config_output,
+    },
+};
+
+const FFFilter ff_vf_turbodiff_i2v = {
+    .p.name          = "turbodiff_i2v",
+    .p.description   = NULL_IF_CONFIG_SMALL("Animate images into video clips with libturbodiff."),
+    .p.priv_class    = &turbodiff_i2v_class,
+    .priv_size       = sizeof(TurboDiffI2VContext),
+    .init            = init,
+    .uninit          = uninit,
+    .activate        = activate,
+    FILTER_INPUTS(ff_video_default_filterpad),
+    FILTER_OUTPUTS(turbodiff_i2v_outputs),
+    FILTER_SINGLE_PIXFMT(AV_PIX_FMT_RGB24),
+    .process_command = ff_turbodiff_process_command,
+};

@@ -1,0 +1,163 @@
+#!/bin/bash
+# The FFmpeg tier: the built ffmpeg runs the turbodiff filters.
+#
+#   tests/ffmpeg/run.sh FFMPEG_BUILD_DIR      (holds ffmpeg and ffprobe)
+#
+# Option and error tests need no model. Generation tests need a model set
+# (TURBODIFF_MODEL=dir, e.g. the tiny model of issue 9) and a library whose
+# td_job_run generates; until both exist they print a SKIP line saying which
+# is missing. Every ffmpeg run is under a timeout: a hang is a failure.
+set -uo pipefail
+
+bin=${1:?usage: run.sh FFMPEG_BUILD_DIR}
+ffmpeg=$bin/ffmpeg
+ffprobe=$bin/ffprobe
+tmp=$(mktemp -d /tmp/td-ffmpeg-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0 skip=0
+T=${TD_FFMPEG_TIMEOUT:-60}
+
+ok()   { pass=$((pass + 1)); echo "ok   $1"; }
+bad()  { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' <<<"$2" | tail -n 8; }
+skipped() { skip=$((skip + 1)); echo "SKIP $1: $2"; }
+
+# ffmpeg exits with its AVERROR code masked to 8 bits (EINVAL: 234), so only
+# timeout's 124/137 and the crash signals' 128+N mean a hang or a crash.
+hung_or_crashed() {
+    case $1 in 124|137|132|134|135|136|139) return 0 ;; *) return 1 ;; esac
+}
+
+# ffmpeg must fail with a message containing $2, exit non-zero, not hang or crash.
+expect_error() {
+    local name=$1 want=$2; shift 2
+    local out rc
+    out=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v error "$@" 2>&1); rc=$?
+    if [ $rc -eq 0 ]; then bad "$name: exited 0" "$out"
+    elif hung_or_crashed $rc; then bad "$name: timeout or crash (rc $rc)" "$out"
+    elif ! grep -qF -- "$want" <<<"$out"; then bad "$name: message lacks '$want'" "$out"
+    else ok "$name ($(grep -F -- "$want" <<<"$out" | head -n 1 | sed 's/^\[[^]]*\] //'))"
+    fi
+}
+
+# --- help lists every option ------------------------------------------------
+common="prompt prompts model dit dit_low vae t5 tokenizer size resolution aspect frames
+        duration rate steps sigma_max seed attention topk device threads low_memory queue"
+for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; do
+    name=${f%%:*}
+    help=$(timeout "$T" "$ffmpeg" -hide_banner -h filter="$name" 2>&1)
+    missing=
+    for o in ${f#*:}; do grep -qE "^ +$o +<" <<<"$help" || missing+=" $o"; done
+    if [ -z "$missing" ]; then ok "-h filter=$name lists every option"
+    else bad "-h filter=$name misses:$missing" "$help"; fi
+done
+help=$("$ffmpeg" -hide_banner -h filter=turbodiff 2>&1)
+grep -q "full" <<<"$help" && grep -q "sagesla" <<<"$help" && ok "help names the attention modes" ||
+    bad "help names the attention modes" "$help"
+
+# --- bad options: clear message, non-zero exit --------------------------------
+# A model directory whose files exist (contents are not read at open), so
+# that option errors are reached with and without a model.
+model=$tmp/model
+mkdir -p "$model/google/umt5-xxl"
+touch "$model/TurboWan2.1-T2V-1.3B-480P-quant.pth" "$model/Wan2.1_VAE.pth" \
+      "$model/models_t5_umt5-xxl-enc-bf16.pth" "$model/google/umt5-xxl/spiece.model"
+src() { echo "-f lavfi -i turbodiff=prompt=red_circle:$1"; }
+null="-f null -"
+
+expect_error "no model"           "no model"                 $(src "frames=5") $null
+expect_error "missing model dir"  "model directory '/nonexistent-td'" $(src "model=/nonexistent-td") $null
+expect_error "missing dit file"   "dit file '/nonexistent-td/dit.pth'" $(src "model=$model:dit=/nonexistent-td/dit.pth") $null
+expect_error "dir without vae"    "no vae file"              $(src "dit=$model/Wan2.1_VAE.pth") $null
+expect_error "size 850x480"       "nearest valid sizes are 848x480 and 864x480" $(src "model=$model:size=850x480") $null
+expect_error "size 8x480"         "width 8 is out of range"  $(src "model=$model:size=8x480") $null
+expect_error "steps 0"            "steps 0 is out of range"  $(src "model=$model:steps=0") $null
+expect_error "steps 5"            "steps 5 is out of range"  $(src "model=$model:steps=5") $null
+expect_error "unknown attention"  "attention"                $(src "model=$model:attention=dense") $null
+expect_error "topk 0"             "topk 0 is out of range"   $(src "model=$model:topk=0") $null
+expect_error "topk 1.5"           "topk 1.5 is out of range" $(src "model=$model:topk=1.5") $null
+expect_error "frames 0"           "frames 0 is out of range" $(src "model=$model:frames=0") $null
+expect_error "no prompt"          "no prompt"                -f lavfi -i "turbodiff=model=$model" $null
+expect_error "missing prompts"    "prompts file '/nonexistent-td/p.txt'" -f lavfi -i "turbodiff=model=$model:prompts=/nonexistent-td/p.txt" $null
+expect_error "bad device"         "device 'gpu'"             $(src "model=$model:device=gpu") $null
+expect_error "bad resolution"     "resolution '1080p'"       $(src "model=$model:resolution=1080p") $null
+expect_error "i2v steps 5"        "steps 5 is out of range"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
+expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:mode=extend" $null
+
+# --- generation ----------------------------------------------------------------
+# Probe: does this library generate? The interim td_job_run says it does not,
+# and the filter must turn that into a clean error, not a hang. ffmpeg treats
+# an input's error during demuxing as fatal only with -xerror.
+out=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v error -xerror \
+      -f lavfi -i "turbodiff=model=$model:prompt=probe:frames=1:size=32x32" $null 2>&1); rc=$?
+generates=1
+if grep -q "generation pipeline not built yet" <<<"$out"; then
+    generates=0
+    [ $rc -ne 0 ] && ! hung_or_crashed $rc && ok "unbuilt pipeline is a clean error (rc $rc)" ||
+        bad "unbuilt pipeline is a clean error (rc $rc)" "$out"
+fi
+need=
+[ $generates = 1 ] || need="needs td_job_run (the generation pipeline is not built yet)"
+[ -n "$need" ] || [ -n "${TURBODIFF_MODEL:-}" ] || need="needs a model set: TURBODIFF_MODEL=dir"
+
+gen_tests="frames-size-pts framemd5-determinism chains-scale-drawtext-overlay-concat
+           mp4-roundtrip prompts-file-order sendcmd-next-clip i2v-first i2v-each i2v-extend
+           cancel-sigint"
+if [ -n "$need" ]; then
+    for t in $gen_tests; do skipped "$t" "$need"; done
+else
+    M="model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu"
+    probe() { timeout "$T" "$ffprobe" -v error -f lavfi "$@"; }
+    run()   { timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v error "$@"; }
+
+    # frame count, size, pix_fmt, time base, continuous pts across 2 clips
+    got=$(probe -i "turbodiff=$M:prompt=a:seed=1:frames=5:clips=2" -show_entries \
+          stream=width,height,pix_fmt,time_base:frame=pts -of csv=p=0 | tr '\n' ' ')
+    want="64,32,rgb24,1/16 0 1 2 3 4 5 6 7 8 9 "
+    [ "$got" = "$want" ] && ok "frames-size-pts" || bad "frames-size-pts: got '$got' want '$want'"
+
+    # framemd5: same seed identical, other seed different
+    for s in 1 1 2; do run -f lavfi -i "turbodiff=$M:prompt=a:seed=$s:frames=3" -f framemd5 - 2>&1 | grep -v '^#' ; echo; done > "$tmp/md5"
+    a=$(awk 'BEGIN{RS=""} NR==1' "$tmp/md5"); b=$(awk 'BEGIN{RS=""} NR==2' "$tmp/md5"); c=$(awk 'BEGIN{RS=""} NR==3' "$tmp/md5")
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "$c" ] && ok "framemd5-determinism" || bad "framemd5-determinism" "$(cat "$tmp/md5")"
+
+    # chains: scale, drawtext from metadata, overlay, concat
+    dt=; [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && "$ffmpeg" -hide_banner -filters 2>/dev/null | grep -q drawtext &&
+        dt=",drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='%{metadata\\:lavfi.turbodiff.prompt}'"
+    n=$(run -filter_complex "turbodiff=$M:prompt=a:seed=1:frames=3,scale=128:64$dt[a];color=red:s=128x64:r=16:d=1[b];[b][a]overlay=shortest=1[c];turbodiff=$M:prompt=b:seed=2:frames=2,scale=128:64[d];[c][d]concat=n=2" \
+          -f framemd5 - 2>&1 | grep -cv '^#')
+    [ "$n" = 5 ] && ok "chains-scale-drawtext-overlay-concat${dt:+ (drawtext)}" || bad "chains: $n frames, want 5"
+
+    # mp4 encode and read back
+    run -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=5" -c:v mpeg4 "$tmp/o.mp4" &&
+    n=$(timeout "$T" "$ffprobe" -v error -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$tmp/o.mp4")
+    [ "${n:-}" = 5 ] && ok "mp4-roundtrip" || bad "mp4-roundtrip: ${n:-no} frames"
+
+    # prompts file gives clips in order
+    printf 'first\n\nsecond\nthird\n' > "$tmp/prompts.txt"
+    got=$(probe -i "turbodiff=$M:prompts=$tmp/prompts.txt:seed=1:frames=1" -show_entries \
+          frame_tags=lavfi.turbodiff.prompt,lavfi.turbodiff.clip -of csv=p=0 | tr '\n' ' ')
+    [ "$got" = "first,0 second,1 third,2 " ] || [ "$got" = "0,first 1,second 2,third " ] &&
+        ok "prompts-file-order" || bad "prompts-file-order: '$got'"
+
+    # sendcmd changes the prompt from the next clip
+    got=$(probe -i "turbodiff=$M:prompt=before:seed=1:frames=2:clips=3,sendcmd=c='0.0 turbodiff prompt after'" \
+          -show_entries frame_tags=lavfi.turbodiff.prompt -of csv=p=0 | sort -u | tr '\n' ' ')
+    grep -q after <<<"$got" && ok "sendcmd-next-clip" || bad "sendcmd-next-clip: '$got'"
+
+    # image to video: first, each, extend
+    for m in "first 3" "each 6" "extend 5"; do
+        set -- $m
+        n=$(run -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$M:prompt=a:seed=1:frames=3:mode=$1" \
+              -f framemd5 - 2>&1 | grep -cv '^#')
+        [ "$n" = "$2" ] && ok "i2v-$1" || bad "i2v-$1: $n frames, want $2"
+    done
+
+    # SIGINT mid-clip: clean exit, and under valgrind no leak, no error
+    vg=; command -v valgrind >/dev/null && vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+    $vg "$ffmpeg" -hide_banner -nostdin -v error -f lavfi -i "turbodiff=$M:prompt=a:loop=1:frames=9" -f null - >"$tmp/vg" 2>&1 &
+    pid=$!; sleep 5; kill -INT $pid; wait $pid; rc=$?
+    [ $rc -ne 99 ] && [ $rc -lt 128 ] || [ $rc = 255 ] && ok "cancel-sigint (rc $rc)" || bad "cancel-sigint (rc $rc)" "$(cat "$tmp/vg")"
+fi
+
+echo "ffmpeg tier: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

@@ -1,0 +1,149 @@
+#!/bin/bash
+# Build FFmpeg with the turbodiff filters.
+#
+#   tools/ffmpeg/build-ffmpeg.sh [source] [--minimal|--full] [--builddir DIR] [-jN]
+#
+# source, one of:
+#   --source DIR        an FFmpeg 8.1 (or 9.0) source tree you have; patched in place
+#   --tarball FILE      a release tarball you have (ffmpeg-8.1.x.tar.xz)
+#   --debian [SERIES]   Debian's source package, fetched with get-ffmpeg-source.sh
+#                       (default; SERIES 8.1 or 9.0, default 8.1)
+#   --download VERSION  the release tarball from ffmpeg.org (needs internet; only
+#                       tried when asked)
+# configuration:
+#   --minimal           what tests/ffmpeg needs, nothing else (default)
+#   --full              for users: plus libx264, libx265, libvpx, libsvtav1,
+#                       libfreetype where their Debian dev packages are installed
+#
+# libturbodiff is built from this checkout and installed under
+# BUILDDIR/turbodiff-prefix; FFmpeg finds it through its turbodiff.pc
+# (PKG_CONFIG_PATH) and runs against it through an rpath. The patch series in
+# patches/ffmpeg-<series>/ wires the filters into configure, the filter list,
+# the docs and FATE; the filter sources are copied from libavfilter/ (one copy
+# of them in this repository). Re-runs reuse every step whose inputs did not
+# change. Prints the path of the built ffmpeg on its last line.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+builddir=$root/build-ffmpeg
+kind=debian series=8.1 arg= config=minimal jobs=$(nproc)
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --source)   kind=source;   arg=$2; shift ;;
+    --tarball)  kind=tarball;  arg=$2; shift ;;
+    --download) kind=download; arg=$2; shift ;;
+    --debian)   kind=debian
+                if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+\.[0-9]+$ ]]; then series=$2; shift; fi ;;
+    --minimal)  config=minimal ;;
+    --full)     config=full ;;
+    --builddir) builddir=$2; shift ;;
+    -j*)        jobs=${1#-j} ;;
+    -h|--help)  sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "build-ffmpeg: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+mkdir -p "$builddir"
+builddir=$(cd "$builddir" && pwd)
+log() { echo "build-ffmpeg: $*" >&2; }
+
+# 1. libturbodiff, installed where FFmpeg's configure will look.
+prefix=$builddir/turbodiff-prefix
+cmake -S "$root/engine" -B "$builddir/turbodiff-build" -DCMAKE_BUILD_TYPE=Release \
+      -DTD_CUDA=OFF -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
+cmake --build "$builddir/turbodiff-build" -j"$jobs" --target turbodiff_static turbodiff_shared turbodiff >/dev/null
+cmake --install "$builddir/turbodiff-build" >/dev/null
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+
+# 2. The source tree.
+extract() {  # tarball -> directory it unpacked to
+    local tarball=$1 name
+    name=$(tar tf "$tarball" | head -n 1 | cut -d/ -f1)
+    if [ ! -f "$builddir/$name/configure" ]; then
+        log "unpacking $(basename "$tarball")"
+        tar xf "$tarball" -C "$builddir"
+    fi
+    echo "$builddir/$name"
+}
+case $kind in
+source)
+    [ -f "$arg/configure" ] && [ -d "$arg/libavfilter" ] ||
+        { log "--source $arg: not an FFmpeg source tree"; exit 1; }
+    src=$(cd "$arg" && pwd) ;;
+tarball)
+    [ -f "$arg" ] || { log "--tarball $arg: no such file"; exit 1; }
+    src=$(extract "$arg") ;;
+download)
+    tarball=$builddir/src/ffmpeg-$arg.tar.xz
+    mkdir -p "$builddir/src"
+    if [ ! -f "$tarball" ]; then
+        log "downloading https://ffmpeg.org/releases/ffmpeg-$arg.tar.xz"
+        curl -fL --retry 2 -o "$tarball.part" "https://ffmpeg.org/releases/ffmpeg-$arg.tar.xz"
+        mv "$tarball.part" "$tarball"
+    fi
+    src=$(extract "$tarball") ;;
+debian)
+    "$root/tools/ffmpeg/get-ffmpeg-source.sh" "$builddir/src" >&2
+    tarball=$(ls "$builddir"/src/ffmpeg_"$series".*.orig.tar.xz 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$tarball" ] || { log "no Debian ffmpeg $series source"; exit 1; }
+    src=$(extract "$tarball") ;;
+esac
+version=$(cat "$src/VERSION" 2>/dev/null || cat "$src/RELEASE")
+major_minor=$(echo "$version" | grep -oE '^[0-9]+\.[0-9]+')
+patchdir=$root/patches/ffmpeg-$major_minor
+[ -d "$patchdir" ] || patchdir=$root/patches/ffmpeg-8.1
+log "FFmpeg $version in $src, patches from $(basename "$patchdir")"
+
+# 3. Patch (once) and copy the filter sources (every time: they are ours).
+if ! grep -q libturbodiff "$src/configure"; then
+    for p in "$patchdir"/*.patch; do
+        log "applying $(basename "$p")"
+        patch -p1 -N -s -d "$src" < "$p"
+    done
+fi
+for f in "$root"/libavfilter/*.[ch]; do
+    cmp -s "$f" "$src/libavfilter/$(basename "$f")" || cp "$f" "$src/libavfilter/"
+done
+
+# 4. Configure (only when the flags changed) and build.
+flags=(--enable-libturbodiff --disable-doc --disable-debug
+       --extra-ldflags="-Wl,-rpath,$prefix/lib")
+have() { pkg-config --exists "$1" 2>/dev/null; }
+if [ "$config" = minimal ]; then
+    filters=turbodiff,turbodiff_i2v,scale,format,null,overlay,concat,sendcmd,split,lutrgb
+    filters+=,testsrc2,color,nullsrc,metadata,showinfo,setpts,trim,fps,select,hflip
+    if have freetype2; then
+        flags+=(--enable-libfreetype); filters+=,drawtext
+    else
+        log "libfreetype-dev is not installed: building without drawtext"
+    fi
+    flags+=(--disable-everything --disable-autodetect --disable-asm --disable-network
+            --enable-zlib --enable-filter=$filters --enable-indev=lavfi
+            --enable-protocol=file,pipe
+            --enable-muxer=rawvideo,framemd5,framecrc,null,image2,mov,mp4,yuv4mpegpipe
+            --enable-demuxer=image2,mov,rawvideo,yuv4mpegpipe
+            --enable-encoder=png,rawvideo,mpeg4,wrapped_avframe
+            --enable-decoder=png,rawvideo,mpeg4,wrapped_avframe
+            --enable-parser=png,mpeg4video)
+else
+    flags+=(--enable-gpl)
+    for lib in "libx264 x264" "libx265 x265" "libvpx vpx" "libsvtav1 SvtAv1Enc" \
+               "libfreetype freetype2"; do
+        set -- $lib
+        if have "$2"; then flags+=(--enable-$1); else log "$2 not found: building without $1"; fi
+    done
+fi
+out=$builddir/$config-$version
+mkdir -p "$out"
+stamp=$(printf '%s\n' "${flags[@]}" "$src" | sha1sum | cut -c1-16)
+if [ "$(cat "$out/.configured" 2>/dev/null)" != "$stamp" ]; then
+    log "configuring ($config) in $out"
+    (cd "$out" && "$src/configure" "${flags[@]}" >configure.log 2>&1) ||
+        { tail -n 20 "$out/config.log" >&2; log "configure failed, see $out/config.log"; exit 1; }
+    echo "$stamp" > "$out/.configured"
+fi
+log "building with -j$jobs"
+make -C "$out" -j"$jobs" ffmpeg ffprobe >"$out/make.log" 2>&1 ||
+    { tail -n 30 "$out/make.log" >&2; log "build failed, see $out/make.log"; exit 1; }
+echo "$out/ffmpeg"
