@@ -102,8 +102,9 @@ static int config_output(AVFilterLink *outlink)
      * one that holds both: generated frames must not collide on pts. */
     outlink->time_base = s->time_base = av_gcd_q(inlink->time_base, av_inv_q(s->rate),
                                                  1 << 24, inlink->time_base);
-    if (s->mode != TD_MODE_EXTEND)
-        ff_filter_link(outlink)->frame_rate = s->rate;
+    /* Clips run at rate; with extend, the input before them should too
+     * (otherwise the output is variable frame rate). */
+    ff_filter_link(outlink)->frame_rate = s->rate;
     return 0;
 }
 
@@ -226,10 +227,15 @@ static int activate(AVFilterContext *ctx)
         }
         if (ret != AVERROR(EAGAIN))
             return ret;
-        /* Still generating: keep input flowing for the next clips, and come
-         * back after the next timed wait. */
-        if (!s->st.in_eof && !ff_turbodiff_images_full(ctx))
+        /* Still generating. While the worker can take more images, ask for
+         * input and let the caller feed it (marking ourselves ready here
+         * would keep the graph looping on us and starve the input). Once
+         * the input is done or the worker is saturated, only the worker
+         * can make progress: come back after the next timed wait. */
+        if (!s->st.in_eof && !ff_turbodiff_images_full(ctx)) {
             ff_inlink_request_frame(inlink);
+            return 0;
+        }
         ff_filter_set_ready(ctx, 100);
         return 0;
     }

@@ -113,10 +113,11 @@ have() { pkg-config --exists "$1" 2>/dev/null; }
 if [ "$config" = minimal ]; then
     filters=turbodiff,turbodiff_i2v,scale,format,null,overlay,concat,sendcmd,split,lutrgb
     filters+=,testsrc2,color,nullsrc,metadata,showinfo,setpts,trim,fps,select,hflip
-    if have freetype2; then
-        flags+=(--enable-libfreetype); filters+=,drawtext
+    # drawtext needs libfreetype and, since FFmpeg 8, libharfbuzz.
+    if have freetype2 && have harfbuzz; then
+        flags+=(--enable-libfreetype --enable-libharfbuzz); filters+=,drawtext
     else
-        log "libfreetype-dev is not installed: building without drawtext"
+        log "libfreetype-dev or libharfbuzz-dev is not installed: building without drawtext"
     fi
     flags+=(--disable-everything --disable-autodetect --disable-asm --disable-network
             --enable-zlib --enable-filter=$filters --enable-indev=lavfi
@@ -129,7 +130,7 @@ if [ "$config" = minimal ]; then
 else
     flags+=(--enable-gpl)
     for lib in "libx264 x264" "libx265 x265" "libvpx vpx" "libsvtav1 SvtAv1Enc" \
-               "libfreetype freetype2"; do
+               "libfreetype freetype2" "libharfbuzz harfbuzz"; do
         set -- $lib
         if have "$2"; then flags+=(--enable-$1); else log "$2 not found: building without $1"; fi
     done

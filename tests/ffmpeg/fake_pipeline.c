@@ -1,0 +1,60 @@
+/*
+ * Test double for td_job_run, preloaded (LD_PRELOAD) into the built ffmpeg so
+ * that the filters' frame path (worker thread, queue, pts, metadata, clips,
+ * commands, image-to-video modes, cancel) is exercised before the real
+ * generation pipeline exists. It draws a frame whose pixels depend on the
+ * seed, the prompt, the input image and the frame index, honours the cancel
+ * flag and the on_frame return value like the real pipeline must, and
+ * sleeps TD_FAKE_FRAME_MS per frame to look like work.
+ * Everything else (engine open, validation) is the real library.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "turbodiff.h"
+
+int td_job_run(td_engine *eng, const td_job *job)
+{
+    const char *ms_env = getenv("TD_FAKE_FRAME_MS");
+    struct timespec pause = { 0, (ms_env ? atol(ms_env) : 2) * 1000000L };
+    uint32_t h = 2166136261u;
+    uint8_t *rgb;
+    int ret = td_job_validate(eng, job);
+
+    if (ret < 0)
+        return ret;
+    for (const char *p = job->prompt; p && *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    h ^= (uint32_t)job->seed * 2654435761u;
+    if (job->image)
+        h ^= job->image[0] << 8 | job->image[job->image_linesize * (job->image_height / 2) + 3];
+    if (!(rgb = malloc((size_t)job->width * job->height * 3)))
+        return TD_ENOMEM;
+    for (int s = 1; s <= job->steps && job->on_progress; s++) {
+        td_progress pr = { .stage = TD_STAGE_DENOISE, .step = s, .steps = job->steps };
+        job->on_progress(job->opaque, &pr);
+    }
+    for (int i = 0; i < job->frames; i++) {
+        td_frame f = { .index = i, .width = job->width, .height = job->height,
+                       .format = TD_FRAME_RGB24, .data = rgb, .linesize = 3 * job->width };
+        if (job->cancel && __atomic_load_n(job->cancel, __ATOMIC_RELAXED)) {
+            free(rgb);
+            return TD_ECANCELLED;
+        }
+        nanosleep(&pause, NULL);
+        for (size_t k = 0; k < (size_t)job->width * job->height * 3; k++)
+            rgb[k] = (uint8_t)(h >> (k % 3 * 8)) + (uint8_t)(k / 3 % job->width) + (uint8_t)i * 7;
+        if (job->on_frame(job->opaque, &f)) {
+            free(rgb);
+            return TD_ECANCELLED;
+        }
+    }
+    free(rgb);
+    if (job->on_progress) {
+        td_progress pr = { .stage = TD_STAGE_DONE };
+        job->on_progress(job->opaque, &pr);
+    }
+    return 0;
+}
