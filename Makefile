@@ -15,10 +15,11 @@ FUZZ_SECONDS ?= 60
 DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
                 libopenblas-dev libjansson-dev zlib1g-dev \
                 python3 python3-venv python3-pip git ca-certificates \
-                valgrind
+                valgrind \
+                libfreetype-dev libharfbuzz-dev fonts-dejavu-core xz-utils
 
 .PHONY: all deps venv build build-asan build-fuzz check check-unit check-asan \
-        check-fuzz check-parity demo clean
+        check-fuzz check-parity check-ffmpeg ffmpeg demo clean
 
 all: build
 
@@ -74,11 +75,20 @@ check-fuzz: build-fuzz
 check-parity: build venv
 	cd tests/parity && TD_BUILD=$(BUILD) $(VENV)/bin/python -m pytest -q -p no:cacheprovider .
 
-check: check-unit check-asan check-fuzz check-parity
+# FFmpeg 8.1 from Debian's source package, minimal configuration, built once
+# under build-ffmpeg/ (re-runs only rebuild what changed).
+FFMPEG_BUILD ?= $(ROOT)/build-ffmpeg
+ffmpeg: deps
+	tools/ffmpeg/build-ffmpeg.sh --debian 8.1 --minimal --builddir $(FFMPEG_BUILD) -j$(JOBS)
+
+check-ffmpeg: ffmpeg
+	tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
+
+check: check-unit check-asan check-fuzz check-parity check-ffmpeg
 	@echo "turbodiff: all test tiers passed"
 
 demo: build
 	@bash tools/demo.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(FFMPEG_BUILD)
