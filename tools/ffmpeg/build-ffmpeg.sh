@@ -124,7 +124,7 @@ if [ "$config" = minimal ]; then
             --enable-protocol=file,pipe
             --enable-muxer=rawvideo,framemd5,framecrc,null,image2,mov,mp4,yuv4mpegpipe
             --enable-demuxer=image2,mov,rawvideo,yuv4mpegpipe
-            --enable-encoder=png,rawvideo,mpeg4,wrapped_avframe
+            --enable-encoder=png,rawvideo,mpeg4,wrapped_avframe,pcm_s16le
             --enable-decoder=png,rawvideo,mpeg4,wrapped_avframe
             --enable-parser=png,mpeg4video)
 else
