@@ -10,6 +10,7 @@
 #                       (default; SERIES 8.1 or 9.0, default 8.1)
 #   --download VERSION  the release tarball from ffmpeg.org (needs internet; only
 #                       tried when asked)
+# environment: FFMPEG_CONFIGURE_EXTRA, more flags for FFmpeg's configure
 # configuration:
 #   --minimal           what tests/ffmpeg needs, nothing else (default)
 #   --full              for users: plus libx264, libx265, libvpx, libsvtav1,
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --full)     config=full ;;
     --builddir) builddir=$2; shift ;;
     -j*)        jobs=${1#-j} ;;
-    -h|--help)  sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help)  sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "build-ffmpeg: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -135,6 +136,9 @@ else
         if have "$2"; then flags+=(--enable-$1); else log "$2 not found: building without $1"; fi
     done
 fi
+# Extra configure flags, e.g. FFMPEG_CONFIGURE_EXTRA=--toolchain=gcc-tsan
+# for the ThreadSanitizer check of the filters' threading.
+flags+=(${FFMPEG_CONFIGURE_EXTRA:-})
 out=$builddir/$config-$version
 mkdir -p "$out"
 stamp=$(printf '%s\n' "${flags[@]}" "$src" | sha1sum | cut -c1-16)
