@@ -10,6 +10,7 @@
 #include "turbodiff.h"
 
 static const td_command commands[] = {
+    { "w8a8", "debug: the CPU W8A8 linear on raw arrays (parity tier)", cmd_w8a8 },
     { NULL, NULL, NULL },
 };
 
