@@ -24,6 +24,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,18 +32,19 @@
 #include "cpu.h"
 
 #define QB 128              /* quantization block edge */
-#define W8_MT (2 * QB)      /* activation rows quantized per pass */
-#define W8_NT (4 * QB)      /* weight rows widened per tile */
+#define W8_MT (4 * QB)      /* activation rows quantized per pass */
+#define W8_NT (2 * QB)      /* weight rows per task tile */
 
-static inline int8_t quant_one(float v, float mult)
+/* Round half to even and saturate, as cvt.rni.sat.s8.f32. Clamping first
+ * keeps |v| far below 2^22, where adding and removing 1.5 * 2^23 rounds to
+ * an integer in the default (nearest-even) mode: a branch-free form the
+ * compiler vectorises, unlike rintf without SSE4.1. */
+static inline float quant_one(float v, float mult)
 {
-    /* rintf rounds half to even in the default rounding mode, as cvt.rni */
-    float r = rintf(v * mult);
-    if (r > 127.0f)
-        r = 127.0f;
-    if (r < -128.0f)
-        r = -128.0f;
-    return (int8_t)r;
+    const float magic = 12582912.0f;   /* 1.5 * 2^23 */
+    float r = v * mult;
+    r = r < -128.0f ? -128.0f : r > 127.0f ? 127.0f : r;
+    return (r + magic) - magic;
 }
 
 typedef struct {
@@ -68,14 +70,15 @@ static void quant_blocks(void *arg, int64_t b0, int64_t b1)
                 amax = fmaxf(amax, fabsf(a->x[r * a->k + c]));
         mult = 128.0f / amax;
         a->scale[bm * a->nkb + bk] = amax / 128.0f;
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t c = c0; c < c1; c++) {
-                int8_t v = quant_one(a->x[r * a->k + c], mult);
-                if (a->q)
-                    a->q[r * a->k + c] = v;
-                if (a->qf)
-                    a->qf[r * a->k + c] = v;
-            }
+        for (int64_t r = r0; r < r1; r++) {
+            const float *x = a->x + r * a->k;
+            if (a->q)
+                for (int64_t c = c0; c < c1; c++)
+                    a->q[r * a->k + c] = (int8_t)quant_one(x[c], mult);
+            if (a->qf)
+                for (int64_t c = c0; c < c1; c++)
+                    a->qf[r * a->k + c] = quant_one(x[c], mult);
+        }
     }
 }
 
@@ -93,26 +96,47 @@ void td_cpu_w8a8_quantize(td_pool *pool, const float *x, int64_t m, int64_t k,
     quantize(pool, x, m, k, q, NULL, scale);
 }
 
+/* One band of rows against weight tiles of W8_NT rows: each pool task
+ * widens its own weight tile, runs its own single-threaded sgemm per K block
+ * and rescales into y, so a task needs no other thread (see cpu.h). */
 typedef struct {
-    const float *p;     /* [mt, nt] block products of one K block */
-    float *y;           /* y + m0 * n + n0, row stride n */
-    int64_t n, nt, kb, nkb, first;
-    const float *xs;    /* [ceil(mt/128), nkb] for this row band */
-    const float *ws;    /* wscale + (n0/128) * nkb */
-} rescale_args;
+    const float *xqf, *xs, *ws;   /* band activations as floats, band scales, all wscale */
+    const int8_t *w;
+    float *y;                     /* y + m0 * n */
+    int64_t mt, n, k, nkb;
+    atomic_int failed;
+} band_args;
 
-static void rescale_rows(void *arg, int64_t r0, int64_t r1)
+static void band_tiles(void *arg, int64_t t0, int64_t t1)
 {
-    const rescale_args *a = arg;
-    for (int64_t r = r0; r < r1; r++) {
-        float xs = a->xs[(r / QB) * a->nkb + a->kb];
-        const float *p = a->p + r * a->nt;
-        float *y = a->y + r * a->n;
-        for (int64_t j = 0; j < a->nt; j++) {
-            float s = xs * a->ws[(j / QB) * a->nkb + a->kb];
-            y[j] = a->first ? p[j] * s : y[j] + p[j] * s;
+    band_args *a = arg;
+    float *wf = malloc(sizeof(float) * (size_t)(W8_NT * QB + a->mt * W8_NT)), *p;
+    if (!wf) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
+    p = wf + W8_NT * QB;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n0 = t * W8_NT, nt = a->n - n0 < W8_NT ? a->n - n0 : W8_NT;
+        for (int64_t kb = 0; kb < a->nkb; kb++) {
+            int64_t k0 = kb * QB, kt = a->k - k0 < QB ? a->k - k0 : QB;
+            for (int64_t r = 0; r < nt; r++)
+                for (int64_t c = 0; c < kt; c++)
+                    wf[r * kt + c] = a->w[(n0 + r) * a->k + k0 + c];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->mt, (int)nt, (int)kt,
+                        1.0f, a->xqf + k0, (int)a->k, wf, (int)kt, 0.0f, p, (int)nt);
+            for (int64_t r = 0; r < a->mt; r++) {
+                float xs = a->xs[(r / QB) * a->nkb + kb];
+                const float *pr = p + r * nt;
+                float *y = a->y + r * a->n + n0;
+                for (int64_t j = 0; j < nt; j++) {
+                    float sc = xs * a->ws[((n0 + j) / QB) * a->nkb + kb];
+                    y[j] = kb ? y[j] + pr[j] * sc : pr[j] * sc;
+                }
+            }
         }
     }
+    free(wf);
 }
 
 typedef struct {
@@ -136,8 +160,8 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
     char a[96], b[96], c[96];
     td_pool *pool = td_cpu_pool(be);
     int64_t n, k, m, nkb;
-    float *scr, *xqf, *xs, *wf, *p, *yd;
-    const int8_t *w;
+    float *scr, *xqf, *xs, *yd;
+    band_args ba;
 
     TD_TRY(td_cpu_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_act(be, op, "y", y));
@@ -166,46 +190,43 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
     if (m == 0 || n == 0)
         return 0;
     yd = y->data;
+    ba.ws = wscale->data;
+    ba.w = wq->data;
+    ba.n = n;
+    ba.k = k;
+    ba.nkb = nkb;
+    atomic_init(&ba.failed, 0);
     if (k == 0) {
         memset(yd, 0, (size_t)(m * n) * sizeof(float));
     } else {
-        int64_t mt_max = m < W8_MT ? m : W8_MT, nt_max = n < W8_NT ? n : W8_NT;
-        size_t nxq = (size_t)(mt_max * k), nxs = (size_t)(((mt_max + QB - 1) / QB) * nkb);
-        size_t nwf = (size_t)(nt_max * QB), np = (size_t)(mt_max * nt_max);
+        int64_t mt_max = m < W8_MT ? m : W8_MT;
+        size_t nxq = (size_t)(mt_max * k);
 
-        scr = td_cpu_scratch(be, nxq + nxs + nwf + np);
+        scr = td_cpu_scratch(be, nxq + (size_t)(((mt_max + QB - 1) / QB) * nkb));
         if (!scr)
             return TD_ENOMEM;
         xqf = scr;
         xs = xqf + nxq;
-        wf = xs + nxs;
-        p = wf + nwf;
-        w = wq->data;
-        for (int64_t m0 = 0; m0 < m; m0 += W8_MT) {
-            int64_t mt = m - m0 < W8_MT ? m - m0 : W8_MT;
-            quantize(pool, (const float *)x->data + m0 * k, mt, k, NULL, xqf, xs);
-            for (int64_t n0 = 0; n0 < n; n0 += W8_NT) {
-                int64_t nt = n - n0 < W8_NT ? n - n0 : W8_NT;
-                for (int64_t kb = 0; kb < nkb; kb++) {
-                    int64_t k0 = kb * QB, kt = k - k0 < QB ? k - k0 : QB;
-                    rescale_args ra = { p, yd + m0 * n + n0, n, nt, kb, nkb, kb == 0,
-                                        xs, (const float *)wscale->data + (n0 / QB) * nkb };
-                    td_cpu_widen_tile(be, TD_I8, w + n0 * k + k0, k, nt, kt, wf);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mt, (int)nt, (int)kt,
-                                1.0f, xqf + k0, (int)k, wf, (int)kt, 0.0f, p, (int)nt);
-                    td_pool_for(pool, mt, 16, rescale_rows, &ra);
-                }
-            }
+        ba.xqf = xqf;
+        ba.xs = xs;
+        td_cpu_blas_serial(be, 1);
+        for (int64_t m0 = 0; m0 < m && !atomic_load(&ba.failed); m0 += W8_MT) {
+            ba.mt = m - m0 < W8_MT ? m - m0 : W8_MT;
+            ba.y = yd + m0 * n;
+            quantize(pool, (const float *)x->data + m0 * k, ba.mt, k, NULL, xqf, xs);
+            td_pool_for(pool, (n + W8_NT - 1) / W8_NT, 1, band_tiles, &ba);
         }
+        td_cpu_blas_serial(be, 0);
+        if (atomic_load(&ba.failed))
+            return td_fail(be->ctx, TD_ENOMEM, "%s: cannot allocate tile buffers", op);
     }
     if (bias) {
         float *owned;
         const float *bv = td_cpu_vec_f32(be, bias, &owned);
-        w8_bias_args ba;
+        w8_bias_args bb = { yd, bv, n };
         if (!bv)
             return TD_ENOMEM;
-        ba = (w8_bias_args){ yd, bv, n };
-        td_pool_for(pool, m, 16, w8_bias_rows, &ba);
+        td_pool_for(pool, m, 16, w8_bias_rows, &bb);
         free(owned);
     }
     return 0;
