@@ -66,6 +66,21 @@ static inline td_tensor narrowed(ops_env *e, const td_tensor *src, td_dtype dt)
     return t;
 }
 
+/* ||y - ref|| / ||mag|| with mag[i] the sum of |terms| that make ref[i]:
+ * the error measure for sums, where one output that cancels to ~0 would
+ * make a plain relative error meaningless (its f32 bound is ~eps*sqrt(K)
+ * relative to mag, not to the result). */
+static inline double err_vs_mag(const float *y, const double *ref, const double *mag, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)y[i] - ref[i];
+        num += d * d;
+        den += mag[i] * mag[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* An op call must fail with `code` and name `op` in the message. */
 #define CHECK_FAILS(e, call, code, op) do {                                          \
         td_ctx_clear(&(e)->ctx);                                                      \

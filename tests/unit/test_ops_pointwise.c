@@ -2,6 +2,19 @@
  * against double formulas (torch's definitions), in place too, plus errors. */
 #include "ops_common.h"
 
+/* Largest error in units of the terms' magnitude: a sum that cancels
+ * can lose all relative precision, so rel L2 alone would be flaky for the
+ * one-element cases; f32 rounding of 2-3 operations stays below ~3e-7. */
+static double worst_err(const float *y, const double *ref, const double *mag, int64_t n)
+{
+    double w = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs(y[i] - ref[i]) / (mag[i] > 1e-30 ? mag[i] : 1e-30);
+        w = e > w ? e : w;
+    }
+    return w;
+}
+
 static const int64_t sizes[][2] = { { 1, 1 }, { 7, 3 }, { 130, 129 }, { 5, 300 }, { 3, 5003 } };
 
 static double gelu_ref(double x)
@@ -41,7 +54,9 @@ static void test_unary(ops_env *e, test_rng *r)
                 CHECK_OK(e, e->be->ops->silu(e->be, &x, &y));
             else
                 CHECK_OK(e, e->be->ops->softmax(e->be, &x, &y));
-            CHECK(rel_l2_fd(y.data, ref, (size_t)n) < 1e-6, "%s %lldx%lld: %.3g", name,
+            /* gelu's exponent reaches ~25 at |x| = 6: its f32 rounding alone
+             * moves a single output by ~2e-6 relative */
+            CHECK(rel_l2_fd(y.data, ref, (size_t)n) < (op == 0 ? 1e-5 : 1e-6), "%s %lldx%lld: %.3g", name,
                   (long long)m, (long long)c, rel_l2_fd(y.data, ref, (size_t)n));
             if (op == 1) {   /* in place */
                 CHECK_OK(e, e->be->ops->silu(e->be, &x, &x));
@@ -62,18 +77,21 @@ static void test_binary(ops_env *e, test_rng *r)
             td_tensor a = rand_tensor(e, r, 2, sizes[s], 2.0f), y = zero_tensor(e, TD_F32, 2, sizes[s]);
             td_tensor b = rand_tensor(e, r, 2, bs, 2.0f), bn = narrowed(e, &b, mode == 4 ? TD_BF16 : TD_F32);
             int64_t nb = bs[0] * bs[1];
-            double *ref = malloc(sizeof(double) * (size_t)n);
+            double *ref = malloc(sizeof(double) * (size_t)n), *mag = malloc(sizeof(double) * (size_t)n);
             const float *A = a.data, *B = b.data;
-            for (int64_t i = 0; i < n; i++)
+            for (int64_t i = 0; i < n; i++) {
                 ref[i] = is_mul ? (double)A[i] * B[i % nb] : (double)A[i] + B[i % nb];
+                mag[i] = is_mul ? fabs(ref[i]) : fabs(A[i]) + fabs(B[i % nb]);
+            }
             if (is_mul)
                 CHECK_OK(e, e->be->ops->mul(e->be, &a, &bn, &y));
             else
                 CHECK_OK(e, e->be->ops->add(e->be, &a, &bn, &y));
-            CHECK(rel_l2_fd(y.data, ref, (size_t)n) < 1e-7, "%s %lldx%lld b %lldx%lld: %.3g",
+            CHECK(worst_err(y.data, ref, mag, n) < 3e-7, "%s %lldx%lld b %lldx%lld: %.3g",
                   is_mul ? "mul" : "add", (long long)m, (long long)c, (long long)bs[0], (long long)bs[1],
-                  rel_l2_fd(y.data, ref, (size_t)n));
+                  worst_err(y.data, ref, mag, n));
             free(ref);
+            free(mag);
             td_tensor_free(&a); td_tensor_free(&y); td_tensor_free(&b); td_tensor_free(&bn);
         }
 }
@@ -86,19 +104,24 @@ static void test_modulate_gated(ops_env *e, test_rng *r)
         td_tensor y = zero_tensor(e, TD_F32, 2, sizes[s]);
         td_tensor sh = rand_tensor(e, r, 2, vs, 1.0f), sc = rand_tensor(e, r, 2, vs, 1.0f);
         td_tensor g = rand_tensor(e, r, 2, vs, 1.0f);
-        double *ref = malloc(sizeof(double) * (size_t)n);
+        double *ref = malloc(sizeof(double) * (size_t)n), *mag = malloc(sizeof(double) * (size_t)n);
         const float *X = x.data, *U = u.data, *SH = sh.data, *SC = sc.data, *G = g.data;
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; i < n; i++) {
             ref[i] = X[i] * (1.0 + SC[i % c]) + SH[i % c];
+            mag[i] = fabs(X[i]) * (1.0 + fabs(SC[i % c])) + fabs(SH[i % c]);
+        }
         CHECK_OK(e, e->be->ops->modulate(e->be, &x, &sh, &sc, &y));
-        CHECK(rel_l2_fd(y.data, ref, (size_t)n) < 1e-7, "modulate %lldx%lld: %.3g", (long long)m,
-              (long long)c, rel_l2_fd(y.data, ref, (size_t)n));
-        for (int64_t i = 0; i < n; i++)
+        CHECK(worst_err(y.data, ref, mag, n) < 3e-7, "modulate %lldx%lld: %.3g", (long long)m,
+              (long long)c, worst_err(y.data, ref, mag, n));
+        for (int64_t i = 0; i < n; i++) {
             ref[i] = X[i] + (double)U[i] * G[i % c];
+            mag[i] = fabs(X[i]) + fabs((double)U[i] * G[i % c]);
+        }
         CHECK_OK(e, e->be->ops->add_gated(e->be, &x, &u, &g));
-        CHECK(rel_l2_fd(x.data, ref, (size_t)n) < 1e-7, "add_gated %lldx%lld: %.3g", (long long)m,
-              (long long)c, rel_l2_fd(x.data, ref, (size_t)n));
+        CHECK(worst_err(x.data, ref, mag, n) < 3e-7, "add_gated %lldx%lld: %.3g", (long long)m,
+              (long long)c, worst_err(x.data, ref, mag, n));
         free(ref);
+        free(mag);
         td_tensor_free(&x); td_tensor_free(&u); td_tensor_free(&y);
         td_tensor_free(&sh); td_tensor_free(&sc); td_tensor_free(&g);
     }

@@ -16,13 +16,16 @@ typedef struct {
     int64_t nb, c_len;
 } pw_args;
 
+/* torch's approximate='tanh' GELU, 0.5 x (1 + tanh(u)), evaluated as the
+ * identical x / (1 + exp(-2u)): for negative x, 1 + tanh(u) cancels and
+ * loses all relative precision in f32, the sigmoid form does not. */
 static void gelu_range(void *arg, int64_t i0, int64_t i1)
 {
     const pw_args *p = arg;
-    const float k0 = 0.7978845608028654f;   /* sqrt(2/pi) */
+    const float k2 = 2.0f * 0.7978845608028654f;   /* 2 sqrt(2/pi) */
     for (int64_t i = i0; i < i1; i++) {
         float x = p->a[i];
-        p->y[i] = 0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x)));
+        p->y[i] = x / (1.0f + expf(-k2 * (x + 0.044715f * x * x * x)));
     }
 }
 
