@@ -127,6 +127,30 @@ static void test_modulate_gated(ops_env *e, test_rng *r)
     }
 }
 
+/* The edges of the exp behind softmax, silu and gelu: -inf logits (masks),
+ * and arguments past f32 exp's range. */
+static void test_extremes(ops_env *e)
+{
+    float sx[4] = { 0.0f, -INFINITY, 1.0f, -200.0f }, sy[4];
+    float ux[6] = { -100.0f, -88.0f, 88.0f, 100.0f, -1e-30f, 0.0f }, uy[6], gy[6];
+    td_tensor st = td_view2(sx, TD_F32, 1, 4), so = td_view2(sy, TD_F32, 1, 4);
+    td_tensor ut = td_view1(ux, TD_F32, 6), uo = td_view1(uy, TD_F32, 6), go = td_view1(gy, TD_F32, 6);
+    double e1 = exp(1.0);
+    CHECK_OK(e, e->be->ops->softmax(e->be, &st, &so));
+    CHECK(fabs(sy[0] - 1 / (1 + e1)) < 1e-7 && sy[1] == 0.0f && fabs(sy[2] - e1 / (1 + e1)) < 1e-7 && sy[3] == 0.0f,
+          "softmax with -inf: %g %g %g %g", sy[0], sy[1], sy[2], sy[3]);
+    CHECK_OK(e, e->be->ops->silu(e->be, &ut, &uo));
+    CHECK_OK(e, e->be->ops->gelu_tanh(e->be, &ut, &go));
+    for (int i = 0; i < 6; i++) {
+        double want = ux[i] / (1.0 + exp(-(double)ux[i]));
+        CHECK(isfinite(uy[i]) && fabs(uy[i] - want) <= 1e-6 * fabs(want) + 1e-30, "silu(%g) = %g, want %g",
+              ux[i], uy[i], want);
+        want = gelu_ref(ux[i]);
+        CHECK(isfinite(gy[i]) && fabs(gy[i] - want) <= 1e-6 * fabs(want) + 1e-30, "gelu(%g) = %g, want %g",
+              ux[i], gy[i], want);
+    }
+}
+
 static void test_errors(ops_env *e, test_rng *r)
 {
     int64_t xs[2] = { 4, 6 }, ys[2] = { 4, 5 }, b5[1] = { 5 }, b6[1] = { 6 }, t3[2] = { 6, 4 };
@@ -155,6 +179,7 @@ int main(void)
     test_unary(&e, &r);
     test_binary(&e, &r);
     test_modulate_gated(&e, &r);
+    test_extremes(&e);
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

@@ -12,8 +12,9 @@
 #include <stdlib.h>
 
 #include "cpu.h"
+#include "cpu_math.h"
 
-#define ATT_BQ 64
+#define ATT_BQ 256
 #define ATT_BK 256
 
 typedef struct {
@@ -43,19 +44,16 @@ static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
                     a->scale, q, (int)a->qs, a->k + k0 * a->ks + h * a->d, (int)a->ks,
                     0.0f, s, ATT_BK);
         for (int64_t i = 0; i < nq; i++) {
-            float *row = s + i * ATT_BK, m = mx[i], corr, sum = 0.0f;
+            float *row = s + i * ATT_BK, m = mx[i], corr, sum;
             if (a->bias) {
                 const float *b = a->bias + (h * a->sq + q0 + i) * a->bias_ld + k0;
                 for (int64_t j = 0; j < nk; j++)
                     row[j] += b[j];
             }
-            for (int64_t j = 0; j < nk; j++)
-                m = fmaxf(m, row[j]);
-            corr = expf(mx[i] - m);   /* 0 on the first tile: mx is -inf */
-            for (int64_t j = 0; j < nk; j++) {
-                row[j] = expf(row[j] - m);
-                sum += row[j];
-            }
+            m = td_maxf(m, td_row_max(row, nk));
+            corr = td_expf(mx[i] - m);   /* 0 on the first tile: mx is -inf */
+            td_row_exp_sub(row, nk, m);
+            sum = td_row_sum(row, nk);
             l[i] = l[i] * corr + sum;
             mx[i] = m;
             if (corr != 1.0f)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "cpu.h"
+#include "cpu_math.h"
 
 #define PW_CHUNK 4096   /* elements below which a range is not split */
 
@@ -25,7 +26,7 @@ static void gelu_range(void *arg, int64_t i0, int64_t i1)
     const float k2 = 2.0f * 0.7978845608028654f;   /* 2 sqrt(2/pi) */
     for (int64_t i = i0; i < i1; i++) {
         float x = p->a[i];
-        p->y[i] = x / (1.0f + expf(-k2 * (x + 0.044715f * x * x * x)));
+        p->y[i] = x / (1.0f + td_expf(-k2 * (x + 0.044715f * x * x * x)));
     }
 }
 
@@ -34,7 +35,7 @@ static void silu_range(void *arg, int64_t i0, int64_t i1)
     const pw_args *p = arg;
     for (int64_t i = i0; i < i1; i++) {
         float x = p->a[i];
-        p->y[i] = x / (1.0f + expf(-x));
+        p->y[i] = x / (1.0f + td_expf(-x));
     }
 }
 
@@ -82,15 +83,14 @@ static void softmax_rows(void *arg, int64_t r0, int64_t r1)
     for (int64_t r = r0; r < r1; r++) {
         const float *x = p->a + r * p->c_len;
         float *y = p->y + r * p->c_len;
-        float mx = -INFINITY;
+        float mx = td_row_max(x, p->c_len);
         double s = 0;
         float inv;
         for (int64_t j = 0; j < p->c_len; j++)
-            mx = fmaxf(mx, x[j]);
-        for (int64_t j = 0; j < p->c_len; j++) {
-            y[j] = expf(x[j] - mx);
+            y[j] = x[j];
+        td_row_exp_sub(y, p->c_len, mx);
+        for (int64_t j = 0; j < p->c_len; j++)
             s += y[j];
-        }
         inv = (float)(1.0 / s);
         for (int64_t j = 0; j < p->c_len; j++)
             y[j] *= inv;
