@@ -13,7 +13,7 @@ static void test_layernorm(ops_env *e, test_rng *r)
                 td_tensor w = rand_tensor(e, r, 1, vs, 1.0f), b = rand_tensor(e, r, 1, vs, 1.0f);
                 td_tensor wn = narrowed(e, &w, affine == 2 ? TD_BF16 : TD_F32);
                 td_tensor bn = narrowed(e, &b, affine == 2 ? TD_BF16 : TD_F32);
-                double *ref = malloc(sizeof(double) * (size_t)(m * c));
+                double *ref = malloc(sizeof(double) * (size_t)(m * c)), *mag = malloc(sizeof(double) * (size_t)(m * c));
                 const float *X = x.data, *W = w.data, *B = b.data;
                 float eps = 1e-6f;
                 /* a large offset makes a one-pass variance visibly wrong */
@@ -30,15 +30,18 @@ static void test_layernorm(ops_env *e, test_rng *r)
                     for (int64_t q = 0; q < c; q++) {
                         double o = (X[row * c + q] - s) / sqrt(v + eps);
                         ref[row * c + q] = affine ? o * W[q] + B[q] : o;
+                        mag[row * c + q] = affine ? fabs(o * W[q]) + fabs(B[q]) : fabs(o);
                     }
                 }
                 CHECK_OK(e, e->be->ops->layernorm(e->be, &x, affine ? &wn : NULL, affine ? &bn : NULL, eps, &y));
-                CHECK(rel_l2_fd(y.data, ref, (size_t)(m * c)) < 1e-6, "layernorm %lldx%lld affine=%d: %.3g",
-                      (long long)m, (long long)c, affine, rel_l2_fd(y.data, ref, (size_t)(m * c)));
+                /* against |o w| + |b|: with a bias one output may cancel to ~0 */
+                CHECK(err_vs_mag(y.data, ref, mag, (size_t)(m * c)) < 1e-6, "layernorm %lldx%lld affine=%d: %.3g",
+                      (long long)m, (long long)c, affine, err_vs_mag(y.data, ref, mag, (size_t)(m * c)));
                 /* in place */
                 CHECK_OK(e, e->be->ops->layernorm(e->be, &x, affine ? &wn : NULL, affine ? &bn : NULL, eps, &x));
-                CHECK(rel_l2_fd(x.data, ref, (size_t)(m * c)) < 1e-6, "layernorm in place");
+                CHECK(err_vs_mag(x.data, ref, mag, (size_t)(m * c)) < 1e-6, "layernorm in place");
                 free(ref);
+                free(mag);
                 td_tensor_free(&x); td_tensor_free(&y); td_tensor_free(&w); td_tensor_free(&b);
                 td_tensor_free(&wn); td_tensor_free(&bn);
             }
@@ -82,7 +85,7 @@ static void test_channel_rmsnorm(ops_env *e, test_rng *r)
             td_tensor x = rand_tensor(e, r, 4, sh, 1.0f), y = zero_tensor(e, TD_F32, 4, sh);
             td_tensor g = rand_tensor(e, r, 4, gs, 1.0f), b = rand_tensor(e, r, 1, vs, 1.0f);
             td_tensor gn = narrowed(e, &g, TD_BF16);
-            double *ref = malloc(sizeof(double) * (size_t)(c * n));
+            double *ref = malloc(sizeof(double) * (size_t)(c * n)), *mag = malloc(sizeof(double) * (size_t)(c * n));
             const float *X = x.data, *G = g.data, *B = b.data;
             /* one all-zero position: the 1e-12 floor must keep it finite */
             for (int64_t ch = 0; ch < c; ch++)
@@ -92,13 +95,17 @@ static void test_channel_rmsnorm(ops_env *e, test_rng *r)
                 for (int64_t ch = 0; ch < c; ch++)
                     ss += (double)X[ch * n + q] * X[ch * n + q];
                 nrm = sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12;
-                for (int64_t ch = 0; ch < c; ch++)
-                    ref[ch * n + q] = X[ch * n + q] / nrm * sqrt((double)c) * G[ch] + (hb ? B[ch] : 0.0);
+                for (int64_t ch = 0; ch < c; ch++) {
+                    double o = X[ch * n + q] / nrm * sqrt((double)c) * G[ch];
+                    ref[ch * n + q] = o + (hb ? B[ch] : 0.0);
+                    mag[ch * n + q] = fabs(o) + (hb ? fabs(B[ch]) : 0.0);
+                }
             }
             CHECK_OK(e, e->be->ops->channel_rmsnorm(e->be, &x, &gn, hb ? &b : NULL, &y));
-            CHECK(rel_l2_fd(y.data, ref, (size_t)(c * n)) < 1e-6, "channel_rmsnorm %lld x %lld bias=%d: %.3g",
-                  (long long)c, (long long)n, hb, rel_l2_fd(y.data, ref, (size_t)(c * n)));
+            CHECK(err_vs_mag(y.data, ref, mag, (size_t)(c * n)) < 1e-6, "channel_rmsnorm %lld x %lld bias=%d: %.3g",
+                  (long long)c, (long long)n, hb, err_vs_mag(y.data, ref, mag, (size_t)(c * n)));
             free(ref);
+            free(mag);
             td_tensor_free(&x); td_tensor_free(&y); td_tensor_free(&g); td_tensor_free(&b); td_tensor_free(&gn);
         }
 }

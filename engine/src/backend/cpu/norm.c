@@ -23,8 +23,7 @@ static void layernorm_rows(void *arg, int64_t r0, int64_t r1)
     for (int64_t r = r0; r < r1; r++) {
         const float *x = a->x + r * a->c;
         float *y = a->y + r * a->c;
-        double s = 0, ss = 0, mean;
-        float mu, rstd;
+        double s = 0, ss = 0, mean, rstd;
         for (int64_t i = 0; i < a->c; i++)
             s += x[i];
         mean = s / (double)a->c;
@@ -32,10 +31,11 @@ static void layernorm_rows(void *arg, int64_t r0, int64_t r1)
             double d = x[i] - mean;
             ss += d * d;
         }
-        mu = (float)mean;
-        rstd = (float)(1.0 / sqrt(ss / (double)a->c + (double)a->eps));
+        rstd = 1.0 / sqrt(ss / (double)a->c + (double)a->eps);
+        /* x - mean in double: with a large mean and a small spread, an f32
+         * mean would cost the centred values most of their precision */
         for (int64_t i = 0; i < a->c; i++) {
-            float v = (x[i] - mu) * rstd;
+            float v = (float)((x[i] - mean) * rstd);
             if (a->w)
                 v *= a->w[i];
             if (a->b)
