@@ -138,6 +138,7 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
             return TD_ENOMEM;
         col = scr;
         wt = scr + kchunk * npos_max;
+        td_cpu_blas_threads(be, 0);
         for (int64_t o = 0; o < to; o++) {
             for (int64_t y0 = 0; y0 < ho; y0 += rows_per) {
                 int64_t nrows = ho - y0 < rows_per ? ho - y0 : rows_per, npos = nrows * wo;

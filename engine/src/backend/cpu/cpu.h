@@ -9,7 +9,7 @@
  * the work, while the pool only runs the loops around them (widening weight
  * tiles, im2col, bias, norms). Attention runs many small independent
  * tiles, so it does the opposite: it drops OpenBLAS to one thread for the
- * duration (td_cpu_blas_serial) and calls sgemm from every pool worker.
+ * duration (td_cpu_blas_threads) and calls sgemm from every pool worker.
  * Nothing ever calls a threaded sgemm from inside a pool worker.
  */
 #ifndef TD_BACKEND_CPU_H
@@ -33,8 +33,12 @@ static inline td_pool *td_cpu_pool(td_backend *be) { return be->ctx->pool; }
  * themselves; its content does not survive the op. NULL + TD_ENOMEM. */
 float *td_cpu_scratch(td_backend *be, size_t n);
 
-/* OpenBLAS to one thread (on = 1) or back to the pool's count (on = 0). */
-void td_cpu_blas_serial(td_backend *be, int on);
+/* OpenBLAS's thread count is process-wide, so each op sets what it needs
+ * right before its sgemm calls (a few ns): the backend's thread count for
+ * sgemm from the caller thread, one for sgemm inside pool workers. Two
+ * backends with different pools in one process then stay correct and use
+ * their own counts, as long as they do not run ops at the same instant. */
+void td_cpu_blas_threads(td_backend *be, int serial);
 
 /* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE with a message naming op --- */
 /* Contiguous TD_F32 activation. */

@@ -32,9 +32,9 @@ float *td_cpu_scratch(td_backend *be, size_t n)
     return c->scratch;
 }
 
-void td_cpu_blas_serial(td_backend *be, int on)
+void td_cpu_blas_threads(td_backend *be, int serial)
 {
-    openblas_set_num_threads(on ? 1 : td_cpu_of(be)->nthreads);
+    openblas_set_num_threads(serial ? 1 : td_cpu_of(be)->nthreads);
 }
 
 static int cpu_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
@@ -138,9 +138,6 @@ int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
     be->ctx = ctx;
     be->priv = c;
     c->nthreads = td_pool_threads(ctx->pool);
-    /* OpenBLAS's thread count is process-wide; it is set to the pool's so
-     * the two together never ask for more threads than the pool has. */
-    openblas_set_num_threads(c->nthreads);
     *out = be;
     return 0;
 }

@@ -83,6 +83,7 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
         return 0;
     xd = x->data;
     yd = y->data;
+    td_cpu_blas_threads(be, 0);
     if (k == 0) {
         memset(yd, 0, (size_t)(m * n) * sizeof(float));
     } else if (w->dtype == TD_F32) {
@@ -140,6 +141,7 @@ int td_cpu_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, 
                 c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return 0;
     }
+    td_cpu_blas_threads(be, 0);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
     return 0;

@@ -209,14 +209,13 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
         xs = xqf + nxq;
         ba.xqf = xqf;
         ba.xs = xs;
-        td_cpu_blas_serial(be, 1);
+        td_cpu_blas_threads(be, 1);
         for (int64_t m0 = 0; m0 < m && !atomic_load(&ba.failed); m0 += W8_MT) {
             ba.mt = m - m0 < W8_MT ? m - m0 : W8_MT;
             ba.y = yd + m0 * n;
             quantize(pool, (const float *)x->data + m0 * k, ba.mt, k, NULL, xqf, xs);
             td_pool_for(pool, (n + W8_NT - 1) / W8_NT, 1, band_tiles, &ba);
         }
-        td_cpu_blas_serial(be, 0);
         if (atomic_load(&ba.failed))
             return td_fail(be->ctx, TD_ENOMEM, "%s: cannot allocate tile buffers", op);
     }
