@@ -8,4 +8,6 @@ typedef struct td_command {
     int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name */
 } td_command;
 
+int cmd_inspect(int argc, char **argv);
+
 #endif

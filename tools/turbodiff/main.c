@@ -10,6 +10,7 @@
 #include "turbodiff.h"
 
 static const td_command commands[] = {
+    { "inspect", "list the tensors of a weight file (with --hash, their SHA-256)", cmd_inspect },
     { NULL, NULL, NULL },
 };
 
