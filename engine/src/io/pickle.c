@@ -14,7 +14,8 @@ typedef struct vm {
     size_t *marks;
     size_t nmarks, mcap;
     td_pk **memo;
-    size_t memo_len;
+    size_t memo_len;          /* allocated slots */
+    size_t memo_count;        /* slots set: Python's len(memo), MEMOIZE's index */
 } vm;
 
 #define FAIL(m, code, ...) vm_fail(m, code, __VA_ARGS__)
@@ -436,8 +437,8 @@ static int memo_put(vm *m, uint64_t idx)
 {
     if (!m->sp)
         return FAIL(m, TD_EFORMAT, "memo put on an empty stack");
-    /* The pickler numbers memo entries consecutively, one per op of at
-     * least two bytes, so an index beyond the pickle's length is bogus. */
+    /* The pickler numbers memo entries consecutively, one per op, so an
+     * index beyond the pickle's length is bogus. */
     if (idx >= m->n)
         return FAIL(m, TD_EFORMAT, "memo index %llu out of range", (unsigned long long)idx);
     if (idx >= m->memo_len) {
@@ -447,6 +448,8 @@ static int memo_put(vm *m, uint64_t idx)
         memset(m->memo + m->memo_len, 0, (cap - m->memo_len) * sizeof(*m->memo));
         m->memo_len = cap;
     }
+    if (!m->memo[idx])
+        m->memo_count++;
     m->memo[idx] = m->stack[m->sp - 1];
     return 0;
 }
@@ -511,7 +514,7 @@ static int step(vm *m, int *stop)
     }
     case 'q': return memo_op(m, 1, 1);                 /* BINPUT */
     case 'r': return memo_op(m, 4, 1);                 /* LONG_BINPUT */
-    case 0x94: return memo_put(m, m->memo_len);        /* MEMOIZE */
+    case 0x94: return memo_put(m, m->memo_count);        /* MEMOIZE */
     case 'h': return memo_op(m, 1, 0);                 /* BINGET */
     case 'j': return memo_op(m, 4, 0);                 /* LONG_BINGET */
     case 'K': TD_TRY(need(m, 1)); m->pos += 1; return push_int(m, m->d[m->pos - 1]);

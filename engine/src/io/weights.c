@@ -115,16 +115,16 @@ static int detect_and_parse(td_ctx *ctx, td_weights *w)
     const uint8_t *d = w->file.data;
     size_t n = w->file.size;
 
-    if (n < 8)
-        return td_fail(ctx, TD_EFORMAT, "%s: file too short (%zu bytes) to be a weight file",
-                       w->path, n);
-    if (d[0] == 'P' && d[1] == 'K')
+    if (n >= 2 && d[0] == 'P' && d[1] == 'K')
         return td_pth_parse(ctx, w, d, n);
-    if (d[0] == 0x80)
+    if (n >= 2 && d[0] == 0x80 && d[1] <= 5)
         return td_fail(ctx, TD_EUNSUPPORTED,
                        "%s: legacy PyTorch format (torch.save with "
                        "_use_new_zipfile_serialization=False) is not supported; "
                        "re-save with a recent torch", w->path);
+    if (n < 8)
+        return td_fail(ctx, TD_EFORMAT, "%s: file too short (%zu bytes) to be a weight file",
+                       w->path, n);
     if (n > 8 && d[8] != '{')
         return td_fail(ctx, TD_EFORMAT, "%s: unrecognised weight file format "
                        "(not safetensors, not a PyTorch zip checkpoint)", w->path);
