@@ -125,7 +125,12 @@ static int detect_and_parse(td_ctx *ctx, td_weights *w)
     if (n < 8)
         return td_fail(ctx, TD_EFORMAT, "%s: file too short (%zu bytes) to be a weight file",
                        w->path, n);
-    if (n > 8 && d[8] != '{')
+    /* A safetensors header starts with '{'; without one, only a header
+     * length that fits the file makes it worth parsing as safetensors. */
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | d[i];
+    if (n > 8 && d[8] != '{' && hlen > n - 8)
         return td_fail(ctx, TD_EFORMAT, "%s: unrecognised weight file format "
                        "(not safetensors, not a PyTorch zip checkpoint)", w->path);
     return td_safetensors_parse(ctx, w, d, n);
