@@ -53,6 +53,40 @@ static buf make_zip(const zent *e, int n)
     return z;
 }
 
+/* The same as torch writes past 4 GB: every size and offset in the central
+ * directory moved to a zip64 extra field, and a zip64 end record. */
+static buf make_zip64(const zent *e, int n)
+{
+    buf z = { 0 }, cd = { 0 };
+    for (int i = 0; i < n; i++) {
+        uint32_t crc = (uint32_t)crc32(0, e[i].data, (uInt)e[i].len), off = (uint32_t)z.n;
+        size_t nl = strlen(e[i].name);
+        put32(&z, 0x04034b50); put16(&z, 45); put16(&z, 0); put16(&z, 0); put32(&z, 0);
+        put32(&z, crc); put32(&z, (uint32_t)e[i].len); put32(&z, (uint32_t)e[i].len);
+        put16(&z, (unsigned)nl); put16(&z, 0); put(&z, e[i].name, nl);
+        put(&z, e[i].data, e[i].len);
+        put32(&cd, 0x02014b50); put16(&cd, 45); put16(&cd, 45); put16(&cd, 0); put16(&cd, 0);
+        put32(&cd, 0); put32(&cd, crc); put32(&cd, 0xffffffffu); put32(&cd, 0xffffffffu);
+        put16(&cd, (unsigned)nl); put16(&cd, 4 + 24); put16(&cd, 0); put16(&cd, 0); put16(&cd, 0);
+        put32(&cd, 0); put32(&cd, 0xffffffffu); put(&cd, e[i].name, nl);
+        put16(&cd, 1); put16(&cd, 24);
+        put32(&cd, (uint32_t)e[i].len); put32(&cd, 0);   /* size */
+        put32(&cd, (uint32_t)e[i].len); put32(&cd, 0);   /* compressed size */
+        put32(&cd, off); put32(&cd, 0);                  /* local header offset */
+    }
+    uint32_t cd_off = (uint32_t)z.n, e64 = 0;
+    put(&z, cd.d, cd.n);
+    e64 = (uint32_t)z.n;
+    put32(&z, 0x06064b50); put32(&z, 44); put32(&z, 0); put32(&z, 45 << 16 | 45); put32(&z, 0);
+    put32(&z, 0); put32(&z, (uint32_t)n); put32(&z, 0); put32(&z, (uint32_t)n); put32(&z, 0);
+    put32(&z, (uint32_t)cd.n); put32(&z, 0); put32(&z, cd_off); put32(&z, 0);
+    put32(&z, 0x07064b50); put32(&z, 0); put32(&z, e64); put32(&z, 0); put32(&z, 1);
+    put32(&z, 0x06054b50); put16(&z, 0); put16(&z, 0); put16(&z, 0xffff); put16(&z, 0xffff);
+    put32(&z, 0xffffffffu); put32(&z, 0xffffffffu); put16(&z, 0);
+    free(cd.d);
+    return z;
+}
+
 /* ---- pickle bytes ---- */
 static void pstr(buf *b, const char *s) { put8(b, 'X'); put32(b, (uint32_t)strlen(s)); puts_(b, s); }
 static void pglobal(buf *b, const char *mod, const char *name)
@@ -289,6 +323,21 @@ static void check_zip(void)
     CHECK(open_mem(&ctx, &bad, bad.n) == TD_EFORMAT && strstr(ctx.errmsg, "claims"),
           "inflate ratio: %s", ctx.errmsg);
     free(bad.d);
+    free(z.d);
+
+    /* Zip64 records, and one whose zip64 extra field is cut short. */
+    z = make_zip64(e, 2);
+    td_weights *w = NULL;
+    td_ctx_clear(&ctx);
+    CHECK(td_weights_open_bytes(&ctx, "zip64.pth", z.d, z.n, TD_BYTES_NONE, &w) == 0 &&
+          td_weights_count(w) == 1 && !memcmp(td_weights_tensor(w, 0)->data, rec, 16) &&
+          (uintptr_t)td_weights_tensor(w, 0)->data % 4 == 0,
+          "zip64: %s", ctx.errmsg);
+    td_weights_close(&w);
+    size_t cd64 = (size_t)z.d[z.n - 22 - 20 - 56 + 48] | (size_t)z.d[z.n - 22 - 20 - 56 + 49] << 8;
+    z.d[cd64 + 30] = 12;   /* extra length: only one of the three 64-bit fields */
+    CHECK(open_mem(&ctx, &z, z.n) == TD_EFORMAT && strstr(ctx.errmsg, "zip64 field"),
+          "short zip64 extra: %s", ctx.errmsg);
     free(z.d);
 
     /* No data.pkl; a missing storage record; big-endian. */

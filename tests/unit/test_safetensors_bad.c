@@ -121,10 +121,27 @@ int main(void)
            "__metadata__ is not an object");
     expect(&r, "header of the wrong type", "\"a string\"", 0, TD_EFORMAT, "bad safetensors header JSON");
 
-    /* Header lengths past the file and past the 100 MB limit. */
+    /* A writer that pads nothing: the F32 tensor sits at an odd address in
+     * the file; the store hands out an aligned copy with the same bytes. */
     td_ctx ctx;
-    uint8_t b[16] = { 0xe8, 0x03, 0, 0, 0, 0, 0, 0, '{', '}' };
     td_ctx_init(&ctx);
+    {
+        size_t n;
+        uint8_t *b = make_st(&r, "{" T("u", "U8", "[3]", 0, 3) "," T("f", "F32", "[2]", 3, 11) "}",
+                             11, &n);
+        td_weights *w = NULL;
+        CHECK((uintptr_t)(b + n - 8) % 4 != 0, "the test tensor is misaligned in the file");
+        CHECK(td_weights_open_bytes(&ctx, "odd.safetensors", b, n, TD_BYTES_NONE, &w) == 0, "%s",
+              ctx.errmsg);
+        const td_tensor *f = w ? td_weights_find(w, "f") : NULL;
+        CHECK(f && (uintptr_t)f->data % 4 == 0 && !memcmp(f->data, b + n - 8, 8),
+              "misaligned tensor copied aligned");
+        td_weights_close(&w);
+        free(b);
+    }
+
+    /* Header lengths past the file and past the 100 MB limit. */
+    uint8_t b[16] = { 0xe8, 0x03, 0, 0, 0, 0, 0, 0, '{', '}' };
     CHECK(open_mem(&ctx, b, 10) == TD_EFORMAT && strstr(ctx.errmsg, "header length 1000 past the end"),
           "%s", ctx.errmsg);
     b[0] = 0; b[1] = 0xc2; b[2] = 0xeb; b[3] = 0x0b;   /* 200,000,000 */

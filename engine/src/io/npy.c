@@ -128,10 +128,20 @@ static int read_bytes(td_ctx *ctx, const char *path, const uint8_t *d, size_t n,
     const uint8_t *src = d + hstart + hlen;
     td_dtype keep = dt == TD_F64 || dt == TD_F16 ? TD_F32 : dt;
     TD_TRY(td_tensor_new(ctx, out, keep, ndim, shape));
-    if (keep == dt)
+    if (keep == dt) {
         memcpy(out->data, src, nbytes);
-    else
-        td_to_f32(dt, src, out->data, (size_t)numel);
+        return 0;
+    }
+    /* The data need not be aligned for its dtype (the header length is
+     * the writer's choice): widen from an aligned copy. */
+    void *tmp = malloc(nbytes ? nbytes : 1);
+    if (!tmp) {
+        td_tensor_free(out);
+        return td_fail(ctx, TD_ENOMEM, "%s: out of memory", path);
+    }
+    memcpy(tmp, src, nbytes);
+    td_to_f32(dt, tmp, out->data, (size_t)numel);
+    free(tmp);
     return 0;
 }
 

@@ -101,6 +101,15 @@ static int storage_record(pth *p, const td_pk_storage *st, const record **out)
     }
     r = &p->rec[p->n_rec];
     TD_TRY(td_zip_read(p->ctx, &p->zip, e, &r->data, &owned));
+    /* torch.save aligns records to 64 bytes; other zip writers may not, and
+     * models read elements through typed pointers: copy those to the heap. */
+    if (!owned && (uintptr_t)r->data % 16) {
+        if (!(owned = malloc(e->size ? e->size : 1)))
+            return td_fail(p->ctx, TD_ENOMEM, "%s: out of memory aligning record '%s'",
+                           p->w->path, path);
+        memcpy(owned, r->data, e->size);
+        r->data = owned;
+    }
     if (owned)
         TD_TRY(td_weights_adopt(p->ctx, p->w, owned));
     r->key = st->key;

@@ -153,7 +153,23 @@ static int parse_header(td_ctx *ctx, td_weights *w, json_t *root, const uint8_t 
     if (!rc)
         rc = check_layout(ctx, w->path, info, n, data_size);
     for (size_t i = 0; !rc && i < n; i++) {
-        info[i].t.data = (void *)(base + info[i].begin);
+        const uint8_t *src = base + info[i].begin;
+        size_t es = td_dtype_size(info[i].t.dtype), nbytes = (size_t)(info[i].end - info[i].begin);
+        info[i].t.data = (void *)src;
+        /* Models read elements through typed pointers: a tensor that a
+         * writer left misaligned for its dtype gets an aligned copy. */
+        if ((uintptr_t)src % es) {
+            void *copy = malloc(nbytes);
+            if (!copy) {
+                rc = td_fail(ctx, TD_ENOMEM, "%s: out of memory aligning tensor '%s'", w->path,
+                             info[i].name);
+                break;
+            }
+            memcpy(copy, src, nbytes);
+            if ((rc = td_weights_adopt(ctx, w, copy)))
+                break;
+            info[i].t.data = copy;
+        }
         rc = td_weights_add(ctx, w, info[i].name, strlen(info[i].name), &info[i].t);
     }
     free(info);

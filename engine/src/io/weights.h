@@ -3,7 +3,8 @@
  * Opens safetensors and PyTorch zip .pth files (format chosen by content,
  * never by file name). Tensors stay in their stored dtype; nothing is copied
  * except where a .pth storage is deflate-compressed (then it is inflated once
- * into memory the store owns).
+ * into memory the store owns) or where a writer left a tensor misaligned for
+ * its dtype (then it is copied once, so every tensor's data is aligned).
  *
  * Names are kept as stored (for `turbodiff inspect`) and also in canonical
  * form, with checkpoint-wrapper prefixes ("model.diffusion_model.",
