@@ -196,8 +196,12 @@ static void check_tensors(void)
     t = ok; t.shape[1] = -2;
     expect_tensor("negative dim", t, 16, TD_EFORMAT, "negative int");
     t = ok; t.storage_type = "ComplexFloatStorage";
-    expect_tensor("unknown storage type", t, 16, TD_EUNSAFE,
-                  "pickle global torch.ComplexFloatStorage is not allowed");
+    expect_tensor("unsupported storage type", t, 16, TD_EUNSUPPORTED,
+                  "tensor type torch.ComplexFloatStorage is not supported");
+    RAW("unsupported dtype", "\x80\x02" "ctorch\nfloat8_e5m2\n" ".", TD_EUNSUPPORTED,
+        "tensor type torch.float8_e5m2 is not supported");
+    RAW("torch.load itself", "\x80\x02" "ctorch\nload\n" ".", TD_EUNSAFE,
+        "pickle global torch.load is not allowed");
 }
 
 static void check_globals(void)

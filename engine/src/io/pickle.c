@@ -138,6 +138,22 @@ static int is(const char *s, size_t len, const char *lit)
     return strlen(lit) == len && !memcmp(s, lit, len);
 }
 
+/* Harmless torch types we have no dtype for: refused as unsupported, not
+ * as unsafe, so the message says what is really wrong. */
+static int is_unsupported_dtype(const char *name, size_t nl)
+{
+    static const char *const others[] = {
+        "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "int16", "short", "uint16",
+        "uint32", "uint64", "complex32", "complex64", "complex128", "cfloat", "cdouble",
+    };
+    if (nl > 7 && !memcmp(name + nl - 7, "Storage", 7))
+        return 1;
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (is(name, nl, others[i]))
+            return 1;
+    return 0;
+}
+
 static int push_global(vm *m, const char *mod, size_t ml, const char *name, size_t nl)
 {
     td_pk *g = new_value(m, TD_PK_GLOBAL);
@@ -172,6 +188,9 @@ static int push_global(vm *m, const char *mod, size_t ml, const char *name, size
                 g->dtype = dtypes[i].dt;
                 found = 1;
             }
+        if (!found && is(mod, ml, "torch") && is_unsupported_dtype(name, nl))
+            return FAIL(m, TD_EUNSUPPORTED, "tensor type torch.%.*s is not supported",
+                        (int)(nl > 100 ? 100 : nl), name);
         if (!found)
             return FAIL(m, TD_EUNSAFE, "pickle global %.*s.%.*s is not allowed",
                         (int)(ml > 100 ? 100 : ml), mod, (int)(nl > 100 ? 100 : nl), name);
