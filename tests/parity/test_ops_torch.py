@@ -168,6 +168,9 @@ def test_upsample_nearest(td_cli, seed, tmp_path):
     ours = run_op(td_cli, tmp_path, "upsample_nearest", [x], "--factor", "2,3")
     ref = F.interpolate(x[None], scale_factor=(2, 3), mode="nearest")[0]
     assert np.array_equal(ours, ref.numpy())
+    # the Wan VAE upsamples with mode="nearest-exact": the same for integer factors
+    ref = F.interpolate(x[None], scale_factor=(2, 3), mode="nearest-exact")[0]
+    assert np.array_equal(ours, ref.numpy())
 
 
 def test_op_reports_bad_shapes(td_cli, tmp_path):
