@@ -9,5 +9,6 @@ typedef struct td_command {
 } td_command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_w8a8(int argc, char **argv);
 
 #endif
