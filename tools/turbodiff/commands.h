@@ -8,4 +8,7 @@ typedef struct td_command {
     int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name */
 } td_command;
 
+int cmd_inspect(int argc, char **argv);
+int cmd_w8a8(int argc, char **argv);
+
 #endif

@@ -10,6 +10,8 @@
 #include "turbodiff.h"
 
 static const td_command commands[] = {
+    { "inspect", "list the tensors of a weight file (with --hash, their SHA-256)", cmd_inspect },
+    { "w8a8", "debug: the CPU W8A8 linear on raw arrays (parity tier)", cmd_w8a8 },
     { NULL, NULL, NULL },
 };
 
