@@ -11,5 +11,7 @@ typedef struct td_command {
 int cmd_inspect(int argc, char **argv);
 int cmd_op(int argc, char **argv);
 int cmd_w8a8(int argc, char **argv);
+int cmd_sla_attention(int argc, char **argv);
+int cmd_sample_toy(int argc, char **argv);
 
 #endif
