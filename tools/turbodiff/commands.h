@@ -13,5 +13,6 @@ int cmd_op(int argc, char **argv);
 int cmd_w8a8(int argc, char **argv);
 int cmd_sla_attention(int argc, char **argv);
 int cmd_sample_toy(int argc, char **argv);
+int cmd_encode_text(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const td_command commands[] = {
     { "w8a8", "debug: the CPU W8A8 linear on raw arrays (parity tier)", cmd_w8a8 },
     { "sla-attention", "debug: run the SLA attention op on .npy q, k, v", cmd_sla_attention },
     { "sample-toy", "debug: run a sampler with a toy linear model", cmd_sample_toy },
+    { "encode-text", "umT5-encode token ids into the [512, d_model] DiT context (.npy)", cmd_encode_text },
     { NULL, NULL, NULL },
 };
 

@@ -1,0 +1,151 @@
+/*
+ * turbodiff encode-text: token ids -> the [512, d_model] f32 umT5 context
+ * the Wan DiT reads, written as .npy (real tokens' rows, then zero rows).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "commands.h"
+#include "core/pool.h"
+#include "io/npy.h"
+#include "io/weights.h"
+#include "text/umt5.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: turbodiff encode-text --t5 FILE --ids \"ID ID ...\" --out EMB.npy\n"
+               "         [--threads N]\n"
+               "  Encode token ids (EOS included, as the tokenizer emits them; 1 to %d)\n"
+               "  with a umT5 encoder (Wan's .pth or transformers/ComfyUI safetensors)\n"
+               "  and write the [%d, d_model] f32 context: the ids' rows, then zeros.\n",
+            TD_UMT5_TEXT_LEN, TD_UMT5_TEXT_LEN);
+}
+
+typedef struct enc_args {
+    const char *t5, *ids, *out;
+    int threads;
+} enc_args;
+
+static int parse(int argc, char **argv, enc_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **dst = !strcmp(o, "--t5") ? &a->t5 : !strcmp(o, "--ids") ? &a->ids
+                         : !strcmp(o, "--out") ? &a->out : NULL;
+        char *end = NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!dst && strcmp(o, "--threads")) {
+            fprintf(stderr, "turbodiff encode-text: unknown option '%s'\n", o);
+            return 2;
+        }
+        if (!val) {
+            fprintf(stderr, "turbodiff encode-text: '%s' needs a value\n", o);
+            return 2;
+        }
+        i++;
+        if (dst) {
+            *dst = val;
+            continue;
+        }
+        a->threads = (int)strtol(val, &end, 10);
+        if (end == val || *end) {
+            fprintf(stderr, "turbodiff encode-text: --threads '%s' is not a number\n", val);
+            return 2;
+        }
+    }
+    if (!a->t5 || !a->ids || !a->out) {
+        fprintf(stderr, "turbodiff encode-text: --t5, --ids and --out are required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* Space- or comma-separated non-negative ids, at most TD_UMT5_TEXT_LEN. */
+static int parse_ids(const char *s, int32_t *ids, int *n)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v;
+        if (*s == ' ' || *s == ',' || *s == '\t' || *s == '\n') {
+            s++;
+            continue;
+        }
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "turbodiff encode-text: --ids: '%.20s' is not a token id\n", s);
+            return 2;
+        }
+        if (*n == TD_UMT5_TEXT_LEN) {
+            fprintf(stderr, "turbodiff encode-text: --ids: more than %d ids\n", TD_UMT5_TEXT_LEN);
+            return 2;
+        }
+        ids[(*n)++] = (int32_t)v;
+        s = end;
+    }
+    if (!*n) {
+        fprintf(stderr, "turbodiff encode-text: --ids is empty\n");
+        return 2;
+    }
+    return 0;
+}
+
+int cmd_encode_text(int argc, char **argv)
+{
+    enc_args a = { 0 };
+    int32_t ids[TD_UMT5_TEXT_LEN];
+    int n = 0, rc = parse(argc, argv, &a);
+    td_ctx ctx;
+    td_pool *pool = NULL;
+    td_backend *be = NULL;
+    td_weights *w = NULL;
+    td_umt5 *m = NULL;
+    td_tensor out = { 0 };
+    size_t scratch;
+
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if ((rc = parse_ids(a.ids, ids, &n)))
+        return rc;
+    td_ctx_init(&ctx);
+    if ((rc = td_pool_create(&ctx, a.threads, &pool)) < 0)
+        goto done;
+    ctx.pool = pool;
+    if ((rc = td_weights_open(&ctx, a.t5, &w)) < 0)
+        goto done;
+    /* The arena size follows from the dims, so a first load (name lookups
+     * and views only) against a scratch-free backend reads them; the
+     * encoder is then loaded again against the backend that runs it. */
+    if ((rc = td_backend_cpu_create(&ctx, 0, &be)) < 0 || (rc = td_umt5_load(&ctx, be, w, &m)) < 0)
+        goto done;
+    scratch = td_umt5_scratch_bytes(m, n);
+    td_umt5_free(&m);
+    td_backend_destroy(&be);
+    if ((rc = td_backend_cpu_create(&ctx, scratch, &be)) < 0 || (rc = td_umt5_load(&ctx, be, w, &m)) < 0)
+        goto done;
+    {
+        const int64_t shape[2] = { TD_UMT5_TEXT_LEN, m->dims.d_model };
+        if ((rc = td_tensor_new(&ctx, &out, TD_F32, 2, shape)) < 0)
+            goto done;
+    }
+    if ((rc = td_umt5_encode(m, be, ids, n, &out)) < 0)
+        goto done;
+    rc = td_npy_write(&ctx, a.out, &out);
+done:
+    if (rc < 0)
+        fprintf(stderr, "turbodiff encode-text: %s\n", ctx.errmsg);
+    td_tensor_free(&out);
+    td_umt5_free(&m);
+    td_backend_destroy(&be);
+    td_weights_close(&w);
+    td_pool_destroy(&pool);
+    return rc < 0 ? 1 : 0;
+}
