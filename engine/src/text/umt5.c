@@ -85,10 +85,7 @@ static int read_dims(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k, td
     TD_TRY(rc);
     d->vocab = m->embed.shape[0];
     d->d_model = m->embed.shape[1];
-    d->layers = count_layers(w, k);
-    if (d->layers == 0)
-        return td_fail(ctx, TD_ENOTFOUND, "%s: no encoder layers (missing tensor %s with N = 0)",
-                       td_weights_path(w), k->q);
+    d->layers = count_layers(w, k);   /* >= 1: the layout was detected by layer 0 */
     {
         const int64_t qs[2] = { -1, d->d_model }, gs[2] = { -1, d->d_model };
         TD_TRY(td_weights_getf(ctx, w, &q, 2, qs, k->q, 0));

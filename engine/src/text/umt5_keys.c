@@ -38,19 +38,20 @@ static const td_umt5_keys hf_keys = {
     .embed = { "encoder.embed_tokens.weight", "shared.weight" },
 };
 
+/* By layer 0's query projection, which every encoder of either layout has. */
 int td_umt5_detect_layout(td_ctx *ctx, const td_weights *w, td_umt5_layout *out)
 {
-    if (td_weights_find(w, "token_embedding.weight") || td_weights_has_prefix(w, "blocks.0.")) {
+    if (td_weights_find(w, "blocks.0.attn.q.weight")) {
         *out = TD_UMT5_LAYOUT_WAN;
         return 0;
     }
-    if (td_weights_has_prefix(w, "encoder.block.0.")) {
+    if (td_weights_find(w, "encoder.block.0.layer.0.SelfAttention.q.weight")) {
         *out = TD_UMT5_LAYOUT_HF;
         return 0;
     }
     return td_fail(ctx, TD_EFORMAT,
-                   "%s: not a umT5 encoder: neither Wan's names (token_embedding.weight, "
-                   "blocks.N.attn.*) nor transformers' (shared.weight, encoder.block.N.layer.*)",
+                   "%s: not a umT5 encoder: neither Wan's blocks.0.attn.q.weight nor "
+                   "transformers' encoder.block.0.layer.0.SelfAttention.q.weight",
                    td_weights_path(w));
 }
 
