@@ -75,3 +75,35 @@ def test_umt5_errors(td_cli, seed, tmp_path):
     p = run_td(td_cli, "encode-text", "--t5", path, "--ids", " ".join(["1"] * (TEXT_LEN + 1)),
                "--out", tmp_path / "e.npy", check=False)
     assert p.returncode != 0 and str(TEXT_LEN) in p.stderr
+
+
+def test_umt5_cache_dir(td_cli, seed, tmp_path):
+    """--cache-dir serves the stored entry (proved by planting a different,
+    correctly checksummed one), and a corrupt entry is recomputed."""
+    import hashlib
+
+    rng = np.random.default_rng(seed)
+    model = tiny_model(rng, layers=2)
+    path = tmp_path / "enc.safetensors"
+    save(model, path, "hf")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    ids = " ".join(map(str, rng.integers(0, model.config.vocab_size, size=20)))
+    run_td(td_cli, "encode-text", "--t5", path, "--ids", ids, "--out", tmp_path / "a.npy",
+           "--cache-dir", cache)
+    fresh = np.load(tmp_path / "a.npy")
+    assert rel_l2(fresh[:20], reference(model, [int(i) for i in ids.split()])[:20]) < 1e-5
+    (entry,) = cache.iterdir()
+    raw = entry.read_bytes()
+    head, body = raw[:56], raw[56:-32]
+    assert head[:8] == b"TDEMB001" and np.frombuffer(body, np.float32).size == fresh.size
+    planted = (2 * np.frombuffer(body, np.float32)).astype(np.float32).tobytes()
+    entry.write_bytes(head + planted + hashlib.sha256(head + planted).digest())
+    run_td(td_cli, "encode-text", "--t5", path, "--ids", ids, "--out", tmp_path / "b.npy",
+           "--cache-dir", cache)
+    assert np.array_equal(np.load(tmp_path / "b.npy"), 2 * fresh), "cache entry not used"
+    entry.write_bytes(head + planted + bytes(32))
+    run_td(td_cli, "encode-text", "--t5", path, "--ids", ids, "--out", tmp_path / "c.npy",
+           "--cache-dir", cache)
+    assert np.array_equal(np.load(tmp_path / "c.npy"), fresh), "corrupt entry served"
+    assert len(list(cache.iterdir())) == 1, "temporary files left behind"

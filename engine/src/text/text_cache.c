@@ -32,12 +32,15 @@ struct td_text_cache {
 int td_text_encoder_identity(td_ctx *ctx, const char *path, char *buf, size_t size)
 {
     struct stat st;
+    char *abs;
     int n;
 
-    if (stat(path, &st) != 0)
+    /* The absolute path, so runs from other directories share entries. */
+    if (stat(path, &st) != 0 || !(abs = realpath(path, NULL)))
         return td_fail(ctx, TD_EIO, "%s: cannot stat the encoder file: %s", path, strerror(errno));
-    n = snprintf(buf, size, "%s|%lld|%lld", path, (long long)st.st_size,
+    n = snprintf(buf, size, "%s|%lld|%lld", abs, (long long)st.st_size,
                  (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+    free(abs);
     if (n < 0 || (size_t)n >= size)
         return td_fail(ctx, TD_EINVAL, "%s: encoder identity longer than %zu bytes", path, size);
     return 0;

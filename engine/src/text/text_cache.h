@@ -2,8 +2,8 @@
  * Text embedding cache: the same prompt with the same encoder is encoded
  * once per engine (a small in-memory LRU), and optionally once per machine
  * (a cache directory). Keys are SHA-256 of the encoder identity and the
- * prompt; the identity is the encoder file's path, size and mtime, so a
- * replaced file misses instead of serving stale embeddings.
+ * prompt; the identity is the encoder file's absolute path, size and mtime,
+ * so a replaced file misses instead of serving stale embeddings.
  *
  * A disk entry <dir>/<key hex>.tdemb holds a magic, the key, rows, cols, the
  * f32 rows and a SHA-256 of all of that; it is written to a temporary file
@@ -20,7 +20,7 @@
 
 typedef struct td_text_cache td_text_cache;
 
-/* "path|size|mtime_ns" of an encoder file into buf; TD_EIO when it cannot be
+/* "absolute path|size|mtime_ns" of an encoder file into buf; TD_EIO when it cannot be
  * stat'ed, TD_EINVAL when buf is too small. */
 int td_text_encoder_identity(td_ctx *ctx, const char *path, char *buf, size_t size);
 
