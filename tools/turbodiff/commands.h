@@ -9,6 +9,8 @@ typedef struct td_command {
 } td_command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_vae_decode(int argc, char **argv);
+int cmd_vae_encode(int argc, char **argv);
 int cmd_w8a8(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@
 
 static const td_command commands[] = {
     { "inspect", "list the tensors of a weight file (with --hash, their SHA-256)", cmd_inspect },
+    { "vae-decode", "decode Wan VAE latents (.npy) into frames (.npy or .y4m)", cmd_vae_decode },
+    { "vae-encode", "encode frames (.npy) into normalised Wan VAE latents (.npy)", cmd_vae_encode },
     { "w8a8", "debug: the CPU W8A8 linear on raw arrays (parity tier)", cmd_w8a8 },
     { NULL, NULL, NULL },
 };
