@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import rel_l2, run_td
-from vae_ref import decode, encode, rand, save_both, tiny_vae
+from vae_ref import decode, decode_tiled, encode, rand, save_both, tiny_vae
 
 FRAMES = [1, 5, 9, 13]
 LAT_H, LAT_W = 5, 7
@@ -85,16 +85,21 @@ def test_batch_dim_and_y4m(td_cli, models, tmp_path):
 
 
 def test_tiled_within_bound(td_cli, models, tmp_path):
+    """Tiles of 12 latent pixels overlapping by 6 (96 / 48 px): within
+    TILE_BOUND of the untiled reference, and no worse than diffusers' own
+    tiled decode with the same tile and stride."""
     vae, d, seed = models
     rng = np.random.default_rng(seed + 11)
-    lat = rand(rng, 16, 2, 9, 11)
+    lat = rand(rng, 16, 2, 15, 17)
     np.save(tmp_path / "lat.npy", lat)
     run_td(td_cli, "vae-decode", "--vae", d / "vae.safetensors", "--latents", tmp_path / "lat.npy",
-           "--out", tmp_path / "tiled.npy", "--tile", 6, "--overlap", 2)
+           "--out", tmp_path / "tiled.npy", "--tile", 12, "--overlap", 6)
     ref = decode(vae, lat)
     err = rel_l2(np.load(tmp_path / "tiled.npy"), ref)
-    print(f"tiled (6, overlap 2) vs untiled reference: rel L2 {err:.3g} (bound {TILE_BOUND})")
+    err_diffusers = rel_l2(decode_tiled(vae, lat, 96, 48), ref)
+    print(f"tiled (12, overlap 6) vs untiled: rel L2 {err:.3g}; diffusers tiled (96, stride 48) {err_diffusers:.3g}")
     assert err < TILE_BOUND
+    assert err <= err_diffusers + 0.02
 
 
 def test_errors(td_cli, models, tmp_path):

@@ -1,6 +1,7 @@
 """Reference side of the Wan VAE parity tier: tiny random diffusers
 AutoencoderKLWan models, saved as diffusers safetensors and re-keyed into
 Wan's own Wan2.1_VAE.pth layout, plus Wan-normalised decode/encode."""
+import copy
 import re
 
 import numpy as np
@@ -30,8 +31,10 @@ def _res(key):
             .replace(".conv_shortcut.", ".shortcut."))
 
 
-def to_wan_keys(sd):
-    """diffusers AutoencoderKLWan state dict -> Wan's WanVAE_ names."""
+def to_wan_keys(sd, check=True):
+    """diffusers AutoencoderKLWan state dict -> Wan's WanVAE_ names. check:
+    verify against diffusers' own Wan -> diffusers converter, which
+    hard-codes Wan2.1's layout (dim_mult 1,2,4,4, num_res_blocks 2)."""
     # flat index of decoder.up_blocks.I.{resnets.J, upsamplers.0} in Wan's decoder.upsamples
     blocks = sorted({tuple(map(int, m.groups())) for k in sd
                      for m in [re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.", k)] if m})
@@ -65,10 +68,9 @@ def to_wan_keys(sd):
                     k = f"decoder.upsamples.{idx}." + k[len(pre):]
             nk = _res(k) if (".middle." in k or ".downsamples." in k or ".upsamples." in k) else k
         out[nk] = v.detach().clone().contiguous()
-    # the map must be the inverse of diffusers' own Wan -> diffusers converter
-    # (which hard-codes Wan's num_res_blocks = 2 in the decoder)
-    back = convert_wan_vae_to_diffusers(out)
-    assert set(back) == set(sd), sorted(set(back) ^ set(sd))[:8]
+    if check:
+        back = convert_wan_vae_to_diffusers(out)
+        assert set(back) == set(sd), sorted(set(back) ^ set(sd))[:8]
     return out
 
 
@@ -85,19 +87,22 @@ def _stats(vae):
 
 
 @torch.no_grad()
-def decode(vae, latents):
-    """latents [16, T, h, w] normalised -> frames [3, F, H, W]."""
+def decode(vae, latents, dtype=torch.float32):
+    """latents [16, T, h, w] normalised -> frames [3, F, H, W]; dtype float64
+    runs a float64 copy of the model (a reference free of f32 rounding)."""
     mean, std = _stats(vae)
-    z = torch.from_numpy(latents)[None] * std + mean
-    return vae.decode(z).sample[0].numpy()
+    m = vae if dtype == torch.float32 else copy.deepcopy(vae).to(dtype)
+    z = torch.from_numpy(latents).to(dtype)[None] * std.to(dtype) + mean.to(dtype)
+    return m.decode(z).sample[0].float().numpy()
 
 
 @torch.no_grad()
-def encode(vae, frames):
+def encode(vae, frames, dtype=torch.float32):
     """frames [3, F, H, W] -> normalised posterior mean [16, T, h, w]."""
     mean, std = _stats(vae)
-    mu = vae.encode(torch.from_numpy(frames)[None]).latent_dist.mean
-    return ((mu - mean) / std)[0].numpy()
+    m = vae if dtype == torch.float32 else copy.deepcopy(vae).to(dtype)
+    mu = m.encode(torch.from_numpy(frames).to(dtype)[None]).latent_dist.mean
+    return ((mu - mean.to(dtype)) / std.to(dtype))[0].float().numpy()
 
 
 @torch.no_grad()

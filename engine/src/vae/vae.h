@@ -65,6 +65,9 @@ int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *
 int td_vae_decoder_push(td_vae_decoder *dec, const td_tensor *latents,
                         td_vae_frames_fn fn, void *opaque);
 void td_vae_decoder_close(td_vae_decoder **dec);
+/* Bytes the decoder carries between chunks (its causal caches): constant
+ * once the first two latent frames are in, whatever the clip length. */
+size_t td_vae_decoder_state_bytes(const td_vae_decoder *dec);
 
 /* Whole clip through the streaming decoder. */
 int td_vae_decode(td_vae *vae, const td_tensor *latents, const td_vae_tiling *tiling,

@@ -75,6 +75,16 @@ void td_vae_decoder_close(td_vae_decoder **dec)
     *dec = NULL;
 }
 
+size_t td_vae_decoder_state_bytes(const td_vae_decoder *d)
+{
+    size_t n = 0;
+    for (int i = 0; i < d->ntiles; i++)
+        for (int j = 0; j < d->tiles[i].st.nslots; j++)
+            if (d->tiles[i].st.slots[j].frames.data)
+                n += td_nbytes(&d->tiles[i].st.slots[j].frames);
+    return n;
+}
+
 static int setup_tiles(td_vae_decoder *d, const td_vae_tiling *tl)
 {
     td_ctx *ctx = d->vae->ctx;
