@@ -209,6 +209,7 @@ static void test_tiling(env *e, test_rng *rng)
         printf("tiled (12, overlap 6) vs untiled: rel L2 %.3g (bound %.2f)\n", err, TILE_BOUND);
         CHECK(err < TILE_BOUND && err > 0, "tiled rel L2 %.3g", err);
     }
+    td_tensor_free(&tiled);
     rc = td_vae_decode_all(vae, &lat, &(td_vae_tiling){ 4, 4 }, &tiled);
     CHECK(rc == TD_EINVAL && strstr(e->ctx.errmsg, "overlap"), "overlap = tile: rc %d %s", rc, e->ctx.errmsg);
     td_ctx_clear(&e->ctx);
