@@ -2,8 +2,9 @@
  * CPU GEMM throughput at DiT linear shapes: our linear op with f32 and bf16
  * weights (and the W8A8 op) against a plain cblas_sgemm of the same product
  * in the same process and thread count. Prints GFLOP/s and the ratios.
- * Usage: bench_gemm [threads]   (default: all cores)
- * Runtime is kept under ~30 s on 2 cores.
+ * Usage: bench_gemm [threads [M K N reps]]   (default: all cores, the
+ * three shapes below); one shape on the command line lets
+ * gemm_vs_torch.py alternate it with torch under the same machine load.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -38,8 +39,24 @@ int main(int argc, char **argv)
         { 4096, 8960, 1536, 3 },   /* Wan 1.3B FFN down */
     };
     int threads = argc > 1 ? atoi(argv[1]) : 0;
+    const shape *list = shapes;
+    size_t count = sizeof(shapes) / sizeof(shapes[0]);
+    shape one;
     td_ctx ctx;
     td_backend *be;
+
+    if (argc == 6) {
+        one = (shape){ atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), atoi(argv[5]) };
+        if (one.m < 1 || one.k < 1 || one.n < 1 || one.reps < 1) {
+            fprintf(stderr, "bench_gemm: M K N reps must be positive\n");
+            return 2;
+        }
+        list = &one;
+        count = 1;
+    } else if (argc > 2) {
+        fprintf(stderr, "usage: bench_gemm [threads [M K N reps]]\n");
+        return 2;
+    }
 
     td_ctx_init(&ctx);
     if (td_pool_create(&ctx, threads, &ctx.pool) < 0 || td_backend_cpu_create(&ctx, 0, &be) < 0) {
@@ -50,8 +67,8 @@ int main(int argc, char **argv)
     printf("threads %d (pool), openblas %d\n", td_pool_threads(ctx.pool), openblas_get_num_threads());
     printf("%-18s %10s %10s %10s %10s %8s %8s %8s\n", "M x K x N", "sgemm", "lin f32", "lin bf16",
            "w8a8", "f32/bl", "bf16/bl", "w8a8/bl");
-    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-        int64_t m = shapes[s].m, k = shapes[s].k, n = shapes[s].n;
+    for (size_t s = 0; s < count; s++) {
+        int64_t m = list[s].m, k = list[s].k, n = list[s].n;
         int64_t nkb = (k + 127) / 128, nnb = (n + 127) / 128;
         td_tensor x, w, wb, wq, ws, y;
         double flop = 2.0 * m * n * k, best[4] = { 1e30, 1e30, 1e30, 1e30 };
@@ -71,7 +88,7 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < n * k; i++)
             ((int8_t *)wq.data)[i] = (int8_t)(((float *)w.data)[i] * 250.0f);
         fill(ws.data, (size_t)(nnb * nkb), 3);
-        for (int r = 0; r < shapes[s].reps; r++) {
+        for (int r = 0; r < list[s].reps; r++) {
             double t0, t;
             /* the ops set OpenBLAS's (process-wide) count per call; the
              * baseline gets the same count explicitly */
@@ -97,7 +114,7 @@ int main(int argc, char **argv)
         printf("%5lldx%5lldx%5lld %10.1f %10.1f %10.1f %10.1f %8.3f %8.3f %8.3f   GFLOP/s (best of %d)\n",
                (long long)m, (long long)k, (long long)n, flop / best[0] * 1e-9, flop / best[1] * 1e-9,
                flop / best[2] * 1e-9, flop / best[3] * 1e-9, best[0] / best[1], best[0] / best[2],
-               best[0] / best[3], shapes[s].reps);
+               best[0] / best[3], list[s].reps);
         td_tensor_free(&x); td_tensor_free(&w); td_tensor_free(&wb);
         td_tensor_free(&wq); td_tensor_free(&ws); td_tensor_free(&y);
     }

@@ -133,7 +133,9 @@ def test_sla_rejects_bad_options(td_cli, tmp_path, extra, msg):
 # --- TurboDiffusion's own Triton SLA, interpreted on the CPU -----------------
 # Set TD_TURBODIFFUSION_SRC to a directory holding SLA/{__init__,core,kernel,
 # utils}.py copied from turbodiffusion/SLA of a thu-ml/TurboDiffusion snapshot
-# (never committed here). Its Triton kernel asserts BLKK == 64 and takes
+# (never committed here); needs the triton package (installed with PyPI's torch
+# on Linux), run by TRITON_INTERPRET=1 on the CPU in f32 instead of upstream's
+# bf16. Its Triton kernel asserts BLKK == 64 and takes
 # int(topk * K) key blocks without a lower bound, so the cases keep that >= 1.
 UPSTREAM = os.environ.get("TD_TURBODIFFUSION_SRC")
 

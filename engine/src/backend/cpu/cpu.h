@@ -3,14 +3,15 @@
  * scratch helpers, and one entry point per op (each defined in the file
  * named after its concern). Everything computes in f32.
  *
- * Threading: ctx->pool runs our own loops; OpenBLAS is told to use the same
- * number of threads. The two never run at once: big GEMMs (linear, conv3d,
- * the raw gemm op) call sgemm from the caller thread and let OpenBLAS split
- * the work, while the pool only runs the loops around them (widening weight
- * tiles, im2col, bias, norms). Attention runs many small independent
- * tiles, so it does the opposite: it drops OpenBLAS to one thread for the
- * duration (td_cpu_blas_threads) and calls sgemm from every pool worker.
- * Nothing ever calls a threaded sgemm from inside a pool worker.
+ * Threading, two patterns that never mix: (1) sgemm from the caller thread
+ * with OpenBLAS at the pool's thread count, the pool only running the loops
+ * between calls (f32 linear, conv3d's im2col and bias, the raw gemm op);
+ * (2) OpenBLAS at one thread and every pool worker running whole tiles,
+ * sgemm included, with no hand-off between threads until the op ends
+ * (bf16/f16 linear, W8A8, attention, SLA): used where (1) would make
+ * threads wait on each other between many small sgemm calls. Each op sets
+ * OpenBLAS's process-wide count itself (td_cpu_blas_threads). Nothing ever
+ * calls a threaded sgemm from inside a pool worker.
  */
 #ifndef TD_BACKEND_CPU_H
 #define TD_BACKEND_CPU_H

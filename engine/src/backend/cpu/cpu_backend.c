@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "cpu.h"
+#include "sla.h"
 
 float *td_cpu_scratch(td_backend *be, size_t n)
 {
@@ -112,6 +113,7 @@ static const td_backend_ops cpu_ops = {
     .attention = td_cpu_attention,
     .conv3d = td_cpu_conv3d,
     .upsample_nearest = td_cpu_upsample_nearest,
+    .sla_attention = td_cpu_sla_attention,
 };
 
 int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)

@@ -64,6 +64,20 @@ static inline float td_row_max(const float *x, int64_t n)
     return m;
 }
 
+static inline float td_row_absmax(const float *x, int64_t n)
+{
+    float acc[8] = { 0 }, m = 0.0f;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++)
+            acc[u] = td_maxf(acc[u], fabsf(x[j + u]));
+    for (; j < n; j++)
+        m = td_maxf(m, fabsf(x[j]));
+    for (int u = 0; u < 8; u++)
+        m = td_maxf(m, acc[u]);
+    return m;
+}
+
 static inline float td_row_sum(const float *x, int64_t n)
 {
     float acc[8] = { 0 }, s = 0.0f;

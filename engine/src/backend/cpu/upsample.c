@@ -1,4 +1,6 @@
-/* Nearest-neighbour upsampling of the last two dims by integer factors. */
+/* Nearest-neighbour upsampling of the last two dims by integer factors.
+ * For integer factors torch's "nearest" and "nearest-exact" (the Wan VAE's
+ * mode) pick the same source pixel, out // f, which is what this does. */
 #include "cpu.h"
 
 typedef struct {

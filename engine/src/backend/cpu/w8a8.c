@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_math.h"
 
 #define QB 128              /* quantization block edge */
 #define W8_MT (4 * QB)      /* activation rows quantized per pass */
@@ -66,8 +67,7 @@ static void quant_blocks(void *arg, int64_t b0, int64_t b1)
         float amax = 1e-8f, mult;
 
         for (int64_t r = r0; r < r1; r++)
-            for (int64_t c = c0; c < c1; c++)
-                amax = fmaxf(amax, fabsf(a->x[r * a->k + c]));
+            amax = td_maxf(amax, td_row_absmax(a->x + r * a->k + c0, c1 - c0));
         mult = 128.0f / amax;
         a->scale[bm * a->nkb + bk] = amax / 128.0f;
         for (int64_t r = r0; r < r1; r++) {
