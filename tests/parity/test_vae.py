@@ -1,6 +1,7 @@
 """Wan VAE: our decode/encode vs diffusers' AutoencoderKLWan on fresh tiny
-random models, loaded from diffusers safetensors and from Wan's .pth layout,
-for 1, 5, 9 and 13 frames at an odd latent size (5x7)."""
+random models, loaded from diffusers safetensors, from Wan's .pth layout and
+from Wan's names in safetensors (ComfyUI's wan_2.1_vae.safetensors), for 1,
+5, 9 and 13 frames at an odd latent size (5x7)."""
 import numpy as np
 import pytest
 
@@ -23,11 +24,11 @@ def models(tmp_path_factory, request):
     print(f"test_vae models: seed {seed} (replay with TD_TEST_SEED={seed})")
     d = tmp_path_factory.mktemp("vae")
     vae = tiny_vae(seed)
-    save_both(vae, d / "vae.safetensors", d / "Wan2.1_VAE.pth")
+    save_both(vae, d / "vae.safetensors", d / "Wan2.1_VAE.pth", d / "wan_2.1_vae.safetensors")
     return vae, d, seed
 
 
-@pytest.mark.parametrize("layout", ["vae.safetensors", "Wan2.1_VAE.pth"])
+@pytest.mark.parametrize("layout", ["vae.safetensors", "Wan2.1_VAE.pth", "wan_2.1_vae.safetensors"])
 @pytest.mark.parametrize("frames", FRAMES)
 def test_decode(td_cli, models, layout, frames, tmp_path):
     vae, d, seed = models

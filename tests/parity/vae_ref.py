@@ -74,10 +74,15 @@ def to_wan_keys(sd, check=True):
     return out
 
 
-def save_both(vae, st_path, pth_path):
+def save_both(vae, st_path, pth_path, comfy_path=None):
+    """diffusers safetensors, Wan's .pth and (comfy_path) Wan's names in a
+    safetensors file, as ComfyUI's wan_2.1_vae.safetensors has them."""
     sd = {k: v.detach().contiguous() for k, v in vae.state_dict().items()}
     save_file(sd, str(st_path))
-    torch.save(to_wan_keys(sd), str(pth_path))
+    wan = to_wan_keys(sd)
+    torch.save(wan, str(pth_path))
+    if comfy_path:
+        save_file(wan, str(comfy_path))
 
 
 def _stats(vae):
