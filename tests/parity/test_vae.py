@@ -114,3 +114,21 @@ def test_errors(td_cli, models, tmp_path):
     p = run_td(td_cli, "vae-encode", "--vae", d / "vae.safetensors", "--frames", tmp_path / "x.npy",
                "--out", tmp_path / "o.npy", check=False)
     assert p.returncode != 0 and "1 + 4*k" in p.stderr
+
+
+def test_decoder_only_file(td_cli, models, tmp_path):
+    """A file without encoder tensors decodes; encoding names what is missing."""
+    from safetensors.torch import save_file
+    vae, d, seed = models
+    sd = {k: v.contiguous() for k, v in vae.state_dict().items() if not k.startswith(("encoder.", "quant_conv."))}
+    save_file(sd, str(tmp_path / "dec.safetensors"))
+    rng = np.random.default_rng(seed + 3)
+    lat = rand(rng, 16, 2, 3, 5)
+    np.save(tmp_path / "lat.npy", lat)
+    run_td(td_cli, "vae-decode", "--vae", tmp_path / "dec.safetensors", "--latents", tmp_path / "lat.npy",
+           "--out", tmp_path / "out.npy")
+    assert rel_l2(np.load(tmp_path / "out.npy"), decode(vae, lat)) < 1e-5
+    np.save(tmp_path / "x.npy", rand(rng, 3, 1, 16, 16))
+    p = run_td(td_cli, "vae-encode", "--vae", tmp_path / "dec.safetensors", "--frames", tmp_path / "x.npy",
+               "--out", tmp_path / "o.npy", check=False)
+    assert p.returncode != 0 and "dec.safetensors" in p.stderr and "encoder" in p.stderr
