@@ -10,6 +10,8 @@ typedef struct td_command {
 
 int cmd_inspect(int argc, char **argv);
 int cmd_op(int argc, char **argv);
+int cmd_vae_decode(int argc, char **argv);
+int cmd_vae_encode(int argc, char **argv);
 int cmd_w8a8(int argc, char **argv);
 int cmd_sla_attention(int argc, char **argv);
 int cmd_sample_toy(int argc, char **argv);
