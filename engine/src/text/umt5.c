@@ -275,7 +275,7 @@ static int check_out(td_ctx *ctx, const td_umt5 *m, const int32_t *ids, int n, c
     return 0;
 }
 
-static int encode(td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out,
+static int encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out,
                   int *bucket_of, float *table)
 {
     const td_umt5_dims *d = &m->dims;
@@ -299,7 +299,7 @@ static int encode(td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tens
     return be->ops->rmsnorm(be, &x, &m->final_norm, UMT5_EPS, &y);
 }
 
-int td_umt5_encode(td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out)
+int td_umt5_encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out)
 {
     int *bucket_of;
     float *table;

@@ -63,7 +63,7 @@ size_t td_umt5_scratch_bytes(const td_umt5 *m, int n);
 /* Encode n ids (1 <= n <= 512, each < vocab) into out, a contiguous TD_F32
  * [512, d_model] tensor the caller owns: rows 0..n-1 the encoding, the rest
  * zeros. Scratch comes from be's arena and is released before returning. */
-int td_umt5_encode(td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out);
+int td_umt5_encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out);
 
 /* T5's bidirectional relative position bucket of rel = key - query, with
  * buckets total buckets, exactly as transformers computes it (in f32). */
