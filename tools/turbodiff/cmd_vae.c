@@ -114,7 +114,7 @@ static int run(const char *cmd, int argc, char **argv)
     td_vae *vae = NULL;
     td_tensor in = { 0 }, out = { 0 };
 
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout, cmd);
@@ -142,7 +142,6 @@ static int run(const char *cmd, int argc, char **argv)
             usage(stderr, cmd);
             return 2;
         }
-        i++;
     }
     if (!vae_path || !in_path || !out_path) {
         usage(stderr, cmd);
