@@ -17,6 +17,8 @@ static const td_command commands[] = {
     { "w8a8", "debug: the CPU W8A8 linear on raw arrays (parity tier)", cmd_w8a8 },
     { "sla-attention", "debug: run the SLA attention op on .npy q, k, v", cmd_sla_attention },
     { "sample-toy", "debug: run a sampler with a toy linear model", cmd_sample_toy },
+    { "dit-forward", "debug: one Wan DiT forward pass on .npy latents and context", cmd_dit_forward },
+    { "t2v", "text-to-video latents (rCM over the Wan DiT) from a text embedding .npy", cmd_t2v },
     { NULL, NULL, NULL },
 };
 
