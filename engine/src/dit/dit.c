@@ -125,15 +125,17 @@ static int cross_attention(td_dit *m, td_backend *be, const td_dit_block *bk, di
     return be->ops->add(be, &b->x, &b->o, &b->x);
 }
 
-static int feed_forward(td_backend *be, const td_dit_block *bk, dit_bufs *b, const float *mod, int64_t d)
+static int feed_forward(td_backend *be, const td_dit_block *bk, dit_bufs *b, const float *mod, int64_t d,
+                        int64_t ffn_dim)
 {
+    td_tensor ff = td_view2(b->ff.data, TD_F32, b->x.shape[0], ffn_dim);
     td_tensor sh = td_view1((void *)(mod + 3 * d), TD_F32, d), sc = td_view1((void *)(mod + 4 * d), TD_F32, d);
     td_tensor gate = td_view1((void *)(mod + 5 * d), TD_F32, d);
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
     TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
-    TD_TRY(linear(be, &b->n, &bk->ffn0, &b->ff));
-    TD_TRY(be->ops->gelu_tanh(be, &b->ff, &b->ff));
-    TD_TRY(linear(be, &b->ff, &bk->ffn2, &b->o));
+    TD_TRY(linear(be, &b->n, &bk->ffn0, &ff));
+    TD_TRY(be->ops->gelu_tanh(be, &ff, &ff));
+    TD_TRY(linear(be, &ff, &bk->ffn2, &b->o));
     return be->ops->add_gated(be, &b->x, &b->o, &gate);
 }
 
@@ -290,7 +292,7 @@ static int forward(td_dit *m, td_backend *be, const td_tensor *x, double timeste
         TD_TRY(add_modulation(ctx, &bk->mod, e0.data, 6, d, modv));
         TD_TRY(self_attention(m, be, bk, b, attn, modv));
         TD_TRY(cross_attention(m, be, bk, b));
-        TD_TRY(feed_forward(be, bk, b, modv, d));
+        TD_TRY(feed_forward(be, bk, b, modv, d, c->ffn_dim));
     }
     return head(m, be, b, e.data, modv, x, out);
 }
