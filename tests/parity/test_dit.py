@@ -1,6 +1,7 @@
 """Wan DiT parity: our dit-forward / t2v against diffusers' WanTransformer3DModel
 (tiny random configs, f64 reference), in diffusers and Wan key layouts."""
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -203,3 +204,21 @@ def test_dit_w8a8_matches_block_quant_reference(td_cli, tmp_path, seed):
     err = rel_l2(np.load(tmp_path / "v.npy"), ref)
     print(f"w8a8: rel L2 {err:.3g}")
     assert err < W8A8_TOL
+
+
+def test_t2v_decodes_with_vae(td_cli, tmp_path, seed):
+    """t2v --vae gives what vae-decode makes of its saved latents, as .npy and
+    as a .y4m with one frame per decoded frame."""
+    data = pathlib.Path(__file__).resolve().parents[1] / "data"
+    gen = torch.Generator().manual_seed(seed)
+    np.save(tmp_path / "c.npy", torch.randn(3, 16, generator=gen).numpy())
+    common = ["--dit", data / "dit" / "tiny.pth", "--heads", 2, "--context-from", tmp_path / "c.npy",
+              "--frames", 5, "--size", "32x16", "--steps", 2, "--seed", seed, "--vae", data / "vae" / "vae_wan.pth"]
+    run_td(td_cli, "t2v", *common, "--save-latents", tmp_path / "lat.npy", "--out", tmp_path / "clip.npy")
+    run_td(td_cli, "vae-decode", "--vae", data / "vae" / "vae_wan.pth", "--latents", tmp_path / "lat.npy",
+           "--out", tmp_path / "ref.npy")
+    clip, ref = np.load(tmp_path / "clip.npy"), np.load(tmp_path / "ref.npy")
+    assert clip.shape == (3, 5, 16, 32) and np.array_equal(clip, ref)
+    run_td(td_cli, "t2v", *common, "--out", tmp_path / "clip.y4m")
+    raw = (tmp_path / "clip.y4m").read_bytes()
+    assert raw.startswith(b"YUV4MPEG2 W32 H16 ") and raw.count(b"FRAME\n") == 5
