@@ -57,7 +57,7 @@ int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_di
 const td_dit_config *td_dit_get_config(const td_dit *dit);
 /*
  * One forward pass. timestep is what the model takes (rectified-flow t *
- * 1000), computed with in f64 for the sinusoid as upstream does. out must be
+ * 1000; its sinusoid is computed in f64 as upstream does). out must be
  * a contiguous f32 tensor [C_out, F, H, W] (F, H, W divisible by the patch).
  * SLA mode needs proj_l in every block (TD_ENOTFOUND naming it otherwise).
  */
