@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "y4m.h"
 #include "core/pool.h"
 #include "io/npy.h"
 #include "io/weights.h"
@@ -34,51 +35,6 @@ static void usage(FILE *f, const char *cmd)
         fprintf(f, "usage: turbodiff vae-encode --vae FILE --frames F.npy --out L.npy [--threads N]\n"
                    "  F.npy: [3, 1+4k, H, W] float32 in [-1, 1], H and W multiples of 8\n"
                    "  L.npy: [16, 1+k, H/8, W/8], the normalised posterior mean\n");
-}
-
-typedef struct y4m_out {
-    FILE *f;
-    uint8_t *buf;
-    int failed;
-} y4m_out;
-
-static uint8_t to_u8(double v)
-{
-    v = floor(v + 0.5);
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
-
-static int y4m_frames(void *opaque, int64_t first, const td_tensor *fr)
-{
-    y4m_out *o = opaque;
-    int64_t n = fr->shape[1], H = fr->shape[2], W = fr->shape[3], plane = H * W;
-    uint8_t *y = o->buf, *u = y + plane, *v = u + plane / 4;
-    (void)first;
-    for (int64_t t = 0; t < n; t++) {
-        const float *r = (const float *)fr->data + t * plane, *g = r + n * plane, *b = g + n * plane;
-        for (int64_t i = 0; i < plane; i++) {
-            double R = (r[i] + 1) * 127.5, G = (g[i] + 1) * 127.5, B = (b[i] + 1) * 127.5;
-            y[i] = to_u8(16 + (65.481 * R + 128.553 * G + 24.966 * B) / 255);
-        }
-        for (int64_t yy = 0; yy < H / 2; yy++)
-            for (int64_t xx = 0; xx < W / 2; xx++) {
-                double R = 0, G = 0, B = 0;
-                for (int dy = 0; dy < 2; dy++)
-                    for (int dx = 0; dx < 2; dx++) {
-                        int64_t i = (2 * yy + dy) * W + 2 * xx + dx;
-                        R += (r[i] + 1) * 127.5 / 4;
-                        G += (g[i] + 1) * 127.5 / 4;
-                        B += (b[i] + 1) * 127.5 / 4;
-                    }
-                u[yy * (W / 2) + xx] = to_u8(128 + (-37.797 * R - 74.203 * G + 112.0 * B) / 255);
-                v[yy * (W / 2) + xx] = to_u8(128 + (112.0 * R - 93.786 * G - 18.214 * B) / 255);
-            }
-        if (fputs("FRAME\n", o->f) < 0 || fwrite(o->buf, 1, (size_t)(plane * 3 / 2), o->f) != (size_t)(plane * 3 / 2)) {
-            o->failed = 1;
-            return 1;
-        }
-    }
-    return 0;
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -174,10 +130,10 @@ static int run(const char *cmd, int argc, char **argv)
             rc = td_fail(&ctx, TD_EIO, "cannot create %s", out_path);
         else if (!(o.buf = malloc((size_t)(H * W * 3 / 2))))
             rc = td_fail(&ctx, TD_ENOMEM, "y4m frame buffer");
-        else if (fprintf(o.f, "YUV4MPEG2 W%lld H%lld F16:1 Ip A1:1 C420jpeg\n", (long long)W, (long long)H) < 0)
+        else if (y4m_header(o.f, W, H) < 0)
             rc = td_fail(&ctx, TD_EIO, "cannot write %s", out_path);
         if (rc == 0)
-            rc = td_vae_decode(vae, &in, tile ? &tiling : NULL, y4m_frames, &o);
+            rc = td_vae_decode(vae, &in, tile ? &tiling : NULL, y4m_write_frames, &o);
         if (o.failed) {
             td_ctx_clear(&ctx);
             rc = td_fail(&ctx, TD_EIO, "cannot write %s", out_path);

@@ -16,5 +16,7 @@ int cmd_w8a8(int argc, char **argv);
 int cmd_sla_attention(int argc, char **argv);
 int cmd_sample_toy(int argc, char **argv);
 int cmd_encode_text(int argc, char **argv);
+int cmd_dit_forward(int argc, char **argv);
+int cmd_t2v(int argc, char **argv);
 
 #endif

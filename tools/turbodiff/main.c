@@ -18,6 +18,8 @@ static const td_command commands[] = {
     { "sla-attention", "debug: run the SLA attention op on .npy q, k, v", cmd_sla_attention },
     { "sample-toy", "debug: run a sampler with a toy linear model", cmd_sample_toy },
     { "encode-text", "umT5-encode token ids into the [512, d_model] DiT context (.npy)", cmd_encode_text },
+    { "dit-forward", "debug: one Wan DiT forward pass on .npy latents and context", cmd_dit_forward },
+    { "t2v", "text-to-video latents (rCM over the Wan DiT) from a text embedding .npy", cmd_t2v },
     { NULL, NULL, NULL },
 };
 
