@@ -44,14 +44,16 @@ build: deps
 	cmake -S engine -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
+# Sanitized tests build with clang, so the tree is also kept warning-free
+# under a second compiler.
 build-asan: deps
-	cmake -S engine -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON -DTD_CUDA=OFF
+	CC=clang cmake -S engine -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON -DTD_CUDA=OFF
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 
 build-fuzz: deps
 	CC=clang cmake -S engine -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DTD_FUZZ=ON -DTD_SANITIZE=ON -DTD_CUDA=OFF
-	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target fuzzers
 
 check-unit: build
 	ctest --test-dir $(BUILD) --output-on-failure

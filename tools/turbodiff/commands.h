@@ -8,4 +8,15 @@ typedef struct td_command {
     int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name */
 } td_command;
 
+int cmd_inspect(int argc, char **argv);
+int cmd_op(int argc, char **argv);
+int cmd_vae_decode(int argc, char **argv);
+int cmd_vae_encode(int argc, char **argv);
+int cmd_w8a8(int argc, char **argv);
+int cmd_sla_attention(int argc, char **argv);
+int cmd_sample_toy(int argc, char **argv);
+int cmd_encode_text(int argc, char **argv);
+int cmd_dit_forward(int argc, char **argv);
+int cmd_t2v(int argc, char **argv);
+
 #endif

@@ -10,6 +10,16 @@
 #include "turbodiff.h"
 
 static const td_command commands[] = {
+    { "inspect", "list the tensors of a weight file (with --hash, their SHA-256)", cmd_inspect },
+    { "op", "debug: run one CPU backend op on .npy files (parity tier)", cmd_op },
+    { "vae-decode", "decode Wan VAE latents (.npy) into frames (.npy or .y4m)", cmd_vae_decode },
+    { "vae-encode", "encode frames (.npy) into normalised Wan VAE latents (.npy)", cmd_vae_encode },
+    { "w8a8", "debug: the CPU W8A8 linear on raw arrays (parity tier)", cmd_w8a8 },
+    { "sla-attention", "debug: run the SLA attention op on .npy q, k, v", cmd_sla_attention },
+    { "sample-toy", "debug: run a sampler with a toy linear model", cmd_sample_toy },
+    { "encode-text", "umT5-encode token ids into the [512, d_model] DiT context (.npy)", cmd_encode_text },
+    { "dit-forward", "debug: one Wan DiT forward pass on .npy latents and context", cmd_dit_forward },
+    { "t2v", "text-to-video latents (rCM over the Wan DiT) from a text embedding .npy", cmd_t2v },
     { NULL, NULL, NULL },
 };
 

@@ -105,6 +105,23 @@ typedef struct td_backend_ops {
                   const td_tensor *bias, const td_conv3d_params *p, td_tensor *y);
     /* Nearest upsampling of the last two dims: x[..., H, W] -> y[..., H*fh, W*fw]. */
     int (*upsample_nearest)(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y);
+
+    /* --- SLA (branch sla) ------------------------------------------------ */
+    /* TurboDiffusion sparse-linear attention, per head h of q, k, v, out
+     * [S, H, D] (TD_F32, contiguous, out not aliasing an input):
+     *   sparse: each query block of blk_q rows attends, with softmax scale
+     *     D^-0.5, only to the max(1, floor(topk * nk)) key blocks of blk_k
+     *     rows whose mean-pooled smoothed keys (k - mean_S k) score highest
+     *     against the block's mean query (ragged last blocks masked);
+     *   linear: phi = softmax over D, o_l = phi(q) (sum phi(k)^T v) /
+     *     (1e-5 + phi(q) . sum phi(k)) over all keys;
+     *   out = sparse + o_l proj_w^T + proj_b  (proj_l: w [D, D], b [D] or
+     *     NULL; any float dtype).
+     * blk_q, blk_k in {64, 128}; topk in (0, 1]. See cpu/sla.c. */
+    int (*sla_attention)(td_backend *be, const td_tensor *q, const td_tensor *k,
+                         const td_tensor *v, const td_tensor *proj_w,
+                         const td_tensor *proj_b, int blk_q, int blk_k, double topk,
+                         td_tensor *out);
 } td_backend_ops;
 
 struct td_backend {

@@ -11,6 +11,9 @@
 /* Read into a new owned tensor, widened to f32 (from f32, f64, f16, bf16-as-
  * V2 is not supported; integer arrays are read as their own dtype). */
 int td_npy_read(td_ctx *ctx, const char *path, td_tensor *out);
+/* The same from bytes in memory (label names them in messages). */
+int td_npy_read_bytes(td_ctx *ctx, const char *label, const void *data, size_t size,
+                      td_tensor *out);
 /* Write an f32 (or any dtype numpy knows) contiguous tensor. */
 int td_npy_write(td_ctx *ctx, const char *path, const td_tensor *t);
 

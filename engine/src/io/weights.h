@@ -3,12 +3,15 @@
  * Opens safetensors and PyTorch zip .pth files (format chosen by content,
  * never by file name). Tensors stay in their stored dtype; nothing is copied
  * except where a .pth storage is deflate-compressed (then it is inflated once
- * into memory the store owns).
+ * into memory the store owns) or where a writer left a tensor misaligned for
+ * its dtype (then it is copied once, so every tensor's data is aligned).
  *
  * Names are kept as stored (for `turbodiff inspect`) and also in canonical
- * form with one checkpoint-wrapper prefix stripped ("net.",
- * "model.diffusion_model.", "module.", "model."), which is what models look
- * up, so one key map serves the Wan, ComfyUI and TurboDiffusion layouts.
+ * form, with checkpoint-wrapper prefixes ("model.diffusion_model.",
+ * "state_dict.", "module.", "model.", "net.") stripped from the front
+ * repeatedly, which is what models look up, so one key map serves the Wan,
+ * ComfyUI and TurboDiffusion layouts. A .pth holding nested dicts is
+ * flattened into dotted names ({"model": {"a": t}} -> "model.a").
  */
 #ifndef TD_IO_WEIGHTS_H
 #define TD_IO_WEIGHTS_H

@@ -1,0 +1,100 @@
+/*
+ * Private to the CPU backend: its state, the shared argument checks and
+ * scratch helpers, and one entry point per op (each defined in the file
+ * named after its concern). Everything computes in f32.
+ *
+ * Threading, two patterns that never mix: (1) sgemm from the caller thread
+ * with OpenBLAS at the pool's thread count, the pool only running the loops
+ * between calls (f32 linear, conv3d's im2col and bias, the raw gemm op);
+ * (2) OpenBLAS at one thread and every pool worker running whole tiles,
+ * sgemm included, with no hand-off between threads until the op ends
+ * (bf16/f16 linear, W8A8, attention, SLA): used where (1) would make
+ * threads wait on each other between many small sgemm calls. Each op sets
+ * OpenBLAS's process-wide count itself (td_cpu_blas_threads). Nothing ever
+ * calls a threaded sgemm from inside a pool worker.
+ */
+#ifndef TD_BACKEND_CPU_H
+#define TD_BACKEND_CPU_H
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "core/pool.h"
+
+typedef struct td_cpu {
+    td_arena arena;
+    int nthreads;          /* pool threads, and OpenBLAS's count */
+    float *scratch;        /* tile buffers (widened weights, im2col, ...) */
+    size_t scratch_floats;
+} td_cpu;
+
+static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }
+static inline td_pool *td_cpu_pool(td_backend *be) { return be->ctx->pool; }
+
+/* The backend's tile scratch, grown to at least n floats. Ops carve it up
+ * themselves; its content does not survive the op. NULL + TD_ENOMEM. */
+float *td_cpu_scratch(td_backend *be, size_t n);
+
+/* OpenBLAS's thread count is process-wide, so each op sets what it needs
+ * right before its sgemm calls (a few ns): the backend's thread count for
+ * sgemm from the caller thread, one for sgemm inside pool workers. Two
+ * backends with different pools in one process then stay correct and use
+ * their own counts, as long as they do not run ops at the same instant. */
+void td_cpu_blas_threads(td_backend *be, int serial);
+
+/* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE with a message naming op --- */
+/* Contiguous TD_F32 activation. */
+int td_cpu_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t);
+/* Contiguous f32/bf16/f16 weight. */
+int td_cpu_check_weight(td_backend *be, const char *op, const char *name, const td_tensor *t);
+/* Contiguous float vector (any shape) of exactly n elements. */
+int td_cpu_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n);
+/* Same element count and last dim (a row-wise op's in/out pair). */
+int td_cpu_check_same_rows(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y);
+static inline int64_t td_cpu_lastdim(const td_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+
+/* A float vector as f32: the tensor's own data when it already is f32,
+ * otherwise widened into *owned (malloc'ed, caller frees). NULL on ENOMEM. */
+const float *td_cpu_vec_f32(td_backend *be, const td_tensor *t, float **owned);
+
+/* Widen rows [0, rows) x cols [0, cols) of a row-major weight (row stride
+ * ld elements, any float dtype) into dst (row stride cols), on the pool. */
+void td_cpu_widen_tile(td_backend *be, td_dtype dt, const void *src, int64_t ld,
+                       int64_t rows, int64_t cols, float *dst);
+
+/* W8A8 activation quantization, exactly TurboDiffusion's (see w8a8.c):
+ * x[M, K] -> q[M, K] int8 and scale[ceil(M/128), ceil(K/128)]. */
+void td_cpu_w8a8_quantize(td_pool *pool, const float *x, int64_t m, int64_t k,
+                          int8_t *q, float *scale);
+
+/* --- ops ------------------------------------------------------------------ */
+int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
+                  const td_tensor *bias, td_tensor *y);
+int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
+                       const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
+int td_cpu_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                float beta, float *c, int64_t ldc);
+int td_cpu_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
+                     const td_tensor *bias, float eps, td_tensor *y);
+int td_cpu_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
+                   float eps, td_tensor *y);
+int td_cpu_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *gamma,
+                           const td_tensor *bias, td_tensor *y);
+int td_cpu_gelu_tanh(td_backend *be, const td_tensor *x, td_tensor *y);
+int td_cpu_silu(td_backend *be, const td_tensor *x, td_tensor *y);
+int td_cpu_softmax(td_backend *be, const td_tensor *x, td_tensor *y);
+int td_cpu_add(td_backend *be, const td_tensor *a, const td_tensor *b, td_tensor *y);
+int td_cpu_mul(td_backend *be, const td_tensor *a, const td_tensor *b, td_tensor *y);
+int td_cpu_modulate(td_backend *be, const td_tensor *x, const td_tensor *shift,
+                    const td_tensor *scale, td_tensor *y);
+int td_cpu_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td_tensor *gate);
+int td_cpu_rope(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
+                const td_tensor *sin_t, td_tensor *y);
+int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
+                     const td_tensor *v, const td_tensor *bias, float scale,
+                     int64_t kv_len, td_tensor *out);
+int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
+                  const td_tensor *bias, const td_conv3d_params *p, td_tensor *y);
+int td_cpu_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y);
+
+#endif

@@ -1,0 +1,153 @@
+/*
+ * The CPU backend's table and its memory: an activation arena (alloc, mark,
+ * reset), weights used in place (upload is a view), and one growable tile
+ * scratch shared by the ops (a backend runs one op at a time).
+ */
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "cpu.h"
+#include "sla.h"
+
+float *td_cpu_scratch(td_backend *be, size_t n)
+{
+    td_cpu *c = td_cpu_of(be);
+    if (n > c->scratch_floats) {
+        float *p;
+        if (n > SIZE_MAX / sizeof(float)) {
+            td_fail(be->ctx, TD_ENOMEM, "cpu backend: scratch of %zu floats is too large", n);
+            return NULL;
+        }
+        free(c->scratch);
+        c->scratch_floats = 0;
+        p = aligned_alloc(64, (n * sizeof(float) + 63) & ~(size_t)63);
+        if (!p) {
+            c->scratch = NULL;
+            td_fail(be->ctx, TD_ENOMEM, "cpu backend: cannot allocate %zu bytes of tile scratch",
+                    n * sizeof(float));
+            return NULL;
+        }
+        c->scratch = p;
+        c->scratch_floats = n;
+    }
+    return c->scratch;
+}
+
+void td_cpu_blas_threads(td_backend *be, int serial)
+{
+    openblas_set_num_threads(serial ? 1 : td_cpu_of(be)->nthreads);
+}
+
+static int cpu_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
+{
+    return td_arena_tensor(be->ctx, &td_cpu_of(be)->arena, t, dtype, ndim, shape);
+}
+
+static size_t cpu_mark(td_backend *be)
+{
+    return td_arena_mark(&td_cpu_of(be)->arena);
+}
+
+static void cpu_reset(td_backend *be, size_t mark)
+{
+    td_arena_reset(&td_cpu_of(be)->arena, mark);
+}
+
+static int cpu_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
+{
+    (void)be;
+    *dev = *host;
+    dev->owns = 0;
+    return 0;
+}
+
+static int cpu_download(td_backend *be, const td_tensor *dev, td_tensor *host)
+{
+    char a[96], b[96];
+    if (host->dtype != TD_F32)
+        return td_fail(be->ctx, TD_EINVAL, "download: host tensor %s is not f32",
+                       td_shape_str(host, a, sizeof(a)));
+    if (td_numel(dev) != td_numel(host) || dev->ndim != host->ndim)
+        return td_fail(be->ctx, TD_ESHAPE, "download: %s does not fit into %s",
+                       td_shape_str(dev, a, sizeof(a)), td_shape_str(host, b, sizeof(b)));
+    for (int i = 0; i < dev->ndim; i++)
+        if (dev->shape[i] != host->shape[i])
+            return td_fail(be->ctx, TD_ESHAPE, "download: %s does not fit into %s",
+                           td_shape_str(dev, a, sizeof(a)), td_shape_str(host, b, sizeof(b)));
+    return td_tensor_copy(be->ctx, host, dev);
+}
+
+static void cpu_destroy(td_backend *be)
+{
+    td_cpu *c = td_cpu_of(be);
+    if (c) {
+        td_arena_free(&c->arena);
+        free(c->scratch);
+        free(c);
+    }
+    free(be);
+}
+
+static const td_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .mark = cpu_mark,
+    .reset = cpu_reset,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .linear = td_cpu_linear,
+    .linear_w8a8 = td_cpu_linear_w8a8,
+    .gemm = td_cpu_gemm,
+    .layernorm = td_cpu_layernorm,
+    .rmsnorm = td_cpu_rmsnorm,
+    .channel_rmsnorm = td_cpu_channel_rmsnorm,
+    .gelu_tanh = td_cpu_gelu_tanh,
+    .silu = td_cpu_silu,
+    .softmax = td_cpu_softmax,
+    .add = td_cpu_add,
+    .mul = td_cpu_mul,
+    .modulate = td_cpu_modulate,
+    .add_gated = td_cpu_add_gated,
+    .rope = td_cpu_rope,
+    .attention = td_cpu_attention,
+    .conv3d = td_cpu_conv3d,
+    .upsample_nearest = td_cpu_upsample_nearest,
+    .sla_attention = td_cpu_sla_attention,
+};
+
+int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
+{
+    td_backend *be;
+    td_cpu *c;
+    int rc;
+
+    *out = NULL;
+    be = calloc(1, sizeof(*be));
+    c = calloc(1, sizeof(*c));
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return td_fail(ctx, TD_ENOMEM, "cpu backend: cannot allocate its state");
+    }
+    rc = td_arena_init(ctx, &c->arena, arena_bytes);
+    if (rc < 0) {
+        free(be);
+        free(c);
+        return rc;
+    }
+    be->ops = &cpu_ops;
+    be->ctx = ctx;
+    be->priv = c;
+    c->nthreads = td_pool_threads(ctx->pool);
+    *out = be;
+    return 0;
+}
+
+void td_backend_destroy(td_backend **be)
+{
+    if (*be) {
+        (*be)->ops->destroy(*be);
+        *be = NULL;
+    }
+}

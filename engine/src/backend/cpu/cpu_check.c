@@ -1,0 +1,98 @@
+/*
+ * Argument checks shared by the CPU ops, so every op rejects a mismatch with
+ * a message naming itself and the tensor, and the widening helpers that turn
+ * stored weights (f32, bf16, f16) into f32 tiles.
+ */
+#include <stdlib.h>
+
+#include "cpu.h"
+
+static int is_float(td_dtype t)
+{
+    return t == TD_F32 || t == TD_BF16 || t == TD_F16;
+}
+
+int td_cpu_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t)
+{
+    char s[96];
+    if (!t || (!t->data && td_numel(t) > 0))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s is missing", op, name);
+    if (t->dtype != TD_F32)
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be f32 on the cpu backend",
+                       op, name, td_shape_str(t, s, sizeof(s)));
+    if (!td_is_contiguous(t))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be contiguous",
+                       op, name, td_shape_str(t, s, sizeof(s)));
+    return 0;
+}
+
+int td_cpu_check_weight(td_backend *be, const char *op, const char *name, const td_tensor *t)
+{
+    char s[96];
+    if (!t || (!t->data && td_numel(t) > 0))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s is missing", op, name);
+    if (!is_float(t->dtype))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be f32, bf16 or f16",
+                       op, name, td_shape_str(t, s, sizeof(s)));
+    if (!td_is_contiguous(t))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be contiguous",
+                       op, name, td_shape_str(t, s, sizeof(s)));
+    return 0;
+}
+
+int td_cpu_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n)
+{
+    char s[96];
+    TD_TRY(td_cpu_check_weight(be, op, name, t));
+    if (td_numel(t) != n)
+        return td_fail(be->ctx, TD_ESHAPE, "%s: %s %s must hold %lld elements",
+                       op, name, td_shape_str(t, s, sizeof(s)), (long long)n);
+    return 0;
+}
+
+int td_cpu_check_same_rows(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y)
+{
+    char a[96], b[96];
+    if (td_numel(x) != td_numel(y) || td_cpu_lastdim(x) != td_cpu_lastdim(y))
+        return td_fail(be->ctx, TD_ESHAPE, "%s: output %s does not match input %s",
+                       op, td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
+    return 0;
+}
+
+const float *td_cpu_vec_f32(td_backend *be, const td_tensor *t, float **owned)
+{
+    int64_t n = td_numel(t);
+    *owned = NULL;
+    if (t->dtype == TD_F32)
+        return t->data;
+    *owned = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!*owned) {
+        td_fail(be->ctx, TD_ENOMEM, "cannot widen a %lld-element vector", (long long)n);
+        return NULL;
+    }
+    td_to_f32(t->dtype, t->data, *owned, (size_t)n);
+    return *owned;
+}
+
+typedef struct {
+    td_dtype dt;
+    const unsigned char *src;
+    size_t esize;
+    int64_t ld, cols;
+    float *dst;
+} widen_args;
+
+static void widen_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const widen_args *a = arg;
+    for (int64_t r = r0; r < r1; r++)
+        td_to_f32(a->dt, a->src + (size_t)(r * a->ld) * a->esize, a->dst + r * a->cols,
+                  (size_t)a->cols);
+}
+
+void td_cpu_widen_tile(td_backend *be, td_dtype dt, const void *src, int64_t ld,
+                       int64_t rows, int64_t cols, float *dst)
+{
+    widen_args a = { dt, src, td_dtype_size(dt), ld, cols, dst };
+    td_pool_for(td_cpu_pool(be), rows, 8, widen_rows, &a);
+}

@@ -1,0 +1,394 @@
+/*
+ * SLA, sparse-linear attention, as TurboDiffusion runs it on the CPU in f32.
+ *
+ * Facts from thu-ml/TurboDiffusion (turbodiffusion/SLA/core.py, utils.py,
+ * kernel.py; turbodiffusion/inference/modify_model.py):
+ *  - SparseLinearAttention.forward takes q, k, v as [B, L, H, D] (it
+ *    transposes to [B, H, L, D]); self-attention, so Lq = Lk = S.
+ *  - get_block_map: k_s = k - mean_L(k) ("smooth-k"); pooled q = mean of q
+ *    over each BLKQ block, pooled k = mean of k_s over each BLKK block, the
+ *    ragged last block divided by its true row count (mean_pool's nx);
+ *    score = pooled_q @ pooled_k^T, unscaled; per query block the
+ *    topk = min(K, int(topk_ratio * K)) highest-scoring key blocks
+ *    (torch.topk, unsorted), K = ceil(L / BLKK).
+ *  - _attn_fwd: softmax(q k^T * D^-0.5) v over the selected blocks only,
+ *    flash-style, keys past L masked to -inf; o_s = acc / l.
+ *  - linear branch: feature map softmax over D applied to the UNsmoothed q
+ *    and k (tie_feature_map_qk), over ALL keys, not only the unselected ones:
+ *    o_l = (phi_q @ (phi_k^T v)) / (1e-5 + phi_q . sum_L phi_k).
+ *  - proj_l = nn.Linear(D, D) with weight AND bias, kept f32 ("-quant"
+ *    checkpoints skip it); out = o_s + proj_l(o_l).
+ *  - TurboDiffusion builds SLA with BLKQ=128, BLKK=64 (modify_model.py) and
+ *    SageSLA with 64/128 on sm90, 128/64 elsewhere; the Triton kernel asserts
+ *    BLOCK_N == 64. CLI default topk 0.1 (wan2.1_t2v_infer.py --sla_topk).
+ *  - SageSLA computes the same function with int8 q/k (k smoothed by its
+ *    mean, which softmax ignores) and fp8/f16 P.V; GPU paths compute in bf16.
+ * Differences from thu-ml/SLA (sparse_linear_attention/core.py): that repo
+ * takes [B, H, L, D] and defaults BLKQ = BLKK = 64; the math is identical.
+ * Where we differ from upstream, deliberately:
+ *  - at least one key block: upstream's int(topk * K) may be 0 (e.g. topk
+ *    0.05 with K < 20), which makes the Triton kernel divide 0 by 0 (NaN);
+ *  - pooling and scores in f64 so the block choice is not decided by
+ *    rounding (smoothing then changes no choice: it shifts every score of a
+ *    query block by the same pooled_q . mean(k); we keep it as upstream); ties go to the lower block index; the selected blocks are
+ *    visited in ascending order.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "cpu.h"
+#include "sla.h"
+
+/* Rows of phi(k) widened per sgemm when summing phi(k)^T v. */
+#define SLA_KV_CHUNK 256
+
+typedef struct sla_job {
+    const float *q, *k, *v;
+    float *out;
+    int64_t S, ld;            /* sequence length, row stride H * D */
+    int H, D, bq, bk, nq, nk, nsel;
+    float scale;
+    const float *w, *b;       /* proj_l, f32 */
+    double *pk;               /* [H, nk, D] pooled smoothed keys */
+    float *kv;                /* [H, D, D] sum phi(k)^T v */
+    float *ksum;              /* [H, D] sum phi(k) */
+    atomic_int nomem;
+} sla_job;
+
+/* Softmax of one row of n, written as f32. */
+static void softmax_row(const float *x, float *y, int n)
+{
+    float m = x[0];
+    double s = 0;
+    for (int i = 1; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int i = 0; i < n; i++)
+        s += exp((double)x[i] - m);
+    for (int i = 0; i < n; i++)
+        y[i] = (float)(exp((double)x[i] - m) / s);
+}
+
+/* Per head: pooled smoothed keys, phi(k)^T v and sum phi(k). */
+static void sla_head_stats(void *arg, int64_t h0, int64_t h1)
+{
+    sla_job *j = arg;
+    const int D = j->D;
+    double *mean = malloc(sizeof(double) * D);
+    double *ks = malloc(sizeof(double) * D);
+    float *phi = malloc(sizeof(float) * SLA_KV_CHUNK * D);
+
+    if (!mean || !ks || !phi) {
+        atomic_store(&j->nomem, 1);
+        goto out;
+    }
+    for (int64_t h = h0; h < h1; h++) {
+        const float *kh = j->k + h * D, *vh = j->v + h * D;
+        double *pk = j->pk + h * j->nk * D;
+        float *kv = j->kv + h * D * D, *ksum = j->ksum + h * D;
+
+        memset(mean, 0, sizeof(double) * D);
+        for (int64_t s = 0; s < j->S; s++)
+            for (int d = 0; d < D; d++)
+                mean[d] += kh[s * j->ld + d];
+        for (int d = 0; d < D; d++)
+            mean[d] /= (double)j->S;
+        for (int b = 0; b < j->nk; b++) {
+            int64_t s0 = (int64_t)b * j->bk, s1 = s0 + j->bk < j->S ? s0 + j->bk : j->S;
+            double *row = pk + (int64_t)b * D;
+            memset(row, 0, sizeof(double) * D);
+            for (int64_t s = s0; s < s1; s++)
+                for (int d = 0; d < D; d++)
+                    row[d] += kh[s * j->ld + d];
+            for (int d = 0; d < D; d++)
+                row[d] = row[d] / (double)(s1 - s0) - mean[d];
+        }
+
+        memset(ks, 0, sizeof(double) * D);
+        for (int64_t s0 = 0; s0 < j->S; s0 += SLA_KV_CHUNK) {
+            int n = (int)(j->S - s0 < SLA_KV_CHUNK ? j->S - s0 : SLA_KV_CHUNK);
+            for (int r = 0; r < n; r++) {
+                softmax_row(kh + (s0 + r) * j->ld, phi + (int64_t)r * D, D);
+                for (int d = 0; d < D; d++)
+                    ks[d] += phi[(int64_t)r * D + d];
+            }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, n, 1.0f,
+                        phi, D, vh + s0 * j->ld, (int)j->ld, s0 ? 1.0f : 0.0f, kv, D);
+        }
+        for (int d = 0; d < D; d++)
+            ksum[d] = (float)ks[d];
+    }
+out:
+    free(mean);
+    free(ks);
+    free(phi);
+}
+
+/* The nsel best key blocks for pooled query pq, ascending block index. */
+static void select_blocks(const sla_job *j, const double *pk, const double *pq,
+                          double *score, unsigned char *taken, int *sel)
+{
+    for (int b = 0; b < j->nk; b++) {
+        double s = 0;
+        for (int d = 0; d < j->D; d++)
+            s += pq[d] * pk[(int64_t)b * j->D + d];
+        score[b] = s;
+        taken[b] = 0;
+    }
+    for (int i = 0; i < j->nsel; i++) {
+        int best = -1;
+        for (int b = 0; b < j->nk; b++)
+            if (!taken[b] && (best < 0 || score[b] > score[best]))
+                best = b;
+        taken[best] = 1;
+    }
+    for (int b = 0, i = 0; b < j->nk; b++)
+        if (taken[b])
+            sel[i++] = b;
+}
+
+typedef struct sla_scratch {
+    double *pq, *score;
+    unsigned char *taken;
+    int *sel;
+    float *p, *acc, *m, *l, *phi, *ol;
+} sla_scratch;
+
+static void sla_scratch_free(sla_scratch *t)
+{
+    free(t->pq); free(t->score); free(t->taken); free(t->sel);
+    free(t->p); free(t->acc); free(t->m); free(t->l); free(t->phi); free(t->ol);
+}
+
+static int sla_scratch_alloc(const sla_job *j, sla_scratch *t)
+{
+    size_t bq = (size_t)j->bq, D = (size_t)j->D;
+    t->pq = malloc(sizeof(double) * D);
+    t->score = malloc(sizeof(double) * j->nk);
+    t->taken = malloc((size_t)j->nk);
+    t->sel = malloc(sizeof(int) * j->nsel);
+    t->p = malloc(sizeof(float) * bq * j->bk);
+    t->acc = malloc(sizeof(float) * bq * D);
+    t->m = malloc(sizeof(float) * bq);
+    t->l = malloc(sizeof(float) * bq);
+    t->phi = malloc(sizeof(float) * bq * D);
+    t->ol = malloc(sizeof(float) * bq * D);
+    return t->pq && t->score && t->taken && t->sel && t->p && t->acc && t->m && t->l &&
+           t->phi && t->ol;
+}
+
+/* Softmax attention of rows [r0, r0 + nr) of head h over the selected key
+ * blocks, flash-style: t->acc / t->l is the result. */
+static void sla_sparse(const sla_job *j, sla_scratch *t, int64_t h, int64_t r0, int nr)
+{
+    const int D = j->D;
+    const float *qb = j->q + r0 * j->ld + h * D;
+
+    for (int r = 0; r < nr; r++) {
+        t->m[r] = -INFINITY;
+        t->l[r] = 0;
+    }
+    memset(t->acc, 0, sizeof(float) * nr * D);
+    for (int i = 0; i < j->nsel; i++) {
+        int64_t c0 = (int64_t)t->sel[i] * j->bk;
+        int nc = (int)(j->S - c0 < j->bk ? j->S - c0 : j->bk);
+        const float *kb = j->k + c0 * j->ld + h * D, *vb = j->v + c0 * j->ld + h * D;
+
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc, D, j->scale,
+                    qb, (int)j->ld, kb, (int)j->ld, 0.0f, t->p, j->bk);
+        for (int r = 0; r < nr; r++) {
+            float *pr = t->p + (int64_t)r * j->bk, mx = t->m[r];
+            for (int c = 0; c < nc; c++)
+                mx = pr[c] > mx ? pr[c] : mx;
+            float alpha = expf(t->m[r] - mx), sum = 0;
+            for (int c = 0; c < nc; c++) {
+                pr[c] = expf(pr[c] - mx);
+                sum += pr[c];
+            }
+            t->l[r] = t->l[r] * alpha + sum;
+            t->m[r] = mx;
+            for (int d = 0; d < D; d++)
+                t->acc[(int64_t)r * D + d] *= alpha;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, D, nc, 1.0f,
+                    t->p, j->bk, vb, (int)j->ld, 1.0f, t->acc, D);
+    }
+}
+
+/* Linear branch for rows [r0, r0 + nr) of head h, projected by proj_l, into
+ * t->ol. */
+static void sla_linear(const sla_job *j, sla_scratch *t, int64_t h, int64_t r0, int nr)
+{
+    const int D = j->D;
+    const float *kv = j->kv + h * D * D, *ksum = j->ksum + h * D;
+
+    for (int r = 0; r < nr; r++)
+        softmax_row(j->q + (r0 + r) * j->ld + h * D, t->phi + (int64_t)r * D, D);
+    /* t->acc holds the sparse part: the numerator goes to t->ol, is divided
+     * there, and the projection overwrites t->phi, no longer needed. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, D, D, 1.0f,
+                t->phi, D, kv, D, 0.0f, t->ol, D);
+    for (int r = 0; r < nr; r++) {
+        const float *pr = t->phi + (int64_t)r * D;
+        double den = 0;
+        for (int d = 0; d < D; d++)
+            den += (double)pr[d] * ksum[d];
+        float inv = (float)(1.0 / (1e-5 + den));
+        for (int d = 0; d < D; d++)
+            t->ol[(int64_t)r * D + d] *= inv;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, D, D, 1.0f,
+                t->ol, D, j->w, D, 0.0f, t->phi, D);
+    if (j->b)
+        for (int r = 0; r < nr; r++)
+            for (int d = 0; d < D; d++)
+                t->phi[(int64_t)r * D + d] += j->b[d];
+}
+
+/* Work item = (head, query block). */
+static void sla_blocks(void *arg, int64_t i0, int64_t i1)
+{
+    sla_job *j = arg;
+    sla_scratch t = { 0 };
+    const int D = j->D;
+
+    if (!sla_scratch_alloc(j, &t)) {
+        atomic_store(&j->nomem, 1);
+        sla_scratch_free(&t);
+        return;
+    }
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t h = i / j->nq, qb = i % j->nq, r0 = qb * j->bq;
+        int nr = (int)(j->S - r0 < j->bq ? j->S - r0 : j->bq);
+
+        memset(t.pq, 0, sizeof(double) * D);
+        for (int r = 0; r < nr; r++)
+            for (int d = 0; d < D; d++)
+                t.pq[d] += j->q[(r0 + r) * j->ld + h * D + d];
+        for (int d = 0; d < D; d++)
+            t.pq[d] /= nr;
+        select_blocks(j, j->pk + h * j->nk * D, t.pq, t.score, t.taken, t.sel);
+
+        sla_sparse(j, &t, h, r0, nr);
+        sla_linear(j, &t, h, r0, nr);
+        for (int r = 0; r < nr; r++) {
+            float *o = j->out + (r0 + r) * j->ld + h * D;
+            float inv = 1.0f / t.l[r];
+            for (int d = 0; d < D; d++)
+                o[d] = t.acc[(int64_t)r * D + d] * inv + t.phi[(int64_t)r * D + d];
+        }
+    }
+    sla_scratch_free(&t);
+}
+
+static int check_qkv(td_ctx *ctx, const char *name, const td_tensor *t, const td_tensor *ref)
+{
+    char a[96], b[96];
+    if (t->dtype != TD_F32 || t->ndim != 3 || !td_is_contiguous(t))
+        return td_fail(ctx, TD_EINVAL, "sla_attention: %s must be contiguous f32 [S, H, D], got %s",
+                       name, td_shape_str(t, a, sizeof(a)));
+    if (memcmp(t->shape, ref->shape, sizeof(int64_t) * 3))
+        return td_fail(ctx, TD_ESHAPE, "sla_attention: %s %s does not match q %s", name,
+                       td_shape_str(t, a, sizeof(a)), td_shape_str(ref, b, sizeof(b)));
+    return 0;
+}
+
+static int check_args(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
+                      const td_tensor *w, const td_tensor *bias, int blk_q, int blk_k,
+                      double topk, const td_tensor *out)
+{
+    char a[96];
+    int64_t D;
+
+    TD_TRY(check_qkv(ctx, "q", q, q));
+    TD_TRY(check_qkv(ctx, "k", k, q));
+    TD_TRY(check_qkv(ctx, "v", v, q));
+    TD_TRY(check_qkv(ctx, "out", out, q));
+    D = q->shape[2];
+    if (q->shape[0] < 1 || q->shape[1] < 1 || D < 1)
+        return td_fail(ctx, TD_ESHAPE, "sla_attention: empty q %s", td_shape_str(q, a, sizeof(a)));
+    if (q->shape[0] > INT32_MAX || q->shape[1] * D > INT32_MAX)
+        return td_fail(ctx, TD_EUNSUPPORTED, "sla_attention: q %s too large",
+                       td_shape_str(q, a, sizeof(a)));
+    if (out->data == q->data || out->data == k->data || out->data == v->data)
+        return td_fail(ctx, TD_EINVAL, "sla_attention: out must not alias q, k or v");
+    if ((blk_q != 64 && blk_q != 128) || (blk_k != 64 && blk_k != 128))
+        return td_fail(ctx, TD_EINVAL, "sla_attention: block sizes %d/%d (query/key), each must be 64 or 128",
+                       blk_q, blk_k);
+    if (!(topk > 0.0 && topk <= 1.0))
+        return td_fail(ctx, TD_EINVAL, "sla_attention: topk %g outside (0, 1]", topk);
+    if (w->ndim != 2 || w->shape[0] != D || w->shape[1] != D || !td_is_contiguous(w))
+        return td_fail(ctx, TD_ESHAPE, "sla_attention: proj_l weight %s, expected contiguous [%lld, %lld]",
+                       td_shape_str(w, a, sizeof(a)), (long long)D, (long long)D);
+    if (bias && (bias->ndim != 1 || bias->shape[0] != D || !td_is_contiguous(bias)))
+        return td_fail(ctx, TD_ESHAPE, "sla_attention: proj_l bias %s, expected [%lld]",
+                       td_shape_str(bias, a, sizeof(a)), (long long)D);
+    if (w->dtype != TD_F32 && w->dtype != TD_F16 && w->dtype != TD_BF16)
+        return td_fail(ctx, TD_EUNSUPPORTED, "sla_attention: proj_l weight dtype %s", td_dtype_name(w->dtype));
+    if (bias && bias->dtype != TD_F32 && bias->dtype != TD_F16 && bias->dtype != TD_BF16)
+        return td_fail(ctx, TD_EUNSUPPORTED, "sla_attention: proj_l bias dtype %s", td_dtype_name(bias->dtype));
+    return 0;
+}
+
+int td_cpu_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
+                         const td_tensor *v, const td_tensor *proj_w, const td_tensor *proj_b,
+                         int blk_q, int blk_k, double topk, td_tensor *out)
+{
+    td_ctx *ctx = be->ctx;
+    sla_job j;
+    float *wb = NULL;
+    int rc = 0;
+
+    TD_TRY(check_args(ctx, q, k, v, proj_w, proj_b, blk_q, blk_k, topk, out));
+    memset(&j, 0, sizeof(j));
+    j.q = q->data;
+    j.k = k->data;
+    j.v = v->data;
+    j.out = out->data;
+    j.S = q->shape[0];
+    j.H = (int)q->shape[1];
+    j.D = (int)q->shape[2];
+    j.ld = (int64_t)j.H * j.D;
+    j.bq = blk_q;
+    j.bk = blk_k;
+    j.nq = (int)((j.S + blk_q - 1) / blk_q);
+    j.nk = (int)((j.S + blk_k - 1) / blk_k);
+    j.nsel = (int)floor(topk * j.nk);   /* Python's int(topk * K) */
+    j.nsel = j.nsel < 1 ? 1 : j.nsel > j.nk ? j.nk : j.nsel;
+    j.scale = (float)(1.0 / sqrt((double)j.D));
+    atomic_init(&j.nomem, 0);
+
+    /* proj_l widened once: D + D*D floats, next to the activations. */
+    wb = malloc(sizeof(float) * ((size_t)j.D * j.D + j.D));
+    j.pk = malloc(sizeof(double) * j.H * j.nk * j.D);
+    j.kv = malloc(sizeof(float) * j.H * j.D * j.D);
+    j.ksum = malloc(sizeof(float) * j.H * j.D);
+    if (!wb || !j.pk || !j.kv || !j.ksum) {
+        rc = td_fail(ctx, TD_ENOMEM, "sla_attention: out of memory for S=%lld H=%d D=%d",
+                     (long long)j.S, j.H, j.D);
+        goto out;
+    }
+    td_to_f32(proj_w->dtype, proj_w->data, wb, (size_t)j.D * j.D);
+    j.w = wb;
+    if (proj_b) {
+        td_to_f32(proj_b->dtype, proj_b->data, wb + (size_t)j.D * j.D, (size_t)j.D);
+        j.b = wb + (size_t)j.D * j.D;
+    }
+
+    /* Small tiles from every pool worker: OpenBLAS must not fan out too. */
+    td_cpu_blas_threads(be, 1);
+    td_pool_for(ctx->pool, j.H, 1, sla_head_stats, &j);
+    if (!atomic_load(&j.nomem))
+        td_pool_for(ctx->pool, (int64_t)j.H * j.nq, 1, sla_blocks, &j);
+    if (atomic_load(&j.nomem))
+        rc = td_fail(ctx, TD_ENOMEM, "sla_attention: out of memory for block scratch (D=%d)", j.D);
+out:
+    free(wb);
+    free(j.pk);
+    free(j.kv);
+    free(j.ksum);
+    return rc;
+}

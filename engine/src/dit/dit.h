@@ -1,0 +1,68 @@
+/*
+ * The Wan DiT (Wan2.1 T2V 1.3B / 14B, Wan2.2 A14B I2V experts without the
+ * CLIP image branch) as TurboDiffusion runs it: patch embedding, sinusoidal
+ * time MLP with a 6-way modulation projection, text-embedding MLP, N blocks
+ * (modulated self-attention with q/k RMSNorm and 3-D RoPE, cross-attention
+ * to the text, modulated GELU FFN), modulated head, unpatchify.
+ *
+ * Layouts (batch 1, f32):
+ *   x        [C_in, F, H, W]  latents (i2v: the 16 noisy channels followed
+ *                             by the 20 conditioning channels, C_in = 36);
+ *   context  [L, text_dim]    text-encoder output as the model takes it
+ *                             (Wan pads it to 512 rows with zeros first; the
+ *                             caller decides, see `turbodiff t2v --text-len`);
+ *   out      [C_out, F, H, W] the predicted flow velocity.
+ *
+ * The architecture is read from tensor shapes (dit_config.c); key names of
+ * the Wan / ComfyUI / TurboDiffusion layout and of diffusers'
+ * WanTransformer3DModel are both accepted (dit_keys.c), as are
+ * TurboDiffusion "-quant" checkpoints (Int8Linear: int8_weight + scale) and
+ * SLA checkpoints (self_attn.attn_op.local_attn.proj_l).
+ */
+#ifndef TD_DIT_H
+#define TD_DIT_H
+
+#include "../backend/backend.h"
+#include "../io/weights.h"
+
+typedef struct td_dit td_dit;
+
+typedef struct td_dit_config {
+    int dim, layers, ffn_dim, heads, head_dim;
+    int in_ch, out_ch, text_dim, freq_dim;
+    int patch[3];        /* t, h, w */
+    int i2v;             /* 36 input channels: Wan2.2 A14B I2V */
+    int quant;           /* block linears are TurboDiffusion W8A8 */
+    int has_proj_l;      /* every block carries an SLA proj_l */
+} td_dit_config;
+
+typedef struct td_dit_opts {
+    /* Attention heads; 0: dim / 128 (Wan's head_dim is 128 for every size:
+     * 1.3B has 12 heads, 14B 40). Models with another head_dim (tiny test
+     * models) must say so here. */
+    int heads;
+} td_dit_opts;
+
+typedef enum td_dit_attn_mode { TD_DIT_ATTN_FULL = 0, TD_DIT_ATTN_SLA = 1 } td_dit_attn_mode;
+
+typedef struct td_dit_attn {
+    td_dit_attn_mode mode;
+    double topk;         /* SLA: fraction of key blocks kept, in (0, 1] */
+} td_dit_attn;
+
+/* Build the model over w (which must outlive it). Missing tensors are
+ * TD_ENOTFOUND naming file and tensor; shapes that do not fit are TD_ESHAPE
+ * naming expected and found. */
+int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_dit **out);
+const td_dit_config *td_dit_get_config(const td_dit *dit);
+/*
+ * One forward pass. timestep is what the model takes (rectified-flow t *
+ * 1000; its sinusoid is computed in f64 as upstream does). out must be
+ * a contiguous f32 tensor [C_out, F, H, W] (F, H, W divisible by the patch).
+ * SLA mode needs proj_l in every block (TD_ENOTFOUND naming it otherwise).
+ */
+int td_dit_forward(td_dit *dit, td_backend *be, const td_tensor *x, double timestep,
+                   const td_tensor *context, const td_dit_attn *attn, td_tensor *out);
+void td_dit_free(td_dit **dit);
+
+#endif

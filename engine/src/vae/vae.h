@@ -1,0 +1,83 @@
+/*
+ * The Wan2.1 VAE (also used by Wan2.2 A14B): a causal 3-D conv encoder and
+ * decoder with channel RMS norms, residual blocks, one single-head
+ * attention block in the middle, and spatial / spatio-temporal resampling.
+ *
+ * Layouts (batch 1, f32):
+ *   frames   [3, F, H, W] in [-1, 1], F = 1 + 4k, H and W multiples of 8;
+ *   latents  [16, T, h, w] normalised as Wan does (z = (mu - mean) / std
+ *            per channel), T = 1 + (F - 1) / 4, h = H / 8, w = W / 8.
+ *
+ * Time is causal and processed chunk by chunk as Wan does it: the decoder
+ * turns the first latent frame into 1 frame and each further one into 4;
+ * the encoder takes 1 frame, then 4 at a time. Between chunks only the
+ * inputs each causal conv needs (the last 2 frames) are carried, so memory
+ * does not grow with the clip length.
+ *
+ * The architecture (widths, depth, which resamples move time) is read from
+ * tensor shapes and key presence; Wan's Wan2.1_VAE.pth / ComfyUI's
+ * wan_2.1_vae.safetensors names and diffusers' AutoencoderKLWan names are
+ * both accepted.
+ */
+#ifndef TD_VAE_H
+#define TD_VAE_H
+
+#include "../backend/backend.h"
+#include "../io/weights.h"
+
+#define TD_VAE_Z 16   /* latent channels of the Wan2.1 VAE */
+
+typedef struct td_vae td_vae;
+
+/* Build the model over the weights of one file (w must outlive the vae).
+ * Missing tensors are TD_ENOTFOUND naming file and tensor; shapes that do
+ * not fit are TD_ESHAPE. A file without encoder tensors loads for decoding
+ * only (td_vae_encode then fails with TD_ENOTFOUND). */
+int td_vae_load(td_backend *be, const td_weights *w, td_vae **out);
+void td_vae_free(td_vae **vae);
+
+/* Spatial factor (8) and temporal factor (4) the model compresses by. */
+int td_vae_spatial_factor(const td_vae *vae);
+int td_vae_temporal_factor(const td_vae *vae);
+int td_vae_has_encoder(const td_vae *vae);
+/* Base width (96 for Wan2.1) for logs. */
+int td_vae_base_dim(const td_vae *vae);
+
+/* Optional spatial tiling of the decoder: tiles of tile x tile latent
+ * pixels overlapping by overlap latent pixels, blended with linear ramps
+ * across the overlap. tile <= 0 decodes untiled. */
+typedef struct td_vae_tiling {
+    int tile;
+    int overlap;
+} td_vae_tiling;
+
+/* Receives decoded frames [3, n, H, W] (clamped to [-1, 1]); first is the
+ * index of frames[:, 0] in the clip. The tensor is valid during the call
+ * only. Return non-zero to stop (the decoder returns TD_ECANCELLED). */
+typedef int (*td_vae_frames_fn)(void *opaque, int64_t first, const td_tensor *frames);
+
+/* Incremental decoder: latent frames pushed in any grouping give exactly
+ * the frames one td_vae_decode of the whole clip gives. */
+typedef struct td_vae_decoder td_vae_decoder;
+int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *tiling,
+                        td_vae_decoder **out);
+/* latents [16, n, h, w] (n >= 1), normalised; frames go to fn chunk by chunk. */
+int td_vae_decoder_push(td_vae_decoder *dec, const td_tensor *latents,
+                        td_vae_frames_fn fn, void *opaque);
+void td_vae_decoder_close(td_vae_decoder **dec);
+/* Bytes the decoder carries between chunks (its causal caches): constant
+ * once the first two latent frames are in, whatever the clip length. */
+size_t td_vae_decoder_state_bytes(const td_vae_decoder *dec);
+
+/* Whole clip through the streaming decoder. */
+int td_vae_decode(td_vae *vae, const td_tensor *latents, const td_vae_tiling *tiling,
+                  td_vae_frames_fn fn, void *opaque);
+/* The same, collected into a new tensor out [3, F, H, W]. */
+int td_vae_decode_all(td_vae *vae, const td_tensor *latents, const td_vae_tiling *tiling,
+                      td_tensor *out);
+
+/* frames [3, F, H, W] -> out, a new [16, T, h, w] tensor holding the
+ * normalised posterior mean. */
+int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out);
+
+#endif

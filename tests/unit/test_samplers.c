@@ -1,0 +1,276 @@
+/*
+ * Samplers (sample/rcm.c, sample/flow_match.c): schedules against values
+ * computed another way, toy denoisers whose result is known in closed form,
+ * expert switching, given noise stacks, cancel, and bad arguments.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "sample/flow_match.h"
+#include "sample/noise.h"
+#include "sample/rcm.h"
+
+enum { N = 37 };   /* latent values; odd so noise blocks are ragged */
+
+/* rCM: t = tan(s) / (1 + tan(s)) is the same map as sin / (sin + cos), and
+ * tan(atan(sigma_max)) = sigma_max. */
+static void test_rcm_schedule(void)
+{
+    static const double mid[3] = { 1.5, 1.4, 1.0 };
+    td_ctx ctx;
+    td_ctx_init(&ctx);
+    for (int steps = 1; steps <= 4; steps++) {
+        double t[5];
+        CHECK(td_rcm_schedule(&ctx, steps, 80.0, t) == 0, "%s", ctx.errmsg);
+        CHECK(fabs(t[0] - 80.0 / 81.0) < 1e-15, "steps %d: t0 %.17g", steps, t[0]);
+        for (int i = 1; i < steps; i++)
+            CHECK(fabs(t[i] - tan(mid[i - 1]) / (1 + tan(mid[i - 1]))) < 1e-14,
+                  "steps %d: t%d %.17g", steps, i, t[i]);
+        CHECK(t[steps] == 0, "steps %d: last %g", steps, t[steps]);
+    }
+    double t[5];
+    CHECK(td_rcm_schedule(&ctx, 2, 200.0, t) == 0 && fabs(t[0] - 200.0 / 201.0) < 1e-15,
+          "sigma_max 200: t0 %.17g", t[0]);
+    /* 4 steps at sigma_max 80, values from Python math.sin/cos */
+    td_rcm_schedule(&ctx, 4, 80.0, t);
+    CHECK(fabs(t[1] - 0.93378106) < 1e-8 && fabs(t[2] - 0.85289539) < 1e-8 &&
+          fabs(t[3] - 0.60897905) < 1e-8, "t = %.8f %.8f %.8f", t[1], t[2], t[3]);
+    CHECK(td_rcm_schedule(&ctx, 0, 80, t) == TD_EINVAL, "0 steps accepted");
+    CHECK(td_rcm_schedule(&ctx, 5, 80, t) == TD_EINVAL, "5 steps accepted");
+    CHECK(td_rcm_schedule(&ctx, 4, -1, t) == TD_EINVAL, "negative sigma_max accepted");
+    CHECK(td_rcm_schedule(&ctx, 4, INFINITY, t) == TD_EINVAL, "infinite sigma_max accepted");
+}
+
+/* Flow: diffusers' shifted linspace, sigma_0 nudged below 1, integer
+ * timesteps; values written out for 4 steps at shift 5. */
+static void test_flow_schedule(void)
+{
+    td_ctx ctx;
+    double s[5], ts[5];
+    td_ctx_init(&ctx);
+    CHECK(td_flow_schedule(&ctx, 4, 5.0, s, ts) == 0, "%s", ctx.errmsg);
+    double lin[4] = { 1.0, 0.75025, 0.5005, 0.25075 };
+    for (int i = 0; i < 4; i++) {
+        double want = 5 * lin[i] / (1 + 4 * lin[i]) - (i == 0 ? 1e-6 : 0);
+        CHECK(fabs(s[i] - want) < 1e-7, "sigma %d: %.9g vs %.9g", i, s[i], want);
+        CHECK(ts[i] == floor(want * 1000), "timestep %d: %g", i, ts[i]);
+        CHECK(s[i] == (double)(float)s[i], "sigma %d not f32-rounded", i);
+    }
+    CHECK(s[4] == 0 && ts[0] == 999 && ts[1] == 937, "last %g, ts %g %g", s[4], ts[0], ts[1]);
+    CHECK(td_flow_schedule(&ctx, 0, 5, s, ts) == TD_EINVAL, "0 steps accepted");
+    CHECK(td_flow_schedule(&ctx, 4, 0, s, ts) == TD_EINVAL, "shift 0 accepted");
+}
+
+/* Toy model: v = c x + d t (+ a per-expert offset), recording the calls. */
+typedef struct toy {
+    double c, d, offset[2];
+    int calls, experts[64];
+    double ts[64];
+    int fail_at;
+    volatile int *cancel_at_call2;
+} toy;
+
+static int toy_fn(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
+{
+    toy *m = opaque;
+    const float *xs = x->data;
+    float *vs = v->data;
+    if (m->calls == m->fail_at)
+        return TD_EIO;
+    m->experts[m->calls] = expert;
+    m->ts[m->calls++] = t;
+    if (m->cancel_at_call2 && m->calls == 2)
+        *m->cancel_at_call2 = 1;
+    for (int64_t i = 0; i < td_numel(x); i++)
+        vs[i] = (float)(m->c * xs[i] + m->d * t + m->offset[expert]);
+    return 0;
+}
+
+static void test_rcm_toy(uint64_t seed)
+{
+    td_ctx ctx;
+    float x[N], noise[5][N];
+    int64_t shape[1] = { N };
+    td_tensor xt = td_view(x, TD_F32, 1, shape);
+    td_ctx_init(&ctx);
+
+    for (int i = 0; i < 5; i++)
+        td_noise_fill(seed, (uint64_t)i, noise[i], N);
+    for (int ode = 0; ode <= 1; ode++)
+        for (int steps = 1; steps <= 4; steps++) {
+            td_rcm_params p;
+            toy m = { .c = -0.3, .d = 0.7, .fail_at = -1 };
+            td_denoiser d = { toy_fn, &m };
+            td_sample_io io = { .noise = { .seed = seed } };
+            double t[5], want[N];
+
+            td_rcm_params_default(&p);
+            p.steps = steps;
+            p.ode = ode;
+            td_rcm_schedule(&ctx, steps, 80, t);
+            for (int i = 0; i < N; i++) {
+                double xd = (double)noise[0][i] * t[0];
+                for (int s = 0; s < steps; s++) {
+                    double v = (double)(float)(m.c * (float)xd + m.d * t[s]);
+                    xd = ode ? xd - (t[s] - t[s + 1]) * v
+                             : (1 - t[s + 1]) * (xd - t[s] * v) + t[s + 1] * (s + 1 < steps ? noise[s + 1][i] : 0);
+                }
+                want[i] = xd;
+            }
+            CHECK(td_rcm_noise_count(&p) == (ode ? 1 : steps), "noise count");
+            CHECK(td_rcm_sample(&ctx, &p, &d, &io, &xt) == 0, "%s", ctx.errmsg);
+            CHECK(m.calls == steps, "%d calls for %d steps", m.calls, steps);
+            CHECK(rel_l2_fd(x, want, N) < 1e-6, "ode %d steps %d: rel L2 %g", ode, steps,
+                  rel_l2_fd(x, want, N));
+            for (int s = 0; s < steps; s++)
+                CHECK(m.ts[s] == t[s] && m.experts[s] == TD_EXPERT_HIGH, "call %d: t %g expert %d",
+                      s, m.ts[s], m.experts[s]);
+
+            /* the same noises given as a stack give the same result */
+            float again[N];
+            td_tensor at = td_view(again, TD_F32, 1, shape);
+            toy m2 = { .c = -0.3, .d = 0.7, .fail_at = -1 };
+            td_denoiser d2 = { toy_fn, &m2 };
+            td_sample_io io2 = { .noise = { .stack = noise[0], .count = td_rcm_noise_count(&p) } };
+            CHECK(td_rcm_sample(&ctx, &p, &d2, &io2, &at) == 0, "%s", ctx.errmsg);
+            CHECK(!memcmp(x, again, sizeof(x)), "stack vs seed differ (ode %d, %d steps)", ode, steps);
+            if (td_rcm_noise_count(&p) > 1) {
+                io2.noise.count--;
+                td_ctx_clear(&ctx);
+                CHECK(td_rcm_sample(&ctx, &p, &d2, &io2, &at) == TD_EINVAL, "short stack accepted");
+                CHECK(strstr(ctx.errmsg, "noise") != NULL, "message: %s", ctx.errmsg);
+                td_ctx_clear(&ctx);
+            }
+        }
+}
+
+/* A14B: high-noise expert while t >= boundary, then low; with 4 steps at
+ * sigma_max 200 the times are 0.995, 0.934, 0.853, 0.609. */
+static void test_rcm_experts(uint64_t seed)
+{
+    td_ctx ctx;
+    float x[N];
+    int64_t shape[1] = { N };
+    td_tensor xt = td_view(x, TD_F32, 1, shape);
+    td_rcm_params p;
+    toy m = { .c = 0.1, .offset = { 0, 1 }, .fail_at = -1 };
+    td_denoiser d = { toy_fn, &m };
+    td_sample_io io = { .noise = { .seed = seed } };
+
+    td_ctx_init(&ctx);
+    td_rcm_params_default(&p);
+    p.sigma_max = 200;
+    p.two_experts = 1;
+    p.boundary = 0.9;
+    CHECK(td_rcm_sample(&ctx, &p, &d, &io, &xt) == 0, "%s", ctx.errmsg);
+    CHECK(m.experts[0] == TD_EXPERT_HIGH && m.experts[1] == TD_EXPERT_HIGH &&
+          m.experts[2] == TD_EXPERT_LOW && m.experts[3] == TD_EXPERT_LOW,
+          "experts %d %d %d %d", m.experts[0], m.experts[1], m.experts[2], m.experts[3]);
+    p.boundary = 1.5;
+    CHECK(td_rcm_sample(&ctx, &p, &d, &io, &xt) == TD_EINVAL, "boundary 1.5 accepted");
+    td_ctx_clear(&ctx);
+}
+
+/* Cancel between steps, a failing denoiser, bad latents. */
+static void test_rcm_stops(uint64_t seed)
+{
+    td_ctx ctx;
+    float x[N];
+    int64_t shape[1] = { N };
+    td_tensor xt = td_view(x, TD_F32, 1, shape), bad = td_view(x, TD_I32, 1, shape);
+    td_rcm_params p;
+    volatile int cancel = 0;
+    toy m = { .c = 0.1, .fail_at = -1, .cancel_at_call2 = &cancel };
+    td_denoiser d = { toy_fn, &m };
+    td_sample_io io = { .noise = { .seed = seed }, .cancel = (const volatile int *)&cancel };
+
+    td_ctx_init(&ctx);
+    td_rcm_params_default(&p);
+    CHECK(td_rcm_sample(&ctx, &p, &d, &io, &xt) == TD_ECANCELLED, "cancel ignored");
+    CHECK(m.calls == 2, "%d calls after cancel at the second", m.calls);
+    td_ctx_clear(&ctx);
+    toy f = { .fail_at = 1 };
+    td_denoiser df = { toy_fn, &f };
+    io.cancel = NULL;
+    CHECK(td_rcm_sample(&ctx, &p, &df, &io, &xt) == TD_EIO, "denoiser failure lost");
+    CHECK(strstr(ctx.errmsg, "denoiser") != NULL, "message: %s", ctx.errmsg);
+    td_ctx_clear(&ctx);
+    CHECK(td_rcm_sample(&ctx, &p, &d, &io, &bad) == TD_EINVAL, "i32 latents accepted");
+    td_ctx_clear(&ctx);
+}
+
+/* Flow matching with the exact velocity of a straight path from the initial
+ * noise n to a target a: v = n - a whatever t is. Euler and UniPC must both
+ * land on a, and with CFG on a_u + g (a_c - a_u). */
+typedef struct line { const float *n, *a; int calls; } line;
+
+static int line_fn(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
+{
+    line *l = opaque;
+    (void)expert;
+    (void)t;
+    (void)x;
+    l->calls++;
+    for (int i = 0; i < N; i++)
+        ((float *)v->data)[i] = l->n[i] - l->a[i];
+    return 0;
+}
+
+static void test_flow_line(test_rng *rng, uint64_t seed)
+{
+    td_ctx ctx;
+    float x[N], n0[N], ac[N], au[N];
+    double want[N];
+    int64_t shape[1] = { N };
+    td_tensor xt = td_view(x, TD_F32, 1, shape);
+
+    td_ctx_init(&ctx);
+    td_noise_fill(seed, 0, n0, N);
+    test_fill(rng, ac, N, 1);
+    test_fill(rng, au, N, 1);
+    for (int solver = 0; solver <= 1; solver++)
+        for (int steps = 1; steps <= 12; steps += 5)
+            for (int cfg = 0; cfg <= 1; cfg++) {
+                td_flow_params p;
+                line lc = { n0, ac, 0 }, lu = { n0, au, 0 };
+                td_denoiser dc = { line_fn, &lc }, du = { line_fn, &lu };
+                td_sample_io io = { .noise = { .seed = seed } };
+                td_flow_params_default(&p);
+                p.solver = solver;
+                p.steps = steps;
+                p.shift = 3.0;
+                p.guidance = cfg ? 4.0 : 1.0;
+                for (int i = 0; i < N; i++)
+                    want[i] = cfg ? au[i] + 4.0 * ((double)ac[i] - au[i]) : ac[i];
+                CHECK(td_flow_sample(&ctx, &p, &dc, cfg ? &du : NULL, &io, &xt) == 0, "%s", ctx.errmsg);
+                CHECK(rel_l2_fd(x, want, N) < 1e-5, "solver %d steps %d cfg %d: rel L2 %g",
+                      solver, steps, cfg, rel_l2_fd(x, want, N));
+                CHECK(lc.calls == steps && lu.calls == (cfg ? steps : 0), "calls %d %d", lc.calls, lu.calls);
+            }
+    td_flow_params p;
+    line lc = { n0, ac, 0 };
+    td_denoiser dc = { line_fn, &lc };
+    td_sample_io io = { .noise = { .seed = seed } };
+    td_flow_params_default(&p);
+    CHECK(td_flow_sample(&ctx, &p, &dc, NULL, &io, &xt) == TD_EINVAL, "guidance 5 without uncond accepted");
+    td_ctx_clear(&ctx);
+    p.guidance = 1;
+    p.solver = 7;
+    CHECK(td_flow_sample(&ctx, &p, &dc, NULL, &io, &xt) == TD_EINVAL, "solver 7 accepted");
+    td_ctx_clear(&ctx);
+}
+
+int main(void)
+{
+    test_rng rng = test_rng_seeded();
+    uint64_t seed = test_next(&rng);
+    test_rcm_schedule();
+    test_flow_schedule();
+    test_rcm_toy(seed);
+    test_rcm_experts(seed);
+    test_rcm_stops(seed);
+    test_flow_line(&rng, seed);
+    return check_summary();
+}

@@ -1,0 +1,354 @@
+/*
+ * turbodiff dit-forward: one Wan DiT forward pass on .npy arrays (parity
+ * tier). turbodiff t2v: text-to-video latents with the rCM sampler over the
+ * DiT from a precomputed text embedding, optionally decoded by the Wan VAE.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "core/pool.h"
+#include "dit/dit.h"
+#include "io/npy.h"
+#include "io/weights.h"
+#include "sample/rcm.h"
+#include "vae/vae.h"
+#include "y4m.h"
+
+typedef struct dit_args {
+    const char *dit, *latents, *context, *out, *noise, *save, *vae;
+    double t, topk, sigma_max;
+    int heads, threads, steps, frames, width, height, ode, text_len, has_t;
+    unsigned long long seed;
+    td_dit_attn attn;
+} dit_args;
+
+static void usage(FILE *f, int t2v)
+{
+    if (!t2v)
+        fprintf(f, "usage: turbodiff dit-forward --dit FILE --latents X.npy --t T --context C.npy --out V.npy\n"
+                   "                             [--heads N] [--attention full|sla] [--topk K] [--threads N]\n"
+                   "  X.npy: [C_in, F, H, W] f32 latents; C.npy: [L, text_dim] f32 (no padding is added)\n"
+                   "  --t: the DiT timestep as the model takes it (rectified-flow t * 1000)\n"
+                   "  --heads: attention heads (default dim / 128, Wan's head_dim)\n"
+                   "  --attention sla needs an SLA checkpoint (proj_l); --topk default 0.1\n");
+    else
+        fprintf(f, "usage: turbodiff t2v --dit FILE --context-from EMB.npy --save-latents L.npy\n"
+                   "                     [--frames N] [--size WxH] [--steps N] [--sigma-max S] [--seed N]\n"
+                   "                     [--ode] [--noise-from NOISE.npy] [--attention full|sla] [--topk K]\n"
+                   "                     [--heads N] [--text-len N] [--threads N] [--vae FILE --out CLIP.y4m|.npy]\n"
+                   "  EMB.npy: [L, text_dim] text-encoder output; padded with zero rows to --text-len\n"
+                   "           (default 512, as Wan does; 0: as given)\n"
+                   "  --frames 1+4k (default 81), --size multiples of 16 (default 832x480)\n"
+                   "  --steps 1..4 (default 4), --sigma-max (default 80), stochastic unless --ode\n"
+                   "  NOISE.npy: [count, 16, T, H/8, W/8] (or [count, numel]) noises instead of --seed\n");
+}
+
+static int parse_size(const char *s, int *w, int *h)
+{
+    char x;
+    return sscanf(s, "%d%c%d", w, &x, h) == 3 && (x == 'x' || x == 'X') && *w > 0 && *h > 0;
+}
+
+static int parse(int argc, char **argv, int t2v, dit_args *a)
+{
+    a->attn.mode = TD_DIT_ATTN_FULL;
+    a->topk = 0.1;
+    a->steps = 4;
+    a->sigma_max = 80;
+    a->frames = 81;
+    a->width = 832;
+    a->height = 480;
+    a->text_len = 512;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage(stdout, t2v);
+            return 1;
+        }
+        if (t2v && !strcmp(o, "--ode")) {
+            a->ode = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "turbodiff %s: '%s' needs a value or is unknown\n", argv[0], o);
+            usage(stderr, t2v);
+            return 2;
+        }
+        i++;
+        if (!strcmp(o, "--dit"))
+            a->dit = v;
+        else if (!strcmp(o, "--heads"))
+            a->heads = atoi(v);
+        else if (!strcmp(o, "--threads"))
+            a->threads = atoi(v);
+        else if (!strcmp(o, "--topk"))
+            a->topk = atof(v);
+        else if (!strcmp(o, "--attention")) {
+            if (!strcmp(v, "full"))
+                a->attn.mode = TD_DIT_ATTN_FULL;
+            else if (!strcmp(v, "sla"))
+                a->attn.mode = TD_DIT_ATTN_SLA;
+            else {
+                fprintf(stderr, "turbodiff %s: --attention %s: expected full or sla\n", argv[0], v);
+                return 2;
+            }
+        } else if (!t2v && !strcmp(o, "--latents"))
+            a->latents = v;
+        else if (!t2v && !strcmp(o, "--t")) {
+            a->t = atof(v);
+            a->has_t = 1;
+        } else if (!t2v && !strcmp(o, "--context"))
+            a->context = v;
+        else if (!strcmp(o, "--out"))
+            a->out = v;
+        else if (t2v && !strcmp(o, "--context-from"))
+            a->context = v;
+        else if (t2v && !strcmp(o, "--save-latents"))
+            a->save = v;
+        else if (t2v && !strcmp(o, "--noise-from"))
+            a->noise = v;
+        else if (t2v && !strcmp(o, "--vae"))
+            a->vae = v;
+        else if (t2v && !strcmp(o, "--steps"))
+            a->steps = atoi(v);
+        else if (t2v && !strcmp(o, "--sigma-max"))
+            a->sigma_max = atof(v);
+        else if (t2v && !strcmp(o, "--seed"))
+            a->seed = strtoull(v, NULL, 10);
+        else if (t2v && !strcmp(o, "--frames"))
+            a->frames = atoi(v);
+        else if (t2v && !strcmp(o, "--text-len"))
+            a->text_len = atoi(v);
+        else if (t2v && !strcmp(o, "--size")) {
+            if (!parse_size(v, &a->width, &a->height)) {
+                fprintf(stderr, "turbodiff t2v: --size %s: expected WxH\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "turbodiff %s: unknown option '%s'\n", argv[0], o);
+            usage(stderr, t2v);
+            return 2;
+        }
+    }
+    a->attn.topk = a->topk;
+    if (!a->dit || !a->context || (!t2v && (!a->latents || !a->has_t || !a->out)) ||
+        (t2v && !a->save && !a->vae) || (t2v && a->vae && !a->out)) {
+        usage(stderr, t2v);
+        return 2;
+    }
+    return 0;
+}
+
+/* Drop leading dims of 1 down to `ndim`. */
+static int squeeze_to(td_ctx *ctx, td_tensor *t, int ndim, const char *what, const char *path)
+{
+    char s[96];
+    while (t->ndim > ndim && t->shape[0] == 1) {
+        memmove(t->shape, t->shape + 1, (size_t)(t->ndim - 1) * sizeof(t->shape[0]));
+        memmove(t->stride, t->stride + 1, (size_t)(t->ndim - 1) * sizeof(t->stride[0]));
+        t->ndim--;
+    }
+    if (t->ndim != ndim || t->dtype != TD_F32)
+        return td_fail(ctx, TD_ESHAPE, "%s %s: %s must be f32 with %d dims", what, path,
+                       td_shape_str(t, s, sizeof(s)), ndim);
+    return 0;
+}
+
+typedef struct session {
+    td_ctx ctx;
+    td_backend *be;
+    td_weights *w;
+    td_dit *dit;
+} session;
+
+static int open_session(session *s, const dit_args *a)
+{
+    td_dit_opts opts = { a->heads };
+    td_ctx_init(&s->ctx);
+    TD_TRY(td_pool_create(&s->ctx, a->threads, &s->ctx.pool));
+    TD_TRY(td_backend_cpu_create(&s->ctx, 0, &s->be));
+    TD_TRY(td_weights_open(&s->ctx, a->dit, &s->w));
+    return td_dit_load(&s->ctx, s->w, &opts, &s->dit);
+}
+
+static void close_session(session *s)
+{
+    td_dit_free(&s->dit);
+    td_weights_close(&s->w);
+    td_backend_destroy(&s->be);
+    td_pool_destroy(&s->ctx.pool);
+}
+
+static int dit_forward(session *s, const dit_args *a)
+{
+    td_tensor x = { 0 }, c = { 0 }, out = { 0 };
+    const td_dit_config *cfg;
+    int rc = td_npy_read(&s->ctx, a->latents, &x);
+    if (rc == 0)
+        rc = squeeze_to(&s->ctx, &x, 4, "latents", a->latents);
+    if (rc == 0)
+        rc = td_npy_read(&s->ctx, a->context, &c);
+    if (rc == 0)
+        rc = squeeze_to(&s->ctx, &c, 2, "context", a->context);
+    if (rc == 0) {
+        cfg = td_dit_get_config(s->dit);
+        rc = td_tensor_new(&s->ctx, &out, TD_F32, 4, (int64_t[]){ cfg->out_ch, x.shape[1], x.shape[2], x.shape[3] });
+    }
+    if (rc == 0)
+        rc = td_dit_forward(s->dit, s->be, &x, a->t, &c, &a->attn, &out);
+    if (rc == 0)
+        rc = td_npy_write(&s->ctx, a->out, &out);
+    td_tensor_free(&x);
+    td_tensor_free(&c);
+    td_tensor_free(&out);
+    return rc;
+}
+
+typedef struct t2v_model {
+    session *s;
+    const td_tensor *context;
+    const td_dit_attn *attn;
+} t2v_model;
+
+static int t2v_denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
+{
+    t2v_model *m = opaque;
+    (void)expert;
+    return td_dit_forward(m->s->dit, m->s->be, x, t * 1000.0, m->context, m->attn, v);
+}
+
+static void t2v_step(void *opaque, int step, int steps, double t_next)
+{
+    td_log(opaque, TD_LOG_INFO, "t2v: step %d/%d done, t = %.6f", step, steps, t_next);
+}
+
+/* The context padded with zero rows to text_len (Wan pads the umT5 output to 512). */
+static int load_context(td_ctx *ctx, const dit_args *a, int text_dim, td_tensor *c)
+{
+    td_tensor raw = { 0 };
+    int64_t L;
+    char s[96];
+    TD_TRY(td_npy_read(ctx, a->context, &raw));
+    int rc = squeeze_to(ctx, &raw, 2, "context", a->context);
+    L = raw.ndim == 2 ? raw.shape[0] : 0;
+    if (rc == 0 && (raw.shape[1] != text_dim || (a->text_len > 0 && L > a->text_len)))
+        rc = td_fail(ctx, TD_ESHAPE, "context %s: %s must be [L <= %d, %d]", a->context,
+                     td_shape_str(&raw, s, sizeof(s)), a->text_len, text_dim);
+    if (rc == 0)
+        rc = td_tensor_new(ctx, c, TD_F32, 2, (int64_t[]){ a->text_len > 0 ? a->text_len : L, text_dim });
+    if (rc == 0)
+        memcpy(c->data, raw.data, (size_t)(L * text_dim) * sizeof(float));
+    td_tensor_free(&raw);
+    return rc;
+}
+
+static int decode(session *s, const dit_args *a, const td_tensor *lat)
+{
+    td_weights *w = NULL;
+    td_vae *vae = NULL;
+    td_tensor frames = { 0 };
+    y4m_out o = { 0 };
+    size_t n = strlen(a->out);
+    int y4m = n >= 4 && !strcmp(a->out + n - 4, ".y4m");
+    int rc = td_weights_open(&s->ctx, a->vae, &w);
+    if (rc == 0)
+        rc = td_vae_load(s->be, w, &vae);
+    if (rc == 0 && y4m) {
+        int64_t H = lat->shape[2] * td_vae_spatial_factor(vae), W = lat->shape[3] * td_vae_spatial_factor(vae);
+        o.f = fopen(a->out, "wb");
+        if (!o.f)
+            rc = td_fail(&s->ctx, TD_EIO, "cannot create %s", a->out);
+        else if (!(o.buf = malloc((size_t)(H * W * 3 / 2))))
+            rc = td_fail(&s->ctx, TD_ENOMEM, "y4m frame buffer");
+        else if (y4m_header(o.f, W, H) < 0)
+            rc = td_fail(&s->ctx, TD_EIO, "cannot write %s", a->out);
+        if (rc == 0)
+            rc = td_vae_decode(vae, lat, NULL, y4m_write_frames, &o);
+        if (o.failed) {
+            td_ctx_clear(&s->ctx);
+            rc = td_fail(&s->ctx, TD_EIO, "cannot write %s", a->out);
+        }
+        free(o.buf);
+        if (o.f && fclose(o.f) != 0 && rc == 0)
+            rc = td_fail(&s->ctx, TD_EIO, "cannot write %s", a->out);
+    } else if (rc == 0) {
+        rc = td_vae_decode_all(vae, lat, NULL, &frames);
+        if (rc == 0)
+            rc = td_npy_write(&s->ctx, a->out, &frames);
+    }
+    td_tensor_free(&frames);
+    td_vae_free(&vae);
+    td_weights_close(&w);
+    return rc;
+}
+
+static int t2v(session *s, const dit_args *a)
+{
+    const td_dit_config *cfg = td_dit_get_config(s->dit);
+    td_rcm_params p;
+    td_sample_io io = { .noise = { .seed = a->seed }, .on_step = t2v_step, .step_opaque = &s->ctx };
+    td_tensor ctxt = { 0 }, noise = { 0 }, x = { 0 };
+    t2v_model m = { s, &ctxt, &a->attn };
+    td_denoiser den = { t2v_denoise, &m };
+    int64_t shape[4];
+    int rc;
+
+    if (cfg->in_ch != cfg->out_ch)
+        return td_fail(&s->ctx, TD_EUNSUPPORTED, "t2v: %s takes %d input channels (an image-to-video model)",
+                       a->dit, cfg->in_ch);
+    if (a->frames < 1 || (a->frames - 1) % 4 || a->width % 16 || a->height % 16)
+        return td_fail(&s->ctx, TD_EINVAL, "t2v: --frames %d must be 1 + 4k and --size %dx%d multiples of 16",
+                       a->frames, a->width, a->height);
+    td_rcm_params_default(&p);
+    p.steps = a->steps;
+    p.sigma_max = a->sigma_max;
+    p.ode = a->ode;
+    shape[0] = cfg->out_ch;
+    shape[1] = 1 + (a->frames - 1) / 4;
+    shape[2] = a->height / 8;
+    shape[3] = a->width / 8;
+    rc = load_context(&s->ctx, a, cfg->text_dim, &ctxt);
+    if (rc == 0 && a->noise) {
+        int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+        rc = td_npy_read(&s->ctx, a->noise, &noise);
+        if (rc == 0 && (noise.dtype != TD_F32 || td_numel(&noise) % n || td_numel(&noise) == 0))
+            rc = td_fail(&s->ctx, TD_ESHAPE, "t2v: --noise-from %s holds %lld values, not a multiple of "
+                         "the latent size %lld (f32)", a->noise, (long long)td_numel(&noise), (long long)n);
+        io.noise.stack = noise.data;
+        io.noise.count = rc == 0 ? td_numel(&noise) / n : 0;
+    }
+    if (rc == 0)
+        rc = td_tensor_new(&s->ctx, &x, TD_F32, 4, shape);
+    if (rc == 0)
+        rc = td_rcm_sample(&s->ctx, &p, &den, &io, &x);
+    if (rc == 0 && a->save)
+        rc = td_npy_write(&s->ctx, a->save, &x);
+    if (rc == 0 && a->vae)
+        rc = decode(s, a, &x);
+    td_tensor_free(&ctxt);
+    td_tensor_free(&noise);
+    td_tensor_free(&x);
+    return rc;
+}
+
+static int run(int argc, char **argv, int is_t2v)
+{
+    dit_args a = { 0 };
+    session s = { 0 };
+    int rc = parse(argc, argv, is_t2v, &a);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    rc = open_session(&s, &a);
+    if (rc == 0)
+        rc = is_t2v ? t2v(&s, &a) : dit_forward(&s, &a);
+    if (rc < 0)
+        fprintf(stderr, "turbodiff %s: %s\n", argv[0], s.ctx.errmsg);
+    close_session(&s);
+    return rc < 0 ? 1 : 0;
+}
+
+int cmd_dit_forward(int argc, char **argv) { return run(argc, argv, 0); }
+int cmd_t2v(int argc, char **argv) { return run(argc, argv, 1); }

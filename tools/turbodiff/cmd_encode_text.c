@@ -1,0 +1,184 @@
+/*
+ * turbodiff encode-text: token ids -> the [512, d_model] f32 umT5 context
+ * the Wan DiT reads, written as .npy (real tokens' rows, then zero rows).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "commands.h"
+#include "core/pool.h"
+#include "io/npy.h"
+#include "io/weights.h"
+#include "text/text_cache.h"
+#include "text/umt5.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: turbodiff encode-text --t5 FILE --ids \"ID ID ...\" --out EMB.npy\n"
+               "         [--cache-dir DIR] [--threads N]\n"
+               "  Encode token ids (EOS included, as the tokenizer emits them; 1 to %d)\n"
+               "  with a umT5 encoder (Wan's .pth or transformers/ComfyUI safetensors)\n"
+               "  and write the [%d, d_model] f32 context: the ids' rows, then zeros.\n"
+               "  --cache-dir: reuse (and store) the embedding of the same ids with the\n"
+               "  same encoder file (path, size, mtime) from an existing directory.\n",
+            TD_UMT5_TEXT_LEN, TD_UMT5_TEXT_LEN);
+}
+
+typedef struct enc_args {
+    const char *t5, *ids, *out, *cache_dir;
+    int threads;
+} enc_args;
+
+static int parse(int argc, char **argv, enc_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **dst = !strcmp(o, "--t5") ? &a->t5 : !strcmp(o, "--ids") ? &a->ids
+                         : !strcmp(o, "--out") ? &a->out
+                         : !strcmp(o, "--cache-dir") ? &a->cache_dir : NULL;
+        char *end = NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!dst && strcmp(o, "--threads")) {
+            fprintf(stderr, "turbodiff encode-text: unknown option '%s'\n", o);
+            return 2;
+        }
+        if (!val) {
+            fprintf(stderr, "turbodiff encode-text: '%s' needs a value\n", o);
+            return 2;
+        }
+        i++;
+        if (dst) {
+            *dst = val;
+            continue;
+        }
+        a->threads = (int)strtol(val, &end, 10);
+        if (end == val || *end) {
+            fprintf(stderr, "turbodiff encode-text: --threads '%s' is not a number\n", val);
+            return 2;
+        }
+    }
+    if (!a->t5 || !a->ids || !a->out) {
+        fprintf(stderr, "turbodiff encode-text: --t5, --ids and --out are required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* Space- or comma-separated non-negative ids, at most TD_UMT5_TEXT_LEN. */
+static int parse_ids(const char *s, int32_t *ids, int *n)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v;
+        if (*s == ' ' || *s == ',' || *s == '\t' || *s == '\n') {
+            s++;
+            continue;
+        }
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "turbodiff encode-text: --ids: '%.20s' is not a token id\n", s);
+            return 2;
+        }
+        if (*n == TD_UMT5_TEXT_LEN) {
+            fprintf(stderr, "turbodiff encode-text: --ids: more than %d ids\n", TD_UMT5_TEXT_LEN);
+            return 2;
+        }
+        ids[(*n)++] = (int32_t)v;
+        s = end;
+    }
+    if (!*n) {
+        fprintf(stderr, "turbodiff encode-text: --ids is empty\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* The encoder on the ids into out ([512, d_model], allocated here). */
+static int encode(td_ctx *ctx, const char *t5, const int32_t *ids, int n, td_tensor *out)
+{
+    td_backend *be = NULL;
+    td_weights *w = NULL;
+    td_umt5 *m = NULL;
+    size_t scratch;
+    int rc;
+
+    if ((rc = td_weights_open(ctx, t5, &w)) < 0)
+        goto done;
+    /* The arena size follows from the dims, so a first load (name lookups
+     * and views only) against a scratch-free backend reads them; the
+     * encoder is then loaded again against the backend that runs it. */
+    if ((rc = td_backend_cpu_create(ctx, 0, &be)) < 0 || (rc = td_umt5_load(ctx, be, w, &m)) < 0)
+        goto done;
+    scratch = td_umt5_scratch_bytes(m, n);
+    td_umt5_free(&m);
+    td_backend_destroy(&be);
+    if ((rc = td_backend_cpu_create(ctx, scratch, &be)) < 0 || (rc = td_umt5_load(ctx, be, w, &m)) < 0)
+        goto done;
+    {
+        const int64_t shape[2] = { TD_UMT5_TEXT_LEN, m->dims.d_model };
+        if ((rc = td_tensor_new(ctx, out, TD_F32, 2, shape)) < 0)
+            goto done;
+    }
+    rc = td_umt5_encode(m, be, ids, n, out);
+done:
+    td_umt5_free(&m);
+    td_backend_destroy(&be);
+    td_weights_close(&w);
+    return rc;
+}
+
+/* Canonical text of the ids ("ids:1 2 3"), the cache's prompt key. */
+static void ids_key(const int32_t *ids, int n, char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "ids:");
+    for (int i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? " %d" : "%d", (int)ids[i]);
+}
+
+int cmd_encode_text(int argc, char **argv)
+{
+    enc_args a = { 0 };
+    int32_t ids[TD_UMT5_TEXT_LEN];
+    char identity[4200], key[TD_UMT5_TEXT_LEN * 12 + 8];
+    int n = 0, rc = parse(argc, argv, &a), hit = 0;
+    td_ctx ctx;
+    td_pool *pool = NULL;
+    td_text_cache *cache = NULL;
+    td_tensor out = { 0 };
+
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if ((rc = parse_ids(a.ids, ids, &n)))
+        return rc;
+    td_ctx_init(&ctx);
+    if ((rc = td_pool_create(&ctx, a.threads, &pool)) < 0)
+        goto done;
+    ctx.pool = pool;
+    if (a.cache_dir) {
+        ids_key(ids, n, key, sizeof(key));
+        if ((rc = td_text_encoder_identity(&ctx, a.t5, identity, sizeof(identity))) < 0 ||
+            (rc = td_text_cache_create(&ctx, 1, a.cache_dir, &cache)) < 0 ||
+            (rc = hit = td_text_cache_get(&ctx, cache, identity, key, &out)) < 0)
+            goto done;
+    }
+    if (!hit && ((rc = encode(&ctx, a.t5, ids, n, &out)) < 0 ||
+                 (cache && (rc = td_text_cache_put(&ctx, cache, identity, key, &out)) < 0)))
+        goto done;
+    rc = td_npy_write(&ctx, a.out, &out);
+done:
+    if (rc < 0)
+        fprintf(stderr, "turbodiff encode-text: %s\n", ctx.errmsg);
+    td_tensor_free(&out);
+    td_text_cache_destroy(&cache);
+    td_pool_destroy(&pool);
+    return rc < 0 ? 1 : 0;
+}
