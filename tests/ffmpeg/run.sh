@@ -5,7 +5,7 @@
 #
 # Option and error tests need no model. Generation tests need a model set
 # (TURBODIFF_MODEL=dir, e.g. the tiny model of issue 9) and a library whose
-# td_job_run generates; until both exist they print a SKIP line saying which
+# prompts can be encoded; until both exist they print a SKIP line saying which
 # is missing. Every ffmpeg run is under a timeout: a hang is a failure.
 set -uo pipefail
 
@@ -84,16 +84,21 @@ expect_error "i2v steps 5"        "steps 5 is out of range"  -f lavfi -i testsrc
 expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:mode=extend" $null
 
 # --- generation ----------------------------------------------------------------
-# Probe: does this library generate? The interim td_job_run says it does not,
-# and the filter must turn that into a clean error, not a hang. ffmpeg treats
-# an input's error during demuxing as fatal only with -xerror.
+# Models load on the first job: over the empty files above, the filter must
+# fail cleanly with the file named, not hang or crash. ffmpeg treats an
+# input's error during demuxing as fatal only with -xerror.
 out=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v error -xerror \
       -f lavfi -i "turbodiff=model=$model:prompt=probe:frames=1:size=32x32" $null 2>&1); rc=$?
+[ $rc -ne 0 ] && ! hung_or_crashed $rc && grep -q "TurboWan2.1-T2V-1.3B-480P-quant.pth" <<<"$out" &&
+    ok "empty model files are a clean error naming the file (rc $rc)" ||
+    bad "empty model files are a clean error naming the file (rc $rc)" "$out"
+
+# Prompts reach the DiT only once the tokenizer exists; probe a real model.
 generates=1
-if grep -q "generation pipeline not built yet" <<<"$out"; then
-    generates=0
-    [ $rc -ne 0 ] && ! hung_or_crashed $rc && ok "unbuilt pipeline is a clean error (rc $rc)" ||
-        bad "unbuilt pipeline is a clean error (rc $rc)" "$out"
+if [ -n "${TURBODIFF_MODEL:-}" ]; then
+    out=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v error -xerror \
+          -f lavfi -i "turbodiff=model=$TURBODIFF_MODEL:prompt=probe:frames=1:size=32x32" $null 2>&1)
+    grep -q "needs the SentencePiece tokenizer" <<<"$out" && generates=0
 fi
 
 # The generation tests, run against a model directory M with extra env.
@@ -182,7 +187,7 @@ fi
 
 # The same with real generation, once there is a pipeline and a model.
 need=
-[ $generates = 1 ] || need="needs td_job_run (the generation pipeline is not built yet)"
+[ $generates = 1 ] || need="needs the tokenizer (prompts cannot be encoded yet)"
 [ -n "$need" ] || [ -n "${TURBODIFF_MODEL:-}" ] || need="needs a model set: TURBODIFF_MODEL=dir"
 if [ -n "$need" ]; then
     skipped "real generation (frames, framemd5, chains, mp4, prompts, sendcmd, i2v, cancel)" "$need"

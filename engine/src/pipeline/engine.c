@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "engine.h"
+#include "models.h"
+#include "core/pool.h"
 
 void td_engine_config_default(td_engine_config *cfg)
 {
@@ -96,6 +98,7 @@ int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err)
     td_ctx_init(&eng->ctx);
     eng->files = files;
     snprintf(eng->device, sizeof(eng->device), "%s", device);
+    eng->threads = cfg->threads;
     eng->refcount = 1;
     td_registry_add(eng);
     td_registry_unlock();
@@ -122,6 +125,8 @@ void td_engine_release(td_engine **peng)
     if (!last)
         return;
     pthread_mutex_destroy(&eng->run_lock);
+    td_models_free(&eng->models);
+    td_pool_destroy(&eng->ctx.pool);
     td_model_files_free(&eng->files);
     free(eng);
 }

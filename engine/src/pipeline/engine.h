@@ -23,6 +23,8 @@ struct td_engine {
     char device[32];         /* resolved: "cpu" or "cuda:N" */
     int refcount;            /* guarded by the registry lock */
     pthread_mutex_t run_lock;/* one job at a time on the shared weights */
+    int threads;             /* CPU threads asked by the first opener */
+    struct td_models *models;/* loaded by the first job, under run_lock */
     struct td_engine *next;  /* registry list */
 };
 
@@ -42,5 +44,8 @@ void td_registry_unlock(void);
 td_engine *td_registry_find(const td_model_files *files, const char *device);
 void td_registry_add(td_engine *eng);
 void td_registry_remove(td_engine *eng);
+
+/* Run a validated job on eng->ctx; the caller holds eng->run_lock. */
+int td_generate(td_engine *eng, const td_job *job);
 
 #endif

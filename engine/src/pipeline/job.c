@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "core/pool.h"
 
 /* Largest accepted sizes: beyond these the token count of one clip no longer
  * fits the int32 indices the attention kernels use. */
@@ -133,7 +134,22 @@ int td_job_run(td_engine *eng, const td_job *job)
     }
     if ((ret = td_job_validate(eng, job)) < 0)
         return ret;
-    td_fail(&ctx, TD_EUNSUPPORTED, "generation pipeline not built yet: text encoder/DiT/VAE "
-            "stages are not wired");
-    return report(eng, job, &ctx);
+    /* The models and the engine context are shared: one job at a time, its
+     * log callback installed for its duration. */
+    pthread_mutex_lock(&eng->run_lock);
+    td_ctx_clear(&eng->ctx);
+    eng->ctx.log = job->log;
+    eng->ctx.log_opaque = job->log_opaque;
+    eng->ctx.log_level = job->log_level ? job->log_level : TD_LOG_INFO;
+    if (!eng->ctx.pool)
+        ret = td_pool_create(&eng->ctx, eng->threads, &eng->ctx.pool);
+    if (ret == 0)
+        ret = td_generate(eng, job);
+    if (ret < 0 && job->error) {
+        job->error->code = ret;
+        snprintf(job->error->msg, sizeof(job->error->msg), "%s", eng->ctx.errmsg);
+    }
+    eng->ctx.log = NULL;
+    pthread_mutex_unlock(&eng->run_lock);
+    return ret;
 }
