@@ -245,3 +245,25 @@ def test_t2v_decodes_with_vae(td_cli, tmp_path, seed):
     run_td(td_cli, "t2v", *common, "--out", tmp_path / "clip.y4m")
     raw = (tmp_path / "clip.y4m").read_bytes()
     assert raw.startswith(b"YUV4MPEG2 W32 H16 ") and raw.count(b"FRAME\n") == 5
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--frames", 6], "--frames 6"),
+    (["--size", "40x32"], "multiples of 16"),
+    (["--text-len", 2], "context"),
+    (["--noise-from", "NOISE"], "not a multiple of the latent size"),
+    (["--dit", "I2V"], "input channels"),
+])
+def test_t2v_rejects_bad_input(td_cli, tmp_path, seed, extra, msg):
+    data = pathlib.Path(__file__).resolve().parents[1] / "data" / "dit"
+    gen = torch.Generator().manual_seed(seed)
+    np.save(tmp_path / "c.npy", torch.randn(3, 16, generator=gen).numpy())
+    np.save(tmp_path / "noise.npy", torch.randn(100, generator=gen).numpy())
+    if "I2V" in extra:
+        save_file(wan_state_dict(tiny_model(gen, 2, 16, in_ch=36, ffn=48, text_dim=16, freq_dim=16)),
+                  str(tmp_path / "i2v.safetensors"))
+    extra = [{"NOISE": tmp_path / "noise.npy", "I2V": tmp_path / "i2v.safetensors"}.get(e, e) for e in extra]
+    p = run_td(td_cli, "t2v", "--dit", data / "tiny.pth", "--heads", 2, "--context-from", tmp_path / "c.npy",
+               "--frames", 5, "--size", "32x16", "--save-latents", tmp_path / "lat.npy", *extra, check=False)
+    assert p.returncode != 0 and msg in p.stderr, p.stderr
+    assert not (tmp_path / "lat.npy").exists()
