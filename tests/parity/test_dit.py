@@ -48,6 +48,29 @@ def test_dit_forward_matches_diffusers(td_cli, tmp_path, seed, in_ch, heads, hea
         assert err < 1e-5, layout
 
 
+
+def test_dit_forward_bf16_weights(td_cli, tmp_path, seed):
+    """Released checkpoints are bf16: the same weights stored in bf16 (diffusers
+    names) against the reference run on the bf16-rounded values."""
+    gen = torch.Generator().manual_seed(seed)
+    m = tiny_model(gen, 2, 64)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    x = torch.randn(16, 3, 4, 6, generator=gen).numpy()
+    ctx = torch.randn(7, 24, generator=gen).numpy()
+    t = float(torch.rand(1, generator=gen)) * 1000
+    ref = reference(m, x, t, ctx)
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in m.state_dict().items()},
+              str(tmp_path / "bf16.safetensors"))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "c.npy", ctx)
+    run_td(td_cli, "dit-forward", "--dit", tmp_path / "bf16.safetensors", "--latents", tmp_path / "x.npy",
+           "--t", repr(t), "--context", tmp_path / "c.npy", "--heads", 2, "--out", tmp_path / "v.npy")
+    err = rel_l2(np.load(tmp_path / "v.npy"), ref)
+    print(f"bf16 weights: rel L2 {err:.3g}")
+    assert err < 1e-5
+
 def rcm_reference(m, ctx, noises, steps, sigma_max, ode):
     mid_t = [1.5, 1.4, 1.0][: steps - 1]
     ts = torch.tensor([math.atan(sigma_max), *mid_t, 0], dtype=torch.float64)
@@ -222,3 +245,25 @@ def test_t2v_decodes_with_vae(td_cli, tmp_path, seed):
     run_td(td_cli, "t2v", *common, "--out", tmp_path / "clip.y4m")
     raw = (tmp_path / "clip.y4m").read_bytes()
     assert raw.startswith(b"YUV4MPEG2 W32 H16 ") and raw.count(b"FRAME\n") == 5
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--frames", 6], "--frames 6"),
+    (["--size", "40x32"], "multiples of 16"),
+    (["--text-len", 2], "context"),
+    (["--noise-from", "NOISE"], "not a multiple of the latent size"),
+    (["--dit", "I2V"], "input channels"),
+])
+def test_t2v_rejects_bad_input(td_cli, tmp_path, seed, extra, msg):
+    data = pathlib.Path(__file__).resolve().parents[1] / "data" / "dit"
+    gen = torch.Generator().manual_seed(seed)
+    np.save(tmp_path / "c.npy", torch.randn(3, 16, generator=gen).numpy())
+    np.save(tmp_path / "noise.npy", torch.randn(100, generator=gen).numpy())
+    if "I2V" in extra:
+        save_file(wan_state_dict(tiny_model(gen, 2, 16, in_ch=36, ffn=48, text_dim=16, freq_dim=16)),
+                  str(tmp_path / "i2v.safetensors"))
+    extra = [{"NOISE": tmp_path / "noise.npy", "I2V": tmp_path / "i2v.safetensors"}.get(e, e) for e in extra]
+    p = run_td(td_cli, "t2v", "--dit", data / "tiny.pth", "--heads", 2, "--context-from", tmp_path / "c.npy",
+               "--frames", 5, "--size", "32x16", "--save-latents", tmp_path / "lat.npy", *extra, check=False)
+    assert p.returncode != 0 and msg in p.stderr, p.stderr
+    assert not (tmp_path / "lat.npy").exists()
