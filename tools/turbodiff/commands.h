@@ -18,5 +18,6 @@ int cmd_sample_toy(int argc, char **argv);
 int cmd_encode_text(int argc, char **argv);
 int cmd_dit_forward(int argc, char **argv);
 int cmd_t2v(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -126,6 +126,7 @@ static int decode_stage(run *r, const td_tensor *lat)
 {
     td_ctx *ctx = &r->eng->ctx;
     td_vae_decoder *dec = NULL;
+    td_tensor one = { 0 };
     int64_t T = lat->shape[1], h = lat->shape[2], w = lat->shape[3];
     int rc;
 
@@ -135,14 +136,19 @@ static int decode_stage(run *r, const td_tensor *lat)
                        (long long)w * 8, (long long)h * 8);
     progress(r, TD_STAGE_DECODE, 0, (int)T);
     rc = td_vae_decoder_open(r->m->vae, h, w, NULL, &dec);
+    if (rc == 0)
+        rc = td_tensor_new(ctx, &one, TD_F32, 4, (int64_t[]){ lat->shape[0], 1, h, w });
     /* One latent frame per push: the first frames leave before the last
      * are decoded, and cancel is honoured between chunks. */
     for (int64_t t = 0; rc == 0 && t < T; t++) {
-        td_tensor one;
-        rc = td_tensor_slice(ctx, lat, 1, t, 1, &one);
+        td_tensor src;
+        rc = td_tensor_slice(ctx, lat, 1, t, 1, &src);
+        if (rc == 0)
+            rc = td_tensor_copy(ctx, &one, &src);
         if (rc == 0)
             rc = td_vae_decoder_push(dec, &one, deliver, r);
     }
+    td_tensor_free(&one);
     td_vae_decoder_close(&dec);
     free(r->rgb);
     r->rgb = NULL;
