@@ -88,6 +88,14 @@ static void test_views(test_rng *r)
     td_ctx_clear(&ctx);
     CHECK(td_tensor_new(&ctx, &s, TD_F32, 2, (int64_t[]){ INT64_MAX / 2, 4 }) == TD_EINVAL,
           "overflowing dims are refused");
+    /* empty, with dims whose product overflows: valid (the fuzzer's find) */
+    CHECK(td_tensor_new(&ctx, &s, TD_F32, 4, (int64_t[]){ 0, 7677230164176710315LL, 32, 66262 }) == 0,
+          "an empty tensor with huge other dims");
+    CHECK(td_numel(&s) == 0, "it has no elements");
+    td_tensor_free(&s);
+    CHECK(td_tensor_new(&ctx, &s, TD_F32, 3, (int64_t[]){ 7677230164176710315LL, 64, 0 }) == 0 &&
+          td_numel(&s) == 0, "the zero dim last");
+    td_tensor_free(&s);
     td_tensor_free(&t);
     td_tensor_free(&c);
 }

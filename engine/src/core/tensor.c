@@ -7,10 +7,14 @@
 int64_t td_checked_numel(int ndim, const int64_t *shape)
 {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
             return -1;
-        if (shape[i] != 0 && n > INT64_MAX / shape[i])
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] == 0)   /* empty whatever the other dims are */
+            return 0;
+    for (int i = 0; i < ndim; i++) {
+        if (n > INT64_MAX / shape[i])
             return -1;
         n *= shape[i];
     }
@@ -20,6 +24,9 @@ int64_t td_checked_numel(int ndim, const int64_t *shape)
 int64_t td_numel(const td_tensor *t)
 {
     int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0)   /* before any product of the others can overflow */
+            return 0;
     for (int i = 0; i < t->ndim; i++)
         n *= t->shape[i];
     return n;
@@ -41,12 +48,15 @@ int td_is_contiguous(const td_tensor *t)
     return 1;
 }
 
+/* An empty tensor may have other dims whose product overflows (a file can
+ * declare [0, 2^62, 64]); its strides address nothing, so they are computed
+ * in wrapping unsigned arithmetic instead of overflowing. */
 static void set_contiguous_strides(td_tensor *t)
 {
-    int64_t s = 1;
+    uint64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
-        t->stride[i] = s;
-        s *= t->shape[i];
+        t->stride[i] = (int64_t)s;
+        s *= (uint64_t)t->shape[i];
     }
 }
 
