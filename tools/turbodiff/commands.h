@@ -19,5 +19,6 @@ int cmd_encode_text(int argc, char **argv);
 int cmd_dit_forward(int argc, char **argv);
 int cmd_t2v(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

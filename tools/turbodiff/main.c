@@ -21,6 +21,7 @@ static const td_command commands[] = {
     { "dit-forward", "debug: one Wan DiT forward pass on .npy latents and context", cmd_dit_forward },
     { "t2v", "text-to-video latents (rCM over the Wan DiT) from a text embedding .npy", cmd_t2v },
     { "generate", "text-to-video through the public API into a .y4m (progress, --json timings)", cmd_generate },
+    { "tokenize", "umT5 token ids of a text (</s> included)", cmd_tokenize },
     { NULL, NULL, NULL },
 };
 
