@@ -119,6 +119,7 @@ typedef struct td_job {
     const char *prompt;
     const float *context;    /* precomputed embedding [context_len x dim], or NULL */
     int context_len;
+    int context_dim;         /* its row width: the DiT's text dim (4096 for Wan) */
     const uint8_t *image;    /* RGB24 start image for image-to-video, or NULL */
     int image_width, image_height;
     ptrdiff_t image_linesize;

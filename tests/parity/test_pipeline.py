@@ -1,6 +1,6 @@
 """The public API end to end (turbodiff generate -> td_engine_open ->
-td_job_run): a tiny random model set in the real file formats, context given
-as an embedding (prompt encoding waits for the tokenizer).
+td_job_run): a tiny random model set in the real file formats, driven by a
+prompt (tokenizer + umT5) or by a precomputed embedding.
 
 The stages it chains are each proven against diffusers/transformers in their
 own tests (test_dit.py: t2v rCM vs PyTorch; test_vae.py); here we check that
@@ -19,15 +19,18 @@ from umt5_ref import save as save_umt5, tiny_model as tiny_umt5
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 VAE = DATA / "vae" / "vae_wan.pth"
+TOKENIZER = DATA / "text" / "spiece.model"     # 1500 pieces
 
 
 def model_set(tmp_path, seed):
     gen = torch.Generator().manual_seed(seed)
-    dit = tiny_model(gen, heads=1, head_dim=128, layers=1, ffn=64, text_dim=16)
+    dit = tiny_model(gen, heads=1, head_dim=128, layers=1, ffn=64, text_dim=64)
     torch.save({f"net.{k}": v for k, v in wan_state_dict(dit).items()}, tmp_path / "dit.pth")
-    save_umt5(tiny_umt5(np.random.default_rng(seed), layers=1), tmp_path / "t5.safetensors", "hf")
-    np.save(tmp_path / "c.npy", torch.randn(5, 16, generator=gen).numpy())
-    return ["--dit", tmp_path / "dit.pth", "--vae", VAE, "--t5", tmp_path / "t5.safetensors"]
+    save_umt5(tiny_umt5(np.random.default_rng(seed), layers=2, d_model=64, vocab=1500),
+              tmp_path / "t5.safetensors", "hf")
+    np.save(tmp_path / "c.npy", torch.randn(5, 64, generator=gen).numpy())
+    return ["--dit", tmp_path / "dit.pth", "--vae", VAE, "--t5", tmp_path / "t5.safetensors",
+            "--tokenizer", TOKENIZER]
 
 
 def frames_y(path):
@@ -62,6 +65,20 @@ def test_generate_composes_the_stages(td_cli, tmp_path, seed):
     assert worst <= 2
 
 
+def test_prompt_path_composes_tokenizer_and_encoder(td_cli, tmp_path, seed):
+    """--prompt gives exactly the clip of the embedding that tokenize (with
+    Wan's cleaning) and encode-text make of the same prompt."""
+    files = model_set(tmp_path, seed)
+    prompt = "  a red circle &amp; a blue\tsquare   move right  "
+    common = [*files, "--size", "32x16", "--steps", 2, "--frames", 5, "--seed", seed]
+    run_td(td_cli, "generate", *common, "--prompt", prompt, "--out", tmp_path / "p.y4m")
+    ids = run_td(td_cli, "tokenize", "--tokenizer", TOKENIZER, "--clean", prompt).stdout.strip()
+    run_td(td_cli, "encode-text", "--t5", tmp_path / "t5.safetensors", "--ids", ids,
+           "--out", tmp_path / "emb.npy")
+    run_td(td_cli, "generate", *common, "--context-from", tmp_path / "emb.npy", "--out", tmp_path / "e.y4m")
+    assert (tmp_path / "p.y4m").read_bytes() == (tmp_path / "e.y4m").read_bytes()
+
+
 def test_generate_is_deterministic_per_seed(td_cli, tmp_path, seed):
     files = model_set(tmp_path, seed)
     common = [*files, "--context-from", tmp_path / "c.npy", "--size", "32x16", "--steps", 1, "--frames", 5]
@@ -74,8 +91,9 @@ def test_generate_is_deterministic_per_seed(td_cli, tmp_path, seed):
 
 def test_generate_errors_are_one_line(td_cli, tmp_path, seed):
     files = model_set(tmp_path, seed)
+    np.save(tmp_path / "c16.npy", np.ones((3, 16), np.float32))
     cases = [
-        (["--prompt", "a red circle"], "tokenizer"),
+        (["--context-from", tmp_path / "c16.npy"], "context rows are 16 wide"),
         (["--context-from", tmp_path / "c.npy", "--size", "40x16"], "nearest valid sizes are 32x16 and 48x16"),
         (["--context-from", tmp_path / "c.npy", "--steps", 5], "steps 5"),
         (["--context-from", tmp_path / "c.npy", "--vae", tmp_path / "c.npy"], "c.npy"),

@@ -168,6 +168,7 @@ int cmd_generate(int argc, char **argv)
         }
         job.context = emb.data;
         job.context_len = (int)emb.shape[0];
+        job.context_dim = (int)emb.shape[1];
     }
     job.on_frame = on_frame;
     job.on_progress = on_progress;

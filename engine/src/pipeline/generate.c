@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "models.h"
 #include "sample/rcm.h"
+#include "text/prompt_clean.h"
 
 #define TD_TEXT_LEN 512   /* Wan pads the umT5 output to 512 rows */
 
@@ -59,26 +60,51 @@ static int cancelled(const run *r)
     return r->job->cancel && __atomic_load_n(r->job->cancel, __ATOMIC_RELAXED);
 }
 
-/* The [512, text_dim] context the DiT attends to: Wan pads the encoder's
- * rows with zeros up to 512. */
+/* The [512, text_dim] context the DiT attends to (Wan pads the encoder's
+ * rows with zeros up to 512): given by the caller, else the prompt cleaned
+ * as Wan cleans it, tokenized and encoded, once per prompt per engine. */
 static int text_stage(run *r, int text_dim)
 {
     td_ctx *ctx = &r->eng->ctx;
     const td_job *job = r->job;
+    char id[1024];
+    char *clean = NULL;
+    int32_t ids[TD_TEXT_LEN];
+    int n = 0, rc, hit;
 
     if (job->context) {
         if (job->context_len > TD_TEXT_LEN)
             return td_fail(ctx, TD_EINVAL, "context_len %d is more than %d tokens",
                            job->context_len, TD_TEXT_LEN);
+        if (job->context_dim != text_dim)
+            return td_fail(ctx, TD_ESHAPE, "context rows are %d wide but the DiT %s takes %d",
+                           job->context_dim, r->eng->files.dit, text_dim);
         TD_TRY(td_tensor_new(ctx, &r->context, TD_F32, 2, (int64_t[]){ TD_TEXT_LEN, text_dim }));
         memcpy(r->context.data, job->context, (size_t)job->context_len * text_dim * sizeof(float));
         return 0;
     }
-    /* The umT5 encoder is built (text/umt5.h); the SentencePiece tokenizer
-     * that turns a prompt into its ids is not yet, so prompts stop here. */
-    return td_fail(ctx, TD_EUNSUPPORTED, "prompt encoding needs the SentencePiece tokenizer, "
-                   "which is not built yet: pass a precomputed context (turbodiff generate "
-                   "--context-from EMB.npy)");
+    progress(r, TD_STAGE_TEXT, 0, 1);
+    TD_TRY(td_models_load_text(ctx, &r->eng->files, r->m));
+    if (r->m->t5->dims.d_model != text_dim)
+        return td_fail(ctx, TD_ESHAPE, "text encoder %s gives %lld-wide embeddings but the DiT "
+                       "%s takes %d", r->eng->files.t5, (long long)r->m->t5->dims.d_model,
+                       r->eng->files.dit, text_dim);
+    TD_TRY(td_text_encoder_identity(ctx, r->eng->files.t5, id, sizeof(id)));
+    hit = td_text_cache_get(ctx, r->m->cache, id, job->prompt, &r->context);
+    if (hit != 0)
+        return hit < 0 ? hit : 0;
+    TD_TRY(td_prompt_clean(ctx, job->prompt, &clean));
+    rc = td_tokenizer_encode(ctx, r->m->tok, clean, TD_TEXT_LEN, ids, &n);
+    free(clean);
+    if (rc == 0)
+        rc = td_tensor_new(ctx, &r->context, TD_F32, 2, (int64_t[]){ TD_TEXT_LEN, text_dim });
+    if (rc == 0)
+        rc = td_umt5_encode(r->m->t5, r->m->be_text, ids, n, &r->context);
+    if (rc == 0)
+        rc = td_text_cache_put(ctx, r->m->cache, id, job->prompt, &r->context);
+    if (rc == 0)
+        progress(r, TD_STAGE_TEXT, 1, 1);
+    return rc;
 }
 
 static int denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
