@@ -83,14 +83,15 @@ FFMPEG_BUILD ?= $(ROOT)/build-ffmpeg
 ffmpeg: deps
 	tools/ffmpeg/build-ffmpeg.sh --debian 8.1 --minimal --builddir $(FFMPEG_BUILD) -j$(JOBS)
 
+# Real generation runs on the committed tiny random model set.
 check-ffmpeg: ffmpeg
-	tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
+	TURBODIFF_MODEL=$(ROOT)/tests/data/pipeline tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
 
 check: check-unit check-asan check-fuzz check-parity check-ffmpeg
 	@echo "turbodiff: all test tiers passed"
 
-demo: build
-	@bash tools/demo.sh $(BUILD)
+demo: build ffmpeg
+	@bash tools/demo.sh $(BUILD) $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(FFMPEG_BUILD)

@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# make demo's main job, as far as the engine goes today: text embedding ->
-# rCM sampling over a Wan DiT -> streaming Wan VAE decode -> a .y4m clip,
-# on the tiny random models committed as test fixtures. Random weights make
-# structured noise, not a picture: this shows the data flow and its speed,
-# not quality. Prompts need the tokenizer and the trained default model
-# (issues 3 and 9); the FFmpeg filters need those too.
+# make demo's main job: a prompt rendered by the turbodiff source filter in
+# the FFmpeg we built, encoded to .mp4, then the same clip through the CLI.
+# The model set is tests/data/pipeline: every stage of the engine runs
+# (tokenizer, umT5, rCM over the Wan DiT, streaming Wan VAE), but its
+# weights are RANDOM, so the picture is noise. A trained default model
+# (issue 9) will replace it; real Wan / TurboDiffusion files work the same
+# way with model=DIR.
 set -euo pipefail
-build=${1:?usage: demo.sh BUILD_DIR}
+build=${1:?usage: demo.sh BUILD_DIR FFMPEG_DIR}
+ffdir=${2:?usage: demo.sh BUILD_DIR FFMPEG_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
-td="$build/tools/turbodiff"
+models="$root/tests/data/pipeline"
 out="$build/demo"
+prompt="a red circle moves right on a blue background"
 mkdir -p "$out"
 
-echo "== the DiT checkpoint (TurboDiffusion .pth layout, read without running its pickle)"
-"$td" inspect "$root/tests/data/dit/tiny.pth" > "$out/tensors.txt"
-head -n 5 "$out/tensors.txt"
+echo "== ffmpeg -f lavfi -i turbodiff=... -c:v mpeg4 $out/clip.mp4"
+time "$ffdir/ffmpeg" -hide_banner -loglevel info -y -f lavfi \
+    -i "turbodiff=model=$models:prompt=$prompt:size=128x64:frames=33:seed=42" \
+    -c:v mpeg4 -q:v 3 "$out/clip.mp4"
+"$ffdir/ffprobe" -v error -show_entries stream=codec_name,width,height,nb_frames,r_frame_rate \
+    -of default=nw=1 "$out/clip.mp4"
 
-echo "== 17 frames at 64x64, 4 rCM steps, seed 42"
-time "$td" t2v --dit "$root/tests/data/dit/tiny.pth" --heads 2 \
-    --context-from "$root/tests/data/dit/context.npy" \
-    --frames 17 --size 64x64 --steps 4 --seed 42 \
-    --vae "$root/tests/data/vae/vae_wan.pth" --out "$out/clip.y4m"
+echo "== turbodiff generate (the same engine through the CLI, with per-stage timings)"
+"$build/tools/turbodiff" generate --model "$models" --prompt "$prompt" --size 128x64 \
+    --frames 33 --seed 42 --out "$out/clip.y4m" --json 2>/dev/null
 
-frames=$(grep -c FRAME "$out/clip.y4m" || true)
-echo "== wrote $out/clip.y4m: $(head -c 40 "$out/clip.y4m" | head -n 1), $frames frames"
-echo "   play it with: ffplay $out/clip.y4m   (random weights: expect noise)"
+echo "== wrote $out/clip.mp4 and $out/clip.y4m (random weights: expect noise)"
