@@ -98,7 +98,7 @@ def test_ids_match_sentencepiece_and_tokenizers(td_cli, tmp_path, model, seed):
     texts = strings(seed, 2000)
     got = ours(td_cli, tmp_path, model, texts)
     assert len(got) == len(texts)
-    bad_sp = bad_hf = hf_compared = 0
+    bad_sp = bad_hf = hf_compared = refs_disagree = 0
     for t, g in zip(texts, got):
         want = (sp.encode(t)[:511]) + [sp.piece_to_id("</s>")]
         if g != want:
@@ -108,20 +108,27 @@ def test_ids_match_sentencepiece_and_tokenizers(td_cli, tmp_path, model, seed):
         # tokenizers has no byte fallback (transformers warns so when
         # converting), and its Precompiled normalizer works per grapheme, so
         # a combining mark after a mapped character normalizes differently
-        # from sentencepiece (whose result we match). It is compared where
-        # neither applies.
+        # from sentencepiece. It is compared where neither applies.
         if byte_ids & set(want) or any(0x300 <= ord(c) <= 0x36f for c in t):
             continue
         hf_compared += 1
         hf = fast.encode(t).ids
-        if g != hf:
+        if hf != want:
+            # Equal-score segmentations: tokenizers sums scores in f64,
+            # sentencepiece (and we) in f32, so a tie can break the other
+            # way there. We follow sentencepiece, the model's own library.
+            refs_disagree += 1
+            print("tokenizers breaks a tie otherwise:", repr(t), hf[:12], want[:12])
+        elif g != hf:
             bad_hf += 1
             if bad_hf <= 3:
                 print("tokenizers differs:", repr(t), g[:20], hf[:20])
-    print(f"{len(texts)} strings: {bad_sp} differ from sentencepiece; "
-          f"{bad_hf} of {hf_compared} without byte fallback or combining marks differ from tokenizers")
+    print(f"{len(texts)} strings: {bad_sp} differ from sentencepiece; {bad_hf} of {hf_compared} "
+          f"without byte fallback or combining marks differ from tokenizers ({refs_disagree} "
+          f"where tokenizers and sentencepiece themselves differ)")
     assert bad_sp == 0
     assert bad_hf == 0 and hf_compared >= 500
+    assert refs_disagree <= hf_compared // 100, "the two references disagree too often to compare"
     assert max(map(len, got)) == 512, "the long string is truncated to 512 with </s> kept"
 
 
