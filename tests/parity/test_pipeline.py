@@ -102,3 +102,21 @@ def test_generate_errors_are_one_line(td_cli, tmp_path, seed):
         p = run_td(td_cli, "generate", *files, "--frames", 5, "--size", "32x16", *extra,
                    "--out", tmp_path / "x.y4m", check=False)
         assert p.returncode != 0 and msg in p.stderr, (extra, p.stderr)
+
+
+def test_encode_text_prompt_uses_sentencepiece_ids(td_cli, tmp_path, seed):
+    """encode-text --prompt = encode-text --ids of sentencepiece's ids for the
+    prompt after Wan's cleaning (html.unescape twice, whitespace collapsed)."""
+    import html
+    import re
+
+    import sentencepiece as spm
+    model_set(tmp_path, seed)
+    prompt = "  the  &amp;lt;red&amp;gt; circle\t moves   right  "
+    clean = re.sub(r"\s+", " ", html.unescape(html.unescape(prompt))).strip()
+    ids = spm.SentencePieceProcessor(model_file=str(TOKENIZER)).encode(clean) + [1]
+    t5 = tmp_path / "t5.safetensors"
+    run_td(td_cli, "encode-text", "--t5", t5, "--tokenizer", TOKENIZER, "--prompt", prompt,
+           "--out", tmp_path / "p.npy")
+    run_td(td_cli, "encode-text", "--t5", t5, "--ids", " ".join(map(str, ids)), "--out", tmp_path / "i.npy")
+    assert np.array_equal(np.load(tmp_path / "p.npy"), np.load(tmp_path / "i.npy"))

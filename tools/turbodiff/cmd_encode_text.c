@@ -12,23 +12,26 @@
 #include "core/pool.h"
 #include "io/npy.h"
 #include "io/weights.h"
+#include "text/prompt_clean.h"
 #include "text/text_cache.h"
+#include "text/tokenizer.h"
 #include "text/umt5.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: turbodiff encode-text --t5 FILE --ids \"ID ID ...\" --out EMB.npy\n"
-               "         [--cache-dir DIR] [--threads N]\n"
-               "  Encode token ids (EOS included, as the tokenizer emits them; 1 to %d)\n"
+    fprintf(f, "usage: turbodiff encode-text --t5 FILE (--tokenizer FILE --prompt TEXT | --ids \"ID ID ...\")\n"
+               "         --out EMB.npy [--cache-dir DIR] [--threads N]\n"
+               "  Encode a prompt (cleaned as Wan cleans it, then tokenized) or token ids\n"
+               "  (EOS included, as the tokenizer emits them; 1 to %d)\n"
                "  with a umT5 encoder (Wan's .pth or transformers/ComfyUI safetensors)\n"
                "  and write the [%d, d_model] f32 context: the ids' rows, then zeros.\n"
-               "  --cache-dir: reuse (and store) the embedding of the same ids with the\n"
+               "  --cache-dir: reuse (and store) the embedding of the same prompt or ids with the\n"
                "  same encoder file (path, size, mtime) from an existing directory.\n",
             TD_UMT5_TEXT_LEN, TD_UMT5_TEXT_LEN);
 }
 
 typedef struct enc_args {
-    const char *t5, *ids, *out, *cache_dir;
+    const char *t5, *ids, *out, *cache_dir, *tokenizer, *prompt;
     int threads;
 } enc_args;
 
@@ -38,6 +41,8 @@ static int parse(int argc, char **argv, enc_args *a)
         const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         const char **dst = !strcmp(o, "--t5") ? &a->t5 : !strcmp(o, "--ids") ? &a->ids
                          : !strcmp(o, "--out") ? &a->out
+                         : !strcmp(o, "--tokenizer") ? &a->tokenizer
+                         : !strcmp(o, "--prompt") ? &a->prompt
                          : !strcmp(o, "--cache-dir") ? &a->cache_dir : NULL;
         char *end = NULL;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -63,8 +68,9 @@ static int parse(int argc, char **argv, enc_args *a)
             return 2;
         }
     }
-    if (!a->t5 || !a->ids || !a->out) {
-        fprintf(stderr, "turbodiff encode-text: --t5, --ids and --out are required\n");
+    if (!a->t5 || !a->out || !a->ids == !a->prompt || !a->prompt != !a->tokenizer) {
+        fprintf(stderr, "turbodiff encode-text: --t5, --out and either --ids or --tokenizer "
+                        "with --prompt are required\n");
         usage(stderr);
         return 2;
     }
@@ -136,6 +142,21 @@ done:
     return rc;
 }
 
+/* The prompt, cleaned as Wan cleans it, into ids. */
+static int tokenize(td_ctx *ctx, const enc_args *a, int32_t *ids, int *n)
+{
+    td_tokenizer *tok = NULL;
+    char *clean = NULL;
+    int rc = td_tokenizer_load(ctx, a->tokenizer, &tok);
+    if (rc == 0)
+        rc = td_prompt_clean(ctx, a->prompt, &clean);
+    if (rc == 0)
+        rc = td_tokenizer_encode(ctx, tok, clean, TD_UMT5_TEXT_LEN, ids, n);
+    free(clean);
+    td_tokenizer_free(&tok);
+    return rc;
+}
+
 /* Canonical text of the ids ("ids:1 2 3"), the cache's prompt key. */
 static void ids_key(const int32_t *ids, int n, char *buf, size_t size)
 {
@@ -157,14 +178,19 @@ int cmd_encode_text(int argc, char **argv)
 
     if (rc)
         return rc == 1 ? 0 : rc;
-    if ((rc = parse_ids(a.ids, ids, &n)))
+    if (a.ids && (rc = parse_ids(a.ids, ids, &n)))
         return rc;
     td_ctx_init(&ctx);
+    if (a.prompt && (rc = tokenize(&ctx, &a, ids, &n)) < 0)
+        goto done;
     if ((rc = td_pool_create(&ctx, a.threads, &pool)) < 0)
         goto done;
     ctx.pool = pool;
     if (a.cache_dir) {
-        ids_key(ids, n, key, sizeof(key));
+        if (a.prompt)
+            snprintf(key, sizeof(key), "%s", a.prompt);
+        else
+            ids_key(ids, n, key, sizeof(key));
         if ((rc = td_text_encoder_identity(&ctx, a.t5, identity, sizeof(identity))) < 0 ||
             (rc = td_text_cache_create(&ctx, 1, a.cache_dir, &cache)) < 0 ||
             (rc = hit = td_text_cache_get(&ctx, cache, identity, key, &out)) < 0)
