@@ -1,5 +1,6 @@
-/* libFuzzer target: the SentencePiece protobuf reader, the charsmap trie
- * walk and Viterbi, on whatever model bytes the fuzzer makes. */
+/* libFuzzer target: the SentencePiece protobuf reader (or, for inputs
+ * starting with '{', the tokenizer.json reader), the charsmap trie walk and
+ * Viterbi, on whatever model bytes the fuzzer makes. */
 #include "text/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -11,7 +12,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n;
 
     td_ctx_init(&ctx);
-    if (td_tokenizer_load_bytes(&ctx, "fuzz", data, size, &tok) == 0) {
+    int rc = size && data[0] == '{'
+                 ? td_tokenizer_load_json(&ctx, "fuzz", (const char *)data, size, &tok)
+                 : td_tokenizer_load_bytes(&ctx, "fuzz", data, size, &tok);
+    if (rc == 0) {
         td_tokenizer_encode(&ctx, tok, "  Hello, wörld! 日本語 \xf0\x9f\x98\x80 \xff x  ", 64, ids, &n);
         td_tokenizer_free(&tok);
     }

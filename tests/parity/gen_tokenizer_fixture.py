@@ -1,6 +1,8 @@
 """Writes tests/data/text/: a small umT5-style SentencePiece model (unigram,
 nmt_nfkc, byte fallback, umT5's ids), 300 strings and the ids sentencepiece
-gives them (</s> appended, 512 at most), for tests/unit/test_tokenizer.c.
+gives them (</s> appended, 512 at most), and the tokenizer.json transformers'
+converter makes of the model with the ids tokenizers gives for the same
+strings (ids_json.txt), for tests/unit/test_tokenizer.c.
 
     .venv/bin/python tests/parity/gen_tokenizer_fixture.py
 """
@@ -9,7 +11,7 @@ import random
 
 import sentencepiece as spm
 
-from test_tokenizer import escape, rand_text, strings
+from test_tokenizer import escape, hf_tokenizer, rand_text, strings
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "data" / "text"
 
@@ -33,6 +35,16 @@ def main():
         for t in texts:
             f.write(escape(t) + "\n")
             g.write(" ".join(map(str, sp.encode(t)[:511] + [1])) + "\n")
+    write_json_fixture(sp, texts)
+
+
+def write_json_fixture(sp, texts):
+    fast = hf_tokenizer(OUT / "spiece.model", sp)
+    fast.enable_truncation(512)
+    fast.save(str(OUT / "tokenizer.json"), pretty=False)
+    with open(OUT / "ids_json.txt", "w") as g:
+        for t in texts:
+            g.write(" ".join(map(str, fast.encode(t).ids)) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,18 +23,32 @@ static void unescape(char *s)
     *o = '\0';
 }
 
-static void test_fixture(void)
+/* tokenizers applies the charsmap per grapheme, so a combining mark
+ * (U+0300..U+036F) after a mapped character normalizes otherwise than in
+ * sentencepiece (whose result we give); tokenizer.json ids skip those. */
+static int has_combining_mark(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((p[0] == 0xcc && p[1] >= 0x80 && p[1] <= 0xbf) ||
+            (p[0] == 0xcd && p[1] >= 0x80 && p[1] <= 0xaf))
+            return 1;
+    return 0;
+}
+
+/* model: spiece.model or tokenizer.json; ids_file: the ids its reference
+ * library gives strings.txt */
+static void test_fixture(const char *model, const char *ids_file, int skip_marks)
 {
     td_ctx ctx;
     td_tokenizer *tok = NULL;
-    FILE *fs = fopen(DIR "strings.txt", "r"), *fi = fopen(DIR "ids.txt", "r");
+    FILE *fs = fopen(DIR "strings.txt", "r"), *fi = fopen(ids_file, "r");
     char *line = NULL, *want = NULL;
     size_t cap = 0, wcap = 0;
-    int lines = 0, bad = 0;
+    int lines = 0, bad = 0, skipped = 0;
 
     td_ctx_init(&ctx);
     CHECK(fs && fi, "fixture files");
-    CHECK(td_tokenizer_load(&ctx, DIR "spiece.model", &tok) == 0, "%s", ctx.errmsg);
+    CHECK(td_tokenizer_load(&ctx, model, &tok) == 0, "%s", ctx.errmsg);
     if (!fs || !fi || !tok)
         return;
     CHECK(td_tokenizer_vocab_size(tok) == 1500, "vocab %d", td_tokenizer_vocab_size(tok));
@@ -45,6 +59,11 @@ static void test_fixture(void)
         line[strcspn(line, "\n")] = '\0';
         want[strcspn(want, "\n")] = '\0';
         unescape(line);
+        if (skip_marks && has_combining_mark(line)) {
+            skipped++;
+            lines++;
+            continue;
+        }
         if (td_tokenizer_encode(&ctx, tok, line, 512, ids, &n) < 0) {
             bad++;
             continue;
@@ -58,7 +77,8 @@ static void test_fixture(void)
         }
         lines++;
     }
-    CHECK(lines == 309 && bad == 0, "%d of %d strings differ from sentencepiece", bad, lines);
+    CHECK(lines == 309 && bad == 0 && skipped < 150, "%s: %d of %d strings differ from %s "
+          "(%d skipped)", model, bad, lines - skipped, ids_file, skipped);
 
     /* truncation keeps </s> last */
     int32_t ids[8];
@@ -113,6 +133,36 @@ static void test_damaged(test_rng *r)
     expect_bad("overrun.model", over, sizeof(over), TD_EFORMAT, "damaged");
 }
 
+static void expect_bad_json(const char *json, int code, const char *msg)
+{
+    td_ctx ctx;
+    td_tokenizer *tok = NULL;
+    td_ctx_init(&ctx);
+    int rc = td_tokenizer_load_json(&ctx, "t.json", json, strlen(json), &tok);
+    CHECK(rc == code && tok == NULL && strstr(ctx.errmsg, msg), "%s: rc %d, message '%s'", json,
+          rc, ctx.errmsg);
+}
+
+static void test_json_refused(void)
+{
+#define UNIGRAM "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0],[\"a\",-1]]}"
+#define META "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\"}"
+    expect_bad_json("{\"model\": ", TD_EFORMAT, "bad JSON");
+    expect_bad_json("{\"model\":{\"type\":\"BPE\"}}", TD_EUNSUPPORTED, "model type BPE");
+    expect_bad_json("{" UNIGRAM "," META ",\"normalizer\":{\"type\":\"NFKC\"}}",
+                    TD_EUNSUPPORTED, "normalizer type NFKC");
+    expect_bad_json("{" UNIGRAM "," META ",\"normalizer\":{\"type\":\"Precompiled\","
+                    "\"precompiled_charsmap\":\"%%%\"}}", TD_EFORMAT, "not base64");
+    expect_bad_json("{" UNIGRAM ",\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}",
+                    TD_EUNSUPPORTED, "pre_tokenizer type ByteLevel");
+    expect_bad_json("{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"a\"]]},"
+                    META "}", TD_EFORMAT, "vocab entry 0");
+    expect_bad_json("{\"model\":{\"type\":\"Unigram\",\"unk_id\":5,\"vocab\":[[\"a\",0]]},"
+                    META "}", TD_EFORMAT, "unk_id");
+#undef UNIGRAM
+#undef META
+}
+
 static void test_clean(void)
 {
     static const char *const cases[][2] = {
@@ -135,7 +185,9 @@ static void test_clean(void)
 int main(void)
 {
     test_rng r = test_rng_seeded();
-    test_fixture();
+    test_fixture(DIR "spiece.model", DIR "ids.txt", 0);
+    test_fixture(DIR "tokenizer.json", DIR "ids_json.txt", 1);
+    test_json_refused();
     test_damaged(&r);
     test_clean();
     return check_summary();

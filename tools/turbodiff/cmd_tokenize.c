@@ -17,7 +17,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: turbodiff tokenize --tokenizer FILE [--clean] [--max-len N] (TEXT | --file F)\n"
-               "  --tokenizer FILE  spiece.model, or a safetensors file with a spiece_model tensor\n"
+               "  --tokenizer FILE  spiece.model, tokenizer.json (T5/umT5 Unigram), or a safetensors\n"
+               "                    file with a spiece_model tensor\n"
                "  --clean           apply Wan's prompt cleaning first (HTML entities, whitespace)\n"
                "  --max-len N       at most N ids, </s> included (default and maximum 512)\n"
                "  --file F          one text per line, with \\n \\t \\\\ escapes; '-' is stdin\n");

@@ -7,6 +7,7 @@
 #include "../io/weights.h"
 #include "normalizer.h"
 #include "spm_model.h"
+#include "tokenizer_json.h"
 #include "unigram.h"
 
 struct td_tokenizer {
@@ -15,8 +16,9 @@ struct td_tokenizer {
     int32_t eos;
 };
 
-int td_tokenizer_load_bytes(td_ctx *ctx, const char *what, const uint8_t *data, size_t size,
-                            td_tokenizer **out)
+/* from the bytes of a spiece.model (json = 0) or a tokenizer.json */
+static int load_model(td_ctx *ctx, const char *what, const uint8_t *data, size_t size,
+                      int json, td_tokenizer **out)
 {
     td_tokenizer *t = calloc(1, sizeof(*t));
     int rc;
@@ -24,7 +26,8 @@ int td_tokenizer_load_bytes(td_ctx *ctx, const char *what, const uint8_t *data, 
     *out = NULL;
     if (!t)
         return td_fail(ctx, TD_ENOMEM, "out of memory loading %s", what);
-    rc = td_spm_model_parse(ctx, what, data, size, &t->model);
+    rc = json ? td_spm_model_from_json(ctx, what, data, size, &t->model)
+              : td_spm_model_parse(ctx, what, data, size, &t->model);
     if (rc == 0 && t->model.charsmap)
         rc = td_charsmap_check(ctx, what, t->model.charsmap, t->model.charsmap_len);
     if (rc == 0)
@@ -48,6 +51,18 @@ int td_tokenizer_load_bytes(td_ctx *ctx, const char *what, const uint8_t *data, 
     }
     *out = t;
     return 0;
+}
+
+int td_tokenizer_load_bytes(td_ctx *ctx, const char *what, const uint8_t *data, size_t size,
+                            td_tokenizer **out)
+{
+    return load_model(ctx, what, data, size, 0, out);
+}
+
+int td_tokenizer_load_json(td_ctx *ctx, const char *what, const char *json, size_t size,
+                           td_tokenizer **out)
+{
+    return load_model(ctx, what, (const uint8_t *)json, size, 1, out);
 }
 
 static int read_file(td_ctx *ctx, const char *path, uint8_t **data, size_t *size)
@@ -87,8 +102,7 @@ int td_tokenizer_load(td_ctx *ctx, const char *path, td_tokenizer **out)
     *out = NULL;
     TD_TRY(read_file(ctx, path, &data, &size));
     if (size && data[0] == '{') {
-        rc = td_fail(ctx, TD_EUNSUPPORTED, "%s: tokenizer.json is not supported yet; give "
-                     "the spiece.model beside it", path);
+        rc = load_model(ctx, path, data, size, 1, out);
     } else if (is_safetensors(data, size)) {
         td_weights *w = NULL;
         const td_tensor *t;
