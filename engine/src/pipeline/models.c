@@ -50,16 +50,20 @@ int td_models_load_text(td_ctx *ctx, const td_model_files *files, td_models *m)
      * backend without scratch (loading maps views, it costs nothing), then
      * build the encoder on one whose arena fits the longest prompt. */
     if (!m->be_text) {
+        td_ctx quiet;            /* the probe's load is not worth a log line */
         td_backend *probe = NULL;
         td_umt5 *t5 = NULL;
         size_t bytes;
-        int rc = td_backend_cpu_create(ctx, 0, &probe);
+        int rc;
+        td_ctx_init(&quiet);
+        rc = td_backend_cpu_create(&quiet, 0, &probe);
         if (rc == 0)
-            rc = td_umt5_load(ctx, probe, m->w_t5, &t5);
+            rc = td_umt5_load(&quiet, probe, m->w_t5, &t5);
         bytes = rc == 0 ? td_umt5_scratch_bytes(t5, 512) : 0;
         td_umt5_free(&t5);
         td_backend_destroy(&probe);
-        TD_TRY(rc);
+        if (rc < 0)
+            return td_fail(ctx, rc, "%s", quiet.errmsg);
         TD_TRY(td_backend_cpu_create(ctx, bytes, &m->be_text));
     }
     return td_umt5_load(ctx, m->be_text, m->w_t5, &m->t5);
