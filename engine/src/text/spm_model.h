@@ -28,6 +28,9 @@ typedef struct td_spm_model {
     int n_pieces;
     int unk_id, eos_id;
     int byte_fallback;
+    /* Viterbi path scores summed in f64 (Hugging Face tokenizers) instead
+     * of f32 (sentencepiece): it decides ties between equal splits. */
+    int f64_path_scores;
     /* normalizer_spec */
     uint8_t *charsmap;       /* precompiled_charsmap, NULL: identity */
     size_t charsmap_len;

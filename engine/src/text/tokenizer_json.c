@@ -159,6 +159,7 @@ static int read_vocab(td_ctx *ctx, const char *what, json_t *model, json_t *adde
     if (!m->pieces)
         return td_fail(ctx, TD_ENOMEM, "%s: out of memory for %zu pieces", what, n);
     m->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+    m->f64_path_scores = 1;
     m->unk_id = json_is_integer(unk) ? (int)json_integer_value(unk) : -1;
     if (m->unk_id < 0 || (size_t)m->unk_id >= n)
         return td_fail(ctx, TD_EFORMAT, "%s: unk_id missing or outside the %zu pieces", what, n);
@@ -175,7 +176,7 @@ static int read_vocab(td_ctx *ctx, const char *what, json_t *model, json_t *adde
         memcpy(m->pieces[i].text, s, m->pieces[i].len + 1);
         if (memchr(s, 0, m->pieces[i].len))
             return td_fail(ctx, TD_EFORMAT, "%s: vocab entry %zu holds a NUL", what, i);
-        m->pieces[i].score = (float)json_number_value(sc);
+        m->pieces[i].score = (float)json_number_value(sc);   /* spm's f32 scores: exact */
         m->pieces[i].type = (int)i == m->unk_id ? TD_PIECE_UNKNOWN
                           : m->byte_fallback && is_byte_piece(s) ? TD_PIECE_BYTE
                           : TD_PIECE_NORMAL;

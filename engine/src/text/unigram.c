@@ -103,13 +103,18 @@ static size_t char_len(uint8_t c)
     return len[c >> 4];
 }
 
-/* Path scores are float, as sentencepiece keeps them: ties between equal
- * segmentations then break exactly as there. */
+/* Path scores follow the model's library: f32 sums for sentencepiece, f64
+ * for tokenizers, so ties between equal segmentations break as there. */
 typedef struct node {
-    float score;
+    double score;
     int64_t start;           /* -1: not reached */
     int32_t id;
 } node;
+
+static double path_score(const td_spm_model *m, float piece, double before)
+{
+    return m->f64_path_scores ? (double)piece + before : (double)(piece + (float)before);
+}
 
 static void emit(int32_t *ids, int cap, int *count, int32_t id)
 {
@@ -134,7 +139,7 @@ int td_unigram_encode(td_ctx *ctx, const td_unigram *u, const char *text, size_t
         return td_fail(ctx, TD_ENOMEM, "out of memory segmenting %zu bytes", n);
     }
     for (size_t i = 0; i <= n; i++)
-        best[i] = (node){ 0.0f, -1, -1 };
+        best[i] = (node){ 0.0, -1, -1 };
     best[0].start = 0;
     for (pos = 0; pos < n;) {
         size_t one = char_len((uint8_t)text[pos]);
@@ -149,7 +154,7 @@ int td_unigram_encode(td_ctx *ctx, const td_unigram *u, const char *text, size_t
             const td_spm_piece *p = &m->pieces[id];
             /* sentencepiece scores a user-defined piece so that it wins */
             float ps = p->type == TD_PIECE_USER_DEFINED ? (float)len * u->max_score - 0.1f : p->score;
-            float s = ps + best[pos].score;
+            double s = path_score(m, ps, best[pos].score);
             node *t = &best[pos + len];
             if (t->start < 0 || s > t->score)
                 *t = (node){ s, (int64_t)pos, id };
@@ -157,7 +162,7 @@ int td_unigram_encode(td_ctx *ctx, const td_unigram *u, const char *text, size_t
                 single = 1;
         }
         if (!single) {
-            float s = u->unk_score + best[pos].score;
+            double s = path_score(m, u->unk_score, best[pos].score);
             node *t = &best[pos + one];
             if (t->start < 0 || s > t->score)
                 *t = (node){ s, (int64_t)pos, m->unk_id };
