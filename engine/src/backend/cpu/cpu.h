@@ -49,6 +49,10 @@ int td_cpu_check_weight(td_backend *be, const char *op, const char *name, const 
 /* Contiguous float vector (any shape) of exactly n elements. */
 int td_cpu_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n);
 /* Same element count and last dim (a row-wise op's in/out pair). */
+/* y[M, N] = x[M, K] w[N, K]^T: x and y fit a weight of n x k (w_name and w
+ * for the message), bias is NULL or [N], sizes fit sgemm's ints; *m out. */
+int td_cpu_check_linear_io(td_backend *be, const char *op, const td_tensor *x, const char *w_name,
+                           const td_tensor *w, const td_tensor *bias, const td_tensor *y, int64_t *m);
 int td_cpu_check_same_rows(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y);
 static inline int64_t td_cpu_lastdim(const td_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 

@@ -92,7 +92,7 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
                   const td_tensor *bias, td_tensor *y)
 {
     static const char op[] = "linear";
-    char a[96], b[96], c[96];
+    char a[96];
     int64_t n, k, m;
     const float *xd;
     float *yd;
@@ -104,17 +104,7 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
         return td_fail(be->ctx, TD_ESHAPE, "%s: w %s must be [N, K]", op, td_shape_str(w, a, sizeof(a)));
     n = w->shape[0];
     k = w->shape[1];
-    m = k ? td_numel(x) / k : 0;
-    if (td_cpu_lastdim(x) != k || td_cpu_lastdim(y) != n || x->ndim < 1 || y->ndim < 1 ||
-        td_numel(y) != m * n)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, w %s and y %s do not fit (y[M, N] = x[M, K] w[N, K]^T)",
-                       op, td_shape_str(x, a, sizeof(a)), td_shape_str(w, b, sizeof(b)),
-                       td_shape_str(y, c, sizeof(c)));
-    if (bias)
-        TD_TRY(td_cpu_check_vec(be, op, "bias", bias, n));
-    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
-        return td_fail(be->ctx, TD_EINVAL, "%s: x %s is past sgemm's 32-bit sizes", op,
-                       td_shape_str(x, a, sizeof(a)));
+    TD_TRY(td_cpu_check_linear_io(be, op, x, "w", w, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
     xd = x->data;

@@ -157,7 +157,7 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y)
 {
     static const char op[] = "linear_w8a8";
-    char a[96], b[96], c[96];
+    char a[96], b[96];
     td_pool *pool = td_cpu_pool(be);
     int64_t n, k, m, nkb;
     float *scr, *xqf, *xs, *yd;
@@ -176,17 +176,7 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
         return td_fail(be->ctx, TD_ESHAPE, "%s: wscale %s must be f32 [%lld, %lld] for wq %s", op,
                        wscale ? td_shape_str(wscale, a, sizeof(a)) : "(missing)",
                        (long long)((n + QB - 1) / QB), (long long)nkb, td_shape_str(wq, b, sizeof(b)));
-    m = k ? td_numel(x) / k : 0;
-    if (td_cpu_lastdim(x) != k || td_cpu_lastdim(y) != n || x->ndim < 1 || y->ndim < 1 ||
-        td_numel(y) != m * n)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, wq %s and y %s do not fit (y[M, N] = x[M, K] wq[N, K]^T)",
-                       op, td_shape_str(x, a, sizeof(a)), td_shape_str(wq, b, sizeof(b)),
-                       td_shape_str(y, c, sizeof(c)));
-    if (bias)
-        TD_TRY(td_cpu_check_vec(be, op, "bias", bias, n));
-    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
-        return td_fail(be->ctx, TD_EINVAL, "%s: x %s is past sgemm's 32-bit sizes", op,
-                       td_shape_str(x, a, sizeof(a)));
+    TD_TRY(td_cpu_check_linear_io(be, op, x, "wq", wq, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
     yd = y->data;
