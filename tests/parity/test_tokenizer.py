@@ -175,3 +175,26 @@ def test_tokenizer_json_matches_tokenizers(td_cli, tmp_path, model, seed):
                 print("tokenizers differs:", repr(t), g[:20], hf[:20])
     print(f"{compared} strings without combining marks: {bad} differ from tokenizers")
     assert bad == 0 and compared >= 1000
+
+
+def test_tokenizer_json_with_extra_ids(td_cli, tmp_path, model, seed):
+    """umT5's tokenizer.json carries special <extra_id_N> tokens past the
+    Unigram vocab: they load (their text is never split into them) and
+    ordinary text keeps its ids; an ordinary added token past the vocab is
+    refused by name."""
+    import json
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    fast = hf_tokenizer(model, sp)
+    fast.save(str(tmp_path / "plain.json"))
+    doc = json.loads((tmp_path / "plain.json").read_text())
+    n = len(doc["model"]["vocab"])
+    extra = [{"id": n + i, "content": f"<extra_id_{i}>", "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False, "special": True} for i in range(300)]
+    doc["added_tokens"] += extra
+    (tmp_path / "extra.json").write_text(json.dumps(doc))
+    texts = strings(seed, 200)
+    assert ours(td_cli, tmp_path, tmp_path / "extra.json", texts) == ours(td_cli, tmp_path, tmp_path / "plain.json", texts)
+    doc["added_tokens"] += [{"id": n + 300, "content": "hello", "special": False}]
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    p = run_td(td_cli, "tokenize", "--tokenizer", tmp_path / "bad.json", "x", check=False)
+    assert p.returncode != 0 and "outside the Unigram vocab" in p.stderr, p.stderr

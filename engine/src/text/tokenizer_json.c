@@ -155,7 +155,8 @@ static int read_vocab(td_ctx *ctx, const char *what, json_t *model, json_t *adde
 
     if (!json_is_array(vocab) || n == 0 || n > (size_t)INT32_MAX / 2)
         return td_fail(ctx, TD_EFORMAT, "%s: Unigram model without a vocab list", what);
-    m->pieces = calloc(n, sizeof(*m->pieces));
+    /* room for special added tokens past the vocab (umT5's <extra_id_N>) */
+    m->pieces = calloc(n + json_array_size(added), sizeof(*m->pieces));
     if (!m->pieces)
         return td_fail(ctx, TD_ENOMEM, "%s: out of memory for %zu pieces", what, n);
     m->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
@@ -183,12 +184,26 @@ static int read_vocab(td_ctx *ctx, const char *what, json_t *model, json_t *adde
     }
     json_array_foreach(added, i, e) {
         json_t *id = json_object_get(e, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) >= m->n_pieces)
-            return td_fail(ctx, TD_EUNSUPPORTED, "%s: added token %zu is outside the Unigram "
-                           "vocab (added vocabularies are not supported)", what, i);
-        if (json_is_true(json_object_get(e, "special")) && json_integer_value(id) != m->unk_id)
-            m->pieces[json_integer_value(id)].type = TD_PIECE_CONTROL;
+        const char *content = json_string_value(json_object_get(e, "content"));
+        int special = json_is_true(json_object_get(e, "special"));
+        json_int_t v = json_is_integer(id) ? json_integer_value(id) : -1;
+        if (v == m->n_pieces && special && content) {
+            /* A special token past the Unigram vocab, such as umT5's
+             * <extra_id_N>: an id of its own that text never segments to. */
+            td_spm_piece *pc = &m->pieces[m->n_pieces];
+            pc->len = strlen(content);
+            if (!(pc->text = malloc(pc->len + 1)))
+                return td_fail(ctx, TD_ENOMEM, "%s: out of memory", what);
+            memcpy(pc->text, content, pc->len + 1);
+            pc->type = TD_PIECE_CONTROL;
+            m->n_pieces++;
+            continue;
+        }
+        if (v < 0 || v >= m->n_pieces)
+            return td_fail(ctx, TD_EUNSUPPORTED, "%s: added token %zu (id %lld) is outside the "
+                           "Unigram vocab and is not the next special token", what, i, (long long)v);
+        if (special && v != m->unk_id)
+            m->pieces[v].type = TD_PIECE_CONTROL;
     }
     return 0;
 }
