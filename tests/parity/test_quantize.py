@@ -114,28 +114,35 @@ def run_forward(td_cli, tmp_path, q, x, t, ctx, heads):
 
 
 # The W8A8 emulation runs in f64, we run f32: an activation within ~1e-6 of a
-# rounding tie can land on the other int8 step, which costs up to ~5e-3 at the
-# end (test_dit.py's W8A8_TOL). How often grows with the number of activations
-# quantized: at 36 tokens about one seed in four flips one; at 2 tokens and 3
-# text rows none of 20 seeds did (largest error 6.9e-6, most ~1e-6), so the
-# short run is held to 1e-5 and the longer one to W8A8_TOL.
+# rounding tie can land on the other int8 step, which costs up to ~7e-3 at
+# the end (test_dit.py's W8A8_TOL). Without such a flip the two agree to ~2e-6
+# (median of 60 seeds at 2 tokens); with one, which happened in ~15% of those
+# runs, they do not. So every run is held to W8A8_TOL and the best of five
+# short runs to 1e-5: a systematic fault (scale layout, bias, a float linear
+# left in) fails all five, while five independent flips happen ~1e-4 of the time.
 def test_quantized_forward(td_cli, tmp_path, seed):
     gen = torch.Generator().manual_seed(seed)
     m = tiny_model(gen, 3, 64, ffn=300)
     save_file(wan_state_dict(m), str(tmp_path / "f.safetensors"))
     run_td(td_cli, "quantize", "--in", tmp_path / "f.safetensors", "--out", tmp_path / "q.safetensors")
     qm = quantized_reference_model(copy.deepcopy(m), load_all(tmp_path / "q.safetensors"))
-    for shape, text_len, tol in [((16, 1, 2, 4), 3, 1e-5), ((16, 3, 6, 8), 7, W8A8_TOL)]:
+    errs = []
+    for shape, text_len in [((16, 1, 2, 4), 3)] * 5 + [((16, 3, 6, 8), 7)]:
         x = torch.randn(*shape, generator=gen).numpy()
         ctx = torch.randn(text_len, 24, generator=gen).numpy()
         t = float(torch.rand(1, generator=gen)) * 1000
         ours = run_forward(td_cli, tmp_path, tmp_path / "q.safetensors", x, t, ctx, 3)
-        ref_float = reference(m, x, t, ctx)
-        ref_q = reference(qm, x, t, ctx)
-        err_q, err_f = rel_l2(ours, ref_q), rel_l2(ours, ref_float)
+        err_q, err_f = rel_l2(ours, reference(qm, x, t, ctx)), rel_l2(ours, reference(m, x, t, ctx))
         print(f"quantized forward {shape}: rel L2 {err_q:.3g} vs the W8A8 emulation, {err_f:.3g} vs the float model")
-        assert err_q < tol
+        assert err_q < W8A8_TOL
         assert FLOAT_TOL[0] < err_f < FLOAT_TOL[1]
+        errs.append(err_q)
+    assert min(errs[:5]) < 1e-5, errs
+    # the diffusers naming quantizes to the same model
+    save_file({k: v.detach().float().contiguous() for k, v in m.state_dict().items()}, str(tmp_path / "d.safetensors"))
+    run_td(td_cli, "quantize", "--in", tmp_path / "d.safetensors", "--out", tmp_path / "dq.safetensors")
+    ours_d = run_forward(td_cli, tmp_path, tmp_path / "dq.safetensors", x, t, ctx, 3)
+    assert rel_l2(ours_d, ours) < 1e-6
 
 
 def test_quantize_errors(td_cli, tmp_path, seed):
