@@ -123,7 +123,7 @@ typedef struct td_job {
     const uint8_t *image;    /* RGB24 start image for image-to-video, or NULL */
     int image_width, image_height;
     ptrdiff_t image_linesize;
-    int adaptive_resolution; /* keep the image's aspect at the target area */
+    int adaptive_resolution; /* keep the image's aspect at width x height's area */
     int width, height, frames;
     int steps;               /* 1..4 */
     double sigma_max;        /* <= 0: the model's default (80 t2v, 200 i2v) */
@@ -165,6 +165,11 @@ void td_job_default(td_job *job);
 int td_job_validate(td_engine *eng, const td_job *job);
 
 int td_job_run(td_engine *eng, const td_job *job);
+
+/* The size of the frames a job delivers: width x height, or for an image
+ * with adaptive_resolution the image's aspect ratio at that area, each side
+ * a multiple of 16. */
+void td_job_output_size(const td_job *job, int *width, int *height);
 
 #ifdef __cplusplus
 }

@@ -99,6 +99,7 @@ int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err)
     eng->files = files;
     snprintf(eng->device, sizeof(eng->device), "%s", device);
     eng->threads = cfg->threads;
+    eng->low_memory = cfg->low_memory;
     eng->refcount = 1;
     td_registry_add(eng);
     td_registry_unlock();

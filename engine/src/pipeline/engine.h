@@ -24,6 +24,7 @@ struct td_engine {
     int refcount;            /* guarded by the registry lock */
     pthread_mutex_t run_lock;/* one job at a time on the shared weights */
     int threads;             /* CPU threads asked by the first opener */
+    int low_memory;          /* the first opener's residency choice (models.h) */
     struct td_models *models;/* loaded by the first job, under run_lock */
     struct td_engine *next;  /* registry list */
 };
