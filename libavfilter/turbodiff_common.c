@@ -362,7 +362,6 @@ static void *worker(void *arg)
             job.image_width = image->width;
             job.image_height = image->height;
             job.image_linesize = image->linesize[0];
-            job.adaptive_resolution = s->adaptive;
         }
         job.on_frame = on_frame;
         job.on_progress = on_progress;

@@ -166,9 +166,10 @@ int td_job_validate(td_engine *eng, const td_job *job);
 
 int td_job_run(td_engine *eng, const td_job *job);
 
-/* The size of the frames a job delivers: width x height, or for an image
- * with adaptive_resolution the image's aspect ratio at that area, each side
- * a multiple of 16. */
+/* The size of the frames a job delivers: width x height, or with
+ * adaptive_resolution the aspect ratio of an image_width x image_height
+ * image at that area, each side a multiple of 16. Only the image's size is
+ * read, so a caller can size its output before the image arrives. */
 void td_job_output_size(const td_job *job, int *width, int *height);
 
 #ifdef __cplusplus

@@ -147,7 +147,7 @@ gen_suite() {
 
     # image to video: first, each, extend; pts strictly increasing
     if [ -z "$I2V" ]; then
-        skipped "$label i2v (first, each, extend)" "needs an image-to-video model set (TURBODIFF_I2V_MODEL=dir); the pipeline's i2v path is not built yet"
+        skipped "$label i2v (first, each, extend)" "needs an image-to-video model set (TURBODIFF_I2V_MODEL=dir)"
     else for m in "first 3" "each 6" "extend 5"; do
         set -- $m
         got=$(run -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$I2V:prompt=a:seed=1:frames=3:mode=$1" \
@@ -156,7 +156,22 @@ gen_suite() {
         if [ "$n" = "$2" ] && [ "$(tr ' ' '\n' <<<"$got" | sed '/^$/d' | sort -n | uniq | tr '\n' ' ')" = "$got" ]; then
             ok "$label i2v-$1 ($n frames, pts $got)"
         else bad "$label i2v-$1: $n frames, want $2; pts $got"; fi
-    done; fi
+    done
+    # the clip follows its image and seed; adaptive keeps a portrait input
+    # portrait at the area of size (64x32 -> 32x64 for a 1:2 input)
+    for s in "1 a" "1 a" "2 a" "1 b"; do
+        set -- $s
+        local flip=; [ "$2" = b ] && flip=,hflip
+        run -f lavfi -i "testsrc2=s=64x32:r=2:d=0.5,format=rgb24$flip" \
+            -vf "turbodiff_i2v=$I2V:prompt=a:seed=$1:frames=2" -f framemd5 - | grep -v '^#' | tr '\n' ' '; echo
+    done > "$tmp/i2v.md5"
+    a=$(sed -n 1p "$tmp/i2v.md5"); b=$(sed -n 2p "$tmp/i2v.md5"); c=$(sed -n 3p "$tmp/i2v.md5"); d=$(sed -n 4p "$tmp/i2v.md5")
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "$c" ] && [ "$a" != "$d" ] && ok "$label i2v-determinism (seed and image matter)" ||
+        bad "$label i2v-determinism" "$(cat "$tmp/i2v.md5")"
+    got=$(probe -i "testsrc2=s=48x96:r=2:d=0.5,format=rgb24,turbodiff_i2v=$I2V:prompt=a:frames=1:adaptive=1" \
+          -show_entries stream=width,height -of csv=p=0)
+    [ "$got" = "32,64" ] && ok "$label i2v-adaptive (48x96 input -> $got)" || bad "$label i2v-adaptive: got '$got' want 32,64"
+    fi
 
     # SIGINT mid-clip: clean exit; under valgrind no leak, no error
     local vg=

@@ -257,7 +257,7 @@ static int choose_attention(run *r, const td_dit_config *cfg)
 
 void td_job_output_size(const td_job *job, int *width, int *height)
 {
-    if (job->image && job->adaptive_resolution)
+    if (job->adaptive_resolution && job->image_width > 0 && job->image_height > 0)
         td_i2v_adaptive_size(job->image_width, job->image_height, job->width, job->height,
                              width, height);
     else
