@@ -64,6 +64,7 @@ touch "$model/TurboWan2.1-T2V-1.3B-480P-quant.pth" "$model/Wan2.1_VAE.pth" \
 src() { echo "-f lavfi -i turbodiff=prompt=red_circle:$1"; }
 null="-f null -"
 
+TURBODIFF_MODEL_DIR=/nonexistent \
 expect_error "no model"           "no model"                 $(src "frames=5") $null
 expect_error "missing model dir"  "model directory '/nonexistent-td'" $(src "model=/nonexistent-td") $null
 expect_error "missing dit file"   "dit file '/nonexistent-td/dit.pth'" $(src "model=$model:dit=/nonexistent-td/dit.pth") $null
@@ -203,6 +204,17 @@ if [ -z "${TURBODIFF_MODEL:-}" ]; then
 else
     gen_suite "model:" "model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu" \
         "${TURBODIFF_I2V_MODEL:+model=$TURBODIFF_I2V_MODEL:size=64x32:steps=1:device=cpu}" TD_UNUSED=1
+
+    # no model option: the default model (here TURBODIFF_MODEL_DIR), at the
+    # size and length its manifest declares when the user sets neither
+    if grep -q '"size"' "$TURBODIFF_MODEL/turbodiff.json" 2>/dev/null; then
+        want=$(sed -n 's/.*"size": "\([0-9]*\)x\([0-9]*\)".*/\1,\2/p' "$TURBODIFF_MODEL/turbodiff.json")
+        want="$want $(sed -n 's/.*"frames": \([0-9]*\).*/\1/p' "$TURBODIFF_MODEL/turbodiff.json")"
+        got=$(TURBODIFF_MODEL_DIR=$TURBODIFF_MODEL timeout "$T" "$ffprobe" -v error -f lavfi \
+              -i "turbodiff=prompt=a:steps=1:seed=1" -count_frames \
+              -show_entries stream=width,height,nb_read_frames -of csv=p=0 | awk -F, '{print $1","$2" "$3}')
+        [ "$got" = "$want" ] && ok "default model at its own size ($got)" || bad "default model: got '$got' want '$want'"
+    fi
 fi
 
 echo "ffmpeg tier: $pass passed, $fail failed, $skip skipped"

@@ -31,7 +31,8 @@ def main():
               OUT / "umt5.safetensors", "hf", dtype=torch.bfloat16)
     manifest = {"name": "tiny random model set (test fixture: draws noise)",
                 "dit": "dit.safetensors", "vae": "../vae/vae_wan.pth",
-                "t5": "umt5.safetensors", "tokenizer": "../text/spiece.model"}
+                "t5": "umt5.safetensors", "tokenizer": "../text/spiece.model",
+                "size": "64x32", "frames": 5}
     (OUT / "turbodiff.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     i2v = OUT / "i2v"

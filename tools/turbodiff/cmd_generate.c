@@ -34,10 +34,11 @@ static const char *const stage_name[] = { "text", "image", "denoise", "decode", 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: turbodiff generate (--model DIR | --dit F --vae F --t5 F [--tokenizer F])\n"
+        "usage: turbodiff generate [--model DIR | --dit F --vae F --t5 F [--tokenizer F]]\n"
         "                          (--prompt TEXT | --context-from EMB.npy) [--image START.png]\n"
         "                          (--out CLIP.y4m | --png-dir DIR | --save-frames F.npy) [options]\n"
-        "  --model DIR          model directory (upstream file names or turbodiff.json)\n"
+        "  --model DIR          model directory (upstream file names or turbodiff.json);\n"
+        "                       default: $TURBODIFF_MODEL_DIR, else the installed default model\n"
         "  --dit/--vae/--t5/--tokenizer F   explicit files, override the directory\n"
         "  --dit-low F          low-noise expert of a Wan2.2 A14B pair (--dit is the high one)\n"
         "  --prompt TEXT        what to generate (needs the tokenizer)\n"
@@ -47,8 +48,8 @@ static void usage(FILE *f)
         "  --out F              write the clip as .y4m (8-bit 4:2:0, 16 fps)\n"
         "  --png-dir DIR        write frame_00000.png ... into DIR (which must exist)\n"
         "  --save-frames F      write the frames as float32 .npy [F, H, W, 3] in [0, 1]\n"
-        "  --size WxH           multiples of 16 (default 832x480)\n"
-        "  --frames N           exactly N frames (default 81)\n"
+        "  --size WxH           multiples of 16 (default: the model's native size, else 832x480)\n"
+        "  --frames N           exactly N frames (default: the model's native count, else 81)\n"
         "  --steps N            rCM steps 1..4 (default 4)\n"
         "  --seed N             noise seed (default 0)\n"
         "  --sigma-max S        initial sigma (default: 80 text-to-video, 200 image-to-video)\n"
@@ -188,7 +189,7 @@ int cmd_generate(int argc, char **argv)
     gen_out o = { 0 };
     const char *out = NULL, *context = NULL, *image = NULL, *save = NULL;
     uint8_t *image_rgb = NULL;
-    int w, h, rc = 0;
+    int w, h, size_given = 0, frames_given = 0, rc = 0;
 
     td_engine_config_default(&cfg);
     td_job_default(&job);
@@ -219,8 +220,9 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "--png-dir")) o.png_dir = v;
         else if (!strcmp(a, "--save-frames")) save = v;
         else if (!strcmp(a, "--size")) {
+            size_given = 1;
             if (sscanf(v, "%dx%d", &job.width, &job.height) != 2) end = (char *)v;
-        } else if (!strcmp(a, "--frames")) job.frames = (int)strtol(v, &end, 10);
+        } else if (!strcmp(a, "--frames")) frames_given = 1, job.frames = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--steps")) job.steps = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--seed")) job.seed = strtoull(v, &end, 10);
         else if (!strcmp(a, "--sigma-max")) job.sigma_max = strtod(v, &end);
@@ -256,13 +258,17 @@ int cmd_generate(int argc, char **argv)
     job.opaque = &o;
     job.error = &err;
     if (rc == 0)
+        rc = td_engine_open(&cfg, &eng, &err);
+    /* What the user left unset comes from the model's native clip. */
+    if (rc == 0)
+        td_engine_native_clip(eng, size_given ? NULL : &job.width, size_given ? NULL : &job.height,
+                              frames_given ? NULL : &job.frames);
+    if (rc == 0)
         rc = td_job_validate(NULL, &job);
     td_job_output_size(&job, &w, &h);
     if (rc == 0 && save && !(o.all = malloc(sizeof(float) * 3 * (size_t)w * h * (size_t)job.frames)))
         snprintf(err.msg, sizeof(err.msg), "out of memory for %d frames of %dx%d (--save-frames)",
                  job.frames, w, h), rc = TD_ENOMEM;
-    if (rc == 0)
-        rc = td_engine_open(&cfg, &eng, &err);
     if (rc == 0 && out && !(o.y4m.f = fopen(out, "wb")))
         snprintf(err.msg, sizeof(err.msg), "cannot create %s", out), rc = TD_EIO;
     if (rc == 0)

@@ -132,6 +132,20 @@ void td_engine_release(td_engine **peng)
     free(eng);
 }
 
+int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames)
+{
+    const td_model_files *f = eng ? &eng->files : NULL;
+    if (!f || (!f->width && !f->frames))
+        return 0;
+    if (width && f->width)
+        *width = f->width;
+    if (height && f->height)
+        *height = f->height;
+    if (frames && f->frames)
+        *frames = f->frames;
+    return 1;
+}
+
 const char *td_engine_errmsg(const td_engine *eng)
 {
     return eng ? eng->ctx.errmsg : "no engine";

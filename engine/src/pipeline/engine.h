@@ -15,6 +15,7 @@
  * low-noise expert; tokenizer embedded in the text encoder file). */
 typedef struct td_model_files {
     char *dit, *dit_low, *vae, *t5, *tokenizer;
+    int width, height, frames;   /* the native clip a manifest names, else 0 */
 } td_model_files;
 
 struct td_engine {
@@ -30,7 +31,8 @@ struct td_engine {
 };
 
 /* Fill *files from cfg: explicit paths override what cfg->model_dir holds
- * (its turbodiff.json manifest, else the upstream file names). */
+ * (its turbodiff.json manifest, else the upstream file names). With neither
+ * a directory nor a DiT, the default model's directory (turbodiff.h). */
 int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *files);
 void td_model_files_free(td_model_files *files);
 int td_model_files_equal(const td_model_files *a, const td_model_files *b);
