@@ -21,6 +21,7 @@ int cmd_t2v(int argc, char **argv);
 int cmd_i2v(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_prepare_image(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 #endif
