@@ -133,12 +133,6 @@ struct td_backend {
 /* CPU backend: arena_bytes of activation scratch; threads from ctx->pool
  * (OpenBLAS is told to use the same count). */
 int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out);
-
-#ifdef TD_HAVE_CUDA
-/* CUDA backend on GPU `device`: one stream, arena_bytes of device memory
- * for activations. TD_EDEVICE naming the reason when there is no such GPU. */
-int td_backend_cuda_create(td_ctx *ctx, int device, size_t arena_bytes, td_backend **out);
-#endif
 void td_backend_destroy(td_backend **be);
 
 #endif
