@@ -2,6 +2,8 @@
  * Norms, pointwise ops, RoPE and resampling on the CUDA backend: checks,
  * then one kernel launch each (kernels/norm.cu, kernels/pointwise.cu).
  */
+#include <string.h>
+
 #include "cuda.h"
 
 static cudaStream_t stream(td_backend *be)
@@ -61,8 +63,8 @@ int td_cuda_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor 
     int64_t c, n;
     TD_TRY(td_cuda_check_act(be, op, "x", x));
     TD_TRY(td_cuda_check_act(be, op, "y", y));
-    if (x->ndim < 1 || td_numel(x) != td_numel(y) || y->ndim < 1 || x->shape[0] != y->shape[0])
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s and y %s must both be [C, ...]", op,
+    if (x->ndim < 1 || y->ndim != x->ndim || memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim))
+        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s and y %s must be the same [C, ...]", op,
                        td_shape_str(x, a, sizeof(a)), td_shape_str(y, b, sizeof(b)));
     c = x->shape[0];
     n = c ? td_numel(x) / c : 0;
