@@ -65,6 +65,20 @@ cudaError_t tdk_rope(cudaStream_t s, const td_bf16_bits *x, int64_t S, int64_t H
 cudaError_t tdk_upsample_nearest(cudaStream_t s, const td_bf16_bits *x, int64_t lead,
                                  int64_t h, int64_t w, int fh, int fw, td_bf16_bits *y);
 
+/* --- convolution ------------------------------------------------------------ */
+/* Geometry of a 3-D convolution: input [ci, t, h, w], kernel [kt, kh, kw],
+ * strides, front padding (zeros), output plane [ho, wo]. */
+typedef struct td_kconv3d {
+    int64_t ci, t, h, w, kt, kh, kw, ho, wo;
+    int st, sh, sw, pad_t, pad_h, pad_w;
+} td_kconv3d;
+/* col[j, kc] = the input under tap kc (ci, dt, dh, dw) for output position
+ * p0 + j (to, ho, wo), zero in the padding; j < np, kc < ci*kt*kh*kw. */
+cudaError_t tdk_im2col3d(cudaStream_t s, const td_bf16_bits *x, const td_kconv3d *g, int64_t p0,
+                         int64_t np, td_bf16_bits *col);
+/* y[r, j] += b[r] over [rows, n]. */
+cudaError_t tdk_bias_rows(cudaStream_t s, td_bf16_bits *y, int64_t rows, int64_t n, td_kvec b);
+
 /* --- W8A8 ------------------------------------------------------------------ */
 /* x[m, k] -> q[m, k] int8 and scale[ceil(m/128), ceil(k/128)], TurboDiffusion's
  * per-128x128-block quantization (see cpu/w8a8.c). */

@@ -238,21 +238,45 @@ static void test_attention(env *e)
     }
 }
 
+static void test_conv3d(env *e)
+{
+    /* ci, t, h, w, co, kt, kh, kw, stride t/h/w, pad front/back/h/w */
+    static const int sz[][15] = { { 3, 5, 9, 11, 8, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1 },
+                                  { 16, 4, 8, 8, 5, 1, 3, 3, 1, 2, 2, 0, 0, 1, 1 },
+                                  { 4, 3, 6, 7, 6, 3, 1, 1, 2, 1, 1, 2, 0, 0, 0 },
+                                  { 32, 2, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 } };
+    for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
+        const int *z = sz[i];
+        td_conv3d_params p = { { z[8], z[9], z[10] }, z[11], z[12], z[13], z[14] };
+        int64_t xs[4] = { z[0], z[1], z[2], z[3] }, ws[5] = { z[4], z[0], z[5], z[6], z[7] }, co = z[4];
+        int64_t ys[4] = { co, (z[1] + z[11] + z[12] - z[5]) / z[8] + 1, (z[2] + 2 * z[13] - z[6]) / z[9] + 1,
+                          (z[3] + 2 * z[14] - z[7]) / z[10] + 1 };
+        size_t mark = e->gpu->ops->mark(e->gpu);
+        td_tensor x = host_rand(e, 4, xs, 1.0f), w = host_rand(e, 5, ws, 0.2f), b = host_rand(e, 1, &co, 1.0f);
+        td_tensor y = host_zero(e, 4, ys), gx = to_gpu(e, &x, TD_BF16), gw = to_gpu(e, &w, i % 2 ? TD_F32 : TD_BF16);
+        td_tensor gb = to_gpu(e, &b, TD_F32), gy = gpu_out(e, 4, ys);
+        char what[96];
+        OK(e->cpu->ops->conv3d(e->cpu, &x, &w, &b, &p, &y), "cpu conv3d");
+        OK(e->gpu->ops->conv3d(e->gpu, &gx, &gw, &gb, &p, &gy), "cuda conv3d");
+        snprintf(what, sizeof(what), "conv3d x [%d,%d,%d,%d] w [%d,%d,%d,%d,%d] s %d,%d,%d", z[0], z[1], z[2],
+                 z[3], z[4], z[0], z[5], z[6], z[7], z[8], z[9], z[10]);
+        compare(e, what, &gy, &y);
+        td_tensor_free(&x), td_tensor_free(&w), td_tensor_free(&b), td_tensor_free(&y);
+        e->gpu->ops->reset(e->gpu, mark);
+    }
+}
+
 /* Ops not on the GPU yet say so by name; a full arena names the sizes. */
 static void test_errors(env *e)
 {
     int64_t s3[3] = { 4, 2, 64 }, big = (int64_t)(ARENA / 2) + 1;
     size_t mark = e->gpu->ops->mark(e->gpu);
     td_tensor t = gpu_out(e, 3, s3), huge;
-    td_conv3d_params p = { { 1, 1, 1 }, 0, 0, 0, 0 };
     int rc;
 
     td_ctx_clear(&e->ctx);
     rc = e->gpu->ops->sla_attention(e->gpu, &t, &t, &t, NULL, NULL, 64, 64, 0.5, &t);
     CHECK(rc == TD_EUNSUPPORTED && strstr(e->ctx.errmsg, "sla_attention"), "sla: %d %s", rc, e->ctx.errmsg);
-    td_ctx_clear(&e->ctx);
-    rc = e->gpu->ops->conv3d(e->gpu, &t, &t, NULL, &p, &t);
-    CHECK(rc == TD_EUNSUPPORTED && strstr(e->ctx.errmsg, "conv3d"), "conv3d: %d %s", rc, e->ctx.errmsg);
     td_ctx_clear(&e->ctx);
     rc = e->gpu->ops->alloc(e->gpu, &huge, TD_F32, 1, &big);
     CHECK(rc == TD_ENOMEM && strstr(e->ctx.errmsg, "bytes"), "arena full: %d %s", rc, e->ctx.errmsg);
@@ -284,6 +308,7 @@ int main(void)
         test_rows(&e);
         test_rope_upsample_crms(&e);
         test_attention(&e);
+        test_conv3d(&e);
         test_errors(&e);
     }
     td_backend_destroy(&e.gpu);

@@ -37,6 +37,16 @@ int td_cuda_malloc(td_ctx *ctx, void **p, size_t bytes, const char *what);
 /* Scratch bytes from the arena for one op (the op resets to its mark). */
 void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op);
 
+/* bf16 y[M, N] (row stride ldy) = x[M, K] w[N, K]^T (+ bias[N], bf16) by
+ * cuBLASLt with f32 accumulation (in row-major terms; cuBLASLt sees the
+ * column-major transpose y^T = w x^T). */
+int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+                   int64_t m, int64_t n, int64_t k, int64_t ldy);
+
+/* A float weight as bf16: its own data, or a copy narrowed into arena
+ * scratch (the caller resets). NULL after td_fail. */
+const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *op);
+
 /* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE naming the op ------------- */
 /* Contiguous bf16 activation in device memory. */
 int td_cuda_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t);

@@ -40,9 +40,8 @@ static int check_linear_io(td_backend *be, const char *op, const td_tensor *x, c
     return 0;
 }
 
-/* y (col-major N x M) = op(w: col-major K x N, transposed) . x (col-major K x M). */
-static int lt_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
-                     int64_t m, int64_t n, int64_t k)
+int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+                   int64_t m, int64_t n, int64_t k, int64_t ldy)
 {
     td_cuda *c = td_cuda_of(be);
     cublasLtMatmulDesc_t desc = NULL;
@@ -68,7 +67,7 @@ static int lt_matmul(td_backend *be, const void *w, const void *x, const void *b
     }
     LT(cublasLtMatrixLayoutCreate(&lw, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k), "linear: w layout");
     LT(cublasLtMatrixLayoutCreate(&lx, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k), "linear: x layout");
-    LT(cublasLtMatrixLayoutCreate(&ly, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n), "linear: y layout");
+    LT(cublasLtMatrixLayoutCreate(&ly, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, ldy), "linear: y layout");
     LT(cublasLtMatmulPreferenceCreate(&pref), "linear: preference");
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
        "linear: workspace");
@@ -103,6 +102,17 @@ done:
     return rc;
 }
 
+const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *op)
+{
+    td_bf16_bits *wb;
+    if (w->dtype == TD_BF16)
+        return w->data;
+    wb = td_cuda_scratch(be, (size_t)td_numel(w) * 2, op);
+    if (wb && td_cuda_check(be, tdk_to_bf16(td_cuda_of(be)->stream, td_cuda_vec(w), td_numel(w), wb), op) < 0)
+        return NULL;
+    return wb;
+}
+
 /* f32/f16 weights are narrowed to bf16 in arena scratch for the call (the
  * tensor-core GEMM takes one input type); a non-bf16 bias is added by a
  * broadcast kernel after the GEMM instead of the epilogue. */
@@ -127,17 +137,12 @@ int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const
         return 0;
     if (k == 0)
         return td_cuda_unsupported(be, op, "K = 0");
-    wd = w->data;
-    if (w->dtype != TD_BF16) {
-        td_bf16_bits *wb = td_cuda_scratch(be, (size_t)(n * k) * 2, "linear: bf16 copy of w");
-        if (!wb)
-            return TD_ENOMEM;
-        rc = td_cuda_check(be, tdk_to_bf16(c->stream, td_cuda_vec(w), n * k, wb), op);
-        if (rc < 0)
-            goto out;
-        wd = wb;
+    wd = td_cuda_bf16_weight(be, w, op);
+    if (!wd) {
+        rc = be->ctx->err;
+        goto out;
     }
-    rc = lt_matmul(be, wd, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data, m, n, k);
+    rc = td_cuda_matmul(be, wd, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data, m, n, k, n);
     if (rc == 0 && bias && bias->dtype != TD_BF16)
         rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y->data, m * n, td_cuda_vec(bias), n, y->data), op);
 out:

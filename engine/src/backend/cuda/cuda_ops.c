@@ -177,13 +177,6 @@ int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw,
     }
 }
 
-int td_cuda_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
-                   const td_tensor *bias, const td_conv3d_params *p, td_tensor *y)
-{
-    (void)x, (void)w, (void)bias, (void)p, (void)y;
-    return td_cuda_unsupported(be, "conv3d", "the implicit-GEMM kernel is issue 8's VAE work");
-}
-
 int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                           const td_tensor *v, const td_tensor *proj_w,
                           const td_tensor *proj_b, int blk_q, int blk_k, double topk,
