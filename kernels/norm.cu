@@ -6,10 +6,9 @@
 
 // LayerNorm, one block per row: mean, then the variance of the centred row
 // (two passes over the row, which sits in L1/L2, so a large mean with a
-// small spread keeps its precision), then affine and the optional adaLN
-// modulation y * (1 + scale) + shift, fused so the normed row is written once.
+// small spread keeps its precision), then the optional affine.
 __global__ void layernorm_kernel(const td_bf16_bits *x, int64_t n, td_kvec w, td_kvec b, float eps,
-                                 td_kvec shift, td_kvec scale, td_bf16_bits *y)
+                                 td_bf16_bits *y)
 {
     const td_bf16_bits *xr = x + blockIdx.x * n;
     td_bf16_bits *yr = y + blockIdx.x * n;
@@ -25,7 +24,6 @@ __global__ void layernorm_kernel(const td_bf16_bits *x, int64_t n, td_kvec w, td
         float v = (bf2f(xr[i]) - mean) * rstd;
         if (w.p) v *= vld(w, i);
         if (b.p) v += vld(b, i);
-        if (scale.p) v = v * (1.0f + vld(scale, i)) + vld(shift, i);
         yr[i] = f2bf(v);
     }
 }
@@ -82,10 +80,9 @@ __global__ void channel_rmsnorm_kernel(const td_bf16_bits *x, int64_t c, int64_t
 }
 
 extern "C" cudaError_t tdk_layernorm(cudaStream_t s, const td_bf16_bits *x, int64_t m, int64_t n,
-                                     td_kvec w, td_kvec b, float eps, td_kvec shift, td_kvec scale,
-                                     td_bf16_bits *y)
+                                     td_kvec w, td_kvec b, float eps, td_bf16_bits *y)
 {
-    if (m > 0) layernorm_kernel<<<(unsigned)m, ROW_THREADS, 0, s>>>(x, n, w, b, eps, shift, scale, y);
+    if (m > 0) layernorm_kernel<<<(unsigned)m, ROW_THREADS, 0, s>>>(x, n, w, b, eps, y);
     return cudaGetLastError();
 }
 

@@ -31,11 +31,9 @@ cudaError_t tdk_to_bf16(cudaStream_t s, td_kvec src, int64_t n, td_bf16_bits *ds
 cudaError_t tdk_bf16_to_f32(cudaStream_t s, const td_bf16_bits *src, int64_t n, float *dst);
 
 /* --- rows: [m, n] ------------------------------------------------------- */
-/* LayerNorm (w, b may be absent), then y = y * (1 + scale) + shift when
- * scale.p is set (adaLN modulation fused). */
+/* LayerNorm; w, b may be absent. */
 cudaError_t tdk_layernorm(cudaStream_t s, const td_bf16_bits *x, int64_t m, int64_t n,
-                          td_kvec w, td_kvec b, float eps, td_kvec shift, td_kvec scale,
-                          td_bf16_bits *y);
+                          td_kvec w, td_kvec b, float eps, td_bf16_bits *y);
 cudaError_t tdk_rmsnorm(cudaStream_t s, const td_bf16_bits *x, int64_t m, int64_t n,
                         td_kvec w, float eps, td_bf16_bits *y);
 cudaError_t tdk_softmax(cudaStream_t s, const td_bf16_bits *x, int64_t m, int64_t n,

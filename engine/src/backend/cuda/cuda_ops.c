@@ -27,7 +27,6 @@ int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weigh
                       const td_tensor *bias, float eps, td_tensor *y)
 {
     static const char op[] = "layernorm";
-    td_kvec none = { NULL, TD_K_F32 };
     int64_t m, n;
     TD_TRY(rows(be, op, x, y, &m, &n));
     if (weight)
@@ -35,7 +34,7 @@ int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weigh
     if (bias)
         TD_TRY(td_cuda_check_vec(be, op, "bias", bias, n));
     return td_cuda_check(be, tdk_layernorm(stream(be), x->data, m, n, td_cuda_vec(weight),
-                                           td_cuda_vec(bias), eps, none, none, y->data), op);
+                                           td_cuda_vec(bias), eps, y->data), op);
 }
 
 int td_cuda_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight, float eps, td_tensor *y)
