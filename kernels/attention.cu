@@ -12,7 +12,9 @@
 #define ATT_DMAX 128
 #define KS_LD (ATT_DMAX / 2 + 1)   // words per key row: odd, so lane-per-key reads hit 32 banks
 
-// Block = (16 queries, one head). Per key tile: K and V rows to shared
+// Block = (16 queries, one head). Keys are walked in ranges: [0, kv) for
+// full attention, or SLA's selected key blocks (sel: per head and query
+// block of blk_q rows, nsel block indices of blk_k keys). Per key tile: K and V rows to shared
 // memory (zeros past kv), then each warp takes its 4 queries in turn: lane j
 // scores keys j and j+32 (full dot over d), the warp agrees on the tile max
 // and sum with shuffles, and lane e accumulates output dims e, e+32, e+64,
@@ -20,7 +22,7 @@
 __global__ void __launch_bounds__(ATT_WARPS * 32)
 attention_kernel(const td_bf16_bits *q, const td_bf16_bits *k, const td_bf16_bits *v, td_kvec bias,
                  float scale, int64_t sq, int64_t sk, int64_t kv, int64_t nh, int d, int dv,
-                 td_bf16_bits *out)
+                 const int *sel, int nsel, int blk_q, int blk_k, td_bf16_bits *out)
 {
     __shared__ uint32_t ks[ATT_BK * KS_LD];
     __shared__ uint32_t vs[ATT_BK * (ATT_DMAX / 2)];
@@ -38,15 +40,19 @@ attention_kernel(const td_bf16_bits *q, const td_bf16_bits *k, const td_bf16_bit
         l[t] = 0.0f;
         for (int e = 0; e < ATT_DMAX / 32; e++) o[t][e] = 0.0f;
     }
-    for (int64_t k0 = 0; k0 < kv; k0 += ATT_BK) {
+    for (int bi = 0; bi < (sel ? nsel : 1); bi++) {
+    int64_t nqb = (sq + blk_q - 1) / blk_q;
+    int64_t kbeg = sel ? (int64_t)sel[(head * nqb + q0 / blk_q) * nsel + bi] * blk_k : 0;
+    int64_t kend = sel ? min(kbeg + blk_k, kv) : kv;
+    for (int64_t k0 = kbeg; k0 < kend; k0 += ATT_BK) {
         __syncthreads();   // qs written / previous tile consumed
         for (int i = threadIdx.x; i < ATT_BK * (d / 2); i += blockDim.x) {
             int j = i / (d / 2), w = i % (d / 2);
-            ks[j * KS_LD + w] = k0 + j < kv ? ((const uint32_t *)(k + ((k0 + j) * nh + head) * d))[w] : 0u;
+            ks[j * KS_LD + w] = k0 + j < kend ? ((const uint32_t *)(k + ((k0 + j) * nh + head) * d))[w] : 0u;
         }
         for (int i = threadIdx.x; i < ATT_BK * (dv / 2); i += blockDim.x) {
             int j = i / (dv / 2), w = i % (dv / 2);
-            vs[j * (ATT_DMAX / 2) + w] = k0 + j < kv ? ((const uint32_t *)(v + ((k0 + j) * nh + head) * dv))[w] : 0u;
+            vs[j * (ATT_DMAX / 2) + w] = k0 + j < kend ? ((const uint32_t *)(v + ((k0 + j) * nh + head) * dv))[w] : 0u;
         }
         __syncthreads();
         for (int t = 0; t < ATT_QW; t++) {
@@ -63,8 +69,8 @@ attention_kernel(const td_bf16_bits *q, const td_bf16_bits *k, const td_bf16_bit
                            qs[qi][2 * w + 1] * bf2f((td_bf16_bits)(kw >> 16));
                 }
                 dot *= scale;
-                if (bias.p && k0 + j < kv) dot += vld(bias, (head * sq + qr) * sk + k0 + j);
-                s[h] = k0 + j < kv ? dot : -INFINITY;
+                if (bias.p && k0 + j < kend) dot += vld(bias, (head * sq + qr) * sk + k0 + j);
+                s[h] = k0 + j < kend ? dot : -INFINITY;
             }
             float mn = fmaxf(m[t], warp_max(fmaxf(s[0], s[1])));
             float alpha = __expf(m[t] - mn);
@@ -79,6 +85,7 @@ attention_kernel(const td_bf16_bits *q, const td_bf16_bits *k, const td_bf16_bit
                     if (lane + 32 * e < dv) o[t][e] += p * bf2f(vr[lane + 32 * e]);
             }
         }
+    }
     }
     for (int t = 0; t < ATT_QW; t++) {
         int64_t qr = q0 + warp * ATT_QW + t;
@@ -95,6 +102,19 @@ extern "C" cudaError_t tdk_attention(cudaStream_t s, const td_bf16_bits *q, cons
 {
     dim3 grid((unsigned)((sq + ATT_BQ - 1) / ATT_BQ), (unsigned)h);
     if (sq > 0 && h > 0 && kv > 0)
-        attention_kernel<<<grid, ATT_WARPS * 32, 0, s>>>(q, k, v, bias, scale, sq, sk, kv, h, (int)d, (int)dv, out);
+        attention_kernel<<<grid, ATT_WARPS * 32, 0, s>>>(q, k, v, bias, scale, sq, sk, kv, h, (int)d, (int)dv,
+                                                         NULL, 0, ATT_BQ, ATT_BK, out);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tdk_sla_sparse(cudaStream_t s, const td_bf16_bits *q, const td_bf16_bits *k,
+                                      const td_bf16_bits *v, float scale, int64_t S, int64_t h, int64_t d,
+                                      const int *sel, int nsel, int blk_q, int blk_k, td_bf16_bits *out)
+{
+    td_kvec none = { NULL, TD_K_F32 };
+    dim3 grid((unsigned)((S + ATT_BQ - 1) / ATT_BQ), (unsigned)h);
+    if (S > 0 && h > 0)
+        attention_kernel<<<grid, ATT_WARPS * 32, 0, s>>>(q, k, v, none, scale, S, S, S, h, (int)d,
+                                                         (int)d, sel, nsel, blk_q, blk_k, out);
     return cudaGetLastError();
 }

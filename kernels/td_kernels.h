@@ -95,6 +95,31 @@ cudaError_t tdk_attention(cudaStream_t s, const td_bf16_bits *q, const td_bf16_b
                           int64_t sk, int64_t kv, int64_t h, int64_t d, int64_t dv,
                           td_bf16_bits *out);
 
+/* --- SLA (sparse-linear attention, see cpu/sla.c) ---------------------------- */
+/* q, k, v, out [S, h, d], d even and <= 128; blocks of blk_q query rows and
+ * blk_k key rows, nq and nk of them (the last ones ragged). */
+/* mean[h, d] = mean over S of k (f64). */
+cudaError_t tdk_sla_kmean(cudaStream_t s, const td_bf16_bits *k, int64_t S, int64_t h, int64_t d, double *mean);
+/* p[h, nb, d] = mean of x over each block of blk rows, minus mean[h, d]
+ * when mean is set (f64, rows summed in order as the CPU does). */
+cudaError_t tdk_sla_pool(cudaStream_t s, const td_bf16_bits *x, int64_t S, int64_t h, int64_t d, int blk,
+                         const double *mean, double *p);
+/* sel[h, nq, nsel]: per query block the nsel key blocks with the highest
+ * pq . pk, ties to the lower index, in ascending order. nk <= 4096. */
+cudaError_t tdk_sla_select(cudaStream_t s, const double *pq, const double *pk, int64_t h, int64_t nq,
+                           int64_t nk, int64_t d, int nsel, int *sel);
+/* out = softmax(scale q k^T) v over the selected key blocks only. */
+cudaError_t tdk_sla_sparse(cudaStream_t s, const td_bf16_bits *q, const td_bf16_bits *k,
+                           const td_bf16_bits *v, float scale, int64_t S, int64_t h, int64_t d,
+                           const int *sel, int nsel, int blk_q, int blk_k, td_bf16_bits *out);
+/* kv[h, d, d] += sum_s phi(k_s)^T v_s and ksum[h, d] += sum_s phi(k_s),
+ * phi = softmax over d (both zeroed by the caller). */
+cudaError_t tdk_sla_kv(cudaStream_t s, const td_bf16_bits *k, const td_bf16_bits *v, int64_t S, int64_t h,
+                       int64_t d, float *kv, float *ksum);
+/* ol[s, h, :] = phi(q) kv / (1e-5 + phi(q) . ksum). */
+cudaError_t tdk_sla_linear(cudaStream_t s, const td_bf16_bits *q, const float *kv, const float *ksum,
+                           int64_t S, int64_t h, int64_t d, td_bf16_bits *ol);
+
 #ifdef __cplusplus
 }
 #endif

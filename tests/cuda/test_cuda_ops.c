@@ -1,10 +1,12 @@
 /*
  * Every CUDA op against the CPU backend on fresh seeded random inputs, at
- * several sizes including ragged ones: inputs are rounded to bf16 first so
+ * several sizes including ragged ones. Inputs are rounded to bf16 first so
  * both backends see the same numbers; bf16 results must be within 1e-2
- * relative L2 of the CPU's f32, and the W8A8 linear must equal the CPU's
- * result rounded to bf16 bit for bit (its integer sums are exact on both).
- * Exits 77 (ctest SKIP) with "no CUDA device: skipped" where no GPU is.
+ * relative L2 of the CPU's f32 (SLA too: its block map is computed in f64
+ * in the CPU's order, so both pick the same blocks), and the W8A8 linear
+ * must equal the CPU's result rounded to bf16 bit for bit (its integer sums
+ * are exact on both). Exits 77 (ctest SKIP) with "no CUDA device: skipped"
+ * where no GPU is.
  */
 #include <math.h>
 #include <string.h>
@@ -266,7 +268,34 @@ static void test_conv3d(env *e)
     }
 }
 
-/* Ops not on the GPU yet say so by name; a full arena names the sizes. */
+static void test_sla(env *e)
+{
+    /* S, H, D, blk_q, blk_k, topk x 100, bf16 proj_l */
+    static const int sz[][7] = { { 200, 2, 64, 128, 64, 30, 0 }, { 130, 3, 128, 64, 64, 10, 1 },
+                                 { 500, 2, 64, 64, 128, 50, 0 }, { 64, 1, 64, 64, 64, 100, 1 },
+                                 { 1000, 2, 128, 128, 64, 10, 0 } };
+    for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
+        const int *z = sz[i];
+        int64_t s3[3] = { z[0], z[1], z[2] }, ws[2] = { z[2], z[2] }, d = z[2];
+        size_t mark = e->gpu->ops->mark(e->gpu);
+        td_tensor q = host_rand(e, 3, s3, 2.0f), k = host_rand(e, 3, s3, 2.0f), v = host_rand(e, 3, s3, 1.0f);
+        td_tensor w = host_rand(e, 2, ws, 0.2f), b = host_rand(e, 1, &d, 0.5f), o = host_zero(e, 3, s3);
+        td_tensor gq = to_gpu(e, &q, TD_BF16), gk = to_gpu(e, &k, TD_BF16), gv = to_gpu(e, &v, TD_BF16);
+        td_tensor gw = to_gpu(e, &w, z[6] ? TD_BF16 : TD_F32), gb = to_gpu(e, &b, z[6] ? TD_BF16 : TD_F32);
+        td_tensor go = gpu_out(e, 3, s3);
+        char what[96];
+        OK(e->cpu->ops->sla_attention(e->cpu, &q, &k, &v, &w, &b, z[3], z[4], z[5] / 100.0, &o), "cpu sla");
+        OK(e->gpu->ops->sla_attention(e->gpu, &gq, &gk, &gv, &gw, &gb, z[3], z[4], z[5] / 100.0, &go), "cuda sla");
+        snprintf(what, sizeof(what), "sla S=%d H=%d D=%d blocks %d/%d topk %.2f", z[0], z[1], z[2], z[3], z[4],
+                 z[5] / 100.0);
+        compare(e, what, &go, &o);
+        td_tensor_free(&q), td_tensor_free(&k), td_tensor_free(&v), td_tensor_free(&w), td_tensor_free(&b);
+        td_tensor_free(&o);
+        e->gpu->ops->reset(e->gpu, mark);
+    }
+}
+
+/* Unsupported shapes say so by name; a full arena names the sizes. */
 static void test_errors(env *e)
 {
     int64_t s3[3] = { 4, 2, 64 }, big = (int64_t)(ARENA / 2) + 1;
@@ -274,9 +303,11 @@ static void test_errors(env *e)
     td_tensor t = gpu_out(e, 3, s3), huge;
     int rc;
 
+    int64_t s3o[3] = { 4, 2, 130 };
+    td_tensor odd = gpu_out(e, 3, s3o);
     td_ctx_clear(&e->ctx);
-    rc = e->gpu->ops->sla_attention(e->gpu, &t, &t, &t, NULL, NULL, 64, 64, 0.5, &t);
-    CHECK(rc == TD_EUNSUPPORTED && strstr(e->ctx.errmsg, "sla_attention"), "sla: %d %s", rc, e->ctx.errmsg);
+    rc = e->gpu->ops->attention(e->gpu, &odd, &odd, &odd, NULL, 1.0f, 0, &odd);
+    CHECK(rc == TD_EUNSUPPORTED && strstr(e->ctx.errmsg, "attention"), "head dim 130: %d %s", rc, e->ctx.errmsg);
     td_ctx_clear(&e->ctx);
     rc = e->gpu->ops->alloc(e->gpu, &huge, TD_F32, 1, &big);
     CHECK(rc == TD_ENOMEM && strstr(e->ctx.errmsg, "bytes"), "arena full: %d %s", rc, e->ctx.errmsg);
@@ -309,6 +340,7 @@ int main(void)
         test_rope_upsample_crms(&e);
         test_attention(&e);
         test_conv3d(&e);
+        test_sla(&e);
         test_errors(&e);
     }
     td_backend_destroy(&e.gpu);

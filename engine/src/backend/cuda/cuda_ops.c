@@ -175,12 +175,3 @@ int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw,
         return td_cuda_check(be, tdk_upsample_nearest(stream(be), x->data, lead, h, w, fh, fw, y->data), op);
     }
 }
-
-int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
-                          const td_tensor *v, const td_tensor *proj_w,
-                          const td_tensor *proj_b, int blk_q, int blk_k, double topk,
-                          td_tensor *out)
-{
-    (void)q, (void)k, (void)v, (void)proj_w, (void)proj_b, (void)blk_q, (void)blk_k, (void)topk, (void)out;
-    return td_cuda_unsupported(be, "sla_attention", "block map and block-sparse kernel are issue 8");
-}
