@@ -41,51 +41,51 @@ attention_kernel(const td_bf16_bits *q, const td_bf16_bits *k, const td_bf16_bit
         for (int e = 0; e < ATT_DMAX / 32; e++) o[t][e] = 0.0f;
     }
     for (int bi = 0; bi < (sel ? nsel : 1); bi++) {
-    int64_t nqb = (sq + blk_q - 1) / blk_q;
-    int64_t kbeg = sel ? (int64_t)sel[(head * nqb + q0 / blk_q) * nsel + bi] * blk_k : 0;
-    int64_t kend = sel ? min(kbeg + blk_k, kv) : kv;
-    for (int64_t k0 = kbeg; k0 < kend; k0 += ATT_BK) {
-        __syncthreads();   // qs written / previous tile consumed
-        for (int i = threadIdx.x; i < ATT_BK * (d / 2); i += blockDim.x) {
-            int j = i / (d / 2), w = i % (d / 2);
-            ks[j * KS_LD + w] = k0 + j < kend ? ((const uint32_t *)(k + ((k0 + j) * nh + head) * d))[w] : 0u;
-        }
-        for (int i = threadIdx.x; i < ATT_BK * (dv / 2); i += blockDim.x) {
-            int j = i / (dv / 2), w = i % (dv / 2);
-            vs[j * (ATT_DMAX / 2) + w] = k0 + j < kend ? ((const uint32_t *)(v + ((k0 + j) * nh + head) * dv))[w] : 0u;
-        }
-        __syncthreads();
-        for (int t = 0; t < ATT_QW; t++) {
-            int qi = warp * ATT_QW + t;
-            int64_t qr = q0 + qi;
-            if (qr >= sq) break;   // uniform over the warp
-            float s[2];
-            for (int h = 0; h < 2; h++) {
-                int j = lane + 32 * h;
-                float dot = 0.0f;
-                for (int w = 0; w < d / 2; w++) {
-                    uint32_t kw = ks[j * KS_LD + w];
-                    dot += qs[qi][2 * w] * bf2f((td_bf16_bits)(kw & 0xffffu)) +
-                           qs[qi][2 * w + 1] * bf2f((td_bf16_bits)(kw >> 16));
+        int64_t nqb = (sq + blk_q - 1) / blk_q;
+        int64_t kbeg = sel ? (int64_t)sel[(head * nqb + q0 / blk_q) * nsel + bi] * blk_k : 0;
+        int64_t kend = sel ? min(kbeg + blk_k, kv) : kv;
+        for (int64_t k0 = kbeg; k0 < kend; k0 += ATT_BK) {
+            __syncthreads();   // qs written / previous tile consumed
+            for (int i = threadIdx.x; i < ATT_BK * (d / 2); i += blockDim.x) {
+                int j = i / (d / 2), w = i % (d / 2);
+                ks[j * KS_LD + w] = k0 + j < kend ? ((const uint32_t *)(k + ((k0 + j) * nh + head) * d))[w] : 0u;
+            }
+            for (int i = threadIdx.x; i < ATT_BK * (dv / 2); i += blockDim.x) {
+                int j = i / (dv / 2), w = i % (dv / 2);
+                vs[j * (ATT_DMAX / 2) + w] = k0 + j < kend ? ((const uint32_t *)(v + ((k0 + j) * nh + head) * dv))[w] : 0u;
+            }
+            __syncthreads();
+            for (int t = 0; t < ATT_QW; t++) {
+                int qi = warp * ATT_QW + t;
+                int64_t qr = q0 + qi;
+                if (qr >= sq) break;   // uniform over the warp
+                float s[2];
+                for (int h = 0; h < 2; h++) {
+                    int j = lane + 32 * h;
+                    float dot = 0.0f;
+                    for (int w = 0; w < d / 2; w++) {
+                        uint32_t kw = ks[j * KS_LD + w];
+                        dot += qs[qi][2 * w] * bf2f((td_bf16_bits)(kw & 0xffffu)) +
+                               qs[qi][2 * w + 1] * bf2f((td_bf16_bits)(kw >> 16));
+                    }
+                    dot *= scale;
+                    if (bias.p && k0 + j < kend) dot += vld(bias, (head * sq + qr) * sk + k0 + j);
+                    s[h] = k0 + j < kend ? dot : -INFINITY;
                 }
-                dot *= scale;
-                if (bias.p && k0 + j < kend) dot += vld(bias, (head * sq + qr) * sk + k0 + j);
-                s[h] = k0 + j < kend ? dot : -INFINITY;
-            }
-            float mn = fmaxf(m[t], warp_max(fmaxf(s[0], s[1])));
-            float alpha = __expf(m[t] - mn);
-            float p0 = __expf(s[0] - mn), p1 = __expf(s[1] - mn);
-            l[t] = l[t] * alpha + warp_sum(p0 + p1);
-            m[t] = mn;
-            for (int e = 0; e < ATT_DMAX / 32; e++) o[t][e] *= alpha;
-            for (int j = 0; j < ATT_BK; j++) {
-                float p = __shfl_sync(0xffffffffu, j < 32 ? p0 : p1, j & 31);
-                const td_bf16_bits *vr = (const td_bf16_bits *)&vs[j * (ATT_DMAX / 2)];
-                for (int e = 0; e < ATT_DMAX / 32; e++)
-                    if (lane + 32 * e < dv) o[t][e] += p * bf2f(vr[lane + 32 * e]);
+                float mn = fmaxf(m[t], warp_max(fmaxf(s[0], s[1])));
+                float alpha = __expf(m[t] - mn);
+                float p0 = __expf(s[0] - mn), p1 = __expf(s[1] - mn);
+                l[t] = l[t] * alpha + warp_sum(p0 + p1);
+                m[t] = mn;
+                for (int e = 0; e < ATT_DMAX / 32; e++) o[t][e] *= alpha;
+                for (int j = 0; j < ATT_BK; j++) {
+                    float p = __shfl_sync(0xffffffffu, j < 32 ? p0 : p1, j & 31);
+                    const td_bf16_bits *vr = (const td_bf16_bits *)&vs[j * (ATT_DMAX / 2)];
+                    for (int e = 0; e < ATT_DMAX / 32; e++)
+                        if (lane + 32 * e < dv) o[t][e] += p * bf2f(vr[lane + 32 * e]);
+                }
             }
         }
-    }
     }
     for (int t = 0; t < ATT_QW; t++) {
         int64_t qr = q0 + warp * ATT_QW + t;
