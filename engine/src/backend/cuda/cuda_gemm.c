@@ -81,8 +81,19 @@ int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bia
        "linear: alignment");
     LT(cublasLtMatmulAlgoGetHeuristic(c->lt, desc, lw, lx, ly, ly, pref, 1, &res, &nres), "linear: heuristic");
     if (nres == 0) {
-        rc = td_fail(be->ctx, TD_EUNSUPPORTED, "linear: cuBLASLt has no bf16 kernel for M=%lld N=%lld K=%lld",
-                     (long long)m, (long long)n, (long long)k);
+        /* Leading dims or pointers cuBLASLt has no kernel for (odd sizes):
+         * cuBLAS's GemmEx takes any, and the bias follows as a kernel. */
+        if ((bias && ldy != n) || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || ldy > INT32_MAX) {
+            rc = td_fail(be->ctx, TD_EUNSUPPORTED, "linear: no cuBLASLt kernel for M=%lld N=%lld K=%lld",
+                         (long long)m, (long long)n, (long long)k);
+            goto done;
+        }
+        LT(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k, &alpha, w, CUDA_R_16BF,
+                        (int)k, x, CUDA_R_16BF, (int)k, &beta, y, CUDA_R_16BF, (int)ldy, CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT), "linear: GemmEx");
+        if (bias)
+            rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y, m * n, (td_kvec){ bias, TD_K_BF16 }, n, y),
+                               "linear: bias");
         goto done;
     }
     LT(cublasLtMatmul(c->lt, desc, &alpha, w, lw, x, lx, &beta, y, ly, y, ly, &res.algo, c->lt_workspace,
