@@ -29,6 +29,10 @@ typedef struct td_cuda {
 
 static inline td_cuda *td_cuda_of(td_backend *be) { return be->priv; }
 
+/* Make the backend's device current on the calling thread (jobs may run
+ * ops from another thread than the one that created the backend); every
+ * op starts with it. */
+int td_cuda_enter(td_backend *be);
 /* 0, or td_fail(TD_ENOMEM / TD_EDEVICE) naming what failed and CUDA's reason. */
 int td_cuda_check(td_backend *be, cudaError_t e, const char *what);
 int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what);

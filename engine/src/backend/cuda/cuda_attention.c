@@ -18,6 +18,7 @@ int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                       const td_tensor *v, const td_tensor *bias, float scale,
                       int64_t kv_len, td_tensor *out)
 {
+    TD_TRY(td_cuda_enter(be));
     char s1[96], s2[96], s3[96], s4[96];
     int64_t sq, sk, h, d, dv;
 

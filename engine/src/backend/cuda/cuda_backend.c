@@ -28,6 +28,11 @@ int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what)
                    "cublas: %s: %s", what, cublasGetStatusString(st));
 }
 
+int td_cuda_enter(td_backend *be)
+{
+    return td_cuda_check(be, cudaSetDevice(td_cuda_of(be)->device), "select the device");
+}
+
 int td_cuda_malloc(td_ctx *ctx, void **p, size_t bytes, const char *what)
 {
     cudaError_t e = cudaMalloc(p, bytes ? bytes : 1);
@@ -85,6 +90,7 @@ static void cuda_reset(td_backend *be, size_t mark)
 
 static int cuda_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
 {
+    TD_TRY(td_cuda_enter(be));
     td_cuda *c = td_cuda_of(be);
     size_t bytes = td_nbytes(host);
     char s[96];
@@ -114,6 +120,7 @@ static int cuda_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
 /* Synchronises the stream, so errors of earlier kernels surface here too. */
 static int cuda_download(td_backend *be, const td_tensor *dev, td_tensor *host)
 {
+    TD_TRY(td_cuda_enter(be));
     td_cuda *c = td_cuda_of(be);
     size_t bytes = td_nbytes(dev);
     char a[96], b[96];

@@ -16,6 +16,7 @@ static int64_t out_dim(int64_t in, int64_t pad, int64_t k, int64_t s)
 int td_cuda_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
                    const td_tensor *bias, const td_conv3d_params *p, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "conv3d";
     td_cuda *c = td_cuda_of(be);
     char s1[96], s2[96], s3[96];

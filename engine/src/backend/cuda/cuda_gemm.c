@@ -129,6 +129,7 @@ const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *
  * broadcast kernel after the GEMM instead of the epilogue. */
 int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "linear";
     td_cuda *c = td_cuda_of(be);
     char s[96];
@@ -164,6 +165,7 @@ out:
 int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                         const td_tensor *wscale, const td_tensor *bias, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "linear_w8a8";
     td_cuda *c = td_cuda_of(be);
     char a[96], b[96];
@@ -208,6 +210,7 @@ int td_cuda_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n,
                  float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                  float beta, float *c, int64_t ldc)
 {
+    TD_TRY(td_cuda_enter(be));
     int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
 
     if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)

@@ -26,6 +26,7 @@ static int rows(td_backend *be, const char *op, const td_tensor *x, td_tensor *y
 int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
                       const td_tensor *bias, float eps, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "layernorm";
     int64_t m, n;
     TD_TRY(rows(be, op, x, y, &m, &n));
@@ -39,6 +40,7 @@ int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weigh
 
 int td_cuda_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight, float eps, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "rmsnorm";
     int64_t m, n;
     TD_TRY(rows(be, op, x, y, &m, &n));
@@ -49,6 +51,7 @@ int td_cuda_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
 
 int td_cuda_softmax(td_backend *be, const td_tensor *x, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     int64_t m, n;
     TD_TRY(rows(be, "softmax", x, y, &m, &n));
     return td_cuda_check(be, tdk_softmax(stream(be), x->data, m, n, y->data), "softmax");
@@ -57,6 +60,7 @@ int td_cuda_softmax(td_backend *be, const td_tensor *x, td_tensor *y)
 int td_cuda_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *gamma,
                             const td_tensor *bias, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "channel_rmsnorm";
     char a[96], b[96];
     int64_t c, n;
@@ -76,6 +80,7 @@ int td_cuda_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor 
 
 static int unary(td_backend *be, const char *op, td_kunary f, const td_tensor *x, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     TD_TRY(td_cuda_check_act(be, op, "x", x));
     TD_TRY(td_cuda_check_act(be, op, "y", y));
     TD_TRY(td_cuda_check_same(be, op, x, y));
@@ -97,6 +102,7 @@ int td_cuda_silu(td_backend *be, const td_tensor *x, td_tensor *y)
 static int binary(td_backend *be, const char *op, td_kbinary f, const td_tensor *a, const td_tensor *b,
                   td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     char s1[96], s2[96];
     int64_t n, nb;
     TD_TRY(td_cuda_check_act(be, op, "a", a));
@@ -124,6 +130,7 @@ int td_cuda_mul(td_backend *be, const td_tensor *a, const td_tensor *b, td_tenso
 int td_cuda_modulate(td_backend *be, const td_tensor *x, const td_tensor *shift,
                      const td_tensor *scale, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "modulate";
     int64_t m, c;
     TD_TRY(rows(be, op, x, y, &m, &c));
@@ -135,6 +142,7 @@ int td_cuda_modulate(td_backend *be, const td_tensor *x, const td_tensor *shift,
 
 int td_cuda_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td_tensor *gate)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "add_gated";
     int64_t m, c;
     TD_TRY(rows(be, op, y, x, &m, &c));
@@ -145,6 +153,7 @@ int td_cuda_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td
 int td_cuda_rope(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
                  const td_tensor *sin_t, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "rope";
     char s1[96], s2[96];
     TD_TRY(td_cuda_check_act(be, op, "x", x));
@@ -161,6 +170,7 @@ int td_cuda_rope(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
 
 int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "upsample_nearest";
     char s1[96], s2[96];
     int nd = x ? x->ndim : 0;

@@ -25,6 +25,7 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
                           const td_tensor *proj_b, int blk_q, int blk_k, double topk,
                           td_tensor *out)
 {
+    TD_TRY(td_cuda_enter(be));
     static const char op[] = "sla_attention";
     td_cuda *c = td_cuda_of(be);
     size_t mark = c->arena_used;
