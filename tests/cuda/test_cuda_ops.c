@@ -136,6 +136,31 @@ static void test_w8a8(env *e)
     }
 }
 
+/* The raw f32 gemm on device pointers, every transpose, ragged sizes, beta != 0. */
+static void test_gemm(env *e)
+{
+    static const int64_t sz[][3] = { { 1, 1, 1 }, { 33, 17, 65 }, { 128, 96, 200 } };
+    for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++)
+        for (int t = 0; t < 4; t++) {
+            int ta = t & 1, tb = t >> 1;
+            int64_t m = sz[i][0], n = sz[i][1], k = sz[i][2];
+            int64_t as[2] = { ta ? k : m, ta ? m : k }, bs[2] = { tb ? n : k, tb ? k : n }, cs[2] = { m, n };
+            size_t mark = e->gpu->ops->mark(e->gpu);
+            td_tensor a = host_rand(e, 2, as, 1.0f), b = host_rand(e, 2, bs, 1.0f), c = host_rand(e, 2, cs, 1.0f);
+            td_tensor ga = to_gpu(e, &a, TD_F32), gb = to_gpu(e, &b, TD_F32), gc = to_gpu(e, &c, TD_F32);
+            char what[96];
+            OK(e->cpu->ops->gemm(e->cpu, ta, tb, m, n, k, 0.5f, a.data, as[1], b.data, bs[1], 2.0f, c.data, n),
+               "cpu gemm");
+            OK(e->gpu->ops->gemm(e->gpu, ta, tb, m, n, k, 0.5f, ga.data, as[1], gb.data, bs[1], 2.0f, gc.data, n),
+               "cuda gemm");
+            snprintf(what, sizeof(what), "gemm f32 %c%c M=%lld N=%lld K=%lld", ta ? 'T' : 'N', tb ? 'T' : 'N',
+                     (long long)m, (long long)n, (long long)k);
+            compare(e, what, &gc, &c);
+            td_tensor_free(&a), td_tensor_free(&b), td_tensor_free(&c);
+            e->gpu->ops->reset(e->gpu, mark);
+        }
+}
+
 /* Row ops and pointwise ops over [m, c] at a few shapes. */
 static void test_rows(env *e)
 {
@@ -336,6 +361,7 @@ int main(void)
     if (rc == 0) {
         test_linear(&e);
         test_w8a8(&e);
+        test_gemm(&e);
         test_rows(&e);
         test_rope_upsample_crms(&e);
         test_attention(&e);

@@ -1,8 +1,8 @@
 /*
  * GEMMs on the CUDA backend: the bf16 linear through cuBLASLt (bias fused as
  * its epilogue), TurboDiffusion's W8A8 linear through our quantize and
- * int8 tensor-core kernels (kernels/w8a8.cu), and the raw f32 gemm through
- * cuBLAS without TF32.
+ * int8 tensor-core kernels (kernels/w8a8.cu), and the raw f32 gemm (its
+ * pointers are device memory here) through cuBLAS without TF32.
  */
 #include <stdint.h>
 
