@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
                 libfreetype-dev libharfbuzz-dev fonts-dejavu-core xz-utils
 
 .PHONY: all deps venv build build-asan build-fuzz check check-unit check-asan \
-        check-fuzz check-parity check-ffmpeg ffmpeg demo clean
+        check-valgrind check-fuzz check-parity check-ffmpeg ffmpeg demo clean
 
 all: build
 
@@ -62,6 +62,17 @@ check-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --test-dir $(BUILD_ASAN) --output-on-failure
 
+# The public API's job runs (cancel included) and the PNG reader under
+# valgrind: no invalid access, no leak, in the build users get.
+VALGRIND_TESTS = test_pipeline_run test_pipeline_i2v test_png
+check-valgrind: build
+	@set -e; for t in $(VALGRIND_TESTS); do \
+	    echo "valgrind: $$t"; \
+	    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	        $(BUILD)/tests/$$t | tail -n 1; \
+	    test $${PIPESTATUS[0]} -eq 0; \
+	done
+
 # Each fuzzer runs FUZZ_SECONDS from its committed corpus; a finding fails.
 check-fuzz: build-fuzz
 	@set -e; for f in $(BUILD_FUZZ)/tests/fuzz_*; do \
@@ -85,9 +96,10 @@ ffmpeg: deps
 
 # Real generation runs on the committed tiny random model set.
 check-ffmpeg: ffmpeg
-	TURBODIFF_MODEL=$(ROOT)/tests/data/pipeline tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
+	TURBODIFF_MODEL=$(ROOT)/tests/data/pipeline TURBODIFF_I2V_MODEL=$(ROOT)/tests/data/pipeline/i2v \
+	    tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
 
-check: check-unit check-asan check-fuzz check-parity check-ffmpeg
+check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg
 	@echo "turbodiff: all test tiers passed"
 
 demo: build ffmpeg

@@ -153,7 +153,7 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     td_engine_config cfg;
     td_error err;
     td_job job;
-    int ret;
+    int ret, size_unset, frames_unset;
 
     atomic_init(&s->cancel, 0);
     s->next_seed = s->seed;
@@ -169,13 +169,21 @@ int ff_turbodiff_init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "no prompt: set prompt (or prompts, a file of prompts)\n");
         return AVERROR(EINVAL);
     }
+    /* Sizes left unset come from the model once it is open; until then the
+     * option checks see Wan's 832x480 x 81. */
+    size_unset = !s->w && !s->h && !s->resolution;
+    frames_unset = s->frames < 0 && s->duration <= 0;
+    if (size_unset) {
+        s->w = 832;
+        s->h = 480;
+    }
     if (s->resolution && (ret = size_from_resolution(ctx, s)) < 0)
         return ret;
     if (s->rate.num <= 0 || s->rate.den <= 0) {
         av_log(ctx, AV_LOG_ERROR, "rate %d/%d: must be positive\n", s->rate.num, s->rate.den);
         return AVERROR(EINVAL);
     }
-    s->clip_frames = s->frames;
+    s->clip_frames = s->frames < 0 ? 81 : s->frames;
     if (s->duration > 0) {
         int64_t n = av_rescale_q_rnd(s->duration, AV_TIME_BASE_Q, av_inv_q(s->rate), AV_ROUND_NEAR_INF);
         if (n < 1 || n > 4096) {
@@ -214,6 +222,11 @@ int ff_turbodiff_init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
         return td_averror(ret);
     }
+    if ((size_unset || frames_unset) &&
+        td_engine_native_clip(s->engine, size_unset ? &s->w : NULL, size_unset ? &s->h : NULL,
+                              frames_unset ? &s->clip_frames : NULL))
+        av_log(ctx, AV_LOG_VERBOSE, "the model's own clip: %dx%d, %d frames\n",
+               s->w, s->h, s->clip_frames);
 
     s->queue = av_calloc(s->queue_size, sizeof(*s->queue));
     if (!s->queue)
@@ -362,7 +375,6 @@ static void *worker(void *arg)
             job.image_width = image->width;
             job.image_height = image->height;
             job.image_linesize = image->linesize[0];
-            job.adaptive_resolution = s->adaptive;
         }
         job.on_frame = on_frame;
         job.on_progress = on_progress;

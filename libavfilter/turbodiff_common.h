@@ -115,17 +115,17 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
 #define TURBODIFF_COMMON_OPTIONS \
     { "prompt",     "text prompt (runtime command: from the next clip)", TD_OFFSET(prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_RFLAGS }, \
     { "prompts",    "text file with one prompt per line, one clip each", TD_OFFSET(prompts_file), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
-    { "model",      "model directory (upstream file names or turbodiff.json)", TD_OFFSET(model_dir), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "model",      "model directory (upstream file names or turbodiff.json; default: the installed default model)", TD_OFFSET(model_dir), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "dit",        "diffusion transformer file (overrides model)", TD_OFFSET(dit), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "dit_low",    "low-noise expert of a Wan2.2 A14B pair", TD_OFFSET(dit_low), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "vae",        "Wan VAE file (overrides model)", TD_OFFSET(vae), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "t5",         "umT5 text encoder file (overrides model)", TD_OFFSET(t5), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "tokenizer",  "tokenizer file, spiece.model or tokenizer.json (overrides model)", TD_OFFSET(tokenizer), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
-    { "size",       "frame size, multiple of 16", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = "832x480" }, 0, 0, TD_FLAGS }, \
-    { "s",          "frame size, multiple of 16", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = "832x480" }, 0, 0, TD_FLAGS }, \
+    { "size",       "frame size, multiple of 16 (default: the model's own, else 832x480)", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "s",          "frame size, multiple of 16 (default: the model's own, else 832x480)", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "resolution", "target resolution 480p or 720p, with aspect (overrides size)", TD_OFFSET(resolution), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "aspect",     "aspect ratio for resolution", TD_OFFSET(aspect), AV_OPT_TYPE_RATIONAL, { .dbl = 16.0 / 9 }, 0, 100, TD_FLAGS }, \
-    { "frames",     "frames per clip", TD_OFFSET(frames), AV_OPT_TYPE_INT, { .i64 = 81 }, 0, 4096, TD_FLAGS }, \
+    { "frames",     "frames per clip (-1: the model's own count, else 81)", TD_OFFSET(frames), AV_OPT_TYPE_INT, { .i64 = -1 }, -1, 4096, TD_FLAGS }, \
     { "duration",   "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
     { "d",          "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
     { "rate",       "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \

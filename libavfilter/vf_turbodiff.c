@@ -22,7 +22,6 @@
  * with libturbodiff (Wan image-to-video, rCM few-step sampling).
  */
 
-#include <math.h>
 
 #include "libavutil/mathematics.h"
 #include "libavutil/opt.h"
@@ -89,9 +88,11 @@ static int config_output(AVFilterLink *outlink)
         s->w = inlink->w;
         s->h = inlink->h;
     } else if (s->adaptive) {
-        double area = (double)s->w * s->h, a = (double)inlink->w / inlink->h;
-        s->w = FFMAX(16, (int)lrint(sqrt(area * a) / 16) * 16);
-        s->h = FFMAX(16, (int)lrint(sqrt(area / a) / 16) * 16);
+        /* The library's rule (upstream's), from the input's size: every
+         * clip of the stream then has the size the link announces. */
+        td_job job = { .width = s->w, .height = s->h, .adaptive_resolution = 1,
+                       .image_width = inlink->w, .image_height = inlink->h };
+        td_job_output_size(&job, &s->w, &s->h);
         av_log(ctx, AV_LOG_VERBOSE, "adaptive size %dx%d for %dx%d input\n",
                s->w, s->h, inlink->w, inlink->h);
     }

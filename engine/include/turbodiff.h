@@ -61,6 +61,10 @@ typedef struct td_error {
 
 typedef struct td_engine td_engine;
 
+/* With neither model_dir nor dit set, the default model is used: the
+ * directory $TURBODIFF_MODEL_DIR names, else the one installed with the
+ * library (<datadir>/turbodiff/models/toy), else models/toy of the source
+ * tree it was built from; td_engine_open fails naming them if none is there. */
 typedef struct td_engine_config {
     const char *model_dir;   /* upstream file names or turbodiff.json manifest */
     const char *dit;         /* explicit files override what model_dir finds */
@@ -86,6 +90,12 @@ void td_engine_config_default(td_engine_config *cfg);
 int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err);
 void td_engine_release(td_engine **eng);
 const char *td_engine_errmsg(const td_engine *eng);
+
+/* The clip the model set was made for, when its turbodiff.json names it
+ * ("size": "WxH" and/or "frames": N): returns 1 and fills the non-NULL
+ * outputs it names, else returns 0; what it does not name is left as is. Callers use it for sizes the user left
+ * unset (a toy model trained at 64x64 gives noise at 832x480). */
+int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames);
 
 /* ---------------------------------------------------------------------------
  * Job: one generation request, run synchronously on the calling thread.
@@ -123,7 +133,7 @@ typedef struct td_job {
     const uint8_t *image;    /* RGB24 start image for image-to-video, or NULL */
     int image_width, image_height;
     ptrdiff_t image_linesize;
-    int adaptive_resolution; /* keep the image's aspect at the target area */
+    int adaptive_resolution; /* keep the image's aspect at width x height's area */
     int width, height, frames;
     int steps;               /* 1..4 */
     double sigma_max;        /* <= 0: the model's default (80 t2v, 200 i2v) */
@@ -165,6 +175,12 @@ void td_job_default(td_job *job);
 int td_job_validate(td_engine *eng, const td_job *job);
 
 int td_job_run(td_engine *eng, const td_job *job);
+
+/* The size of the frames a job delivers: width x height, or with
+ * adaptive_resolution the aspect ratio of an image_width x image_height
+ * image at that area, each side a multiple of 16. Only the image's size is
+ * read, so a caller can size its output before the image arrives. */
+void td_job_output_size(const td_job *job, int *width, int *height);
 
 #ifdef __cplusplus
 }

@@ -64,6 +64,7 @@ touch "$model/TurboWan2.1-T2V-1.3B-480P-quant.pth" "$model/Wan2.1_VAE.pth" \
 src() { echo "-f lavfi -i turbodiff=prompt=red_circle:$1"; }
 null="-f null -"
 
+TURBODIFF_MODEL_DIR=/nonexistent \
 expect_error "no model"           "no model"                 $(src "frames=5") $null
 expect_error "missing model dir"  "model directory '/nonexistent-td'" $(src "model=/nonexistent-td") $null
 expect_error "missing dit file"   "dit file '/nonexistent-td/dit.pth'" $(src "model=$model:dit=/nonexistent-td/dit.pth") $null
@@ -147,7 +148,7 @@ gen_suite() {
 
     # image to video: first, each, extend; pts strictly increasing
     if [ -z "$I2V" ]; then
-        skipped "$label i2v (first, each, extend)" "needs an image-to-video model set (TURBODIFF_I2V_MODEL=dir); the pipeline's i2v path is not built yet"
+        skipped "$label i2v (first, each, extend)" "needs an image-to-video model set (TURBODIFF_I2V_MODEL=dir)"
     else for m in "first 3" "each 6" "extend 5"; do
         set -- $m
         got=$(run -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$I2V:prompt=a:seed=1:frames=3:mode=$1" \
@@ -156,7 +157,22 @@ gen_suite() {
         if [ "$n" = "$2" ] && [ "$(tr ' ' '\n' <<<"$got" | sed '/^$/d' | sort -n | uniq | tr '\n' ' ')" = "$got" ]; then
             ok "$label i2v-$1 ($n frames, pts $got)"
         else bad "$label i2v-$1: $n frames, want $2; pts $got"; fi
-    done; fi
+    done
+    # the clip follows its image and seed; adaptive keeps a portrait input
+    # portrait at the area of size (64x32 -> 32x64 for a 1:2 input)
+    for s in "1 a" "1 a" "2 a" "1 b"; do
+        set -- $s
+        local flip=; [ "$2" = b ] && flip=,hflip
+        run -f lavfi -i "testsrc2=s=64x32:r=2:d=0.5,format=rgb24$flip" \
+            -vf "turbodiff_i2v=$I2V:prompt=a:seed=$1:frames=2" -f framemd5 - | grep -v '^#' | tr '\n' ' '; echo
+    done > "$tmp/i2v.md5"
+    a=$(sed -n 1p "$tmp/i2v.md5"); b=$(sed -n 2p "$tmp/i2v.md5"); c=$(sed -n 3p "$tmp/i2v.md5"); d=$(sed -n 4p "$tmp/i2v.md5")
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "$c" ] && [ "$a" != "$d" ] && ok "$label i2v-determinism (seed and image matter)" ||
+        bad "$label i2v-determinism" "$(cat "$tmp/i2v.md5")"
+    got=$(probe -i "testsrc2=s=48x96:r=2:d=0.5,format=rgb24,turbodiff_i2v=$I2V:prompt=a:frames=1:adaptive=1" \
+          -show_entries stream=width,height -of csv=p=0)
+    [ "$got" = "32,64" ] && ok "$label i2v-adaptive (48x96 input -> $got)" || bad "$label i2v-adaptive: got '$got' want 32,64"
+    fi
 
     # SIGINT mid-clip: clean exit; under valgrind no leak, no error
     local vg=
@@ -188,6 +204,17 @@ if [ -z "${TURBODIFF_MODEL:-}" ]; then
 else
     gen_suite "model:" "model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu" \
         "${TURBODIFF_I2V_MODEL:+model=$TURBODIFF_I2V_MODEL:size=64x32:steps=1:device=cpu}" TD_UNUSED=1
+
+    # no model option: the default model (here TURBODIFF_MODEL_DIR), at the
+    # size and length its manifest declares when the user sets neither
+    if grep -q '"size"' "$TURBODIFF_MODEL/turbodiff.json" 2>/dev/null; then
+        want=$(sed -n 's/.*"size": "\([0-9]*\)x\([0-9]*\)".*/\1,\2/p' "$TURBODIFF_MODEL/turbodiff.json")
+        want="$want $(sed -n 's/.*"frames": \([0-9]*\).*/\1/p' "$TURBODIFF_MODEL/turbodiff.json")"
+        got=$(TURBODIFF_MODEL_DIR=$TURBODIFF_MODEL timeout "$T" "$ffprobe" -v error -f lavfi \
+              -i "turbodiff=prompt=a:steps=1:seed=1" -count_frames \
+              -show_entries stream=width,height,nb_read_frames -of csv=p=0 | awk -F, '{print $1","$2" "$3}')
+        [ "$got" = "$want" ] && ok "default model at its own size ($got)" || bad "default model: got '$got' want '$want'"
+    fi
 fi
 
 echo "ffmpeg tier: $pass passed, $fail failed, $skip skipped"

@@ -2,6 +2,11 @@
  * turbodiff dit-forward: one Wan DiT forward pass on .npy arrays (parity
  * tier). turbodiff t2v: text-to-video latents with the rCM sampler over the
  * DiT from a precomputed text embedding, optionally decoded by the Wan VAE.
+ * turbodiff i2v: the same over a Wan2.2 I2V DiT (36 input channels), the
+ * image conditioning given as the 20 channels Wan concatenates after the 16
+ * noisy ones. Both take a second, low-noise expert (Wan2.2 A14B) with
+ * --dit-low, switched to once t < --boundary (TurboDiffusion
+ * wan2.2_i2v_infer.py).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,17 +22,20 @@
 #include "vae/vae.h"
 #include "y4m.h"
 
+/* What the command does; t2v and i2v share the sampler options. */
+enum { MODE_FORWARD, MODE_T2V, MODE_I2V };
+
 typedef struct dit_args {
-    const char *dit, *latents, *context, *out, *noise, *save, *vae;
-    double t, topk, sigma_max;
-    int heads, threads, steps, frames, width, height, ode, text_len, has_t;
+    const char *dit, *dit_low, *cond, *latents, *context, *out, *noise, *save, *vae;
+    double t, topk, sigma_max, boundary;
+    int heads, threads, steps, frames, width, height, ode, text_len, has_t, has_boundary;
     unsigned long long seed;
     td_dit_attn attn;
 } dit_args;
 
-static void usage(FILE *f, int t2v)
+static void usage(FILE *f, int mode)
 {
-    if (!t2v)
+    if (mode == MODE_FORWARD)
         fprintf(f, "usage: turbodiff dit-forward --dit FILE --latents X.npy --t T --context C.npy --out V.npy\n"
                    "                             [--heads N] [--attention full|sla] [--topk K] [--threads N]\n"
                    "  X.npy: [C_in, F, H, W] f32 latents; C.npy: [L, text_dim] f32 (no padding is added)\n"
@@ -35,15 +43,23 @@ static void usage(FILE *f, int t2v)
                    "  --heads: attention heads (default dim / 128, Wan's head_dim)\n"
                    "  --attention sla needs an SLA checkpoint (proj_l); --topk default 0.1\n");
     else
-        fprintf(f, "usage: turbodiff t2v --dit FILE --context-from EMB.npy --save-latents L.npy\n"
+        fprintf(f, "usage: turbodiff %s --dit FILE%s --context-from EMB.npy --save-latents L.npy\n"
+                   "                     [--dit-low FILE [--boundary B]]\n"
                    "                     [--frames N] [--size WxH] [--steps N] [--sigma-max S] [--seed N]\n"
                    "                     [--ode] [--noise-from NOISE.npy] [--attention full|sla] [--topk K]\n"
                    "                     [--heads N] [--text-len N] [--threads N] [--vae FILE --out CLIP.y4m|.npy]\n"
                    "  EMB.npy: [L, text_dim] text-encoder output; padded with zero rows to --text-len\n"
                    "           (default 512, as Wan does; 0: as given)\n"
+                   "%s"
+                   "  --dit-low: the low-noise expert of a Wan2.2 A14B pair (--dit is the high-noise one),\n"
+                   "             used from the first step with t < --boundary (default 0.9)\n"
                    "  --frames 1+4k (default 81), --size multiples of 16 (default 832x480)\n"
-                   "  --steps 1..4 (default 4), --sigma-max (default 80), stochastic unless --ode\n"
-                   "  NOISE.npy: [count, 16, T, H/8, W/8] (or [count, numel]) noises instead of --seed\n");
+                   "  --steps 1..4 (default 4), --sigma-max (default %s), stochastic unless --ode\n"
+                   "  NOISE.npy: [count, 16, T, H/8, W/8] (or [count, numel]) noises instead of --seed\n",
+                mode == MODE_I2V ? "i2v" : "t2v", mode == MODE_I2V ? " --cond-from Y.npy" : "",
+                mode == MODE_I2V ? "  Y.npy: [20, T, H/8, W/8] conditioning: 4 first-frame mask channels, then the\n"
+                                   "         16 VAE latents of the image followed by zero frames (Wan2.2 I2V's y)\n" : "",
+                mode == MODE_I2V ? "200" : "80");
 }
 
 static int parse_size(const char *s, int *w, int *h)
@@ -52,12 +68,14 @@ static int parse_size(const char *s, int *w, int *h)
     return sscanf(s, "%d%c%d", w, &x, h) == 3 && (x == 'x' || x == 'X') && *w > 0 && *h > 0;
 }
 
-static int parse(int argc, char **argv, int t2v, dit_args *a)
+static int parse(int argc, char **argv, int mode, dit_args *a)
 {
+    int t2v = mode != MODE_FORWARD;   /* the sampling commands' options */
     a->attn.mode = TD_DIT_ATTN_FULL;
     a->topk = 0.1;
     a->steps = 4;
-    a->sigma_max = 80;
+    a->sigma_max = mode == MODE_I2V ? 200 : 80;   /* TurboDiffusion's defaults */
+    a->boundary = 0.9;
     a->frames = 81;
     a->width = 832;
     a->height = 480;
@@ -65,7 +83,7 @@ static int parse(int argc, char **argv, int t2v, dit_args *a)
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            usage(stdout, t2v);
+            usage(stdout, mode);
             return 1;
         }
         if (t2v && !strcmp(o, "--ode")) {
@@ -74,7 +92,7 @@ static int parse(int argc, char **argv, int t2v, dit_args *a)
         }
         if (!v) {
             fprintf(stderr, "turbodiff %s: '%s' needs a value or is unknown\n", argv[0], o);
-            usage(stderr, t2v);
+            usage(stderr, mode);
             return 2;
         }
         i++;
@@ -110,6 +128,13 @@ static int parse(int argc, char **argv, int t2v, dit_args *a)
             a->save = v;
         else if (t2v && !strcmp(o, "--noise-from"))
             a->noise = v;
+        else if (t2v && !strcmp(o, "--dit-low"))
+            a->dit_low = v;
+        else if (t2v && !strcmp(o, "--boundary")) {
+            a->boundary = atof(v);
+            a->has_boundary = 1;
+        } else if (mode == MODE_I2V && !strcmp(o, "--cond-from"))
+            a->cond = v;
         else if (t2v && !strcmp(o, "--vae"))
             a->vae = v;
         else if (t2v && !strcmp(o, "--steps"))
@@ -124,19 +149,23 @@ static int parse(int argc, char **argv, int t2v, dit_args *a)
             a->text_len = atoi(v);
         else if (t2v && !strcmp(o, "--size")) {
             if (!parse_size(v, &a->width, &a->height)) {
-                fprintf(stderr, "turbodiff t2v: --size %s: expected WxH\n", v);
+                fprintf(stderr, "turbodiff %s: --size %s: expected WxH\n", argv[0], v);
                 return 2;
             }
         } else {
             fprintf(stderr, "turbodiff %s: unknown option '%s'\n", argv[0], o);
-            usage(stderr, t2v);
+            usage(stderr, mode);
             return 2;
         }
     }
     a->attn.topk = a->topk;
     if (!a->dit || !a->context || (!t2v && (!a->latents || !a->has_t || !a->out)) ||
-        (t2v && !a->save && !a->vae) || (t2v && a->vae && !a->out)) {
-        usage(stderr, t2v);
+        (t2v && !a->save && !a->vae) || (t2v && a->vae && !a->out) || (mode == MODE_I2V && !a->cond)) {
+        usage(stderr, mode);
+        return 2;
+    }
+    if (a->has_boundary && !a->dit_low) {
+        fprintf(stderr, "turbodiff %s: --boundary needs --dit-low (the low-noise expert)\n", argv[0]);
         return 2;
     }
     return 0;
@@ -160,8 +189,8 @@ static int squeeze_to(td_ctx *ctx, td_tensor *t, int ndim, const char *what, con
 typedef struct session {
     td_ctx ctx;
     td_backend *be;
-    td_weights *w;
-    td_dit *dit;
+    td_weights *w, *w_low;
+    td_dit *dit, *dit_low;   /* dit_low: the low-noise expert, or NULL */
 } session;
 
 static int open_session(session *s, const dit_args *a)
@@ -171,11 +200,17 @@ static int open_session(session *s, const dit_args *a)
     TD_TRY(td_pool_create(&s->ctx, a->threads, &s->ctx.pool));
     TD_TRY(td_backend_cpu_create(&s->ctx, 0, &s->be));
     TD_TRY(td_weights_open(&s->ctx, a->dit, &s->w));
-    return td_dit_load(&s->ctx, s->w, &opts, &s->dit);
+    TD_TRY(td_dit_load(&s->ctx, s->w, &opts, &s->dit));
+    if (!a->dit_low)
+        return 0;
+    TD_TRY(td_weights_open(&s->ctx, a->dit_low, &s->w_low));
+    return td_dit_load(&s->ctx, s->w_low, &opts, &s->dit_low);
 }
 
 static void close_session(session *s)
 {
+    td_dit_free(&s->dit_low);
+    td_weights_close(&s->w_low);
     td_dit_free(&s->dit);
     td_weights_close(&s->w);
     td_backend_destroy(&s->be);
@@ -211,13 +246,23 @@ typedef struct t2v_model {
     session *s;
     const td_tensor *context;
     const td_dit_attn *attn;
+    const td_tensor *cond;   /* i2v: [C_cond, T, h, w], else NULL */
+    td_tensor *input;        /* i2v: [16 + C_cond, T, h, w], x then cond */
 } t2v_model;
 
 static int t2v_denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
     t2v_model *m = opaque;
-    (void)expert;
-    return td_dit_forward(m->s->dit, m->s->be, x, t * 1000.0, m->context, m->attn, v);
+    td_dit *dit = expert == TD_EXPERT_LOW ? m->s->dit_low : m->s->dit;
+    if (m->cond) {
+        /* Wan2.2 I2V (and diffusers' WanImageToVideoPipeline) feed
+         * cat([x, y], dim=channels): the noisy latents first. */
+        size_t nx = (size_t)td_numel(x) * sizeof(float);
+        memcpy(m->input->data, x->data, nx);
+        memcpy((char *)m->input->data + nx, m->cond->data, (size_t)td_numel(m->cond) * sizeof(float));
+        x = m->input;
+    }
+    return td_dit_forward(dit, m->s->be, x, t * 1000.0, m->context, m->attn, v);
 }
 
 static void t2v_step(void *opaque, int step, int steps, double t_next)
@@ -285,38 +330,81 @@ static int decode(session *s, const dit_args *a, const td_tensor *lat)
     return rc;
 }
 
-static int t2v(session *s, const dit_args *a)
+/* The two experts must be interchangeable: same channels and text width. */
+static int check_experts(session *s, const dit_args *a)
+{
+    const td_dit_config *h = td_dit_get_config(s->dit), *l;
+    if (!s->dit_low)
+        return 0;
+    l = td_dit_get_config(s->dit_low);
+    if (l->in_ch != h->in_ch || l->out_ch != h->out_ch || l->text_dim != h->text_dim)
+        return td_fail(&s->ctx, TD_ESHAPE, "--dit-low %s (in %d, out %d, text %d) does not match --dit %s "
+                       "(in %d, out %d, text %d)", a->dit_low, l->in_ch, l->out_ch, l->text_dim, a->dit,
+                       h->in_ch, h->out_ch, h->text_dim);
+    return 0;
+}
+
+/* i2v: the conditioning [in_ch - out_ch, T, h, w] and the DiT input buffer. */
+static int load_cond(session *s, const dit_args *a, const int64_t *shape, td_tensor *cond, td_tensor *input)
 {
     const td_dit_config *cfg = td_dit_get_config(s->dit);
+    int64_t want[4] = { cfg->in_ch - cfg->out_ch, shape[1], shape[2], shape[3] };
+    char sh[96];
+    if (cfg->in_ch <= cfg->out_ch)
+        return td_fail(&s->ctx, TD_EUNSUPPORTED, "i2v: %s takes %d input channels for %d output channels "
+                       "(a text-to-video model)", a->dit, cfg->in_ch, cfg->out_ch);
+    TD_TRY(td_npy_read(&s->ctx, a->cond, cond));
+    TD_TRY(squeeze_to(&s->ctx, cond, 4, "conditioning", a->cond));
+    for (int d = 0; d < 4; d++)
+        if (cond->shape[d] != want[d])
+            return td_fail(&s->ctx, TD_ESHAPE, "i2v: --cond-from %s is %s, expected [%lld, %lld, %lld, %lld] "
+                           "(mask + image latents for --frames %d --size %dx%d)", a->cond,
+                           td_shape_str(cond, sh, sizeof(sh)), (long long)want[0], (long long)want[1],
+                           (long long)want[2], (long long)want[3], a->frames, a->width, a->height);
+    return td_tensor_new(&s->ctx, input, TD_F32, 4, (int64_t[]){ cfg->in_ch, shape[1], shape[2], shape[3] });
+}
+
+static int t2v(session *s, const dit_args *a, int mode)
+{
+    const td_dit_config *cfg = td_dit_get_config(s->dit);
+    const char *cmd = mode == MODE_I2V ? "i2v" : "t2v";
     td_rcm_params p;
     td_sample_io io = { .noise = { .seed = a->seed }, .on_step = t2v_step, .step_opaque = &s->ctx };
-    td_tensor ctxt = { 0 }, noise = { 0 }, x = { 0 };
-    t2v_model m = { s, &ctxt, &a->attn };
+    td_tensor ctxt = { 0 }, noise = { 0 }, x = { 0 }, cond = { 0 }, input = { 0 };
+    t2v_model m = { s, &ctxt, &a->attn, NULL, NULL };
     td_denoiser den = { t2v_denoise, &m };
     int64_t shape[4];
     int rc;
 
-    if (cfg->in_ch != cfg->out_ch)
+    if (mode == MODE_T2V && cfg->in_ch != cfg->out_ch)
         return td_fail(&s->ctx, TD_EUNSUPPORTED, "t2v: %s takes %d input channels (an image-to-video model)",
                        a->dit, cfg->in_ch);
     if (a->frames < 1 || (a->frames - 1) % 4 || a->width % 16 || a->height % 16)
-        return td_fail(&s->ctx, TD_EINVAL, "t2v: --frames %d must be 1 + 4k and --size %dx%d multiples of 16",
-                       a->frames, a->width, a->height);
+        return td_fail(&s->ctx, TD_EINVAL, "%s: --frames %d must be 1 + 4k and --size %dx%d multiples of 16",
+                       cmd, a->frames, a->width, a->height);
+    TD_TRY(check_experts(s, a));
     td_rcm_params_default(&p);
     p.steps = a->steps;
     p.sigma_max = a->sigma_max;
     p.ode = a->ode;
+    p.two_experts = s->dit_low != NULL;
+    p.boundary = a->boundary;
     shape[0] = cfg->out_ch;
     shape[1] = 1 + (a->frames - 1) / 4;
     shape[2] = a->height / 8;
     shape[3] = a->width / 8;
     rc = load_context(&s->ctx, a, cfg->text_dim, &ctxt);
+    if (rc == 0 && mode == MODE_I2V) {
+        rc = load_cond(s, a, shape, &cond, &input);
+        m.cond = &cond;
+        m.input = &input;
+    }
     if (rc == 0 && a->noise) {
         int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
         rc = td_npy_read(&s->ctx, a->noise, &noise);
         if (rc == 0 && (noise.dtype != TD_F32 || td_numel(&noise) % n || td_numel(&noise) == 0))
-            rc = td_fail(&s->ctx, TD_ESHAPE, "t2v: --noise-from %s holds %lld values, not a multiple of "
-                         "the latent size %lld (f32)", a->noise, (long long)td_numel(&noise), (long long)n);
+            rc = td_fail(&s->ctx, TD_ESHAPE, "%s: --noise-from %s holds %lld values, not a multiple of "
+                         "the latent size %lld (f32)", cmd, a->noise, (long long)td_numel(&noise), (long long)n);
         io.noise.stack = noise.data;
         io.noise.count = rc == 0 ? td_numel(&noise) / n : 0;
     }
@@ -329,26 +417,29 @@ static int t2v(session *s, const dit_args *a)
     if (rc == 0 && a->vae)
         rc = decode(s, a, &x);
     td_tensor_free(&ctxt);
+    td_tensor_free(&cond);
+    td_tensor_free(&input);
     td_tensor_free(&noise);
     td_tensor_free(&x);
     return rc;
 }
 
-static int run(int argc, char **argv, int is_t2v)
+static int run(int argc, char **argv, int mode)
 {
     dit_args a = { 0 };
     session s = { 0 };
-    int rc = parse(argc, argv, is_t2v, &a);
+    int rc = parse(argc, argv, mode, &a);
     if (rc)
         return rc == 1 ? 0 : rc;
     rc = open_session(&s, &a);
     if (rc == 0)
-        rc = is_t2v ? t2v(&s, &a) : dit_forward(&s, &a);
+        rc = mode == MODE_FORWARD ? dit_forward(&s, &a) : t2v(&s, &a, mode);
     if (rc < 0)
         fprintf(stderr, "turbodiff %s: %s\n", argv[0], s.ctx.errmsg);
     close_session(&s);
     return rc < 0 ? 1 : 0;
 }
 
-int cmd_dit_forward(int argc, char **argv) { return run(argc, argv, 0); }
-int cmd_t2v(int argc, char **argv) { return run(argc, argv, 1); }
+int cmd_dit_forward(int argc, char **argv) { return run(argc, argv, MODE_FORWARD); }
+int cmd_t2v(int argc, char **argv) { return run(argc, argv, MODE_T2V); }
+int cmd_i2v(int argc, char **argv) { return run(argc, argv, MODE_I2V); }

@@ -1,9 +1,11 @@
 /*
  * turbodiff generate: one clip through the public API (td_engine_open +
- * td_job_run), the same path the FFmpeg filters take. Frames stream into a
- * .y4m as the VAE decodes them; a progress line goes to stderr and, with
- * --json, per-stage timings to stdout.
+ * td_job_run), the same path the FFmpeg filters take: text-to-video, or
+ * image-to-video from a PNG. Frames stream into a .y4m and/or a PNG sequence
+ * as the VAE decodes them (or are kept for a float .npy); a progress line
+ * goes to stderr and, with --json, per-stage timings to stdout.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +13,18 @@
 #include "commands.h"
 #include "core/tensor.h"
 #include "io/npy.h"
+#include "io/png.h"
 #include "turbodiff.h"
+#include "y4m.h"
 
 typedef struct gen_out {
-    FILE *f;
-    int frames, failed;
+    y4m_out y4m;             /* f NULL: no .y4m asked */
+    const char *png_dir;     /* frame_00000.png ... */
+    float *all;              /* --save-frames: [F, H, W, 3] in [0, 1] */
+    uint8_t *rgb;            /* the frame as RGB24 */
+    float *rgbf;             /* the frame in [0, 255], for the .y4m */
+    int frames, width, height, failed;
+    char msg[sizeof(((td_error *)0)->msg)];   /* what failed, for the error line */
     double stage_end[TD_STAGE_DONE + 1];
     int json;
 } gen_out;
@@ -25,55 +34,83 @@ static const char *const stage_name[] = { "text", "image", "denoise", "decode", 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: turbodiff generate (--model DIR | --dit F --vae F --t5 F [--tokenizer F])\n"
-        "                          (--prompt TEXT | --context-from EMB.npy) --out CLIP.y4m [options]\n"
-        "  --model DIR          model directory (upstream file names or turbodiff.json)\n"
+        "usage: turbodiff generate [--model DIR | --dit F --vae F --t5 F [--tokenizer F]]\n"
+        "                          (--prompt TEXT | --context-from EMB.npy) [--image START.png]\n"
+        "                          (--out CLIP.y4m | --png-dir DIR | --save-frames F.npy) [options]\n"
+        "  --model DIR          model directory (upstream file names or turbodiff.json);\n"
+        "                       default: $TURBODIFF_MODEL_DIR, else the installed default model\n"
         "  --dit/--vae/--t5/--tokenizer F   explicit files, override the directory\n"
+        "  --dit-low F          low-noise expert of a Wan2.2 A14B pair (--dit is the high one)\n"
         "  --prompt TEXT        what to generate (needs the tokenizer)\n"
         "  --context-from F     precomputed text embedding [L, text_dim] f32 .npy\n"
-        "  --size WxH           multiples of 16 (default 832x480)\n"
-        "  --frames N           exactly N frames (default 81)\n"
+        "  --image F            image-to-video: animate this PNG (needs an i2v DiT)\n"
+        "  --adaptive           keep the image's aspect ratio at the area of --size\n"
+        "  --out F              write the clip as .y4m (8-bit 4:2:0, 16 fps)\n"
+        "  --png-dir DIR        write frame_00000.png ... into DIR (which must exist)\n"
+        "  --save-frames F      write the frames as float32 .npy [F, H, W, 3] in [0, 1]\n"
+        "  --size WxH           multiples of 16 (default: the model's native size, else 832x480)\n"
+        "  --frames N           exactly N frames (default: the model's native count, else 81)\n"
         "  --steps N            rCM steps 1..4 (default 4)\n"
         "  --seed N             noise seed (default 0)\n"
-        "  --sigma-max S        initial sigma (default: the model's, 80 for t2v)\n"
+        "  --sigma-max S        initial sigma (default: 80 text-to-video, 200 image-to-video)\n"
+        "  --boundary B         A14B expert switch in (0, 1) (default 0.9)\n"
         "  --attention MODE     full, sla or sagesla (default sla; full if the DiT has no SLA weights)\n"
         "  --topk K             SLA key-block fraction in (0, 1] (default 0.1)\n"
         "  --ode                deterministic rCM steps\n"
         "  --threads N          CPU threads (default all cores)\n"
+        "  --low-memory         unmap the text encoder after use and keep one expert mapped\n"
         "  --json               print per-stage timings as JSON on stdout\n");
 }
 
+static int write_png(gen_out *o, const td_frame *fr)
+{
+    char path[4096];
+    td_ctx ctx;
+
+    td_ctx_init(&ctx);
+    snprintf(path, sizeof(path), "%s/frame_%05d.png", o->png_dir, fr->index);
+    if (td_png_write(&ctx, path, o->rgb, fr->width, fr->height, (ptrdiff_t)fr->width * 3) < 0) {
+        snprintf(o->msg, sizeof(o->msg), "%s", ctx.errmsg);
+        return o->failed = 1;
+    }
+    return 0;
+}
+
+/* Frames come as float RGB (for --save-frames, without 8-bit rounding);
+ * the 8-bit outputs round them as the library's RGB24 does. */
 static int on_frame(void *opaque, const td_frame *fr)
 {
     gen_out *o = opaque;
-    int64_t W = fr->width, H = fr->height, plane = W * H;
-    uint8_t *buf = malloc((size_t)(plane * 3 / 2));
-    const uint8_t *rgb = fr->data;
+    int64_t n = (int64_t)fr->width * fr->height * 3;
+    const float *src = fr->data;
 
-    if (!buf)
+    if (!o->rgb && !(o->rgb = malloc((size_t)n))) {
+        snprintf(o->msg, sizeof(o->msg), "out of memory for a %dx%d frame", fr->width, fr->height);
         return o->failed = 1;
-    /* BT.601 limited range, 4:2:0 with each chroma sample the mean of its 2x2 */
-    for (int64_t i = 0; i < plane; i++)
-        buf[i] = (uint8_t)(16.5 + (65.481 * rgb[3 * i] + 128.553 * rgb[3 * i + 1] + 24.966 * rgb[3 * i + 2]) / 255);
-    for (int64_t y = 0; y < H / 2; y++)
-        for (int64_t x = 0; x < W / 2; x++) {
-            double r = 0, g = 0, b = 0;
-            for (int d = 0; d < 4; d++) {
-                const uint8_t *p = rgb + fr->linesize * (2 * y + d / 2) + 3 * (2 * x + d % 2);
-                r += p[0] / 4.0;
-                g += p[1] / 4.0;
-                b += p[2] / 4.0;
-            }
-            buf[plane + y * (W / 2) + x] = (uint8_t)(128.5 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255);
-            buf[plane * 5 / 4 + y * (W / 2) + x] = (uint8_t)(128.5 + (112.0 * r - 93.786 * g - 18.214 * b) / 255);
+    }
+    o->width = fr->width, o->height = fr->height;
+    for (int64_t i = 0; i < n; i++)
+        o->rgb[i] = (uint8_t)lrintf(fminf(fmaxf(src[i] * 255.0f, 0.0f), 255.0f));
+    if (o->all)
+        memcpy(o->all + fr->index * n, src, sizeof(float) * (size_t)n);
+    if (o->y4m.f) {
+        if ((!o->y4m.buf && !(o->y4m.buf = malloc((size_t)n / 2))) ||
+            (!o->rgbf && !(o->rgbf = malloc(sizeof(float) * (size_t)n)))) {
+            snprintf(o->msg, sizeof(o->msg), "out of memory for a %dx%d frame", fr->width, fr->height);
+            return o->failed = 1;
         }
-    if ((fr->index == 0 && fprintf(o->f, "YUV4MPEG2 W%lld H%lld F16:1 Ip A1:1 C420jpeg\n",
-                                   (long long)W, (long long)H) < 0) ||
-        fputs("FRAME\n", o->f) < 0 || fwrite(buf, 1, (size_t)(plane * 3 / 2), o->f) != (size_t)(plane * 3 / 2))
-        o->failed = 1;
-    free(buf);
+        for (int64_t i = 0; i < n; i++)
+            o->rgbf[i] = src[i] * 255.0f;
+        if ((fr->index == 0 && y4m_header(o->y4m.f, fr->width, fr->height) < 0) ||
+            y4m_write_rgb(&o->y4m, o->rgbf, fr->width, fr->height)) {
+            snprintf(o->msg, sizeof(o->msg), "cannot write the .y4m");
+            return o->failed = 1;
+        }
+    }
+    if (o->png_dir && write_png(o, fr))
+        return 1;
     o->frames++;
-    return o->failed;
+    return 0;
 }
 
 static void on_progress(void *opaque, const td_progress *p)
@@ -103,6 +140,44 @@ static int parse_attention(const char *s)
          : !strcmp(s, "sagesla") ? TD_ATTN_SAGESLA : -1;
 }
 
+/* The start image of --image, as the job's RGB24 input. */
+static int load_image(td_ctx *ctx, const char *path, td_job *job, uint8_t **rgb)
+{
+    int w, h;
+    TD_TRY(td_png_read(ctx, path, rgb, &w, &h));
+    job->image = *rgb;
+    job->image_width = w;
+    job->image_height = h;
+    job->image_linesize = (ptrdiff_t)w * 3;
+    return 0;
+}
+
+static int load_context(td_ctx *ctx, const char *path, td_job *job, td_tensor *emb)
+{
+    TD_TRY(td_npy_read(ctx, path, emb));
+    if (emb->ndim != 2 || emb->dtype != TD_F32)
+        return td_fail(ctx, TD_EINVAL, "%s: --context-from must be a 2-D float32 .npy", path);
+    job->context = emb->data;
+    job->context_len = (int)emb->shape[0];
+    job->context_dim = (int)emb->shape[1];
+    return 0;
+}
+
+static void print_json(const gen_out *o, const td_job *job)
+{
+    double prev = 0;
+    printf("{\"frames\": %d, \"width\": %d, \"height\": %d, \"seed\": %llu, \"stages\": {",
+           o->frames, o->width, o->height, (unsigned long long)job->seed);
+    for (int s = TD_STAGE_TEXT, first = 1; s < TD_STAGE_DONE; s++) {
+        if (o->stage_end[s] <= 0)
+            continue;
+        printf("%s\"%s\": %.3f", first ? "" : ", ", stage_name[s], o->stage_end[s] - prev);
+        prev = o->stage_end[s];
+        first = 0;
+    }
+    printf("}, \"total\": %.3f}\n", o->stage_end[TD_STAGE_DONE]);
+}
+
 int cmd_generate(int argc, char **argv)
 {
     td_engine_config cfg;
@@ -112,8 +187,9 @@ int cmd_generate(int argc, char **argv)
     td_ctx ctx;
     td_tensor emb = { 0 };
     gen_out o = { 0 };
-    const char *out = NULL, *context = NULL;
-    int rc;
+    const char *out = NULL, *context = NULL, *image = NULL, *save = NULL;
+    uint8_t *image_rgb = NULL;
+    int w, h, size_given = 0, frames_given = 0, rc = 0;
 
     td_engine_config_default(&cfg);
     td_job_default(&job);
@@ -124,6 +200,8 @@ int cmd_generate(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--ode")) { job.ode = 1; continue; }
         if (!strcmp(a, "--json")) { o.json = 1; continue; }
+        if (!strcmp(a, "--adaptive")) { job.adaptive_resolution = 1; continue; }
+        if (!strcmp(a, "--low-memory")) { cfg.low_memory = 1; continue; }
         if (!v) {
             fprintf(stderr, "turbodiff generate: option '%s' is unknown or needs a value\n", a);
             return 2;
@@ -131,18 +209,24 @@ int cmd_generate(int argc, char **argv)
         i++;
         if (!strcmp(a, "--model")) cfg.model_dir = v;
         else if (!strcmp(a, "--dit")) cfg.dit = v;
+        else if (!strcmp(a, "--dit-low")) cfg.dit_low = v;
         else if (!strcmp(a, "--vae")) cfg.vae = v;
         else if (!strcmp(a, "--t5")) cfg.t5 = v;
         else if (!strcmp(a, "--tokenizer")) cfg.tokenizer = v;
         else if (!strcmp(a, "--prompt")) job.prompt = v;
         else if (!strcmp(a, "--context-from")) context = v;
+        else if (!strcmp(a, "--image")) image = v;
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--png-dir")) o.png_dir = v;
+        else if (!strcmp(a, "--save-frames")) save = v;
         else if (!strcmp(a, "--size")) {
+            size_given = 1;
             if (sscanf(v, "%dx%d", &job.width, &job.height) != 2) end = (char *)v;
-        } else if (!strcmp(a, "--frames")) job.frames = (int)strtol(v, &end, 10);
+        } else if (!strcmp(a, "--frames")) frames_given = 1, job.frames = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--steps")) job.steps = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--seed")) job.seed = strtoull(v, &end, 10);
         else if (!strcmp(a, "--sigma-max")) job.sigma_max = strtod(v, &end);
+        else if (!strcmp(a, "--boundary")) job.boundary = strtod(v, &end);
         else if (!strcmp(a, "--topk")) job.topk = strtod(v, &end);
         else if (!strcmp(a, "--threads")) cfg.threads = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--attention")) {
@@ -156,52 +240,58 @@ int cmd_generate(int argc, char **argv)
             return 2;
         }
     }
-    if (!out) {
-        fprintf(stderr, "turbodiff generate: --out CLIP.y4m is required\n");
+    if (!out && !o.png_dir && !save) {
+        fprintf(stderr, "turbodiff generate: say where the clip goes: --out CLIP.y4m, --png-dir "
+                "DIR or --save-frames F.npy\n");
         return 2;
     }
-    if (context) {
-        if (td_npy_read(&ctx, context, &emb) < 0 || emb.ndim != 2 || emb.dtype != TD_F32) {
-            fprintf(stderr, "turbodiff generate: %s\n", ctx.err ? ctx.errmsg : "--context-from must be a 2-D f32 .npy");
-            td_tensor_free(&emb);
-            return 1;
-        }
-        job.context = emb.data;
-        job.context_len = (int)emb.shape[0];
-        job.context_dim = (int)emb.shape[1];
-    }
+    if (context && load_context(&ctx, context, &job, &emb) < 0)
+        rc = TD_EINVAL;
+    if (rc == 0 && image && load_image(&ctx, image, &job, &image_rgb) < 0)
+        rc = TD_EINVAL;
+    if (rc < 0)
+        snprintf(err.msg, sizeof(err.msg), "%s", ctx.errmsg);
+    job.frame_format = TD_FRAME_RGBF32;
     job.on_frame = on_frame;
     job.on_progress = on_progress;
     job.log = on_log;
     job.opaque = &o;
     job.error = &err;
-    rc = td_job_validate(NULL, &job);
     if (rc == 0)
         rc = td_engine_open(&cfg, &eng, &err);
-    if (rc == 0 && !(o.f = fopen(out, "wb")))
+    /* What the user left unset comes from the model's native clip. */
+    if (rc == 0)
+        td_engine_native_clip(eng, size_given ? NULL : &job.width, size_given ? NULL : &job.height,
+                              frames_given ? NULL : &job.frames);
+    if (rc == 0)
+        rc = td_job_validate(NULL, &job);
+    td_job_output_size(&job, &w, &h);
+    if (rc == 0 && save && !(o.all = malloc(sizeof(float) * 3 * (size_t)w * h * (size_t)job.frames)))
+        snprintf(err.msg, sizeof(err.msg), "out of memory for %d frames of %dx%d (--save-frames)",
+                 job.frames, w, h), rc = TD_ENOMEM;
+    if (rc == 0 && out && !(o.y4m.f = fopen(out, "wb")))
         snprintf(err.msg, sizeof(err.msg), "cannot create %s", out), rc = TD_EIO;
     if (rc == 0)
         rc = td_job_run(eng, &job);
-    if (o.f && fclose(o.f) != 0)
-        o.failed = 1;
-    if (rc == 0 && o.failed)
-        snprintf(err.msg, sizeof(err.msg), "cannot write %s", out), rc = TD_EIO;
+    if (o.y4m.f && fclose(o.y4m.f) != 0 && rc == 0)
+        snprintf(o.msg, sizeof(o.msg), "cannot write %s", out), o.failed = 1;
+    if (o.failed)
+        snprintf(err.msg, sizeof(err.msg), "%s", o.msg), rc = TD_EIO;
+    if (rc == 0 && save) {
+        td_tensor t = td_view(o.all, TD_F32, 4, (int64_t[]){ job.frames, o.height, o.width, 3 });
+        if ((rc = td_npy_write(&ctx, save, &t)) < 0)
+            snprintf(err.msg, sizeof(err.msg), "%s", ctx.errmsg);
+    }
     if (rc < 0)
         fprintf(stderr, "\nturbodiff generate: %s\n", err.msg);
-    else if (o.json) {
-        double prev = 0;
-        printf("{\"frames\": %d, \"width\": %d, \"height\": %d, \"seed\": %llu, \"stages\": {",
-               o.frames, job.width, job.height, (unsigned long long)job.seed);
-        for (int s = TD_STAGE_TEXT, first = 1; s < TD_STAGE_DONE; s++) {
-            if (o.stage_end[s] <= 0)
-                continue;
-            printf("%s\"%s\": %.3f", first ? "" : ", ", stage_name[s], o.stage_end[s] - prev);
-            prev = o.stage_end[s];
-            first = 0;
-        }
-        printf("}, \"total\": %.3f}\n", o.stage_end[TD_STAGE_DONE]);
-    }
+    else if (o.json)
+        print_json(&o, &job);
     td_engine_release(&eng);
     td_tensor_free(&emb);
+    free(image_rgb);
+    free(o.all);
+    free(o.rgb);
+    free(o.rgbf);
+    free(o.y4m.buf);
     return rc < 0 ? 1 : 0;
 }

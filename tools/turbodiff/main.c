@@ -20,7 +20,10 @@ static const td_command commands[] = {
     { "encode-text", "umT5-encode token ids into the [512, d_model] DiT context (.npy)", cmd_encode_text },
     { "dit-forward", "debug: one Wan DiT forward pass on .npy latents and context", cmd_dit_forward },
     { "t2v", "text-to-video latents (rCM over the Wan DiT) from a text embedding .npy", cmd_t2v },
-    { "generate", "text-to-video through the public API into a .y4m (progress, --json timings)", cmd_generate },
+    { "i2v", "image-to-video latents (rCM over a Wan2.2 I2V DiT pair) from conditioning .npy", cmd_i2v },
+    { "quantize", "turn a float DiT checkpoint into TurboDiffusion's W8A8 -quant layout", cmd_quantize },
+    { "generate", "text- or image-to-video through the public API (.y4m, PNGs; --json timings)", cmd_generate },
+    { "prepare-image", "the start image as image-to-video sees it (resized, [-1, 1]) as .npy", cmd_prepare_image },
     { "tokenize", "umT5 token ids of a text (</s> included)", cmd_tokenize },
     { NULL, NULL, NULL },
 };

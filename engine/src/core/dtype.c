@@ -29,6 +29,11 @@ const char *td_dtype_name(td_dtype t)
     return (unsigned)t < TD_DTYPE_COUNT ? dtype_info[t].name : "?";
 }
 
+const char *td_dtype_safetensors_name(td_dtype t)
+{
+    return (unsigned)t < TD_DTYPE_COUNT ? dtype_info[t].st : "?";
+}
+
 int td_dtype_from_safetensors(const char *s)
 {
     for (int i = 0; i < TD_DTYPE_COUNT; i++)

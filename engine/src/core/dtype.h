@@ -29,6 +29,8 @@ size_t td_dtype_size(td_dtype t);
 const char *td_dtype_name(td_dtype t);
 /* Parse a safetensors dtype string ("F32", "BF16", "F8_E4M3", ...). -1 if unknown. */
 int td_dtype_from_safetensors(const char *s);
+/* The safetensors dtype string of t ("F32", "BF16", "I8", ...). */
+const char *td_dtype_safetensors_name(td_dtype t);
 
 static inline float td_bf16_to_f32(uint16_t h)
 {

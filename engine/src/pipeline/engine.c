@@ -99,6 +99,7 @@ int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err)
     eng->files = files;
     snprintf(eng->device, sizeof(eng->device), "%s", device);
     eng->threads = cfg->threads;
+    eng->low_memory = cfg->low_memory;
     eng->refcount = 1;
     td_registry_add(eng);
     td_registry_unlock();
@@ -129,6 +130,20 @@ void td_engine_release(td_engine **peng)
     td_pool_destroy(&eng->ctx.pool);
     td_model_files_free(&eng->files);
     free(eng);
+}
+
+int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames)
+{
+    const td_model_files *f = eng ? &eng->files : NULL;
+    if (!f || (!f->width && !f->frames))
+        return 0;
+    if (width && f->width)
+        *width = f->width;
+    if (height && f->height)
+        *height = f->height;
+    if (frames && f->frames)
+        *frames = f->frames;
+    return 1;
 }
 
 const char *td_engine_errmsg(const td_engine *eng)

@@ -15,6 +15,7 @@
  * low-noise expert; tokenizer embedded in the text encoder file). */
 typedef struct td_model_files {
     char *dit, *dit_low, *vae, *t5, *tokenizer;
+    int width, height, frames;   /* the native clip a manifest names, else 0 */
 } td_model_files;
 
 struct td_engine {
@@ -24,12 +25,14 @@ struct td_engine {
     int refcount;            /* guarded by the registry lock */
     pthread_mutex_t run_lock;/* one job at a time on the shared weights */
     int threads;             /* CPU threads asked by the first opener */
+    int low_memory;          /* the first opener's residency choice (models.h) */
     struct td_models *models;/* loaded by the first job, under run_lock */
     struct td_engine *next;  /* registry list */
 };
 
 /* Fill *files from cfg: explicit paths override what cfg->model_dir holds
- * (its turbodiff.json manifest, else the upstream file names). */
+ * (its turbodiff.json manifest, else the upstream file names). With neither
+ * a directory nor a DiT, the default model's directory (turbodiff.h). */
 int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *files);
 void td_model_files_free(td_model_files *files);
 int td_model_files_equal(const td_model_files *a, const td_model_files *b);

@@ -1,6 +1,8 @@
 /*
- * One text-to-video job, end to end: prompt -> tokenizer -> umT5 -> rCM over
- * the Wan DiT -> streaming VAE decode -> frames through the job's callback.
+ * One job, end to end: prompt -> tokenizer -> umT5; for image-to-video the
+ * image -> VAE encoder -> conditioning (image_cond.h); rCM over the Wan DiT
+ * (or the two experts of an A14B pair) -> streaming VAE decode -> frames
+ * through the job's callback.
  * Runs on the engine's context under its run lock (engine.h), so the models
  * it loads on first use are shared by every later job of the engine.
  */
@@ -12,6 +14,7 @@
 
 #include "core/pool.h"
 #include "engine.h"
+#include "image_cond.h"
 #include "models.h"
 #include "sample/rcm.h"
 #include "text/prompt_clean.h"
@@ -24,6 +27,8 @@ typedef struct run {
     td_models *m;
     td_dit_attn attn;
     td_tensor context;       /* [512, text_dim] */
+    td_tensor xin;           /* i2v: the DiT input [16 noisy + 20 conditioning, T, h, w] */
+    int expert;              /* the expert of the last DiT call */
     double t0, stage_t0;
     int stage;
     uint8_t *rgb;            /* one packed frame */
@@ -104,14 +109,64 @@ static int text_stage(run *r, int text_dim)
         rc = td_text_cache_put(ctx, r->m->cache, id, job->prompt, &r->context);
     if (rc == 0)
         progress(r, TD_STAGE_TEXT, 1, 1);
+    if (r->eng->low_memory)
+        td_models_release_text(r->m);
+    return rc;
+}
+
+/* The DiT input of an image-to-video job: its conditioning channels filled
+ * once here, the noisy channels by each denoiser call. */
+static int image_stage(run *r, int width, int height, int64_t frames)
+{
+    td_ctx *ctx = &r->eng->ctx;
+    const td_job *job = r->job;
+    const td_dit_config *cfg = &r->m->cfg;
+    td_tensor img = { 0 }, y = { 0 }, dst;
+    int rc;
+
+    progress(r, TD_STAGE_IMAGE_ENCODE, 0, 1);
+    if (width != job->image_width || height != job->image_height)
+        td_log(ctx, TD_LOG_VERBOSE, "resizing the %dx%d image to %dx%d", job->image_width,
+               job->image_height, width, height);
+    rc = td_image_prepare(ctx, job->image, job->image_width, job->image_height,
+                          job->image_linesize, width, height, &img);
+    if (rc == 0)
+        rc = td_i2v_condition(ctx, r->m->vae, &img, frames, &y);
+    if (rc == 0 && cfg->in_ch != cfg->out_ch + y.shape[0])
+        rc = td_fail(ctx, TD_ESHAPE, "%s takes %d input channels, not the %d noisy + %lld "
+                     "conditioning channels of image-to-video", r->eng->files.dit, cfg->in_ch,
+                     cfg->out_ch, (long long)y.shape[0]);
+    if (rc == 0)
+        rc = td_tensor_new(ctx, &r->xin, TD_F32, 4, (int64_t[]){ cfg->in_ch, y.shape[1],
+                                                                 y.shape[2], y.shape[3] });
+    if (rc == 0)
+        rc = td_tensor_slice(ctx, &r->xin, 0, cfg->out_ch, y.shape[0], &dst);
+    if (rc == 0)
+        rc = td_tensor_copy(ctx, &dst, &y);
+    if (rc == 0)
+        progress(r, TD_STAGE_IMAGE_ENCODE, 1, 1);
+    td_tensor_free(&img);
+    td_tensor_free(&y);
     return rc;
 }
 
 static int denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
     run *r = opaque;
-    (void)expert;
-    return td_dit_forward(r->m->dit, r->m->be, x, t * 1000.0, &r->context, &r->attn, v);
+    td_ctx *ctx = &r->eng->ctx;
+    td_dit *dit;
+    td_tensor noisy;
+
+    if (expert != r->expert && r->eng->files.dit_low)
+        td_log(ctx, TD_LOG_VERBOSE, "t %.4f: switching to the %s-noise expert", t,
+               expert == TD_EXPERT_LOW ? "low" : "high");
+    r->expert = expert;
+    TD_TRY(td_models_expert(ctx, &r->eng->files, r->m, expert, r->eng->low_memory, &dit));
+    if (!r->xin.data)
+        return td_dit_forward(dit, r->m->be, x, t * 1000.0, &r->context, &r->attn, v);
+    TD_TRY(td_tensor_slice(ctx, &r->xin, 0, 0, x->shape[0], &noisy));
+    TD_TRY(td_tensor_copy(ctx, &noisy, x));
+    return td_dit_forward(dit, r->m->be, &r->xin, t * 1000.0, &r->context, &r->attn, v);
 }
 
 static void on_step(void *opaque, int step, int steps, double t_next)
@@ -200,6 +255,29 @@ static int choose_attention(run *r, const td_dit_config *cfg)
     return 0;
 }
 
+void td_job_output_size(const td_job *job, int *width, int *height)
+{
+    if (job->adaptive_resolution && job->image_width > 0 && job->image_height > 0)
+        td_i2v_adaptive_size(job->image_width, job->image_height, job->width, job->height,
+                             width, height);
+    else
+        *width = job->width, *height = job->height;
+}
+
+/* The model set fits the job: an image for an i2v DiT, none for a t2v one. */
+static int check_task(run *r)
+{
+    const td_dit_config *cfg = &r->m->cfg;
+    if (cfg->i2v && !r->job->image)
+        return td_fail(&r->eng->ctx, TD_EINVAL, "%s is an image-to-video DiT (%d input "
+                       "channels): give an image", r->eng->files.dit, cfg->in_ch);
+    if (!cfg->i2v && r->job->image)
+        return td_fail(&r->eng->ctx, TD_EINVAL, "%s is a text-to-video DiT (%d input channels): "
+                       "image-to-video needs an i2v model (36 input channels)",
+                       r->eng->files.dit, cfg->in_ch);
+    return 0;
+}
+
 int td_generate(td_engine *eng, const td_job *job)
 {
     td_ctx *ctx = &eng->ctx;
@@ -208,35 +286,38 @@ int td_generate(td_engine *eng, const td_job *job)
     td_sample_io io = { .noise = { .seed = job->seed }, .cancel = job->cancel,
                         .on_step = on_step, .step_opaque = &r };
     td_denoiser den = { denoise, &r };
-    const td_dit_config *cfg;
     td_tensor x = { 0 };
-    int rc;
+    int width, height, rc;
+    int64_t latent_frames = 1 + (job->frames + 2) / 4;
 
     r.t0 = r.stage_t0 = now();
-    if (job->image)
-        return td_fail(ctx, TD_EUNSUPPORTED, "image-to-video is not wired into the pipeline yet "
-                       "(text-to-video only)");
     if (!eng->models)
-        TD_TRY(td_models_load(ctx, &eng->files, &eng->models));
+        TD_TRY(td_models_load(ctx, &eng->files, eng->low_memory, &eng->models));
     r.m = eng->models;
-    cfg = td_dit_get_config(r.m->dit);
-    if (cfg->i2v)
-        return td_fail(ctx, TD_EUNSUPPORTED, "%s is an image-to-video DiT (%d input channels); "
-                       "give an image", eng->files.dit, cfg->in_ch);
-    TD_TRY(choose_attention(&r, cfg));
+    TD_TRY(check_task(&r));
+    TD_TRY(choose_attention(&r, &r.m->cfg));
+    td_job_output_size(job, &width, &height);
+    if (width > 4096 || height > 4096)
+        return td_fail(ctx, TD_EINVAL, "adaptive resolution gives %dx%d for the %dx%d image: "
+                       "more than 4096 pixels on a side", width, height, job->image_width,
+                       job->image_height);
 
     td_rcm_params_default(&p);
     p.steps = job->steps;
-    if (job->sigma_max > 0)
-        p.sigma_max = job->sigma_max;
+    p.sigma_max = job->sigma_max > 0 ? job->sigma_max : job->image ? 200 : 80;
     p.ode = job->ode;
+    p.two_experts = eng->files.dit_low != NULL;
+    if (job->boundary > 0)
+        p.boundary = job->boundary;
 
-    rc = text_stage(&r, cfg->text_dim);
+    rc = text_stage(&r, r.m->cfg.text_dim);
+    if (rc == 0 && job->image)
+        rc = image_stage(&r, width, height, 1 + 4 * (latent_frames - 1));
     if (rc == 0 && cancelled(&r))
         rc = td_fail(ctx, TD_ECANCELLED, "cancelled");
     if (rc == 0)
-        rc = td_tensor_new(ctx, &x, TD_F32, 4, (int64_t[]){ cfg->out_ch, 1 + (job->frames + 2) / 4,
-                                                            job->height / 8, job->width / 8 });
+        rc = td_tensor_new(ctx, &x, TD_F32, 4, (int64_t[]){ r.m->cfg.out_ch, latent_frames,
+                                                            height / 8, width / 8 });
     if (rc == 0) {
         progress(&r, TD_STAGE_DENOISE, 0, p.steps);
         rc = td_rcm_sample(ctx, &p, &den, &io, &x);
@@ -248,6 +329,7 @@ int td_generate(td_engine *eng, const td_job *job)
     if (rc == 0)
         progress(&r, TD_STAGE_DONE, 1, 1);
     td_tensor_free(&x);
+    td_tensor_free(&r.xin);
     td_tensor_free(&r.context);
     return rc;
 }

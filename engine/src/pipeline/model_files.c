@@ -137,6 +137,24 @@ static int scan_component(td_ctx *ctx, const char *dir, int i, char **found)
     return 0;
 }
 
+/* "size": "WxH" and "frames": N, the clip a model was made for. */
+static int read_native_clip(td_ctx *ctx, const char *path, const char *key, json_t *val,
+                            td_model_files *f)
+{
+    char tail;
+    if (!strcmp(key, "size")) {
+        if (!json_is_string(val) || sscanf(json_string_value(val), "%dx%d%c", &f->width,
+                                           &f->height, &tail) != 2 ||
+            f->width < 16 || f->height < 16 || f->width % 16 || f->height % 16)
+            return td_fail(ctx, TD_EFORMAT, "%s: \"size\" must be \"WxH\", multiples of 16", path);
+        return 0;
+    }
+    if (!json_is_integer(val) || json_integer_value(val) < 1 || json_integer_value(val) > 4096)
+        return td_fail(ctx, TD_EFORMAT, "%s: \"frames\" must be a number from 1 to 4096", path);
+    f->frames = (int)json_integer_value(val);
+    return 0;
+}
+
 static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_model_files *f)
 {
     json_error_t jerr;
@@ -154,11 +172,16 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
         int i;
         if (!strcmp(key, "name"))
             continue;
+        if (!strcmp(key, "size") || !strcmp(key, "frames")) {
+            if ((ret = read_native_clip(ctx, path, key, val, f)) < 0)
+                break;
+            continue;
+        }
         for (i = 0; i < F_COUNT && strcmp(key, file_key[i]); i++)
             ;
         if (i == F_COUNT) {
             ret = td_fail(ctx, TD_EFORMAT, "%s: unknown key \"%s\" (expected name, dit, dit_low, "
-                          "vae, t5, tokenizer)", path, key);
+                          "vae, t5, tokenizer, size, frames)", path, key);
             break;
         }
         if (!json_is_string(val)) {
@@ -207,16 +230,47 @@ static void names_of(int i, char *buf, size_t size)
         len += snprintf(buf + len, size - len, "%s%s", k ? ", " : "", known_names[i][k]);
 }
 
+/* The model a user gets without naming one: $TURBODIFF_MODEL_DIR if set,
+ * else the installed default, else this source tree's (uninstalled use). */
+static const char *default_model_dir(td_ctx *ctx)
+{
+    static const char *const places[] = { TD_INSTALLED_MODEL, TD_SOURCE_MODEL };
+    const char *env = getenv("TURBODIFF_MODEL_DIR");
+
+    struct stat st;
+
+    if (env && *env) {
+        if (!stat(env, &st) && S_ISDIR(st.st_mode))
+            return env;
+        td_fail(ctx, TD_EINVAL, "no model: give a model directory (model) or the files (dit, "
+                "vae, t5); the default, TURBODIFF_MODEL_DIR='%s', is not a directory", env);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+        char manifest[PATH_MAX];
+        snprintf(manifest, sizeof(manifest), "%s/turbodiff.json", places[i]);
+        if (!access(manifest, R_OK))
+            return places[i];
+    }
+    td_fail(ctx, TD_EINVAL, "no model: give a model directory (model) or the files (dit, "
+                   "vae, t5); the default model is not installed (looked in %s and %s)",
+                   places[0], places[1]);
+    return NULL;
+}
+
 int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *f)
 {
     const char *explicit_path[F_COUNT] = { cfg->dit, cfg->dit_low, cfg->vae, cfg->t5, cfg->tokenizer };
+    const char *dir = cfg->model_dir && *cfg->model_dir ? cfg->model_dir : NULL;
     int ret = 0;
 
     memset(f, 0, sizeof(*f));
-    if ((!cfg->model_dir || !*cfg->model_dir) && !(cfg->dit && *cfg->dit))
-        return td_fail(ctx, TD_EINVAL, "no model: give a model directory (model) or the "
-                       "files (dit, vae, t5)");
-    if (cfg->model_dir && *cfg->model_dir && (ret = from_dir(ctx, cfg->model_dir, f)) < 0)
+    if (!dir && !(cfg->dit && *cfg->dit)) {
+        if (!(dir = default_model_dir(ctx)))
+            return ctx->err;
+        td_log(ctx, TD_LOG_VERBOSE, "no model given: using the default model in %s", dir);
+    }
+    if (dir && (ret = from_dir(ctx, dir, f)) < 0)
         goto fail;
 
     for (int i = 0; i < F_COUNT; i++) {
@@ -233,11 +287,13 @@ int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_fi
             if (i == F_DIT_LOW || i == F_TOKENIZER)
                 continue;  /* optional: no A14B pair; tokenizer inside the t5 file */
             names_of(i, names, sizeof(names));
-            ret = td_fail(ctx, TD_ENOTFOUND, "no %s file: %s%s%s has none of %s; name it with "
-                          "the %s option", file_key[i],
-                          cfg->model_dir ? "model directory '" : "no model directory given",
-                          cfg->model_dir ? cfg->model_dir : "", cfg->model_dir ? "'" : "",
-                          names, file_key[i]);
+            if (dir)
+                ret = td_fail(ctx, TD_ENOTFOUND, "no %s file: model directory '%s' has none of "
+                              "%s; name it with the %s option", file_key[i], dir, names, file_key[i]);
+            else
+                ret = td_fail(ctx, TD_ENOTFOUND, "no %s file: name it with the %s option, or "
+                              "give a model directory holding one of %s", file_key[i], file_key[i],
+                              names);
             goto fail;
         }
         if (!(canon = realpath(*s, NULL))) {

@@ -3,15 +3,67 @@
 #include <stdlib.h>
 
 #include "engine.h"
+#include "sample/sample.h"
 
 /* Embeddings kept per engine: a filter cycling through a prompts file
  * encodes each line once. */
 #define TEXT_CACHE_ENTRIES 16
 
-int td_models_load(td_ctx *ctx, const td_model_files *files, td_models **out)
+static const char *expert_file(const td_model_files *files, int expert)
+{
+    return expert == TD_EXPERT_LOW ? files->dit_low : files->dit;
+}
+
+static void unload_expert(td_models *m, int expert)
+{
+    td_dit_free(&m->dit[expert]);
+    td_weights_close(&m->w_dit[expert]);
+}
+
+/* The two experts of a pair are run on one latent: they must agree on
+ * everything the sampler and the conditioning see. */
+static int check_pair(td_ctx *ctx, const td_model_files *files, const td_dit_config *hi,
+                      const td_dit_config *lo)
+{
+    if (hi->in_ch != lo->in_ch || hi->out_ch != lo->out_ch || hi->text_dim != lo->text_dim ||
+        hi->patch[0] != lo->patch[0] || hi->patch[1] != lo->patch[1] || hi->patch[2] != lo->patch[2])
+        return td_fail(ctx, TD_ESHAPE, "the low-noise expert %s (%d->%d channels, text %d, patch "
+                       "%dx%dx%d) does not match the high-noise expert %s (%d->%d, text %d, patch "
+                       "%dx%dx%d)", files->dit_low, lo->in_ch, lo->out_ch, lo->text_dim,
+                       lo->patch[0], lo->patch[1], lo->patch[2], files->dit, hi->in_ch, hi->out_ch,
+                       hi->text_dim, hi->patch[0], hi->patch[1], hi->patch[2]);
+    return 0;
+}
+
+int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert,
+                     int low_memory, td_dit **out)
+{
+    td_dit_opts opts = { 0 };
+    int other = expert == TD_EXPERT_LOW ? TD_EXPERT_HIGH : TD_EXPERT_LOW;
+
+    *out = NULL;
+    if (expert == TD_EXPERT_LOW && !files->dit_low)
+        expert = TD_EXPERT_HIGH;
+    if (!m->dit[expert]) {
+        if (low_memory && m->dit[other]) {
+            td_log(ctx, TD_LOG_VERBOSE, "low memory: unmapping %s", expert_file(files, other));
+            unload_expert(m, other);
+        }
+        TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
+        TD_TRY(td_dit_load(ctx, m->w_dit[expert], &opts, &m->dit[expert]));
+        if (expert == TD_EXPERT_HIGH)
+            m->cfg = *td_dit_get_config(m->dit[expert]);
+        else
+            TD_TRY(check_pair(ctx, files, &m->cfg, td_dit_get_config(m->dit[expert])));
+    }
+    *out = m->dit[expert];
+    return 0;
+}
+
+int td_models_load(td_ctx *ctx, const td_model_files *files, int low_memory, td_models **out)
 {
     td_models *m = calloc(1, sizeof(*m));
-    td_dit_opts opts = { 0 };
+    td_dit *dit;
     int rc;
 
     *out = NULL;
@@ -19,9 +71,13 @@ int td_models_load(td_ctx *ctx, const td_model_files *files, td_models **out)
         return td_fail(ctx, TD_ENOMEM, "out of memory loading the models");
     rc = td_backend_cpu_create(ctx, 0, &m->be);
     if (rc == 0)
-        rc = td_weights_open(ctx, files->dit, &m->w_dit);
-    if (rc == 0)
-        rc = td_dit_load(ctx, m->w_dit, &opts, &m->dit);
+        rc = td_models_expert(ctx, files, m, TD_EXPERT_HIGH, 0, &dit);
+    /* Both experts up front, so a bad pair fails before any work is done;
+     * low memory maps the high one again for the first step. */
+    if (rc == 0 && files->dit_low)
+        rc = td_models_expert(ctx, files, m, TD_EXPERT_LOW, 0, &dit);
+    if (rc == 0 && files->dit_low && low_memory)
+        unload_expert(m, TD_EXPERT_LOW);
     if (rc == 0)
         rc = td_weights_open(ctx, files->vae, &m->w_vae);
     if (rc == 0)
@@ -69,20 +125,25 @@ int td_models_load_text(td_ctx *ctx, const td_model_files *files, td_models *m)
     return td_umt5_load(ctx, m->be_text, m->w_t5, &m->t5);
 }
 
+void td_models_release_text(td_models *m)
+{
+    td_umt5_free(&m->t5);
+    td_weights_close(&m->w_t5);
+    td_backend_destroy(&m->be_text);
+}
+
 void td_models_free(td_models **pm)
 {
     td_models *m = *pm;
     if (!m)
         return;
     td_text_cache_destroy(&m->cache);
-    td_umt5_free(&m->t5);
+    td_models_release_text(m);
     td_tokenizer_free(&m->tok);
     td_vae_free(&m->vae);
-    td_dit_free(&m->dit);
-    td_weights_close(&m->w_t5);
-    td_backend_destroy(&m->be_text);
     td_weights_close(&m->w_vae);
-    td_weights_close(&m->w_dit);
+    unload_expert(m, TD_EXPERT_HIGH);
+    unload_expert(m, TD_EXPERT_LOW);
     td_backend_destroy(&m->be);
     free(m);
     *pm = NULL;
