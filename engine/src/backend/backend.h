@@ -135,4 +135,16 @@ struct td_backend {
 int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out);
 void td_backend_destroy(td_backend **be);
 
+/* --- device selection (backend_select.c, cuda/) ---------------------------- */
+/* CUDA backend on device_index (built with TD_HAVE_CUDA only): one stream,
+ * arena_bytes of device memory for activations, bf16 activations. */
+int td_backend_cuda_create(td_ctx *ctx, int device_index, size_t arena_bytes, td_backend **out);
+/* CUDA devices present (0 when the driver or runtime reports none or fails). */
+int td_cuda_device_count(void);
+/* The backend a device string names: "cpu", "cuda", "cuda:N", or "auto"
+ * (the first CUDA device when there is one, else the CPU). NULL or "" is
+ * "auto". TD_EINVAL for any other string, TD_EUNSUPPORTED for "cuda" in a
+ * build without CUDA, TD_EDEVICE when no CUDA device is present. */
+int td_backend_create_for_device(td_ctx *ctx, const char *device, size_t arena_bytes, td_backend **out);
+
 #endif

@@ -1,0 +1,101 @@
+/*
+ * Private to the CUDA backend: its state, the error mapping every CUDA and
+ * cuBLAS call goes through, the argument checks, and one entry point per op
+ * (each defined in the file named after its concern). Activations are bf16
+ * in device memory; the kernels are in kernels/ behind td_kernels.h.
+ */
+#ifndef TD_BACKEND_CUDA_H
+#define TD_BACKEND_CUDA_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "backend/backend.h"
+#include "td_kernels.h"
+
+typedef struct td_cuda {
+    int device;
+    cudaStream_t stream;           /* every op runs here, in order */
+    cublasHandle_t blas;           /* the f32 gemm op */
+    cublasLtHandle_t lt;           /* bf16 linears */
+    void *lt_workspace;
+    size_t lt_workspace_bytes;
+    unsigned char *arena;          /* activations: bump allocation, mark/reset */
+    size_t arena_size, arena_used, arena_peak;
+    void **weights;                /* uploads, freed with the backend */
+    size_t nweights, cap_weights;
+} td_cuda;
+
+static inline td_cuda *td_cuda_of(td_backend *be) { return be->priv; }
+
+/* Make the backend's device current on the calling thread (jobs may run
+ * ops from another thread than the one that created the backend); every
+ * op starts with it. */
+int td_cuda_enter(td_backend *be);
+/* 0, or td_fail(TD_ENOMEM / TD_EDEVICE) naming what failed and CUDA's reason. */
+int td_cuda_check(td_backend *be, cudaError_t e, const char *what);
+int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what);
+/* Device memory that may fail for size: ENOMEM names the bytes and the free memory. */
+int td_cuda_malloc(td_ctx *ctx, void **p, size_t bytes, const char *what);
+/* Scratch bytes from the arena for one op (the op resets to its mark). */
+void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op);
+
+/* bf16 y[M, N] (row stride ldy) = x[M, K] w[N, K]^T (+ bias[N], bf16) by
+ * cuBLASLt with f32 accumulation (in row-major terms; cuBLASLt sees the
+ * column-major transpose y^T = w x^T). */
+int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+                   int64_t m, int64_t n, int64_t k, int64_t ldy);
+
+/* A float weight as bf16: its own data, or a copy narrowed into arena
+ * scratch (the caller resets). NULL after td_fail. */
+const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *op);
+
+/* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE naming the op ------------- */
+/* Contiguous bf16 activation in device memory. */
+int td_cuda_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t);
+/* Contiguous f32/bf16/f16 vector of exactly n elements (NULL ok when optional). */
+int td_cuda_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n);
+int td_cuda_check_same(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y);
+static inline int64_t td_cuda_lastdim(const td_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+/* The kernels' view of an optional float tensor. */
+td_kvec td_cuda_vec(const td_tensor *t);
+/* An op's shape or dtype the CUDA backend does not run yet. */
+int td_cuda_unsupported(td_backend *be, const char *op, const char *what);
+
+/* --- ops ------------------------------------------------------------------ */
+int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
+                   const td_tensor *bias, td_tensor *y);
+int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
+                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
+int td_cuda_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc);
+int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
+                      const td_tensor *bias, float eps, td_tensor *y);
+int td_cuda_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
+                    float eps, td_tensor *y);
+int td_cuda_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *gamma,
+                            const td_tensor *bias, td_tensor *y);
+int td_cuda_gelu_tanh(td_backend *be, const td_tensor *x, td_tensor *y);
+int td_cuda_silu(td_backend *be, const td_tensor *x, td_tensor *y);
+int td_cuda_softmax(td_backend *be, const td_tensor *x, td_tensor *y);
+int td_cuda_add(td_backend *be, const td_tensor *a, const td_tensor *b, td_tensor *y);
+int td_cuda_mul(td_backend *be, const td_tensor *a, const td_tensor *b, td_tensor *y);
+int td_cuda_modulate(td_backend *be, const td_tensor *x, const td_tensor *shift,
+                     const td_tensor *scale, td_tensor *y);
+int td_cuda_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td_tensor *gate);
+int td_cuda_rope(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
+                 const td_tensor *sin_t, td_tensor *y);
+int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y);
+int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
+                      const td_tensor *v, const td_tensor *bias, float scale,
+                      int64_t kv_len, td_tensor *out);
+int td_cuda_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
+                   const td_tensor *bias, const td_conv3d_params *p, td_tensor *y);
+int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
+                          const td_tensor *v, const td_tensor *proj_w,
+                          const td_tensor *proj_b, int blk_q, int blk_k, double topk,
+                          td_tensor *out);
+
+#endif

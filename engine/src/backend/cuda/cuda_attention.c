@@ -1,0 +1,57 @@
+/*
+ * Attention on the CUDA backend: the checks of the CPU op, then the online-
+ * softmax kernel of kernels/attention.cu (head dims up to 128).
+ */
+#include "cuda.h"
+
+static int check_shd(td_backend *be, const char *name, const td_tensor *t)
+{
+    char s[96];
+    TD_TRY(td_cuda_check_act(be, "attention", name, t));
+    if (t->ndim != 3)
+        return td_fail(be->ctx, TD_ESHAPE, "attention: %s %s must be [S, H, D]", name,
+                       td_shape_str(t, s, sizeof(s)));
+    return 0;
+}
+
+int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
+                      const td_tensor *v, const td_tensor *bias, float scale,
+                      int64_t kv_len, td_tensor *out)
+{
+    TD_TRY(td_cuda_enter(be));
+    char s1[96], s2[96], s3[96], s4[96];
+    int64_t sq, sk, h, d, dv;
+
+    TD_TRY(check_shd(be, "q", q));
+    TD_TRY(check_shd(be, "k", k));
+    TD_TRY(check_shd(be, "v", v));
+    TD_TRY(check_shd(be, "out", out));
+    sq = q->shape[0];
+    sk = k->shape[0];
+    h = q->shape[1];
+    d = q->shape[2];
+    dv = v->shape[2];
+    if (k->shape[1] != h || v->shape[1] != h || k->shape[2] != d || v->shape[0] != sk ||
+        out->shape[0] != sq || out->shape[1] != h || out->shape[2] != dv)
+        return td_fail(be->ctx, TD_ESHAPE, "attention: q %s, k %s, v %s and out %s do not fit",
+                       td_shape_str(q, s1, sizeof(s1)), td_shape_str(k, s2, sizeof(s2)),
+                       td_shape_str(v, s3, sizeof(s3)), td_shape_str(out, s4, sizeof(s4)));
+    if (bias) {
+        TD_TRY(td_cuda_check_vec(be, "attention", "bias", bias, h * sq * sk));
+        if (bias->ndim != 3 || bias->shape[0] != h || bias->shape[1] != sq || bias->shape[2] != sk)
+            return td_fail(be->ctx, TD_ESHAPE, "attention: bias %s must be [%lld, %lld, %lld]",
+                           td_shape_str(bias, s1, sizeof(s1)), (long long)h, (long long)sq, (long long)sk);
+    }
+    if (kv_len > sk)
+        return td_fail(be->ctx, TD_EINVAL, "attention: kv_len %lld is past the %lld keys",
+                       (long long)kv_len, (long long)sk);
+    if (sq == 0 || h == 0 || dv == 0)
+        return 0;
+    if (sk == 0)
+        return td_fail(be->ctx, TD_ESHAPE, "attention: no keys (k %s)", td_shape_str(k, s1, sizeof(s1)));
+    if (d % 2 || dv % 2 || d > 128 || dv > 128 || h > 65535 || (sq + 15) / 16 > 0x7fffffff)
+        return td_cuda_unsupported(be, "attention", "head dims must be even and at most 128, heads at most 65535");
+    return td_cuda_check(be, tdk_attention(td_cuda_of(be)->stream, q->data, k->data, v->data,
+                                           td_cuda_vec(bias), scale, sq, sk, kv_len > 0 ? kv_len : sk,
+                                           h, d, dv, out->data), "attention");
+}

@@ -1,0 +1,234 @@
+/*
+ * GEMMs on the CUDA backend: the bf16 linear through cuBLASLt (bias fused as
+ * its epilogue), TurboDiffusion's W8A8 linear through our quantize and
+ * int8 tensor-core kernels (kernels/w8a8.cu), and the raw f32 gemm (its
+ * pointers are device memory here) through cuBLAS without TF32.
+ */
+#include <stdint.h>
+
+#include "cuda.h"
+
+#define QB 128
+
+/* Largest power of two (<= 256) dividing the address: what cuBLASLt may
+ * assume about a pointer, so views at odd offsets get a kernel that fits. */
+static uint32_t align_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 2 && a % al)
+        al >>= 1;
+    return al;
+}
+
+static int check_linear_io(td_backend *be, const char *op, const td_tensor *x, const char *w_name,
+                           const td_tensor *w, const td_tensor *bias, const td_tensor *y, int64_t *m)
+{
+    char a[96], b[96], c[96];
+    int64_t n = w->shape[0], k = w->shape[1];
+
+    TD_TRY(td_cuda_check_act(be, op, "x", x));
+    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    *m = k ? td_numel(x) / k : 0;
+    if (td_cuda_lastdim(x) != k || td_cuda_lastdim(y) != n || x->ndim < 1 || y->ndim < 1 ||
+        td_numel(y) != *m * n)
+        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, %s %s and y %s do not fit (y[M, N] = x[M, K] %s[N, K]^T)",
+                       op, td_shape_str(x, a, sizeof(a)), w_name, td_shape_str(w, b, sizeof(b)),
+                       td_shape_str(y, c, sizeof(c)), w_name);
+    if (bias)
+        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, n));
+    return 0;
+}
+
+int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+                   int64_t m, int64_t n, int64_t k, int64_t ldy)
+{
+    td_cuda *c = td_cuda_of(be);
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t lw = NULL, lx = NULL, ly = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    uint32_t aw = align_of(w), ax = align_of(x), ay = align_of(y);
+    uint64_t wsb = c->lt_workspace_bytes;
+    float alpha = 1.0f, beta = 0.0f;
+    int nres = 0, rc;
+
+#define LT(call, what) do { rc = td_cuda_blas_check(be, (call), what); if (rc < 0) goto done; } while (0)
+    LT(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "linear: descriptor");
+    LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "linear: transa");
+    LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "linear: transb");
+    if (bias) {
+        LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)),
+           "linear: bias epilogue");
+        LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
+           "linear: bias pointer");
+    }
+    LT(cublasLtMatrixLayoutCreate(&lw, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k), "linear: w layout");
+    LT(cublasLtMatrixLayoutCreate(&lx, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k), "linear: x layout");
+    LT(cublasLtMatrixLayoutCreate(&ly, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, ldy), "linear: y layout");
+    LT(cublasLtMatmulPreferenceCreate(&pref), "linear: preference");
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
+       "linear: workspace");
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aw, sizeof(aw)),
+       "linear: alignment");
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ax, sizeof(ax)),
+       "linear: alignment");
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ay, sizeof(ay)),
+       "linear: alignment");
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ay, sizeof(ay)),
+       "linear: alignment");
+    LT(cublasLtMatmulAlgoGetHeuristic(c->lt, desc, lw, lx, ly, ly, pref, 1, &res, &nres), "linear: heuristic");
+    if (nres == 0) {
+        /* Leading dims or pointers cuBLASLt has no kernel for (odd sizes):
+         * cuBLAS's GemmEx takes any, and the bias follows as a kernel. */
+        if ((bias && ldy != n) || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || ldy > INT32_MAX) {
+            rc = td_fail(be->ctx, TD_EUNSUPPORTED, "linear: no cuBLASLt kernel for M=%lld N=%lld K=%lld",
+                         (long long)m, (long long)n, (long long)k);
+            goto done;
+        }
+        LT(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k, &alpha, w, CUDA_R_16BF,
+                        (int)k, x, CUDA_R_16BF, (int)k, &beta, y, CUDA_R_16BF, (int)ldy, CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT), "linear: GemmEx");
+        if (bias)
+            rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y, m * n, (td_kvec){ bias, TD_K_BF16 }, n, y),
+                               "linear: bias");
+        goto done;
+    }
+    LT(cublasLtMatmul(c->lt, desc, &alpha, w, lw, x, lx, &beta, y, ly, y, ly, &res.algo, c->lt_workspace,
+                      c->lt_workspace_bytes, c->stream), "linear: matmul");
+#undef LT
+done:
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    if (ly)
+        cublasLtMatrixLayoutDestroy(ly);
+    if (lx)
+        cublasLtMatrixLayoutDestroy(lx);
+    if (lw)
+        cublasLtMatrixLayoutDestroy(lw);
+    if (desc)
+        cublasLtMatmulDescDestroy(desc);
+    return rc;
+}
+
+const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *op)
+{
+    td_bf16_bits *wb;
+    if (w->dtype == TD_BF16)
+        return w->data;
+    wb = td_cuda_scratch(be, (size_t)td_numel(w) * 2, op);
+    if (wb && td_cuda_check(be, tdk_to_bf16(td_cuda_of(be)->stream, td_cuda_vec(w), td_numel(w), wb), op) < 0)
+        return NULL;
+    return wb;
+}
+
+/* f32/f16 weights are narrowed to bf16 in arena scratch for the call (the
+ * tensor-core GEMM takes one input type); a non-bf16 bias is added by a
+ * broadcast kernel after the GEMM instead of the epilogue. */
+int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias, td_tensor *y)
+{
+    TD_TRY(td_cuda_enter(be));
+    static const char op[] = "linear";
+    td_cuda *c = td_cuda_of(be);
+    char s[96];
+    size_t mark = c->arena_used;
+    const void *wd;
+    int64_t m, n, k;
+    int rc;
+
+    if (!w || w->ndim != 2 || !td_is_contiguous(w) ||
+        (w->dtype != TD_BF16 && w->dtype != TD_F32 && w->dtype != TD_F16))
+        return td_fail(be->ctx, TD_EINVAL, "%s: w %s must be a contiguous float [N, K]", op,
+                       w ? td_shape_str(w, s, sizeof(s)) : "(missing)");
+    TD_TRY(check_linear_io(be, op, x, "w", w, bias, y, &m));
+    n = w->shape[0];
+    k = w->shape[1];
+    if (m == 0 || n == 0)
+        return 0;
+    if (k == 0)
+        return td_cuda_unsupported(be, op, "K = 0");
+    wd = td_cuda_bf16_weight(be, w, op);
+    if (!wd) {
+        rc = be->ctx->err;
+        goto out;
+    }
+    rc = td_cuda_matmul(be, wd, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data, m, n, k, n);
+    if (rc == 0 && bias && bias->dtype != TD_BF16)
+        rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y->data, m * n, td_cuda_vec(bias), n, y->data), op);
+out:
+    c->arena_used = mark;   /* stream order keeps the scratch alive for the GEMM */
+    return rc;
+}
+
+int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
+                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y)
+{
+    TD_TRY(td_cuda_enter(be));
+    static const char op[] = "linear_w8a8";
+    td_cuda *c = td_cuda_of(be);
+    char a[96], b[96];
+    size_t mark = c->arena_used;
+    int64_t n, k, m, nkb;
+    int8_t *xq;
+    float *xs;
+    int rc;
+
+    if (!wq || wq->dtype != TD_I8 || wq->ndim != 2 || !td_is_contiguous(wq))
+        return td_fail(be->ctx, TD_EINVAL, "%s: wq %s must be a contiguous int8 [N, K]", op,
+                       wq ? td_shape_str(wq, a, sizeof(a)) : "(missing)");
+    n = wq->shape[0];
+    k = wq->shape[1];
+    nkb = (k + QB - 1) / QB;
+    if (!wscale || wscale->dtype != TD_F32 || !td_is_contiguous(wscale) || wscale->ndim != 2 ||
+        wscale->shape[0] != (n + QB - 1) / QB || wscale->shape[1] != nkb)
+        return td_fail(be->ctx, TD_ESHAPE, "%s: wscale %s must be f32 [%lld, %lld] for wq %s", op,
+                       wscale ? td_shape_str(wscale, a, sizeof(a)) : "(missing)",
+                       (long long)((n + QB - 1) / QB), (long long)nkb, td_shape_str(wq, b, sizeof(b)));
+    TD_TRY(check_linear_io(be, op, x, "wq", wq, bias, y, &m));
+    if (m == 0 || n == 0)
+        return 0;
+    if ((m + 63) / 64 > 65535 || (m + QB - 1) / QB > 65535)
+        return td_fail(be->ctx, TD_EINVAL, "%s: %lld rows are past the kernel's grid", op, (long long)m);
+    xq = td_cuda_scratch(be, (size_t)(m * k), "linear_w8a8: int8 activations");
+    xs = xq ? td_cuda_scratch(be, (size_t)(((m + QB - 1) / QB) * nkb) * sizeof(float),
+                              "linear_w8a8: activation scales") : NULL;
+    if (!xs) {
+        c->arena_used = mark;
+        return TD_ENOMEM;
+    }
+    rc = td_cuda_check(be, tdk_w8a8_quantize(c->stream, x->data, m, k, xq, xs), "linear_w8a8: quantize");
+    if (rc == 0)
+        rc = td_cuda_check(be, tdk_w8a8_gemm(c->stream, xq, xs, wq->data, wscale->data, m, n, k,
+                                             td_cuda_vec(bias), y->data), "linear_w8a8: gemm");
+    c->arena_used = mark;
+    return rc;
+}
+
+int td_cuda_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc)
+{
+    TD_TRY(td_cuda_enter(be));
+    int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
+
+    if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+        return td_fail(be->ctx, TD_EINVAL, "gemm: bad sizes m=%lld n=%lld k=%lld",
+                       (long long)m, (long long)n, (long long)k);
+    if (lda < (acols > 1 ? acols : 1) || ldb < (bcols > 1 ? bcols : 1) || ldc < (n > 1 ? n : 1) ||
+        lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
+        return td_fail(be->ctx, TD_EINVAL,
+                       "gemm: leading dims lda=%lld ldb=%lld ldc=%lld too small for m=%lld n=%lld k=%lld",
+                       (long long)lda, (long long)ldb, (long long)ldc,
+                       (long long)m, (long long)n, (long long)k);
+    if (m == 0 || n == 0)
+        return 0;
+    if ((k > 0 && (!a || !b)) || !c)
+        return td_fail(be->ctx, TD_EINVAL, "gemm: NULL matrix");
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
+    return td_cuda_blas_check(be, cublasSgemm(td_cuda_of(be)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k,
+                                              &alpha, b, (int)ldb, a, (int)lda, &beta, c, (int)ldc),
+                              "gemm");
+}
