@@ -108,7 +108,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                      const td_tensor *v, const td_tensor *bias, float scale,
                      int64_t kv_len, td_tensor *out)
 {
-    char s1[96], s2[96], s3[96], s4[96];
+    char s1[96];
     att_args a;
     int64_t sq, sk, h;
 
@@ -119,11 +119,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     sq = q->shape[0];
     sk = k->shape[0];
     h = q->shape[1];
-    if (k->shape[1] != h || v->shape[1] != h || k->shape[2] != q->shape[2] || v->shape[0] != sk ||
-        out->shape[0] != sq || out->shape[1] != h || out->shape[2] != v->shape[2])
-        return td_fail(be->ctx, TD_ESHAPE, "attention: q %s, k %s, v %s and out %s do not fit",
-                       td_shape_str(q, s1, sizeof(s1)), td_shape_str(k, s2, sizeof(s2)),
-                       td_shape_str(v, s3, sizeof(s3)), td_shape_str(out, s4, sizeof(s4)));
+    TD_TRY(td_check_attention(be->ctx, q, k, v, out));
     if (bias) {
         TD_TRY(td_cpu_check_act(be, "attention", "bias", bias));
         if (bias->ndim != 3 || bias->shape[0] != h || bias->shape[1] != sq || bias->shape[2] != sk)

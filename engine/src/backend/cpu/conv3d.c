@@ -91,17 +91,7 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     TD_TRY(td_cpu_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_weight(be, op, "w", w));
     TD_TRY(td_cpu_check_act(be, op, "y", y));
-    if (!p)
-        return td_fail(be->ctx, TD_EINVAL, "%s: params missing", op);
-    if (p->stride[0] < 1 || p->stride[1] < 1 || p->stride[2] < 1 || p->pad_t_front < 0 ||
-        p->pad_t_back < 0 || p->pad_h < 0 || p->pad_w < 0)
-        return td_fail(be->ctx, TD_EINVAL, "%s: stride %d,%d,%d must be >= 1 and padding %d+%d,%d,%d >= 0",
-                       op, p->stride[0], p->stride[1], p->stride[2], p->pad_t_front, p->pad_t_back,
-                       p->pad_h, p->pad_w);
-    if (x->ndim != 4 || w->ndim != 5 || y->ndim != 4 || w->shape[1] != x->shape[0])
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, w %s, y %s must be [Ci,T,H,W], [Co,Ci,kt,kh,kw], [Co,To,Ho,Wo]",
-                       op, td_shape_str(x, s1, sizeof(s1)), td_shape_str(w, s2, sizeof(s2)),
-                       td_shape_str(y, s3, sizeof(s3)));
+    TD_TRY(td_check_conv3d(be->ctx, op, x, w, y, p));
     ci = x->shape[0]; t = x->shape[1]; h = x->shape[2]; wd = x->shape[3];
     co = w->shape[0]; kt = w->shape[2]; kh = w->shape[3]; kw = w->shape[4];
     to = out_dim(t, p->pad_t_front + p->pad_t_back, kt, p->stride[0]);

@@ -17,6 +17,7 @@
 #define TD_BACKEND_CPU_H
 
 #include "backend/backend.h"
+#include "backend/op_check.h"
 #include "core/arena.h"
 #include "core/pool.h"
 

@@ -138,21 +138,9 @@ int td_cpu_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, 
                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                 float beta, float *c, int64_t ldc)
 {
-    int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
-
-    if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
-        return td_fail(be->ctx, TD_EINVAL, "gemm: bad sizes m=%lld n=%lld k=%lld",
-                       (long long)m, (long long)n, (long long)k);
-    if (lda < (acols > 1 ? acols : 1) || ldb < (bcols > 1 ? bcols : 1) || ldc < (n > 1 ? n : 1) ||
-        lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
-        return td_fail(be->ctx, TD_EINVAL,
-                       "gemm: leading dims lda=%lld ldb=%lld ldc=%lld too small for m=%lld n=%lld k=%lld",
-                       (long long)lda, (long long)ldb, (long long)ldc,
-                       (long long)m, (long long)n, (long long)k);
+    TD_TRY(td_check_gemm(be->ctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
     if (m == 0 || n == 0)
         return 0;
-    if ((k > 0 && (!a || !b)) || !c)
-        return td_fail(be->ctx, TD_EINVAL, "gemm: NULL matrix");
     if (k == 0) {
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++)

@@ -157,7 +157,6 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y)
 {
     static const char op[] = "linear_w8a8";
-    char a[96], b[96];
     td_pool *pool = td_cpu_pool(be);
     int64_t n, k, m, nkb;
     float *scr, *xqf, *xs, *yd;
@@ -165,17 +164,10 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
 
     TD_TRY(td_cpu_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_act(be, op, "y", y));
-    if (!wq || wq->dtype != TD_I8 || wq->ndim != 2 || !td_is_contiguous(wq))
-        return td_fail(be->ctx, TD_EINVAL, "%s: wq %s must be a contiguous int8 [N, K]", op,
-                       wq ? td_shape_str(wq, a, sizeof(a)) : "(missing)");
+    TD_TRY(td_check_w8a8_weight(be->ctx, op, wq, wscale));
     n = wq->shape[0];
     k = wq->shape[1];
     nkb = (k + QB - 1) / QB;
-    if (!wscale || wscale->dtype != TD_F32 || !td_is_contiguous(wscale) || wscale->ndim != 2 ||
-        wscale->shape[0] != (n + QB - 1) / QB || wscale->shape[1] != nkb)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: wscale %s must be f32 [%lld, %lld] for wq %s", op,
-                       wscale ? td_shape_str(wscale, a, sizeof(a)) : "(missing)",
-                       (long long)((n + QB - 1) / QB), (long long)nkb, td_shape_str(wq, b, sizeof(b)));
     TD_TRY(td_cpu_check_linear_io(be, op, x, "wq", wq, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;

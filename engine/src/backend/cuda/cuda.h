@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include "backend/backend.h"
+#include "backend/op_check.h"
 #include "td_kernels.h"
 
 typedef struct td_cuda {

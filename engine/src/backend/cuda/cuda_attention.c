@@ -19,7 +19,7 @@ int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                       int64_t kv_len, td_tensor *out)
 {
     TD_TRY(td_cuda_enter(be));
-    char s1[96], s2[96], s3[96], s4[96];
+    char s1[96];
     int64_t sq, sk, h, d, dv;
 
     TD_TRY(check_shd(be, "q", q));
@@ -31,11 +31,7 @@ int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     h = q->shape[1];
     d = q->shape[2];
     dv = v->shape[2];
-    if (k->shape[1] != h || v->shape[1] != h || k->shape[2] != d || v->shape[0] != sk ||
-        out->shape[0] != sq || out->shape[1] != h || out->shape[2] != dv)
-        return td_fail(be->ctx, TD_ESHAPE, "attention: q %s, k %s, v %s and out %s do not fit",
-                       td_shape_str(q, s1, sizeof(s1)), td_shape_str(k, s2, sizeof(s2)),
-                       td_shape_str(v, s3, sizeof(s3)), td_shape_str(out, s4, sizeof(s4)));
+    TD_TRY(td_check_attention(be->ctx, q, k, v, out));
     if (bias) {
         TD_TRY(td_cuda_check_vec(be, "attention", "bias", bias, h * sq * sk));
         if (bias->ndim != 3 || bias->shape[0] != h || bias->shape[1] != sq || bias->shape[2] != sk)

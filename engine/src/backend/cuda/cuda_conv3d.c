@@ -32,17 +32,7 @@ int td_cuda_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     if (!w || !td_is_contiguous(w) || (w->dtype != TD_BF16 && w->dtype != TD_F32 && w->dtype != TD_F16))
         return td_fail(be->ctx, TD_EINVAL, "%s: w %s must be a contiguous float tensor", op,
                        w ? td_shape_str(w, s1, sizeof(s1)) : "(missing)");
-    if (!p)
-        return td_fail(be->ctx, TD_EINVAL, "%s: params missing", op);
-    if (p->stride[0] < 1 || p->stride[1] < 1 || p->stride[2] < 1 || p->pad_t_front < 0 ||
-        p->pad_t_back < 0 || p->pad_h < 0 || p->pad_w < 0)
-        return td_fail(be->ctx, TD_EINVAL, "%s: stride %d,%d,%d must be >= 1 and padding %d+%d,%d,%d >= 0",
-                       op, p->stride[0], p->stride[1], p->stride[2], p->pad_t_front, p->pad_t_back,
-                       p->pad_h, p->pad_w);
-    if (x->ndim != 4 || w->ndim != 5 || y->ndim != 4 || w->shape[1] != x->shape[0])
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, w %s, y %s must be [Ci,T,H,W], [Co,Ci,kt,kh,kw], [Co,To,Ho,Wo]",
-                       op, td_shape_str(x, s1, sizeof(s1)), td_shape_str(w, s2, sizeof(s2)),
-                       td_shape_str(y, s3, sizeof(s3)));
+    TD_TRY(td_check_conv3d(be->ctx, op, x, w, y, p));
     g = (td_kconv3d){ x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], w->shape[4],
                       0, 0, p->stride[0], p->stride[1], p->stride[2], p->pad_t_front, p->pad_h, p->pad_w };
     co = w->shape[0];

@@ -168,24 +168,16 @@ int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
     TD_TRY(td_cuda_enter(be));
     static const char op[] = "linear_w8a8";
     td_cuda *c = td_cuda_of(be);
-    char a[96], b[96];
     size_t mark = c->arena_used;
     int64_t n, k, m, nkb;
     int8_t *xq;
     float *xs;
     int rc;
 
-    if (!wq || wq->dtype != TD_I8 || wq->ndim != 2 || !td_is_contiguous(wq))
-        return td_fail(be->ctx, TD_EINVAL, "%s: wq %s must be a contiguous int8 [N, K]", op,
-                       wq ? td_shape_str(wq, a, sizeof(a)) : "(missing)");
+    TD_TRY(td_check_w8a8_weight(be->ctx, op, wq, wscale));
     n = wq->shape[0];
     k = wq->shape[1];
     nkb = (k + QB - 1) / QB;
-    if (!wscale || wscale->dtype != TD_F32 || !td_is_contiguous(wscale) || wscale->ndim != 2 ||
-        wscale->shape[0] != (n + QB - 1) / QB || wscale->shape[1] != nkb)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: wscale %s must be f32 [%lld, %lld] for wq %s", op,
-                       wscale ? td_shape_str(wscale, a, sizeof(a)) : "(missing)",
-                       (long long)((n + QB - 1) / QB), (long long)nkb, td_shape_str(wq, b, sizeof(b)));
     TD_TRY(check_linear_io(be, op, x, "wq", wq, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
@@ -211,21 +203,9 @@ int td_cuda_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n,
                  float beta, float *c, int64_t ldc)
 {
     TD_TRY(td_cuda_enter(be));
-    int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
-
-    if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
-        return td_fail(be->ctx, TD_EINVAL, "gemm: bad sizes m=%lld n=%lld k=%lld",
-                       (long long)m, (long long)n, (long long)k);
-    if (lda < (acols > 1 ? acols : 1) || ldb < (bcols > 1 ? bcols : 1) || ldc < (n > 1 ? n : 1) ||
-        lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
-        return td_fail(be->ctx, TD_EINVAL,
-                       "gemm: leading dims lda=%lld ldb=%lld ldc=%lld too small for m=%lld n=%lld k=%lld",
-                       (long long)lda, (long long)ldb, (long long)ldc,
-                       (long long)m, (long long)n, (long long)k);
+    TD_TRY(td_check_gemm(be->ctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
     if (m == 0 || n == 0)
         return 0;
-    if ((k > 0 && (!a || !b)) || !c)
-        return td_fail(be->ctx, TD_EINVAL, "gemm: NULL matrix");
     /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
     return td_cuda_blas_check(be, cublasSgemm(td_cuda_of(be)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                               trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k,

@@ -1,0 +1,74 @@
+#include "op_check.h"
+
+#include <stdint.h>
+
+#define QB 128   /* W8A8 quantization block edge */
+
+int td_check_gemm(td_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, const float *c,
+                  int64_t ldc)
+{
+    int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
+
+    if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+        return td_fail(ctx, TD_EINVAL, "gemm: bad sizes m=%lld n=%lld k=%lld",
+                       (long long)m, (long long)n, (long long)k);
+    if (lda < (acols > 1 ? acols : 1) || ldb < (bcols > 1 ? bcols : 1) || ldc < (n > 1 ? n : 1) ||
+        lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
+        return td_fail(ctx, TD_EINVAL,
+                       "gemm: leading dims lda=%lld ldb=%lld ldc=%lld too small for m=%lld n=%lld k=%lld",
+                       (long long)lda, (long long)ldb, (long long)ldc,
+                       (long long)m, (long long)n, (long long)k);
+    if (m && n && ((k > 0 && (!a || !b)) || !c))
+        return td_fail(ctx, TD_EINVAL, "gemm: NULL matrix");
+    return 0;
+}
+
+int td_check_w8a8_weight(td_ctx *ctx, const char *op, const td_tensor *wq, const td_tensor *wscale)
+{
+    char a[96], b[96];
+    int64_t n, nkb;
+
+    if (!wq || wq->dtype != TD_I8 || wq->ndim != 2 || !td_is_contiguous(wq))
+        return td_fail(ctx, TD_EINVAL, "%s: wq %s must be a contiguous int8 [N, K]", op,
+                       wq ? td_shape_str(wq, a, sizeof(a)) : "(missing)");
+    n = wq->shape[0];
+    nkb = (wq->shape[1] + QB - 1) / QB;
+    if (!wscale || wscale->dtype != TD_F32 || !td_is_contiguous(wscale) || wscale->ndim != 2 ||
+        wscale->shape[0] != (n + QB - 1) / QB || wscale->shape[1] != nkb)
+        return td_fail(ctx, TD_ESHAPE, "%s: wscale %s must be f32 [%lld, %lld] for wq %s", op,
+                       wscale ? td_shape_str(wscale, a, sizeof(a)) : "(missing)",
+                       (long long)((n + QB - 1) / QB), (long long)nkb, td_shape_str(wq, b, sizeof(b)));
+    return 0;
+}
+
+int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *w,
+                     const td_tensor *y, const td_conv3d_params *p)
+{
+    char s1[96], s2[96], s3[96];
+    if (!p)
+        return td_fail(ctx, TD_EINVAL, "%s: params missing", op);
+    if (p->stride[0] < 1 || p->stride[1] < 1 || p->stride[2] < 1 || p->pad_t_front < 0 ||
+        p->pad_t_back < 0 || p->pad_h < 0 || p->pad_w < 0)
+        return td_fail(ctx, TD_EINVAL, "%s: stride %d,%d,%d must be >= 1 and padding %d+%d,%d,%d >= 0",
+                       op, p->stride[0], p->stride[1], p->stride[2], p->pad_t_front, p->pad_t_back,
+                       p->pad_h, p->pad_w);
+    if (x->ndim != 4 || w->ndim != 5 || y->ndim != 4 || w->shape[1] != x->shape[0])
+        return td_fail(ctx, TD_ESHAPE, "%s: x %s, w %s, y %s must be [Ci,T,H,W], [Co,Ci,kt,kh,kw], [Co,To,Ho,Wo]",
+                       op, td_shape_str(x, s1, sizeof(s1)), td_shape_str(w, s2, sizeof(s2)),
+                       td_shape_str(y, s3, sizeof(s3)));
+    return 0;
+}
+
+int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
+                       const td_tensor *out)
+{
+    char s1[96], s2[96], s3[96], s4[96];
+    int64_t sq = q->shape[0], sk = k->shape[0], h = q->shape[1];
+    if (k->shape[1] != h || v->shape[1] != h || k->shape[2] != q->shape[2] || v->shape[0] != sk ||
+        out->shape[0] != sq || out->shape[1] != h || out->shape[2] != v->shape[2])
+        return td_fail(ctx, TD_ESHAPE, "attention: q %s, k %s, v %s and out %s do not fit",
+                       td_shape_str(q, s1, sizeof(s1)), td_shape_str(k, s2, sizeof(s2)),
+                       td_shape_str(v, s3, sizeof(s3)), td_shape_str(out, s4, sizeof(s4)));
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * Argument checks that do not depend on where a backend keeps its data:
+ * shapes, ranks, leading dimensions, quantization-scale layouts. Both
+ * backends call them, so a bad call fails with the same message on either.
+ * Each returns 0 or a td_fail code naming the op and the tensor.
+ */
+#ifndef TD_BACKEND_OP_CHECK_H
+#define TD_BACKEND_OP_CHECK_H
+
+#include "backend.h"
+
+/* The gemm op's sizes and leading dims (row-major, op(A) m x k, op(B) k x n);
+ * the matrices must be present unless the product is empty. */
+int td_check_gemm(td_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, const float *c,
+                  int64_t ldc);
+
+/* A W8A8 weight: contiguous int8 wq [N, K] with f32 wscale
+ * [ceil(N/128), ceil(K/128)]. */
+int td_check_w8a8_weight(td_ctx *ctx, const char *op, const td_tensor *wq, const td_tensor *wscale);
+
+/* conv3d: positive strides, non-negative padding, x [Ci, T, H, W],
+ * w [Co, Ci, kt, kh, kw], y [Co, To, Ho, Wo] ranks and Ci. */
+int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *w,
+                     const td_tensor *y, const td_conv3d_params *p);
+
+/* attention: q [Sq, H, D], k [Sk, H, D], v [Sk, H, Dv], out [Sq, H, Dv]
+ * fit together (each already checked to be 3-D). */
+int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
+                       const td_tensor *out);
+
+#endif
