@@ -102,6 +102,19 @@ def context(embeddings, caps):
 
 
 # --- VAE -------------------------------------------------------------------------
+def decode_unclamped(vae, z):
+    """AutoencoderKLWan's decode without its final clamp to [-1, 1]: a clamped
+    pixel gets no gradient, so one that overshoots early never comes back."""
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    out = []
+    for i in range(z.shape[2]):
+        vae._conv_idx = [0]
+        out.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                               first_chunk=i == 0))
+    return torch.cat(out, 2)
+
+
 def stage_vae(work, cfg):
     torch.manual_seed(1)
     vae = AutoencoderKLWan(**CONFIG["vae"])
@@ -112,7 +125,7 @@ def stage_vae(work, cfg):
     for step in range(cfg["vae_steps"]):
         x, _ = video(rng.integers(10**6, 10**9, cfg["vae_batch"]))
         post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample()).sample
+        rec = decode_unclamped(vae, post.sample())
         err = (rec - x) ** 2
         mse = err.mean()
         # The shape is 5% of the pixels: weighted 10x, it is learnt before
@@ -283,7 +296,7 @@ def stage_export(work, cfg, out):
         (out / name).write_bytes((work / name).read_bytes())
     manifest = {"name": "turbodiff toy: coloured shapes moving on plain backgrounds (64x64, 17 frames)",
                 "dit": "dit.safetensors", "vae": "vae.safetensors", "t5": "umt5.safetensors",
-                "tokenizer": "spiece.model"}
+                "tokenizer": "spiece.model", "size": f"{clips.SIZE}x{clips.SIZE}", "frames": clips.FRAMES}
     (out / "turbodiff.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"exported to {out}: " + ", ".join(f"{p.name} {p.stat().st_size // 1024} KiB" for p in sorted(out.iterdir())))
 
