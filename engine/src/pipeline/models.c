@@ -39,11 +39,12 @@ int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int
                      int low_memory, td_dit **out)
 {
     td_dit_opts opts = { 0 };
-    int other = expert == TD_EXPERT_LOW ? TD_EXPERT_HIGH : TD_EXPERT_LOW;
+    int other;
 
     *out = NULL;
     if (expert == TD_EXPERT_LOW && !files->dit_low)
         expert = TD_EXPERT_HIGH;
+    other = expert == TD_EXPERT_LOW ? TD_EXPERT_HIGH : TD_EXPERT_LOW;
     if (!m->dit[expert]) {
         if (low_memory && m->dit[other]) {
             td_log(ctx, TD_LOG_VERBOSE, "low memory: unmapping %s", expert_file(files, other));
