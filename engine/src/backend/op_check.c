@@ -60,8 +60,23 @@ int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_te
     return 0;
 }
 
+int td_check_linear_shapes(td_ctx *ctx, const char *op, const td_tensor *x, const char *w_name,
+                           const td_tensor *w, const td_tensor *y, int64_t *m)
+{
+    char a[96], b[96], c[96];
+    int64_t n = w->shape[0], k = w->shape[1];
+
+    *m = k ? td_numel(x) / k : 0;
+    if (x->ndim < 1 || y->ndim < 1 || x->shape[x->ndim - 1] != k || y->shape[y->ndim - 1] != n ||
+        td_numel(y) != *m * n)
+        return td_fail(ctx, TD_ESHAPE, "%s: x %s, %s %s and y %s do not fit (y[M, N] = x[M, K] %s[N, K]^T)",
+                       op, td_shape_str(x, a, sizeof(a)), w_name, td_shape_str(w, b, sizeof(b)),
+                       td_shape_str(y, c, sizeof(c)), w_name);
+    return 0;
+}
+
 int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
-                       const td_tensor *out)
+                       const td_tensor *bias, int64_t kv_len, const td_tensor *out)
 {
     char s1[96], s2[96], s3[96], s4[96];
     int64_t sq = q->shape[0], sk = k->shape[0], h = q->shape[1];
@@ -70,5 +85,11 @@ int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, cons
         return td_fail(ctx, TD_ESHAPE, "attention: q %s, k %s, v %s and out %s do not fit",
                        td_shape_str(q, s1, sizeof(s1)), td_shape_str(k, s2, sizeof(s2)),
                        td_shape_str(v, s3, sizeof(s3)), td_shape_str(out, s4, sizeof(s4)));
+    if (bias && (bias->ndim != 3 || bias->shape[0] != h || bias->shape[1] != sq || bias->shape[2] != sk))
+        return td_fail(ctx, TD_ESHAPE, "attention: bias %s must be [%lld, %lld, %lld]",
+                       td_shape_str(bias, s1, sizeof(s1)), (long long)h, (long long)sq, (long long)sk);
+    if (kv_len > sk)
+        return td_fail(ctx, TD_EINVAL, "attention: kv_len %lld is past the %lld keys",
+                       (long long)kv_len, (long long)sk);
     return 0;
 }

@@ -24,9 +24,15 @@ int td_check_w8a8_weight(td_ctx *ctx, const char *op, const td_tensor *wq, const
 int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *w,
                      const td_tensor *y, const td_conv3d_params *p);
 
+/* y[M, N] = x[M, K] w[N, K]^T: x's last dim is K, y's is N and y holds
+ * M x N values; *m receives M. */
+int td_check_linear_shapes(td_ctx *ctx, const char *op, const td_tensor *x, const char *w_name,
+                           const td_tensor *w, const td_tensor *y, int64_t *m);
+
 /* attention: q [Sq, H, D], k [Sk, H, D], v [Sk, H, Dv], out [Sq, H, Dv]
- * fit together (each already checked to be 3-D). */
+ * fit together (each already checked to be 3-D), bias (if given) is
+ * [H, Sq, Sk] and kv_len is not past the keys. */
 int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
-                       const td_tensor *out);
+                       const td_tensor *bias, int64_t kv_len, const td_tensor *out);
 
 #endif

@@ -119,16 +119,9 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     sq = q->shape[0];
     sk = k->shape[0];
     h = q->shape[1];
-    TD_TRY(td_check_attention(be->ctx, q, k, v, out));
-    if (bias) {
+    if (bias)
         TD_TRY(td_cpu_check_act(be, "attention", "bias", bias));
-        if (bias->ndim != 3 || bias->shape[0] != h || bias->shape[1] != sq || bias->shape[2] != sk)
-            return td_fail(be->ctx, TD_ESHAPE, "attention: bias %s must be [%lld, %lld, %lld]",
-                           td_shape_str(bias, s1, sizeof(s1)), (long long)h, (long long)sq, (long long)sk);
-    }
-    if (kv_len > sk)
-        return td_fail(be->ctx, TD_EINVAL, "attention: kv_len %lld is past the %lld keys",
-                       (long long)kv_len, (long long)sk);
+    TD_TRY(td_check_attention(be->ctx, q, k, v, bias, kv_len, out));
     if (sq == 0 || h == 0 || out->shape[2] == 0)
         return 0;
     if (sk == 0)

@@ -100,15 +100,10 @@ void td_cpu_widen_tile(td_backend *be, td_dtype dt, const void *src, int64_t ld,
 int td_cpu_check_linear_io(td_backend *be, const char *op, const td_tensor *x, const char *w_name,
                            const td_tensor *w, const td_tensor *bias, const td_tensor *y, int64_t *m)
 {
-    char a[96], b[96], c[96];
+    char a[96];
     int64_t n = w->shape[0], k = w->shape[1];
 
-    *m = k ? td_numel(x) / k : 0;
-    if (td_cpu_lastdim(x) != k || td_cpu_lastdim(y) != n || x->ndim < 1 || y->ndim < 1 ||
-        td_numel(y) != *m * n)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, %s %s and y %s do not fit (y[M, N] = x[M, K] %s[N, K]^T)",
-                       op, td_shape_str(x, a, sizeof(a)), w_name, td_shape_str(w, b, sizeof(b)),
-                       td_shape_str(y, c, sizeof(c)), w_name);
+    TD_TRY(td_check_linear_shapes(be->ctx, op, x, w_name, w, y, m));
     if (bias)
         TD_TRY(td_cpu_check_vec(be, op, "bias", bias, n));
     if (*m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)

@@ -31,16 +31,9 @@ int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     h = q->shape[1];
     d = q->shape[2];
     dv = v->shape[2];
-    TD_TRY(td_check_attention(be->ctx, q, k, v, out));
-    if (bias) {
+    if (bias)
         TD_TRY(td_cuda_check_vec(be, "attention", "bias", bias, h * sq * sk));
-        if (bias->ndim != 3 || bias->shape[0] != h || bias->shape[1] != sq || bias->shape[2] != sk)
-            return td_fail(be->ctx, TD_ESHAPE, "attention: bias %s must be [%lld, %lld, %lld]",
-                           td_shape_str(bias, s1, sizeof(s1)), (long long)h, (long long)sq, (long long)sk);
-    }
-    if (kv_len > sk)
-        return td_fail(be->ctx, TD_EINVAL, "attention: kv_len %lld is past the %lld keys",
-                       (long long)kv_len, (long long)sk);
+    TD_TRY(td_check_attention(be->ctx, q, k, v, bias, kv_len, out));
     if (sq == 0 || h == 0 || dv == 0)
         return 0;
     if (sk == 0)

@@ -24,19 +24,11 @@ static uint32_t align_of(const void *p)
 static int check_linear_io(td_backend *be, const char *op, const td_tensor *x, const char *w_name,
                            const td_tensor *w, const td_tensor *bias, const td_tensor *y, int64_t *m)
 {
-    char a[96], b[96], c[96];
-    int64_t n = w->shape[0], k = w->shape[1];
-
     TD_TRY(td_cuda_check_act(be, op, "x", x));
     TD_TRY(td_cuda_check_act(be, op, "y", y));
-    *m = k ? td_numel(x) / k : 0;
-    if (td_cuda_lastdim(x) != k || td_cuda_lastdim(y) != n || x->ndim < 1 || y->ndim < 1 ||
-        td_numel(y) != *m * n)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: x %s, %s %s and y %s do not fit (y[M, N] = x[M, K] %s[N, K]^T)",
-                       op, td_shape_str(x, a, sizeof(a)), w_name, td_shape_str(w, b, sizeof(b)),
-                       td_shape_str(y, c, sizeof(c)), w_name);
+    TD_TRY(td_check_linear_shapes(be->ctx, op, x, w_name, w, y, m));
     if (bias)
-        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, n));
+        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, w->shape[0]));
     return 0;
 }
 
