@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
                 libfreetype-dev libharfbuzz-dev fonts-dejavu-core xz-utils
 
 .PHONY: all deps venv build build-asan build-fuzz check check-unit check-asan \
-        check-valgrind check-fuzz check-parity check-ffmpeg ffmpeg demo clean
+        check-valgrind check-fuzz check-parity check-ffmpeg check-toy ffmpeg demo clean
 
 all: build
 
@@ -98,6 +98,14 @@ ffmpeg: deps
 check-ffmpeg: ffmpeg
 	TURBODIFF_MODEL=$(ROOT)/tests/data/pipeline TURBODIFF_I2V_MODEL=$(ROOT)/tests/data/pipeline/i2v \
 	    tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
+
+# The default model (models/toy) through the built ffmpeg with no model
+# option: 50 fixed prompt/seed pairs must show the named colour, background
+# and motion in at least 80% of the clips, and a repeat must be identical.
+# Joins `check` when a trained models/toy is committed (issue 9).
+check-toy: ffmpeg venv
+	env -u TURBODIFF_MODEL_DIR $(VENV)/bin/python tools/toy/evaluate.py \
+	    --ffmpeg $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)/ffmpeg --n 50 --min-pass 0.8
 
 check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg
 	@echo "turbodiff: all test tiers passed"

@@ -4,8 +4,9 @@ and export it in the files the engine loads.
 The model is the architecture family the engine runs, at toy size:
   tokenizer  SentencePiece unigram trained on the captions (T5 ids: pad 0,
              </s> 1, unk 2);
-  text       a umT5 encoder (transformers' UMT5EncoderModel), random and
-             frozen: the captions only need distinct, stable embeddings;
+  text       a umT5 encoder (transformers' UMT5EncoderModel), trained with
+             the DiT: a frozen random one gave captions too alike for the
+             DiT to tell colours apart (1/50 clips right);
   VAE        a Wan VAE (diffusers' AutoencoderKLWan, z 16, 8x spatial and
              4x temporal compression), trained as an autoencoder, then
              rescaled so its latents are about unit variance under Wan's
@@ -20,7 +21,7 @@ The model is the architecture family the engine runs, at toy size:
     python tools/toy/train.py --work build/toy-train eval         # pass rate in PyTorch
 
 Stages (each resumes from the files of the one before in --work):
-tokenizer, vae, latents, dit, eval, export.
+tokenizer, vae, latents, dit, distil, eval, export.
 """
 import argparse
 import json
@@ -33,7 +34,7 @@ import numpy as np
 import sentencepiece as spm
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import UMT5Config, UMT5EncoderModel
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -50,8 +51,14 @@ CONFIG = {
     "dit": dict(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=16,
                 out_channels=16, text_dim=64, freq_dim=256, ffn_dim=512, num_layers=4,
                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6),
-    "full": dict(vae_steps=1000, vae_batch=4, clips=3000, dit_steps=4000, dit_batch=32, eval_n=50),
-    "quick": dict(vae_steps=60, vae_batch=2, clips=64, dit_steps=120, dit_batch=8, eval_n=6),
+    # VAE phases: (steps, batch, frames, window size, peak lr)
+    "full": dict(vae_phases=[(3000, 16, 1, 32, 1e-3), (2500, 8, 9, 32, 5e-4), (800, 8, 17, 32, 3e-4),
+                             (300, 2, 17, 64, 2e-4)],
+                 clips=3000, dit_steps=3000, dit_batch=32, distil_pairs=2048, teacher_steps=24,
+                 distil_steps=1500, eval_n=50),
+    "quick": dict(vae_phases=[(40, 4, 1, 32, 1e-3), (20, 2, 5, 32, 5e-4), (20, 1, 17, 64, 2e-4)],
+                  clips=64, dit_steps=120, dit_batch=8, distil_pairs=16, teacher_steps=4, distil_steps=40,
+                  eval_n=6),
 }
 # rCM's 4 steps at sigma_max 80: TrigFlow atan(80), 1.5, 1.4, 1.0 as RF time
 RCM_T = [math.sin(s) / (math.sin(s) + math.cos(s)) for s in (math.atan(80), 1.5, 1.4, 1.0)]
@@ -69,29 +76,61 @@ def video(seed_list):
 
 
 # --- tokenizer and text encoder ---------------------------------------------
+def new_t5(vocab):
+    return UMT5EncoderModel(UMT5Config(vocab_size=vocab, relative_attention_num_buckets=32,
+                                       relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+                                       dropout_rate=0.0, layer_norm_epsilon=1e-6, **CONFIG["text"]))
+
+
+def tokens(work):
+    """caption -> ids with </s>, as the engine's tokenizer gives them."""
+    sp = spm.SentencePieceProcessor(model_file=str(work / "spiece.model"))
+    return sp.get_piece_size(), {cap: sp.encode(cap) + [1] for cap in clips.all_captions()}
+
+
+def encode_text(t5, ids, caps):
+    """umT5 states of a batch of captions, each caption alone (masked), zero
+    rows after its tokens up to the engine's 512: [B, 512, d]."""
+    n = max(len(ids[c]) for c in caps)
+    tok = torch.zeros(len(caps), n, dtype=torch.long)
+    mask = torch.zeros(len(caps), n, dtype=torch.long)
+    for i, c in enumerate(caps):
+        tok[i, : len(ids[c])] = torch.tensor(ids[c])
+        mask[i, : len(ids[c])] = 1
+    h = t5(input_ids=tok, attention_mask=mask).last_hidden_state * mask[..., None]
+    return torch.cat([h, h.new_zeros(len(caps), TEXT_LEN - n, h.shape[2])], 1)
+
+
+def save_text(work, t5):
+    """umt5.safetensors (the encoder the engine runs) and text.pt, the
+    embedding of every caption for the evaluation."""
+    sd = {k: v.contiguous() for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file(sd, str(work / "umt5.safetensors"))
+    _, ids = tokens(work)
+    with torch.no_grad():
+        t5.eval()
+        torch.save({c: encode_text(t5, ids, [c])[0, : len(i)].clone() for c, i in ids.items()},
+                   work / "text.pt")
+
+
+def load_t5(work, name):
+    vocab, _ = tokens(work)
+    t5 = new_t5(vocab)
+    t5.load_state_dict(load_file(str(work / name)), strict=False)     # embeddings are tied
+    return t5
+
+
 def stage_tokenizer(work, cfg):
     captions = clips.all_captions()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(captions), model_prefix=str(work / "spiece"), model_type="unigram",
         vocab_size=64, hard_vocab_limit=False, character_coverage=1.0, pad_id=0, eos_id=1,
         unk_id=2, bos_id=-1, minloglevel=2)
-    sp = spm.SentencePieceProcessor(model_file=str(work / "spiece.model"))
+    vocab, _ = tokens(work)
     torch.manual_seed(1234)
-    t5 = UMT5EncoderModel(UMT5Config(vocab_size=sp.get_piece_size(), relative_attention_num_buckets=32,
-                                     relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
-                                     dropout_rate=0.0, layer_norm_epsilon=1e-6, **CONFIG["text"])).eval()
-    sd = {k: v.contiguous() for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
-    save_file(sd, str(work / "umt5.safetensors"))
-    embeddings = {}
-    with torch.no_grad():
-        for cap in captions:
-            ids = sp.encode(cap) + [1]
-            h = t5(input_ids=torch.tensor([ids])).last_hidden_state[0]
-            ctx = torch.zeros(TEXT_LEN, h.shape[1])
-            ctx[: len(ids)] = h
-            embeddings[cap] = ctx[: len(ids)].clone()
-    torch.save(embeddings, work / "text.pt")
-    log(f"tokenizer: {sp.get_piece_size()} pieces; {len(captions)} captions encoded")
+    save_text(work, new_t5(vocab))
+    (work / "umt5_init.safetensors").write_bytes((work / "umt5.safetensors").read_bytes())
+    log(f"tokenizer: {vocab} pieces; {len(captions)} captions")
 
 
 def context(embeddings, caps):
@@ -115,32 +154,61 @@ def decode_unclamped(vae, z):
     return torch.cat(out, 2)
 
 
-def stage_vae(work, cfg):
+def windows(rng, n, frames, size):
+    """n training windows: `frames` consecutive frames of a clip, cropped to
+    size x size around its shape. A conv net learns the same thing from a
+    window as from the whole clip, and a window near the shape is mostly
+    shape, where the whole clip is 95% background: pixels spent where there
+    is something to learn. [n, 3, frames, size, size]."""
+    x, _ = video(rng.integers(10**6, 10**9, n))
+    out = []
+    for v in x:
+        t0 = int(rng.integers(0, v.shape[1] - frames + 1))
+        w = v[:, t0:t0 + frames]
+        ys, xs = np.nonzero(((w - w[:, :, :1, :1]).abs().sum(0) > 1e-3).any(0).numpy())
+        jitter = rng.integers(-size // 4, size // 4 + 1, 2)
+        oy, ox = (int(np.clip(int(c.mean()) - size // 2 + j, 0, clips.SIZE - size)) for c, j in zip((ys, xs), jitter))
+        out.append(w[:, :, oy:oy + size, ox:ox + size])
+    return torch.stack(out)
+
+
+def stage_vae(work, cfg, first_phase=0):
+    """A deterministic autoencoder (the posterior's mean plus a little noise,
+    its scale held by a small L2 term): the sampled posterior of a fresh KL-VAE
+    has unit variance and drowns what the encoder says for hundreds of steps.
+    The Wan VAE learns by the number of steps more than by the pixels a step
+    sees, so the phases go from many cheap steps (single-frame windows) to
+    few dear ones (whole clips, borders included); each phase has its own
+    one-cycle learning rate."""
     torch.manual_seed(1)
     vae = AutoencoderKLWan(**CONFIG["vae"])
-    opt = torch.optim.AdamW(vae.parameters(), lr=5e-4, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=cfg["vae_steps"], pct_start=0.05)
-    rng = np.random.default_rng(7)
+    if first_phase:
+        vae.load_state_dict(torch.load(work / "vae_raw.pt"))
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    rng = np.random.default_rng(7 + first_phase)
     curve = []
-    for step in range(cfg["vae_steps"]):
-        x, _ = video(rng.integers(10**6, 10**9, cfg["vae_batch"]))
-        post = vae.encode(x).latent_dist
-        rec = decode_unclamped(vae, post.sample())
-        err = (rec - x) ** 2
-        mse = err.mean()
-        # The shape is 5% of the pixels: weighted 10x, it is learnt before
-        # the optimiser settles on painting the background alone.
-        fg = ((x - x[:, :, :, :1, :1]).abs().sum(1, keepdim=True) > 1e-3).float()
-        kl = post.kl().mean() / x[0].numel()
-        loss = (err * (1 + 9 * fg)).mean() + 1e-3 * kl
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        curve.append(mse.item())
-        if step % 50 == 0 or step == cfg["vae_steps"] - 1:
-            log(f"vae step {step}: mse {np.mean(curve[-50:]):.5f} kl/px {kl.item():.4f}")
-    torch.save(vae.state_dict(), work / "vae_raw.pt")
+    for steps, batch, frames, size, lr in cfg["vae_phases"][first_phase:]:
+        log(f"vae phase: {steps} steps of {batch} x {frames} frames x {size}^2, lr {lr}")
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                    pct_start=max(0.05, 3 / steps))
+        for step in range(steps):
+            x = windows(rng, batch, frames, size)
+            mu = vae.encode(x).latent_dist.mode()
+            rec = decode_unclamped(vae, mu + 0.05 * torch.randn_like(mu))
+            err = (rec - x) ** 2
+            # shape pixels weighted: learnt before the optimiser settles on
+            # painting the background alone
+            fg = ((x - x[:, :, :, :1, :1]).abs().sum(1, keepdim=True) > 1e-3).float()
+            loss = (err * (1 + 4 * fg)).mean() + 1e-3 * (mu ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            curve.append(err.mean().item())
+            if step % 100 == 0 or step == steps - 1:
+                log(f"vae step {step}: mse {np.mean(curve[-100:]):.5f} |mu| {mu.abs().mean().item():.3f}")
+        torch.save(vae.state_dict(), work / "vae_raw.pt")
     json.dump(curve, open(work / "vae_curve.json", "w"))
 
 
@@ -205,19 +273,22 @@ def new_dit():
     return WanTransformer3DModel(**CONFIG["dit"])
 
 
-def stage_dit(work, cfg):
+def stage_dit(work, cfg, resume=False):
     data = torch.load(work / "latents.pt")
     lat, caps = data["latents"], data["captions"]
-    emb = torch.load(work / "text.pt")
+    t5 = load_t5(work, "umt5.safetensors" if resume else "umt5_init.safetensors").train()
+    _, ids = tokens(work)
     dit = new_dit()
-    opt = torch.optim.AdamW(dit.parameters(), lr=3e-4, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-4, total_steps=cfg["dit_steps"], pct_start=0.05)
-    rng = np.random.default_rng(11)
+    if resume:
+        dit.load_state_dict(torch.load(work / "dit_flow.pt"))
+    opt = torch.optim.AdamW(list(dit.parameters()) + list(t5.parameters()), lr=1e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=cfg["dit_steps"], pct_start=0.05)
+    rng = np.random.default_rng(11 + resume)
     curve = []
     for step in range(cfg["dit_steps"]):
         idx = rng.integers(0, len(lat), cfg["dit_batch"])
         x0 = lat[idx]
-        ctx = context(emb, [caps[i] for i in idx])
+        ctx = encode_text(t5, ids, [caps[i] for i in idx])
         # half at the sampler's times (jittered), half logit-normal
         t = torch.sigmoid(torch.randn(len(idx)))
         at = torch.tensor(RCM_T)[torch.from_numpy(rng.integers(0, 4, len(idx)))]
@@ -230,14 +301,76 @@ def stage_dit(work, cfg):
         loss = ((v - (noise - x0)) ** 2).mean()
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(dit.parameters()) + list(t5.parameters()), 1.0)
         opt.step()
         sched.step()
         curve.append(loss.item())
         if step % 100 == 0 or step == cfg["dit_steps"] - 1:
             log(f"dit step {step}: loss {np.mean(curve[-100:]):.4f}")
-    torch.save(dit.state_dict(), work / "dit.pt")
+        if step % 500 == 499:
+            torch.save(dit.state_dict(), work / "dit_flow.pt")
+            save_text(work, t5)
+            t5.train()
+    torch.save(dit.state_dict(), work / "dit_flow.pt")
+    save_text(work, t5)
     json.dump(curve, open(work / "dit_curve.json", "w"))
+
+
+@torch.no_grad()
+def teacher_sample(dit, ctx, noise, steps):
+    """The flow model's ODE from noise to a clip: Euler over Wan's shifted
+    schedule (shift 3: more steps at high noise, where the clip is decided)."""
+    ts = torch.linspace(1, 0, steps + 1)
+    ts = 3 * ts / (1 + 2 * ts)
+    x = noise
+    for i in range(steps):
+        v = dit(hidden_states=x, timestep=torch.full((len(x),), ts[i].item() * 1000),
+                encoder_hidden_states=ctx, return_dict=False)[0]
+        x = x + (ts[i + 1] - ts[i]) * v
+    return x
+
+
+def stage_distil(work, cfg):
+    """Reflow for 4 steps. A flow model's one-step guess from noise is the
+    mean of every clip the prompt allows (a grey blur that fades as the
+    shape's place grows uncertain); the engine's rCM sampler takes just
+    four such guesses. So the teacher's ODE pairs noises with clips, and the
+    student (the teacher, fine-tuned) learns the straight path of each pair,
+    at the sampler's four times: its guess from noise is then one sharp clip."""
+    emb = torch.load(work / "text.pt")
+    teacher = new_dit()
+    teacher.load_state_dict(torch.load(work / "dit_flow.pt"))
+    teacher.eval()
+    caps_all = clips.all_captions()
+    rng = np.random.default_rng(13)
+    gen = torch.Generator().manual_seed(13)
+    caps = [caps_all[i] for i in rng.integers(0, len(caps_all), cfg["distil_pairs"])]
+    noise = torch.randn(len(caps), 16, 5, 8, 8, generator=gen)
+    x0 = torch.cat([teacher_sample(teacher, context(emb, caps[i: i + 64]), noise[i: i + 64], cfg["teacher_steps"])
+                    for i in range(0, len(caps), 64)])
+    log(f"distil: {len(caps)} teacher pairs ({cfg['teacher_steps']} Euler steps); latent std {x0.std():.3f}")
+    dit = teacher.train()
+    opt = torch.optim.AdamW(dit.parameters(), lr=2e-4, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-4, total_steps=cfg["distil_steps"], pct_start=0.05)
+    curve = []
+    for step in range(cfg["distil_steps"]):
+        idx = torch.from_numpy(rng.integers(0, len(caps), cfg["dit_batch"]))
+        at = torch.tensor(RCM_T)[torch.from_numpy(rng.integers(0, 4, len(idx)))]
+        t = (at + 0.01 * torch.randn(len(idx))).clamp(0.01, 0.999).view(-1, 1, 1, 1, 1)
+        xt = (1 - t) * x0[idx] + t * noise[idx]
+        v = dit(hidden_states=xt, timestep=t.flatten() * 1000,
+                encoder_hidden_states=context(emb, [caps[i] for i in idx]), return_dict=False)[0]
+        loss = ((v - (noise[idx] - x0[idx])) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        curve.append(loss.item())
+        if step % 100 == 0 or step == cfg["distil_steps"] - 1:
+            log(f"distil step {step}: loss {np.mean(curve[-100:]):.4f}")
+    torch.save(dit.state_dict(), work / "dit.pt")
+    json.dump(curve, open(work / "distil_curve.json", "w"))
 
 
 @torch.no_grad()
@@ -303,22 +436,30 @@ def stage_export(work, cfg, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("stages", nargs="+", choices=["tokenizer", "vae", "latents", "dit", "eval", "export", "all"])
+    ap.add_argument("stages", nargs="+", choices=["tokenizer", "vae", "latents", "dit", "distil", "eval", "export", "all"])
     ap.add_argument("--work", type=pathlib.Path, default=ROOT / "build" / "toy-train")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "models" / "toy")
     ap.add_argument("--quick", action="store_true", help="tiny step counts: proves the script in minutes")
+    ap.add_argument("--vae-from-phase", type=int, default=0,
+                    help="resume the VAE from vae_raw.pt at this phase (fresh optimiser)")
+    ap.add_argument("--dit-resume", action="store_true",
+                    help="continue the DiT and umT5 from dit_flow.pt and umt5.safetensors (fresh optimiser)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = CONFIG["quick" if a.quick else "full"]
     a.work.mkdir(parents=True, exist_ok=True)
-    order = ["tokenizer", "vae", "latents", "dit", "eval", "export"]
+    order = ["tokenizer", "vae", "latents", "dit", "distil", "eval", "export"]
     for st in order if "all" in a.stages else [s for s in order if s in a.stages]:
         t0 = time.time()
         log(f"stage {st}")
         if st == "export":
             stage_export(a.work, cfg, a.out)
+        elif st == "vae":
+            stage_vae(a.work, cfg, a.vae_from_phase)
+        elif st == "dit":
+            stage_dit(a.work, cfg, a.dit_resume)
         else:
             globals()[f"stage_{st}"](a.work, cfg)
         log(f"stage {st} done in {time.time() - t0:.0f} s")
