@@ -101,16 +101,10 @@ def encode_text(t5, ids, caps):
     return torch.cat([h, h.new_zeros(len(caps), TEXT_LEN - n, h.shape[2])], 1)
 
 
-def save_text(work, t5):
-    """umt5.safetensors (the encoder the engine runs) and text.pt, the
-    embedding of every caption for the evaluation."""
+def save_t5(work, t5):
+    """umt5.safetensors, the encoder the engine runs (embeddings live in shared.weight)."""
     sd = {k: v.contiguous() for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
     save_file(sd, str(work / "umt5.safetensors"))
-    _, ids = tokens(work)
-    with torch.no_grad():
-        t5.eval()
-        torch.save({c: encode_text(t5, ids, [c])[0, : len(i)].clone() for c, i in ids.items()},
-                   work / "text.pt")
 
 
 def load_t5(work, name):
@@ -118,6 +112,15 @@ def load_t5(work, name):
     t5 = new_t5(vocab)
     t5.load_state_dict(load_file(str(work / name)), strict=False)     # embeddings are tied
     return t5
+
+
+@torch.no_grad()
+def caption_states(work):
+    """caption -> its umT5 states under umt5.safetensors, for the stages
+    after the DiT's (the encoder is fixed by then)."""
+    t5 = load_t5(work, "umt5.safetensors").eval()
+    _, ids = tokens(work)
+    return {c: encode_text(t5, ids, [c])[0, : len(i)] for c, i in ids.items()}
 
 
 def stage_tokenizer(work, cfg):
@@ -128,7 +131,7 @@ def stage_tokenizer(work, cfg):
         unk_id=2, bos_id=-1, minloglevel=2)
     vocab, _ = tokens(work)
     torch.manual_seed(1234)
-    save_text(work, new_t5(vocab))
+    save_t5(work, new_t5(vocab))
     (work / "umt5_init.safetensors").write_bytes((work / "umt5.safetensors").read_bytes())
     log(f"tokenizer: {vocab} pieces; {len(captions)} captions")
 
@@ -154,6 +157,12 @@ def decode_unclamped(vae, z):
     return torch.cat(out, 2)
 
 
+def shape_mask(x):
+    """[B, 3, T, H, W] clips -> [B, T, H, W], true where a pixel differs from
+    the background (the corner pixel, which no shape reaches)."""
+    return (x - x[:, :, :, :1, :1]).abs().sum(1) > 1e-3
+
+
 def windows(rng, n, frames, size):
     """n training windows: `frames` consecutive frames of a clip, cropped to
     size x size around its shape. A conv net learns the same thing from a
@@ -165,7 +174,7 @@ def windows(rng, n, frames, size):
     for v in x:
         t0 = int(rng.integers(0, v.shape[1] - frames + 1))
         w = v[:, t0:t0 + frames]
-        ys, xs = np.nonzero(((w - w[:, :, :1, :1]).abs().sum(0) > 1e-3).any(0).numpy())
+        ys, xs = np.nonzero(shape_mask(w[None])[0].any(0).numpy())
         jitter = rng.integers(-size // 4, size // 4 + 1, 2)
         oy, ox = (int(np.clip(int(c.mean()) - size // 2 + j, 0, clips.SIZE - size)) for c, j in zip((ys, xs), jitter))
         out.append(w[:, :, oy:oy + size, ox:ox + size])
@@ -198,7 +207,7 @@ def stage_vae(work, cfg, first_phase=0):
             err = (rec - x) ** 2
             # shape pixels weighted: learnt before the optimiser settles on
             # painting the background alone
-            fg = ((x - x[:, :, :, :1, :1]).abs().sum(1, keepdim=True) > 1e-3).float()
+            fg = shape_mask(x).unsqueeze(1).float()
             loss = (err * (1 + 4 * fg)).mean() + 1e-3 * (mu ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -268,6 +277,20 @@ def stage_latents(work, cfg):
 
 
 # --- DiT -------------------------------------------------------------------------
+def rcm_times(rng, n):
+    """n times drawn from the four the engine's 4-step rCM sampler visits, jittered."""
+    at = torch.tensor(RCM_T)[torch.from_numpy(rng.integers(0, 4, n))]
+    return (at + 0.01 * torch.randn(n)).clamp(0.01, 0.999)
+
+
+def final_dit(work):
+    """The distilled DiT when the distil stage has run on the current flow
+    model, else the flow model itself."""
+    dit = new_dit()
+    dit.load_state_dict(torch.load(work / ("dit.pt" if (work / "dit.pt").exists() else "dit_flow.pt")))
+    return dit.eval()
+
+
 def new_dit():
     torch.manual_seed(2)
     return WanTransformer3DModel(**CONFIG["dit"])
@@ -281,6 +304,7 @@ def stage_dit(work, cfg, resume=False):
     dit = new_dit()
     if resume:
         dit.load_state_dict(torch.load(work / "dit_flow.pt"))
+    (work / "dit.pt").unlink(missing_ok=True)          # distilled from the flow model this stage replaces
     opt = torch.optim.AdamW(list(dit.parameters()) + list(t5.parameters()), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=cfg["dit_steps"], pct_start=0.05)
     rng = np.random.default_rng(11 + resume)
@@ -291,9 +315,8 @@ def stage_dit(work, cfg, resume=False):
         ctx = encode_text(t5, ids, [caps[i] for i in idx])
         # half at the sampler's times (jittered), half logit-normal
         t = torch.sigmoid(torch.randn(len(idx)))
-        at = torch.tensor(RCM_T)[torch.from_numpy(rng.integers(0, 4, len(idx)))]
         pick = torch.rand(len(idx)) < 0.5
-        t = torch.where(pick, (at + 0.01 * torch.randn(len(idx))).clamp(0.01, 0.999), t)
+        t = torch.where(pick, rcm_times(rng, len(idx)), t)
         noise = torch.randn_like(x0)
         tt = t.view(-1, 1, 1, 1, 1)
         v = dit(hidden_states=(1 - tt) * x0 + tt * noise, timestep=t * 1000,
@@ -309,10 +332,9 @@ def stage_dit(work, cfg, resume=False):
             log(f"dit step {step}: loss {np.mean(curve[-100:]):.4f}")
         if step % 500 == 499:
             torch.save(dit.state_dict(), work / "dit_flow.pt")
-            save_text(work, t5)
-            t5.train()
+            save_t5(work, t5)
     torch.save(dit.state_dict(), work / "dit_flow.pt")
-    save_text(work, t5)
+    save_t5(work, t5)
     json.dump(curve, open(work / "dit_curve.json", "w"))
 
 
@@ -337,7 +359,7 @@ def stage_distil(work, cfg):
     four such guesses. So the teacher's ODE pairs noises with clips, and the
     student (the teacher, fine-tuned) learns the straight path of each pair,
     at the sampler's four times: its guess from noise is then one sharp clip."""
-    emb = torch.load(work / "text.pt")
+    emb = caption_states(work)
     teacher = new_dit()
     teacher.load_state_dict(torch.load(work / "dit_flow.pt"))
     teacher.eval()
@@ -355,8 +377,7 @@ def stage_distil(work, cfg):
     curve = []
     for step in range(cfg["distil_steps"]):
         idx = torch.from_numpy(rng.integers(0, len(caps), cfg["dit_batch"]))
-        at = torch.tensor(RCM_T)[torch.from_numpy(rng.integers(0, 4, len(idx)))]
-        t = (at + 0.01 * torch.randn(len(idx))).clamp(0.01, 0.999).view(-1, 1, 1, 1, 1)
+        t = rcm_times(rng, len(idx)).view(-1, 1, 1, 1, 1)
         xt = (1 - t) * x0[idx] + t * noise[idx]
         v = dit(hidden_states=xt, timestep=t.flatten() * 1000,
                 encoder_hidden_states=context(emb, [caps[i] for i in idx]), return_dict=False)[0]
@@ -395,10 +416,8 @@ def eval_prompts(n):
 
 def stage_eval(work, cfg):
     vae = load_vae(work, "vae.pt")
-    dit = new_dit()
-    dit.load_state_dict(torch.load(work / "dit.pt"))
-    dit.eval()
-    emb = torch.load(work / "text.pt")
+    dit = final_dit(work)
+    emb = caption_states(work)
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     ok = 0
@@ -421,8 +440,7 @@ def stage_export(work, cfg, out):
     out.mkdir(parents=True, exist_ok=True)
     vae = load_vae(work, "vae.pt")
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(out / "vae.safetensors"))
-    dit = new_dit()
-    dit.load_state_dict(torch.load(work / "dit.pt"))
+    dit = final_dit(work)
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in dit.state_dict().items()},
               str(out / "dit.safetensors"))
     for name in ("umt5.safetensors", "spiece.model"):
