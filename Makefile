@@ -102,12 +102,11 @@ check-ffmpeg: ffmpeg
 # The default model (models/toy) through the built ffmpeg with no model
 # option: 50 fixed prompt/seed pairs must show the named colour, background
 # and motion in at least 80% of the clips, and a repeat must be identical.
-# Joins `check` when a trained models/toy is committed (issue 9).
 check-toy: ffmpeg venv
 	env -u TURBODIFF_MODEL_DIR $(VENV)/bin/python tools/toy/evaluate.py \
 	    --ffmpeg $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)/ffmpeg --n 50 --min-pass 0.8
 
-check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg
+check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg check-toy
 	@echo "turbodiff: all test tiers passed"
 
 demo: build ffmpeg
