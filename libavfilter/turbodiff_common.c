@@ -141,6 +141,22 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
     job->adaptive_resolution = 0;
 }
 
+/* The structs this file fills are laid out as turbodiff.h was at build
+ * time; a libturbodiff of another ABI (see TD_VERSION_MINOR) would read them
+ * wrongly, so refuse it before the first call that takes one. */
+static int check_library_version(AVFilterContext *ctx)
+{
+    unsigned v = td_version();
+    unsigned major = v >> 16, minor = v >> 8 & 0xff;
+
+    if (major == TD_VERSION_MAJOR && (major || minor == TD_VERSION_MINOR))
+        return 0;
+    av_log(ctx, AV_LOG_ERROR, "libturbodiff %u.%u.%u is loaded, but FFmpeg was built against "
+           "%d.%d.%d, whose interface differs: rebuild FFmpeg against the installed libturbodiff\n",
+           major, minor, v & 0xff, TD_VERSION_MAJOR, TD_VERSION_MINOR, TD_VERSION_MICRO);
+    return AVERROR_EXTERNAL;
+}
+
 /* Stands in for the real sink while only the options are checked. */
 static int options_only(void *opaque, const td_frame *f)
 {
@@ -155,6 +171,8 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     td_job job;
     int ret, size_unset, frames_unset;
 
+    if ((ret = check_library_version(ctx)) < 0)
+        return ret;
     atomic_init(&s->cancel, 0);
     s->next_seed = s->seed;
     s->next_topk = s->topk;

@@ -17,9 +17,17 @@
 extern "C" {
 #endif
 
+/* While MAJOR is 0, every change to a type or a function of this header
+ * bumps MINOR (and engine/CMakeLists.txt's project version with it): a
+ * program built against one MAJOR.MINOR passes structs laid out for it, so
+ * it must refuse a library of another (td_version says which is loaded). */
 #define TD_VERSION_MAJOR 0
 #define TD_VERSION_MINOR 1
 #define TD_VERSION_MICRO 0
+#define TD_VERSION_INT (TD_VERSION_MAJOR << 16 | TD_VERSION_MINOR << 8 | TD_VERSION_MICRO)
+
+/* The version of the library loaded at run time, as TD_VERSION_INT. */
+unsigned td_version(void);
 
 enum {
     TD_OK           = 0,

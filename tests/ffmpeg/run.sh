@@ -16,6 +16,7 @@ tmp=$(mktemp -d /tmp/td-ffmpeg-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0 skip=0
 T=${TD_FFMPEG_TIMEOUT:-60}
+here=$(cd "$(dirname "$0")" && pwd)
 
 ok()   { pass=$((pass + 1)); echo "ok   $1"; }
 bad()  { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' <<<"$2" | tail -n 8; }
@@ -83,6 +84,16 @@ expect_error "bad device"         "device 'gpu'"             $(src "model=$model
 expect_error "bad resolution"     "resolution '1080p'"       $(src "model=$model:resolution=1080p") $null
 expect_error "i2v steps 5"        "steps 5 is out of range"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
 expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:mode=extend" $null
+
+# A libturbodiff whose interface differs from the one FFmpeg was built with.
+if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/other_abi.c" -o "$tmp/other_abi.so"; then
+    LD_PRELOAD="$tmp/other_abi.so" \
+    expect_error "other library ABI"     "rebuild FFmpeg against the installed libturbodiff" $(src "model=$model") $null
+    LD_PRELOAD="$tmp/other_abi.so" \
+    expect_error "other library ABI, i2v" "rebuild FFmpeg" -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model" $null
+else
+    bad "building tests/ffmpeg/other_abi.c"
+fi
 
 # --- generation ----------------------------------------------------------------
 # Models load on the first job: over the empty files above, the filter must
@@ -188,7 +199,6 @@ gen_suite() {
 
 # The filters' frame path with a stand-in generator (see fake_pipeline.c):
 # everything but the pixels is the real thing.
-here=$(cd "$(dirname "$0")" && pwd)
 if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so"; then
     gen_suite "fake-pipeline:" "model=$model:size=64x32:steps=1:device=cpu" "model=$model:size=64x32:steps=1:device=cpu" \
         LD_PRELOAD="$tmp/fake.so"

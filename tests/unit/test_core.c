@@ -1,10 +1,12 @@
-/* Core: dtype conversions, tensor views and copies, arena limits, thread pool. */
+/* Core: dtype conversions, tensor views and copies, arena limits, thread pool,
+ * the version the library reports. */
 #include <string.h>
 
 #include "check.h"
 #include "core/arena.h"
 #include "core/pool.h"
 #include "core/tensor.h"
+#include "turbodiff.h"
 
 static void test_f16_roundtrip(void)
 {
@@ -149,6 +151,20 @@ static void test_pool(test_rng *r)
     CHECK(pool == NULL, "destroy clears the handle");
 }
 
+/* The filters refuse a library whose td_version differs from the header
+ * they were built with, and the shared object's name and the pkg-config
+ * version come from CMake's project version: all three must be one. */
+static void test_version(void)
+{
+    char header[32];
+
+    snprintf(header, sizeof(header), "%d.%d.%d", TD_VERSION_MAJOR, TD_VERSION_MINOR, TD_VERSION_MICRO);
+    CHECK(!strcmp(header, TD_PROJECT_VERSION), "turbodiff.h says %s, CMake's project %s",
+          header, TD_PROJECT_VERSION);
+    CHECK(td_version() == TD_VERSION_INT, "td_version() 0x%x, TD_VERSION_INT 0x%x",
+          td_version(), (unsigned)TD_VERSION_INT);
+}
+
 int main(void)
 {
     test_rng r = test_rng_seeded();
@@ -158,5 +174,6 @@ int main(void)
     test_views(&r);
     test_arena();
     test_pool(&r);
+    test_version();
     return check_summary();
 }

@@ -40,6 +40,11 @@ void td_log(td_ctx *ctx, int level, const char *fmt, ...)
     ctx->log(ctx->log_opaque, level, line);
 }
 
+unsigned td_version(void)
+{
+    return TD_VERSION_INT;
+}
+
 const char *td_strerror(int err)
 {
     switch (err) {
