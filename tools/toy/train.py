@@ -148,7 +148,7 @@ def engine_context(dit, embeddings, caps):
 
 
 def short_context(dit, states):
-    """The same attention as engine_context's, from a context 2.5x cheaper
+    """The same attention as engine_context's, from a context about 2x cheaper
     to train on: each caption's rows, one zero row, and (see PaddingBias)
     a bias that makes the zero rows stand for all the engine's padding."""
     m = max(len(s) for s in states) + 1
