@@ -143,13 +143,15 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
 
 /* The structs this file fills are laid out as turbodiff.h was at build
  * time; a libturbodiff of another ABI (see TD_VERSION_MINOR) would read them
- * wrongly, so refuse it before the first call that takes one. */
+ * wrongly, so refuse it before the first call that takes one. From 1.0 on, a
+ * newer minor only adds, but an older one lacks what this file may use. */
 static int check_library_version(AVFilterContext *ctx)
 {
     unsigned v = td_version();
     unsigned major = v >> 16, minor = v >> 8 & 0xff;
 
-    if (major == TD_VERSION_MAJOR && (major || minor == TD_VERSION_MINOR))
+    if (major == TD_VERSION_MAJOR &&
+        (major ? minor >= TD_VERSION_MINOR : minor == TD_VERSION_MINOR))
         return 0;
     av_log(ctx, AV_LOG_ERROR, "libturbodiff %u.%u.%u is loaded, but FFmpeg was built against "
            "%d.%d.%d, whose interface differs: rebuild FFmpeg against the installed libturbodiff\n",
