@@ -68,7 +68,7 @@ static td_tensor gpu_out(env *e, int ndim, const int64_t *shape)
 static double compare(env *e, const char *what, const td_tensor *g, const td_tensor *ref)
 {
     td_tensor h = host_zero(e, ref->ndim, ref->shape);
-    int rc = e->gpu->ops->download(e->gpu, g, &h);
+    int rc = e->gpu->ops->read(e->gpu, g, &h);
     double err = rc == 0 ? rel_l2_ff(h.data, ref->data, (size_t)td_numel(ref)) : INFINITY;
     CHECK(rc == 0, "%s: download: %s", what, e->ctx.errmsg);
     CHECK(err < TOL, "%s: rel L2 %.3g", what, err);
@@ -123,7 +123,7 @@ static void test_w8a8(env *e)
             OK(e->cpu->ops->linear_w8a8(e->cpu, &x, &wq, &sc, &b, &y), "cpu w8a8");
             OK(e->gpu->ops->linear_w8a8(e->gpu, &gx, &gw, &gs, &gb, &gy), "cuda w8a8");
         }
-        OK(e->gpu->ops->download(e->gpu, &gy, &g), "download");
+        OK(e->gpu->ops->read(e->gpu, &gy, &g), "download");
         for (int64_t j = 0; j < m * n; j++)
             diff += td_f32_to_bf16(((float *)g.data)[j]) != td_f32_to_bf16(((float *)y.data)[j]);
         CHECK(diff == 0, "w8a8 M=%lld K=%lld N=%lld: %lld of %lld outputs differ from bf16(cpu)",

@@ -6,9 +6,14 @@
  *
  * Conventions, unless an op says otherwise:
  *  - batch 1 everywhere; tensors are row-major and contiguous;
- *  - activations are TD_F32 on the CPU backend (TD_BF16 on CUDA);
- *  - weights may be any float dtype the file held (f32, bf16, f16), and are
- *    widened inside the op, tile by tile, never copied whole;
+ *  - activations are in the backend's activation dtype be->act: TD_F32 on
+ *    the CPU backend, TD_BF16 on CUDA. Models allocate every activation
+ *    through the backend (alloc, tensor_new) in be->act and never read or
+ *    write its memory: host data enters through write (and the host arrays
+ *    of embed / rel_pos_bias) and leaves through read, nothing else;
+ *  - weights enter once through upload, in a dtype the backend chooses
+ *    (the CPU keeps the file's f32/bf16/f16 and widens inside the op, tile
+ *    by tile; CUDA narrows floats to bf16 once);
  *  - "[M, K]" means: last dim K, all leading dims flattened into M;
  *  - outputs may alias inputs only where an op says "in place ok";
  *  - every op checks shapes and dtypes and returns TD_ESHAPE / TD_EINVAL
@@ -35,15 +40,35 @@ typedef struct td_backend_ops {
     void (*destroy)(td_backend *be);
 
     /* --- memory ------------------------------------------------------- */
-    /* Scratch tensor from the backend's activation arena (uninitialised). */
+    /* Scratch tensor from the backend's activation arena (uninitialised),
+     * released in stack order by mark/reset. */
     int (*alloc)(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape);
     size_t (*mark)(td_backend *be);
     void (*reset)(td_backend *be, size_t mark);
-    /* Make a weight usable by this backend, in its stored dtype. CPU: a view
-     * of the host tensor (no copy). */
+    /* A tensor of backend memory that lives until tensor_free, freed in any
+     * order (causal caches, per-job tables, a sampler's state). Uninitialised;
+     * t->owns is TD_OWNS_BACKEND: only tensor_free releases it. */
+    int (*tensor_new)(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape);
+    /* Release a tensor from tensor_new or upload and zero *t; views (owns 0)
+     * and zeroed tensors are left alone, so a model can free all it holds. */
+    void (*tensor_free)(td_backend *be, td_tensor *t);
+    /* Make a weight usable by this backend, in the dtype the backend chooses
+     * for it (CPU: a view of the host tensor, no copy). Release with
+     * tensor_free. */
     int (*upload)(td_backend *be, const td_tensor *host, td_tensor *dev);
-    /* Copy a backend tensor into host f32 memory of the same shape. */
-    int (*download)(td_backend *be, const td_tensor *dev, td_tensor *host);
+    /* Host -> backend: host (contiguous, any dtype td_to_f32 reads) into
+     * dst (backend memory, any strides) of the same shape, converting. */
+    int (*write)(td_backend *be, td_tensor *dst, const td_tensor *host);
+    /* Backend -> host: src (any strides) into host memory of the same shape
+     * (contiguous f32, bf16 or f16), converting. */
+    int (*read)(td_backend *be, const td_tensor *src, td_tensor *host);
+    /* dst = src (accumulate 0) or dst += src (accumulate 1) between backend
+     * tensors of the same shape, any strides and float dtypes (so a permuted
+     * or sliced view copies into place: patchify, frame windows, tiles).
+     * dst must not overlap src. */
+    int (*copy)(td_backend *be, td_tensor *dst, const td_tensor *src, int accumulate);
+    /* Every element of t (any strides, float dtype) set to value. */
+    int (*fill)(td_backend *be, td_tensor *t, float value);
 
     /* --- GEMM ----------------------------------------------------------- */
     /* y[M, N] = x[M, K] . w[N, K]^T (+ bias[N]). PyTorch Linear layout. */
@@ -84,6 +109,23 @@ typedef struct td_backend_ops {
                     const td_tensor *scale, td_tensor *y);
     /* Gated residual, in place on x: x[M, C] += y[M, C] * gate[C]. */
     int (*add_gated)(td_backend *be, td_tensor *x, const td_tensor *y, const td_tensor *gate);
+    /* y = min(max(x, lo), hi) (in place ok). */
+    int (*clamp)(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y);
+    /* Per channel of the leading dim: y[c, ...] = x[c, ...] * scale[c] +
+     * shift[c], scale and shift float vectors [C] (in place ok). */
+    int (*scale_shift)(td_backend *be, const td_tensor *x, const td_tensor *scale,
+                       const td_tensor *shift, td_tensor *y);
+
+    /* --- lookups (host index arrays: the token ids crossing in) --------- */
+    /* y[i, :] = table[ids[i], :] for y [n, D], table [V, D] of any float
+     * dtype; an id outside [0, V) is TD_EINVAL naming its position. */
+    int (*embed)(td_backend *be, const td_tensor *table, const int32_t *ids, int64_t n,
+                 td_tensor *y);
+    /* T5 relative position bias: y[h, i, j] = table[bucket[j - i + n - 1], h]
+     * for y [H, n, n], table [buckets, H] of any float dtype and the host
+     * array bucket[2n - 1] (each in [0, buckets), else TD_EINVAL). */
+    int (*rel_pos_bias)(td_backend *be, const td_tensor *table, const int32_t *bucket,
+                        td_tensor *y);
 
     /* --- positional ----------------------------------------------------- */
     /* Rotate interleaved pairs (x[2i], x[2i+1]) of x[S, H, D] by the angle
@@ -127,6 +169,7 @@ typedef struct td_backend_ops {
 struct td_backend {
     const td_backend_ops *ops;
     td_ctx *ctx;     /* errors and logs go here; owned by the caller */
+    td_dtype act;    /* activation dtype: TD_F32 on the CPU, TD_BF16 on CUDA */
     void *priv;      /* the implementation's state */
 };
 

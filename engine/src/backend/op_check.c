@@ -93,3 +93,52 @@ int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, cons
                        (long long)kv_len, (long long)sk);
     return 0;
 }
+
+int td_check_transfer(td_ctx *ctx, const char *op, const td_tensor *src, const td_tensor *dst)
+{
+    char a[96], b[96];
+    int same = src && dst && src->ndim == dst->ndim;
+    for (int i = 0; same && i < src->ndim; i++)
+        same = src->shape[i] == dst->shape[i];
+    if (!same)
+        return td_fail(ctx, TD_ESHAPE, "%s: %s and %s must have the same shape", op,
+                       src ? td_shape_str(src, a, sizeof(a)) : "(missing)",
+                       dst ? td_shape_str(dst, b, sizeof(b)) : "(missing)");
+    if (td_numel(src) > 0 && (!src->data || !dst->data))
+        return td_fail(ctx, TD_EINVAL, "%s: %s has no memory", op, src->data ? "destination" : "source");
+    return 0;
+}
+
+int td_check_lookup(td_ctx *ctx, const char *op, const td_tensor *table, const int32_t *idx,
+                    int64_t n, const char *what)
+{
+    int64_t rows = table->shape[0];
+    if (n > 0 && !idx)
+        return td_fail(ctx, TD_EINVAL, "%s: no %s given", op, what);
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= rows)
+            return td_fail(ctx, TD_EINVAL, "%s: %s %d at position %lld is outside the %lld rows of "
+                           "the table", op, what, (int)idx[i], (long long)i, (long long)rows);
+    return 0;
+}
+
+int td_check_embed(td_ctx *ctx, const td_tensor *table, const int32_t *ids, int64_t n,
+                   const td_tensor *y)
+{
+    char a[96], b[96];
+    if (table->ndim != 2 || y->ndim != 2 || y->shape[0] != n || y->shape[1] != table->shape[1])
+        return td_fail(ctx, TD_ESHAPE, "embed: table %s and y %s must be [V, D] and [%lld, D]",
+                       td_shape_str(table, a, sizeof(a)), td_shape_str(y, b, sizeof(b)), (long long)n);
+    return td_check_lookup(ctx, "embed", table, ids, n, "token id");
+}
+
+int td_check_rel_pos_bias(td_ctx *ctx, const td_tensor *table, const int32_t *bucket,
+                          const td_tensor *y)
+{
+    char a[96], b[96];
+    if (table->ndim != 2 || y->ndim != 3 || y->shape[0] != table->shape[1] || y->shape[1] != y->shape[2] ||
+        y->shape[1] < 1)
+        return td_fail(ctx, TD_ESHAPE, "rel_pos_bias: table %s and y %s must be [buckets, H] and [H, n, n]",
+                       td_shape_str(table, a, sizeof(a)), td_shape_str(y, b, sizeof(b)));
+    return td_check_lookup(ctx, "rel_pos_bias", table, bucket, 2 * y->shape[1] - 1, "bucket");
+}

@@ -35,4 +35,17 @@ int td_check_linear_shapes(td_ctx *ctx, const char *op, const td_tensor *x, cons
 int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
                        const td_tensor *bias, int64_t kv_len, const td_tensor *out);
 
+/* write / read / copy: src and dst present with the same shape. */
+int td_check_transfer(td_ctx *ctx, const char *op, const td_tensor *src, const td_tensor *dst);
+
+/* Every one of the n host indices idx lies in [0, rows of table). */
+int td_check_lookup(td_ctx *ctx, const char *op, const td_tensor *table, const int32_t *idx,
+                    int64_t n, const char *what);
+/* embed: table [V, D], y [n, D], ids in range. */
+int td_check_embed(td_ctx *ctx, const td_tensor *table, const int32_t *ids, int64_t n,
+                   const td_tensor *y);
+/* rel_pos_bias: table [buckets, H], y [H, n, n], the 2n - 1 buckets in range. */
+int td_check_rel_pos_bias(td_ctx *ctx, const td_tensor *table, const int32_t *bucket,
+                          const td_tensor *y);
+
 #endif

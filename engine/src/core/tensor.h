@@ -1,7 +1,10 @@
 /*
  * td_tensor: a typed, strided view of memory. It owns its data only when
- * created by td_tensor_new (owns = 1); views, slices, arena tensors and
- * tensors over a mapped weight file share memory owned elsewhere.
+ * created by td_tensor_new (owns = TD_OWNS_HEAP) or by a backend's
+ * tensor_new / upload (owns = TD_OWNS_BACKEND: backend memory, which host
+ * code never touches and only that backend's tensor_free releases); views,
+ * slices, arena tensors and tensors over a mapped weight file share memory
+ * owned elsewhere (owns = 0).
  * Strides are in elements. Models run batch 1, so activations are at most
  * 5-D ([C, T, H, W] for video, [S, H, D] for attention); weight files may
  * hold up to TD_MAX_DIMS.
@@ -16,6 +19,8 @@
 #include "dtype.h"
 
 #define TD_MAX_DIMS 8
+
+enum { TD_OWNS_HEAP = 1, TD_OWNS_BACKEND = 2 };
 
 typedef struct td_tensor {
     td_dtype dtype;
@@ -39,7 +44,7 @@ td_tensor td_view2(void *data, td_dtype dtype, int64_t d0, int64_t d1);
 td_tensor td_view3(void *data, td_dtype dtype, int64_t d0, int64_t d1, int64_t d2);
 td_tensor td_view4(void *data, td_dtype dtype, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 
-/* Heap tensor, zero-initialised, owns = 1. */
+/* Heap tensor, zero-initialised, owns = TD_OWNS_HEAP. */
 int td_tensor_new(td_ctx *ctx, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape);
 void td_tensor_free(td_tensor *t);
 

@@ -101,5 +101,14 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
 int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
                   const td_tensor *bias, const td_conv3d_params *p, td_tensor *y);
 int td_cpu_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y);
+int td_cpu_write(td_backend *be, td_tensor *dst, const td_tensor *host);
+int td_cpu_read(td_backend *be, const td_tensor *src, td_tensor *host);
+int td_cpu_copy(td_backend *be, td_tensor *dst, const td_tensor *src, int accumulate);
+int td_cpu_fill(td_backend *be, td_tensor *t, float value);
+int td_cpu_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y);
+int td_cpu_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
+                       const td_tensor *shift, td_tensor *y);
+int td_cpu_embed(td_backend *be, const td_tensor *table, const int32_t *ids, int64_t n, td_tensor *y);
+int td_cpu_rel_pos_bias(td_backend *be, const td_tensor *table, const int32_t *bucket, td_tensor *y);
 
 #endif

@@ -4,6 +4,7 @@
  * scratch shared by the ops (a backend runs one op at a time).
  */
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "cpu.h"
@@ -61,20 +62,28 @@ static int cpu_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
     return 0;
 }
 
-static int cpu_download(td_backend *be, const td_tensor *dev, td_tensor *host)
+static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
 {
-    char a[96], b[96];
-    if (host->dtype != TD_F32)
-        return td_fail(be->ctx, TD_EINVAL, "download: host tensor %s is not f32",
-                       td_shape_str(host, a, sizeof(a)));
-    if (td_numel(dev) != td_numel(host) || dev->ndim != host->ndim)
-        return td_fail(be->ctx, TD_ESHAPE, "download: %s does not fit into %s",
-                       td_shape_str(dev, a, sizeof(a)), td_shape_str(host, b, sizeof(b)));
-    for (int i = 0; i < dev->ndim; i++)
-        if (dev->shape[i] != host->shape[i])
-            return td_fail(be->ctx, TD_ESHAPE, "download: %s does not fit into %s",
-                           td_shape_str(dev, a, sizeof(a)), td_shape_str(host, b, sizeof(b)));
-    return td_tensor_copy(be->ctx, host, dev);
+    int64_t n = td_checked_numel(ndim, shape);
+    size_t bytes;
+    if (ndim < 0 || ndim > TD_MAX_DIMS || n < 0 || (uint64_t)n > SIZE_MAX / 64)
+        return td_fail(be->ctx, TD_EINVAL, "cpu backend: a tensor of %d dims overflows", ndim);
+    *t = td_view(NULL, dtype, ndim, shape);
+    bytes = ((size_t)n * td_dtype_size(dtype) + 63) & ~(size_t)63;
+    t->data = aligned_alloc(64, bytes ? bytes : 64);
+    if (!t->data)
+        return td_fail(be->ctx, TD_ENOMEM, "cpu backend: cannot allocate %zu bytes for a tensor", bytes);
+    t->owns = TD_OWNS_BACKEND;
+    return 0;
+}
+
+static void cpu_tensor_free(td_backend *be, td_tensor *t)
+{
+    (void)be;
+    if (t->owns == TD_OWNS_BACKEND)
+        free(t->data);
+    if (t->owns != TD_OWNS_HEAP)
+        *t = (td_tensor){ 0 };
 }
 
 static void cpu_destroy(td_backend *be)
@@ -94,8 +103,13 @@ static const td_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .mark = cpu_mark,
     .reset = cpu_reset,
+    .tensor_new = cpu_tensor_new,
+    .tensor_free = cpu_tensor_free,
     .upload = cpu_upload,
-    .download = cpu_download,
+    .write = td_cpu_write,
+    .read = td_cpu_read,
+    .copy = td_cpu_copy,
+    .fill = td_cpu_fill,
     .linear = td_cpu_linear,
     .linear_w8a8 = td_cpu_linear_w8a8,
     .gemm = td_cpu_gemm,
@@ -109,6 +123,10 @@ static const td_backend_ops cpu_ops = {
     .mul = td_cpu_mul,
     .modulate = td_cpu_modulate,
     .add_gated = td_cpu_add_gated,
+    .clamp = td_cpu_clamp,
+    .scale_shift = td_cpu_scale_shift,
+    .embed = td_cpu_embed,
+    .rel_pos_bias = td_cpu_rel_pos_bias,
     .rope = td_cpu_rope,
     .attention = td_cpu_attention,
     .conv3d = td_cpu_conv3d,
@@ -138,6 +156,7 @@ int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
     }
     be->ops = &cpu_ops;
     be->ctx = ctx;
+    be->act = TD_F32;
     be->priv = c;
     c->nthreads = td_pool_threads(ctx->pool);
     *out = be;

@@ -15,6 +15,7 @@ typedef struct {
     const float *a, *b, *c;
     float *y;
     int64_t nb, c_len;
+    float lo, hi;
 } pw_args;
 
 /* torch's approximate='tanh' GELU, 0.5 x (1 + tanh(u)), evaluated as the
@@ -218,4 +219,69 @@ int td_cpu_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td_
     td_pool_for(td_cpu_pool(be), td_numel(x) / c, 1 + PW_CHUNK / c, add_gated_rows, &p);
     free(owned);
     return 0;
+}
+
+static void clamp_range(void *arg, int64_t i0, int64_t i1)
+{
+    const pw_args *p = arg;
+    float lo = p->lo, hi = p->hi;
+    for (int64_t i = i0; i < i1; i++) {
+        float x = p->a[i];
+        p->y[i] = x < lo ? lo : x > hi ? hi : x;
+    }
+}
+
+int td_cpu_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y)
+{
+    pw_args p;
+    TD_TRY(td_cpu_check_act(be, "clamp", "x", x));
+    TD_TRY(td_cpu_check_act(be, "clamp", "y", y));
+    TD_TRY(td_cpu_check_same_rows(be, "clamp", x, y));
+    if (!(lo <= hi))
+        return td_fail(be->ctx, TD_EINVAL, "clamp: bounds [%g, %g] are not ordered", lo, hi);
+    p = (pw_args){ .a = x->data, .y = y->data, .lo = lo, .hi = hi };
+    td_pool_for(td_cpu_pool(be), td_numel(x), PW_CHUNK, clamp_range, &p);
+    return 0;
+}
+
+/* channels of c_len elements: y = x * scale[ch] + shift[ch], b = shift, c = scale */
+static void scale_shift_channels(void *arg, int64_t c0, int64_t c1)
+{
+    const pw_args *p = arg;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        const float *x = p->a + ch * p->c_len;
+        float *y = p->y + ch * p->c_len, s = p->c[ch], b = p->b[ch];
+        for (int64_t j = 0; j < p->c_len; j++)
+            y[j] = x[j] * s + b;
+    }
+}
+
+int td_cpu_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
+                       const td_tensor *shift, td_tensor *y)
+{
+    static const char op[] = "scale_shift";
+    char a[96], b[96];
+    float *o1 = NULL, *o2 = NULL;
+    int64_t c;
+    pw_args p;
+    int rc = 0;
+
+    TD_TRY(td_cpu_check_act(be, op, "x", x));
+    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    if (x->ndim < 1 || y->ndim != x->ndim || td_numel(x) != td_numel(y) || y->shape[0] != x->shape[0])
+        return td_fail(be->ctx, TD_ESHAPE, "%s: y %s does not match x %s", op,
+                       td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
+    c = x->shape[0];
+    TD_TRY(td_cpu_check_vec(be, op, "scale", scale, c));
+    TD_TRY(td_cpu_check_vec(be, op, "shift", shift, c));
+    if (td_numel(x) == 0)
+        return 0;
+    p = (pw_args){ .a = x->data, .y = y->data, .c_len = td_numel(x) / c };
+    if (!(p.b = td_cpu_vec_f32(be, shift, &o1)) || !(p.c = td_cpu_vec_f32(be, scale, &o2)))
+        rc = TD_ENOMEM;
+    else
+        td_pool_for(td_cpu_pool(be), c, 1 + PW_CHUNK / p.c_len, scale_shift_channels, &p);
+    free(o1);
+    free(o2);
+    return rc;
 }
