@@ -4,6 +4,7 @@
  * the position buckets, the f32 encoder in transformers' names, the bf16
  * encoder in Wan's names (kept bf16), and the load errors.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ static void check_encoder(const char *file, const char *ref_file, td_umt5_layout
     td_weights *w = NULL;
     td_backend *be = NULL;
     td_umt5 *m = NULL;
-    td_tensor ids = { 0 }, ref = { 0 }, out = { 0 };
+    td_tensor ids = { 0 }, ref = { 0 }, enc = { 0 }, out = { 0 };
 
     td_ctx_init(&ctx);
     if (td_weights_open(&ctx, file, &w) || td_npy_read(&ctx, DIR "ids.npy", &ids) ||
@@ -61,20 +62,22 @@ static void check_encoder(const char *file, const char *ref_file, td_umt5_layout
           "%s: weights widened to %s", file, td_dtype_name(m->layers[1].wo.dtype));
     {
         int n = (int)td_numel(&ids);
-        size_t need = td_umt5_scratch_bytes(m, n);
+        size_t need = td_umt5_scratch_bytes(m, be, n);
         const int64_t shape[2] = { TD_UMT5_TEXT_LEN, m->dims.d_model };
         double err;
         int zeros = 1;
 
-        td_umt5_free(&m);
+        td_umt5_free(&m, be);
         td_backend_destroy(&be);
         if (td_backend_cpu_create(&ctx, need, &be) || td_umt5_load(&ctx, be, w, &m) ||
-            td_tensor_new(&ctx, &out, TD_F32, 2, shape)) {
+            be->ops->tensor_new(be, &enc, be->act, 2, shape) ||
+            td_tensor_new(&ctx, &out, TD_F32, 2, shape) ||
+            be->ops->fill(be, &enc, NAN)) {   /* the encoder must write every row */
             CHECK(0, "%s: %s", file, ctx.errmsg);
             goto done;
         }
-        memset(out.data, 0x7f, td_nbytes(&out));   /* the encoder must write every row */
-        CHECK(td_umt5_encode(m, be, ids.data, n, &out) == 0, "%s: %s", file, ctx.errmsg);
+        CHECK(td_umt5_encode(m, be, ids.data, n, &enc) == 0, "%s: %s", file, ctx.errmsg);
+        CHECK(be->ops->read(be, &enc, &out) == 0, "%s: %s", file, ctx.errmsg);
         err = rel_l2_ff(out.data, ref.data, (size_t)td_numel(&ref));
         CHECK(err < 1e-5, "%s: rel L2 %.3e vs transformers", file, err);
         printf("%s: rel L2 %.2e over %d tokens\n", file, err, n);
@@ -86,7 +89,9 @@ done:
     td_tensor_free(&ids);
     td_tensor_free(&ref);
     td_tensor_free(&out);
-    td_umt5_free(&m);
+    if (be)
+        be->ops->tensor_free(be, &enc);
+    td_umt5_free(&m, be);
     td_backend_destroy(&be);
     td_weights_close(&w);
 }
@@ -109,43 +114,57 @@ static void expect_load_error(const char *file, int code, const char *needle1, c
     CHECK(strstr(ctx.errmsg, needle1) && strstr(ctx.errmsg, needle2),
           "%s: message '%s' lacks '%s' / '%s'", file, ctx.errmsg, needle1, needle2);
 done:
-    td_umt5_free(&m);
+    td_umt5_free(&m, be);
     td_backend_destroy(&be);
     td_weights_close(&w);
 }
 
-/* Ids and output shapes the encoder must refuse without touching memory. */
+/* Ids and outputs the encoder must refuse without touching memory: an id
+ * outside the vocabulary is TD_EINVAL naming it and its position, before
+ * the embed op sees it. */
 static void test_encode_errors(void)
 {
     td_ctx ctx;
     td_weights *w = NULL;
     td_backend *be = NULL;
     td_umt5 *m = NULL;
-    td_tensor out = { 0 };
-    int32_t ids[3] = { 1, 300, 2 };
+    td_tensor out = { 0 }, host = { 0 };
+    int32_t ids[3] = { 1, 2, 300 }, neg[2] = { 5, -1 };
     const int64_t good[2] = { TD_UMT5_TEXT_LEN, 32 }, short_out[2] = { 256, 32 };
 
     td_ctx_init(&ctx);
     if (td_weights_open(&ctx, DIR "enc_f32.safetensors", &w) ||
         td_backend_cpu_create(&ctx, 1 << 20, &be) || td_umt5_load(&ctx, be, w, &m) ||
-        td_tensor_new(&ctx, &out, TD_F32, 2, short_out)) {
+        be->ops->tensor_new(be, &out, be->act, 2, short_out)) {
         CHECK(0, "%s", ctx.errmsg);
         goto done;
     }
     CHECK(td_umt5_encode(m, be, ids, 1, &out) == TD_ESHAPE, "[256, 32] output accepted");
-    td_tensor_free(&out);
+    be->ops->tensor_free(be, &out);
     td_ctx_clear(&ctx);
-    if (td_tensor_new(&ctx, &out, TD_F32, 2, good))
+    if (be->ops->tensor_new(be, &out, be->act, 2, good) ||
+        td_tensor_new(&ctx, &host, TD_F16, 2, good))
         goto done;
-    CHECK(td_umt5_encode(m, be, ids, 3, &out) == TD_EINVAL && strstr(ctx.errmsg, "300"),
+    CHECK(td_umt5_encode(m, be, ids, 1, &host) == TD_ESHAPE, "an f16 output accepted");
+    td_ctx_clear(&ctx);
+    CHECK(td_umt5_encode(m, be, ids, 3, &out) == TD_EINVAL && strstr(ctx.errmsg, "id 300") &&
+          strstr(ctx.errmsg, "position 2") && strstr(ctx.errmsg, "umt5"),
           "id 300 of a 300-word vocabulary: %s", ctx.errmsg);
+    td_ctx_clear(&ctx);
+    CHECK(td_umt5_encode(m, be, neg, 2, &out) == TD_EINVAL && strstr(ctx.errmsg, "id -1") &&
+          strstr(ctx.errmsg, "position 1"), "id -1: %s", ctx.errmsg);
     td_ctx_clear(&ctx);
     CHECK(td_umt5_encode(m, be, ids, 0, &out) == TD_EINVAL, "no ids accepted");
     td_ctx_clear(&ctx);
     CHECK(td_umt5_encode(m, be, ids, TD_UMT5_TEXT_LEN + 1, &out) == TD_EINVAL, "513 ids accepted");
+    td_ctx_clear(&ctx);
+    CHECK(td_umt5_encode(m, be, ids, 2, &out) == 0, "the same encoder after the errors: %s",
+          ctx.errmsg);
 done:
-    td_tensor_free(&out);
-    td_umt5_free(&m);
+    td_tensor_free(&host);
+    if (be)
+        be->ops->tensor_free(be, &out);
+    td_umt5_free(&m, be);
     td_backend_destroy(&be);
     td_weights_close(&w);
 }

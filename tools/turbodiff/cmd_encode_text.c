@@ -108,6 +108,24 @@ static int parse_ids(const char *s, int32_t *ids, int *n)
     return 0;
 }
 
+/* The encoder on the ids into a tensor of be, read back into out ([512,
+ * d_model] host f32, allocated here). */
+static int run_encoder(td_ctx *ctx, const td_umt5 *m, td_backend *be, const int32_t *ids, int n,
+                       td_tensor *out)
+{
+    const int64_t shape[2] = { TD_UMT5_TEXT_LEN, m->dims.d_model };
+    td_tensor enc = { 0 };
+    int rc = td_tensor_new(ctx, out, TD_F32, 2, shape);
+    if (rc == 0)
+        rc = be->ops->tensor_new(be, &enc, be->act, 2, shape);
+    if (rc == 0)
+        rc = td_umt5_encode(m, be, ids, n, &enc);
+    if (rc == 0)
+        rc = be->ops->read(be, &enc, out);
+    be->ops->tensor_free(be, &enc);
+    return rc;
+}
+
 /* The encoder on the ids into out ([512, d_model], allocated here). */
 static int encode(td_ctx *ctx, const char *t5, const int32_t *ids, int n, td_tensor *out)
 {
@@ -124,19 +142,14 @@ static int encode(td_ctx *ctx, const char *t5, const int32_t *ids, int n, td_ten
      * encoder is then loaded again against the backend that runs it. */
     if ((rc = td_backend_cpu_create(ctx, 0, &be)) < 0 || (rc = td_umt5_load(ctx, be, w, &m)) < 0)
         goto done;
-    scratch = td_umt5_scratch_bytes(m, n);
-    td_umt5_free(&m);
+    scratch = td_umt5_scratch_bytes(m, be, n);
+    td_umt5_free(&m, be);
     td_backend_destroy(&be);
     if ((rc = td_backend_cpu_create(ctx, scratch, &be)) < 0 || (rc = td_umt5_load(ctx, be, w, &m)) < 0)
         goto done;
-    {
-        const int64_t shape[2] = { TD_UMT5_TEXT_LEN, m->dims.d_model };
-        if ((rc = td_tensor_new(ctx, out, TD_F32, 2, shape)) < 0)
-            goto done;
-    }
-    rc = td_umt5_encode(m, be, ids, n, out);
+    rc = run_encoder(ctx, m, be, ids, n, out);
 done:
-    td_umt5_free(&m);
+    td_umt5_free(&m, be);
     td_backend_destroy(&be);
     td_weights_close(&w);
     return rc;

@@ -65,6 +65,21 @@ static int cancelled(const run *r)
     return r->job->cancel && __atomic_load_n(r->job->cancel, __ATOMIC_RELAXED);
 }
 
+/* The encoder writes into a tensor of the text backend; the context the
+ * cache and the DiT take is read back from it into host f32. */
+static int encode_text(td_models *m, const int32_t *ids, int n, td_tensor *context)
+{
+    td_backend *be = m->be_text;
+    td_tensor enc = { 0 };
+    int rc = be->ops->tensor_new(be, &enc, be->act, 2, context->shape);
+    if (rc == 0)
+        rc = td_umt5_encode(m->t5, be, ids, n, &enc);
+    if (rc == 0)
+        rc = be->ops->read(be, &enc, context);
+    be->ops->tensor_free(be, &enc);
+    return rc;
+}
+
 /* The [512, text_dim] context the DiT attends to (Wan pads the encoder's
  * rows with zeros up to 512): given by the caller, else the prompt cleaned
  * as Wan cleans it, tokenized and encoded, once per prompt per engine. */
@@ -104,7 +119,7 @@ static int text_stage(run *r, int text_dim)
     if (rc == 0)
         rc = td_tensor_new(ctx, &r->context, TD_F32, 2, (int64_t[]){ TD_TEXT_LEN, text_dim });
     if (rc == 0)
-        rc = td_umt5_encode(r->m->t5, r->m->be_text, ids, n, &r->context);
+        rc = encode_text(r->m, ids, n, &r->context);
     if (rc == 0)
         rc = td_text_cache_put(ctx, r->m->cache, id, job->prompt, &r->context);
     if (rc == 0)

@@ -116,8 +116,8 @@ int td_models_load_text(td_ctx *ctx, const td_model_files *files, td_models *m)
         rc = td_backend_cpu_create(&quiet, 0, &probe);
         if (rc == 0)
             rc = td_umt5_load(&quiet, probe, m->w_t5, &t5);
-        bytes = rc == 0 ? td_umt5_scratch_bytes(t5, 512) : 0;
-        td_umt5_free(&t5);
+        bytes = rc == 0 ? td_umt5_scratch_bytes(t5, probe, 512) : 0;
+        td_umt5_free(&t5, probe);
         td_backend_destroy(&probe);
         if (rc < 0)
             return td_fail(ctx, rc, "%s", quiet.errmsg);
@@ -128,7 +128,7 @@ int td_models_load_text(td_ctx *ctx, const td_model_files *files, td_models *m)
 
 void td_models_release_text(td_models *m)
 {
-    td_umt5_free(&m->t5);
+    td_umt5_free(&m->t5, m->be_text);
     td_weights_close(&m->w_t5);
     td_backend_destroy(&m->be_text);
 }

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "umt5.h"
 
@@ -45,11 +44,7 @@ static int get_layer(td_ctx *ctx, td_backend *be, const td_weights *w, const td_
     for (size_t j = 0; j < sizeof(t) / sizeof(t[0]); j++) {
         td_tensor host;
         TD_TRY(td_weights_getf(ctx, w, &host, t[j].ndim, t[j].shape, t[j].fmt, i));
-        /* The bias table is tiny and read on the host when the bias is built. */
-        if (t[j].dst == &l->rel_bias)
-            *t[j].dst = host;
-        else
-            TD_TRY(be->ops->upload(be, &host, t[j].dst));
+        TD_TRY(be->ops->upload(be, &host, t[j].dst));
     }
     return 0;
 }
@@ -65,26 +60,27 @@ static int count_layers(const td_weights *w, const td_umt5_keys *k)
     }
 }
 
-/* Dims from the embedding, layer 0's attention and feed-forward and its bias
- * table; every other layer is then checked against them. */
-static int read_dims(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k, td_umt5 *m)
+/* The token embedding on the host, under whichever alias the file uses. */
+static int find_embed(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k, td_tensor *host)
 {
     const int64_t any2[2] = { -1, -1 };
-    td_umt5_dims *d = &m->dims;
-    td_tensor q, bias, gate;
-    int rc = TD_ENOTFOUND;
-
     for (int i = 0; i < 2 && k->embed[i]; i++)
-        if (td_weights_find(w, k->embed[i])) {
-            rc = td_weights_get(ctx, w, k->embed[i], 2, any2, &m->embed);
-            break;
-        }
-    if (rc == TD_ENOTFOUND)
-        return td_fail(ctx, TD_ENOTFOUND, "%s: no token embedding (%s%s%s)", td_weights_path(w),
-                       k->embed[0], k->embed[1] ? " or " : "", k->embed[1] ? k->embed[1] : "");
-    TD_TRY(rc);
-    d->vocab = m->embed.shape[0];
-    d->d_model = m->embed.shape[1];
+        if (td_weights_find(w, k->embed[i]))
+            return td_weights_get(ctx, w, k->embed[i], 2, any2, host);
+    return td_fail(ctx, TD_ENOTFOUND, "%s: no token embedding (%s%s%s)", td_weights_path(w),
+                   k->embed[0], k->embed[1] ? " or " : "", k->embed[1] ? k->embed[1] : "");
+}
+
+/* Dims from the embedding, layer 0's attention and feed-forward and its bias
+ * table; every other layer is then checked against them. */
+static int read_dims(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k,
+                     const td_tensor *embed, td_umt5_dims *d)
+{
+    const int64_t any2[2] = { -1, -1 };
+    td_tensor q, bias, gate;
+
+    d->vocab = embed->shape[0];
+    d->d_model = embed->shape[1];
     d->layers = count_layers(w, k);   /* >= 1: the layout was detected by layer 0 */
     {
         const int64_t qs[2] = { -1, d->d_model }, gs[2] = { -1, d->d_model };
@@ -108,6 +104,7 @@ static int read_dims(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k, td
 int td_umt5_load(td_ctx *ctx, td_backend *be, const td_weights *w, td_umt5 **out)
 {
     const td_umt5_keys *k;
+    td_tensor embed;
     td_umt5 *m;
     int rc;
 
@@ -118,7 +115,9 @@ int td_umt5_load(td_ctx *ctx, td_backend *be, const td_weights *w, td_umt5 **out
     if ((rc = td_umt5_detect_layout(ctx, w, &m->layout)) < 0)
         goto fail;
     k = td_umt5_keys_of(m->layout);
-    if ((rc = read_dims(ctx, w, k, m)) < 0)
+    if ((rc = find_embed(ctx, w, k, &embed)) < 0 ||
+        (rc = read_dims(ctx, w, k, &embed, &m->dims)) < 0 ||
+        (rc = be->ops->upload(be, &embed, &m->embed)) < 0)
         goto fail;
     m->layers = calloc((size_t)m->dims.layers, sizeof(*m->layers));
     if (!m->layers) {
@@ -144,67 +143,55 @@ int td_umt5_load(td_ctx *ctx, td_backend *be, const td_weights *w, td_umt5 **out
     *out = m;
     return 0;
 fail:
-    td_umt5_free(&m);
+    td_umt5_free(&m, be);
     return rc;
 }
 
-void td_umt5_free(td_umt5 **m)
+static void free_layer(td_backend *be, td_umt5_layer *l)
 {
-    if (!m || !*m)
+    td_tensor *t[] = { &l->norm1, &l->q, &l->k, &l->v, &l->o, &l->rel_bias,
+                       &l->norm2, &l->wi_gate, &l->wi_up, &l->wo };
+    for (size_t j = 0; j < sizeof(t) / sizeof(t[0]); j++)
+        be->ops->tensor_free(be, t[j]);
+}
+
+void td_umt5_free(td_umt5 **pm, td_backend *be)
+{
+    td_umt5 *m = pm ? *pm : NULL;
+    if (!m)
         return;
-    free((*m)->layers);
-    free(*m);
-    *m = NULL;
+    /* A load that failed part way left the rest zeroed: tensor_free skips
+     * those. */
+    for (int i = 0; m->layers && i < m->dims.layers; i++)
+        free_layer(be, &m->layers[i]);
+    be->ops->tensor_free(be, &m->embed);
+    be->ops->tensor_free(be, &m->final_norm);
+    free(m->layers);
+    free(m);
+    *pm = NULL;
 }
 
 /* Arena carving adds up to 64 bytes of alignment per tensor. */
-static size_t f32_bytes(int64_t rows, int64_t cols)
+static size_t act_bytes(const td_backend *be, int64_t rows, int64_t cols)
 {
-    return (size_t)rows * (size_t)cols * sizeof(float) + 64;
+    return (size_t)rows * (size_t)cols * td_dtype_size(be->act) + 64;
 }
 
-size_t td_umt5_scratch_bytes(const td_umt5 *m, int n)
+size_t td_umt5_scratch_bytes(const td_umt5 *m, const td_backend *be, int n)
 {
     const td_umt5_dims *d = &m->dims;
     /* x, h, bias, and per phase the larger of attention (q, k, v, att, o)
      * and feed-forward (gate, up, down). */
-    size_t fixed = 2 * f32_bytes(n, d->d_model) + f32_bytes(d->heads * n, n);
-    size_t attn = 4 * f32_bytes(n, d->d_attn) + f32_bytes(n, d->d_model);
-    size_t ffn = 2 * f32_bytes(n, d->d_ff) + f32_bytes(n, d->d_model);
+    size_t fixed = 2 * act_bytes(be, n, d->d_model) + act_bytes(be, d->heads * n, n);
+    size_t attn = 4 * act_bytes(be, n, d->d_attn) + act_bytes(be, n, d->d_model);
+    size_t ffn = 2 * act_bytes(be, n, d->d_ff) + act_bytes(be, n, d->d_model);
     return fixed + (attn > ffn ? attn : ffn);
-}
-
-static int embed_rows(td_ctx *ctx, const td_umt5 *m, const int32_t *ids, int n, float *x)
-{
-    size_t row = (size_t)m->dims.d_model * td_dtype_size(m->embed.dtype);
-    for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= m->dims.vocab)
-            return td_fail(ctx, TD_EINVAL, "umt5: token id %d at position %d is outside the "
-                           "vocabulary of %lld", (int)ids[i], i, (long long)m->dims.vocab);
-        td_to_f32(m->embed.dtype, (const char *)m->embed.data + (size_t)ids[i] * row,
-                  x + (size_t)i * (size_t)m->dims.d_model, (size_t)m->dims.d_model);
-    }
-    return 0;
-}
-
-/* bias[h, i, j] = table[bucket(j - i), h] for this layer's table. */
-static void build_bias(const td_umt5 *m, const td_umt5_layer *l, const int *bucket_of, int n,
-                       float *table, float *bias)
-{
-    int64_t h_n = m->dims.heads;
-    td_to_f32(l->rel_bias.dtype, l->rel_bias.data, table, (size_t)(m->dims.buckets * h_n));
-    for (int64_t h = 0; h < h_n; h++)
-        for (int i = 0; i < n; i++) {
-            float *row = bias + ((size_t)h * n + i) * n;
-            for (int j = 0; j < n; j++)
-                row[j] = table[bucket_of[j - i + n - 1] * h_n + h];
-        }
 }
 
 static int alloc2(td_backend *be, td_tensor *t, int64_t rows, int64_t cols)
 {
     const int64_t shape[2] = { rows, cols };
-    return be->ops->alloc(be, t, TD_F32, 2, shape);
+    return be->ops->alloc(be, t, be->act, 2, shape);
 }
 
 /* x += attention(norm1(x)) with this layer's bias. */
@@ -261,63 +248,73 @@ static int ffn_block(td_backend *be, const td_umt5 *m, const td_umt5_layer *l, t
     return 0;
 }
 
-static int check_out(td_ctx *ctx, const td_umt5 *m, const int32_t *ids, int n, const td_tensor *out)
+static int check_args(td_backend *be, const td_umt5 *m, const int32_t *ids, int n,
+                      const td_tensor *out)
 {
+    td_ctx *ctx = be->ctx;
     char s[96];
     if (!ids || n < 1 || n > TD_UMT5_TEXT_LEN)
         return td_fail(ctx, TD_EINVAL, "umt5: %d token ids; the encoder takes 1 to %d", n,
                        TD_UMT5_TEXT_LEN);
-    if (!out || out->dtype != TD_F32 || out->ndim != 2 || out->shape[0] != TD_UMT5_TEXT_LEN ||
+    if (!out || out->dtype != be->act || out->ndim != 2 || out->shape[0] != TD_UMT5_TEXT_LEN ||
         out->shape[1] != m->dims.d_model || !td_is_contiguous(out))
-        return td_fail(ctx, TD_ESHAPE, "umt5: output %s must be contiguous f32 [%d, %lld]",
-                       out ? td_shape_str(out, s, sizeof(s)) : "(null)", TD_UMT5_TEXT_LEN,
-                       (long long)m->dims.d_model);
+        return td_fail(ctx, TD_ESHAPE, "umt5: output %s must be contiguous %s [%d, %lld]",
+                       out ? td_shape_str(out, s, sizeof(s)) : "(null)", td_dtype_name(be->act),
+                       TD_UMT5_TEXT_LEN, (long long)m->dims.d_model);
+    /* The embed op checks the range too; this names the model and its
+     * vocabulary. */
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->dims.vocab)
+            return td_fail(ctx, TD_EINVAL, "umt5: token id %d at position %d is outside the "
+                           "vocabulary of %lld", (int)ids[i], i, (long long)m->dims.vocab);
     return 0;
 }
 
-static int encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out,
-                  int *bucket_of, float *table)
+/* out rows 0..n-1 = final_norm(x), rows n..511 zeros (Wan's padding). */
+static int write_out(td_backend *be, const td_umt5 *m, const td_tensor *x, int n, td_tensor *out)
+{
+    td_tensor rows;
+    TD_TRY(td_tensor_slice(be->ctx, out, 0, 0, n, &rows));
+    TD_TRY(be->ops->rmsnorm(be, x, &m->final_norm, UMT5_EPS, &rows));
+    if (n == TD_UMT5_TEXT_LEN)
+        return 0;
+    TD_TRY(td_tensor_slice(be->ctx, out, 0, n, TD_UMT5_TEXT_LEN - n, &rows));
+    return be->ops->fill(be, &rows, 0.0f);
+}
+
+static int encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n,
+                  const int32_t *bucket, td_tensor *out)
 {
     const td_umt5_dims *d = &m->dims;
     const int64_t bshape[3] = { d->heads, n, n };
-    td_tensor x, h, bias, y;
+    td_tensor x, h, bias;
 
     TD_TRY(alloc2(be, &x, n, d->d_model));
     TD_TRY(alloc2(be, &h, n, d->d_model));
-    TD_TRY(be->ops->alloc(be, &bias, TD_F32, 3, bshape));
-    TD_TRY(embed_rows(be->ctx, m, ids, n, x.data));
-    for (int r = -(n - 1); r <= n - 1; r++)
-        bucket_of[r + n - 1] = td_umt5_bucket(r, d->buckets, TD_UMT5_MAX_DISTANCE);
+    TD_TRY(be->ops->alloc(be, &bias, be->act, 3, bshape));
+    TD_TRY(be->ops->embed(be, &m->embed, ids, n, &x));
     for (int i = 0; i < d->layers; i++) {
         const td_umt5_layer *l = &m->layers[i];
-        build_bias(m, l, bucket_of, n, table, bias.data);
+        TD_TRY(be->ops->rel_pos_bias(be, &l->rel_bias, bucket, &bias));
         TD_TRY(attention_block(be, m, l, &x, &h, &bias, n));
         TD_TRY(ffn_block(be, m, l, &x, &h, n));
     }
-    memset(out->data, 0, td_nbytes(out));
-    y = td_view2(out->data, TD_F32, n, d->d_model);
-    return be->ops->rmsnorm(be, &x, &m->final_norm, UMT5_EPS, &y);
+    return write_out(be, m, &x, n, out);
 }
 
 int td_umt5_encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out)
 {
-    int *bucket_of;
-    float *table;
+    /* bucket[j - i + n - 1]: the bucket of key j seen from query i, the
+     * same for every layer (each has its own table). */
+    int32_t bucket[2 * TD_UMT5_TEXT_LEN - 1];
     size_t mark;
     int rc;
 
-    TD_TRY(check_out(be->ctx, m, ids, n, out));
-    bucket_of = malloc(sizeof(int) * (size_t)(2 * n - 1));
-    table = malloc(sizeof(float) * (size_t)(m->dims.buckets * m->dims.heads));
-    if (!bucket_of || !table) {
-        free(bucket_of);
-        free(table);
-        return td_fail(be->ctx, TD_ENOMEM, "umt5: out of memory for the position bias");
-    }
+    TD_TRY(check_args(be, m, ids, n, out));
+    for (int r = -(n - 1); r <= n - 1; r++)
+        bucket[r + n - 1] = td_umt5_bucket(r, m->dims.buckets, TD_UMT5_MAX_DISTANCE);
     mark = be->ops->mark(be);
-    rc = encode(m, be, ids, n, out, bucket_of, table);
+    rc = encode(m, be, ids, n, bucket, out);
     be->ops->reset(be, mark);
-    free(bucket_of);
-    free(table);
     return rc;
 }

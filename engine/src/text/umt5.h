@@ -15,8 +15,10 @@
  * depends only on i - j, so the real rows are the same as encoding just the
  * real tokens; that is what td_umt5_encode does (less work, same numbers).
  *
- * Weights stay in their stored dtype (bf16 for the released files): the
- * layers hold views over the weight store, which must outlive the encoder.
+ * Every weight, the token embedding and the position bias tables included,
+ * is uploaded to the backend once at load, in the dtype the backend chooses
+ * (the CPU keeps the stored dtype, bf16 for the released files, as views
+ * over the weight store, which must then outlive the encoder).
  */
 #ifndef TD_TEXT_UMT5_H
 #define TD_TEXT_UMT5_H
@@ -47,22 +49,25 @@ typedef struct td_umt5_layer {
 typedef struct td_umt5 {
     td_umt5_layout layout;
     td_umt5_dims dims;
-    td_tensor embed;          /* [vocab, d_model], host view: rows widened on lookup */
+    td_tensor embed;          /* [vocab, d_model] */
     td_tensor final_norm;
-    td_umt5_layer *layers;    /* dims.layers entries, backend views */
+    td_umt5_layer *layers;    /* dims.layers entries */
 } td_umt5;
 
-/* Detect the key layout, count the layers, check every shape and make the
- * weights usable by be (CPU: views, no copy). */
+/* Detect the key layout, count the layers, check every shape and upload
+ * the weights to be (CPU: views, no copy). */
 int td_umt5_load(td_ctx *ctx, td_backend *be, const td_weights *w, td_umt5 **out);
-void td_umt5_free(td_umt5 **m);
+/* Release the weights through be, the backend the encoder was loaded on. */
+void td_umt5_free(td_umt5 **m, td_backend *be);
 
-/* Activation scratch td_umt5_encode takes from the backend arena for n ids. */
-size_t td_umt5_scratch_bytes(const td_umt5 *m, int n);
+/* Activation scratch td_umt5_encode takes from be's arena for n ids. */
+size_t td_umt5_scratch_bytes(const td_umt5 *m, const td_backend *be, int n);
 
-/* Encode n ids (1 <= n <= 512, each < vocab) into out, a contiguous TD_F32
- * [512, d_model] tensor the caller owns: rows 0..n-1 the encoding, the rest
- * zeros. Scratch comes from be's arena and is released before returning. */
+/* Encode n ids (1 <= n <= 512, each < vocab; the host array is the input
+ * edge) with the backend the encoder was loaded on into out, a contiguous
+ * [512, d_model] backend tensor in be->act the caller owns: rows 0..n-1 the
+ * encoding, the rest zeros. Scratch comes from be's arena and is released
+ * before returning. */
 int td_umt5_encode(const td_umt5 *m, td_backend *be, const int32_t *ids, int n, td_tensor *out);
 
 /* T5's bidirectional relative position bucket of rel = key - query, with
