@@ -424,7 +424,7 @@ static void test_host_access(void)
     pid_t pid;
 #ifdef RUNNING_ON_VALGRIND
     if (RUNNING_ON_VALGRIND) {
-        printf("host access test skipped under valgrind (it reports the fault itself)\n");
+        printf("host access test skipped under valgrind (its signal delivery is not what the test is about)\n");
         return;
     }
 #endif
