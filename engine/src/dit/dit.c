@@ -172,7 +172,8 @@ static int unpatchify(td_dit *m, const td_tensor *rows, td_tensor *out)
     return m->be->ops->copy(m->be, &dst, &src, 0);
 }
 
-static int check_tensor(td_dit *m, const td_tensor *t, int ndim)
+/* t is a contiguous ndim-D tensor in the backend's activation dtype. */
+static int is_act(td_dit *m, const td_tensor *t, int ndim)
 {
     return t->ndim == ndim && t->dtype == m->be->act && td_is_contiguous(t);
 }
@@ -183,16 +184,16 @@ static int check_inputs(td_dit *m, const td_tensor *x, const td_tensor *context,
     const td_dit_config *c = &m->cfg;
     const char *act = td_dtype_name(m->be->act);
     char s1[96], s2[96];
-    if (!check_tensor(m, x, 4) || x->shape[0] != c->in_ch || x->shape[1] % c->patch[0] ||
+    if (!is_act(m, x, 4) || x->shape[0] != c->in_ch || x->shape[1] % c->patch[0] ||
         x->shape[2] % c->patch[1] || x->shape[3] % c->patch[2] || x->shape[1] <= 0 || x->shape[2] <= 0 ||
         x->shape[3] <= 0)
         return td_fail(m->ctx, TD_ESHAPE, "dit: latents %s must be contiguous %s [%d, F, H, W] with F, H, W "
                        "non-zero multiples of the patch %dx%dx%d", td_shape_str(x, s1, sizeof(s1)), act,
                        c->in_ch, c->patch[0], c->patch[1], c->patch[2]);
-    if (!check_tensor(m, context, 2) || context->shape[1] != c->text_dim || context->shape[0] <= 0)
+    if (!is_act(m, context, 2) || context->shape[1] != c->text_dim || context->shape[0] <= 0)
         return td_fail(m->ctx, TD_ESHAPE, "dit: context %s must be contiguous %s [L, %d]",
                        td_shape_str(context, s1, sizeof(s1)), act, c->text_dim);
-    if (!check_tensor(m, out, 4) || out->shape[0] != c->out_ch || out->shape[1] != x->shape[1] ||
+    if (!is_act(m, out, 4) || out->shape[0] != c->out_ch || out->shape[1] != x->shape[1] ||
         out->shape[2] != x->shape[2] || out->shape[3] != x->shape[3])
         return td_fail(m->ctx, TD_ESHAPE, "dit: out %s must be contiguous %s [%d, F, H, W] of latents %s",
                        td_shape_str(out, s1, sizeof(s1)), act, c->out_ch, td_shape_str(x, s2, sizeof(s2)));
