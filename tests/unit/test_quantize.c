@@ -99,19 +99,30 @@ static void check_tensors(const td_weights *in, const td_weights *q)
     CHECK(td_weights_count(q) == td_weights_count(in) + 20, "tensor count %d", td_weights_count(q));
 }
 
+/* A backend tensor of host's shape holding host. */
+static int to_backend(td_backend *be, const td_tensor *host, td_tensor *dev)
+{
+    TD_TRY(be->ops->tensor_new(be, dev, be->act, host->ndim, host->shape));
+    return be->ops->write(be, dev, host);
+}
+
 static void check_forward(td_ctx *ctx, td_backend *be, const td_weights *q)
 {
     td_dit_opts opts = { 2 };
     td_dit *dit = NULL;
-    td_tensor x = { 0 }, c = { 0 }, ref = { 0 }, out = { 0 };
+    td_tensor x = { 0 }, c = { 0 }, ref = { 0 }, out = { 0 }, xd = { 0 }, cd = { 0 }, od = { 0 };
     td_dit_attn full = { TD_DIT_ATTN_FULL, 0 };
-    int rc = td_dit_load(ctx, q, &opts, &dit);
+    int rc = td_dit_load(ctx, be, q, &opts, &dit);
     CHECK(rc == 0 && td_dit_get_config(dit)->quant, "quantized file loads as W8A8: %s", ctx->errmsg);
     rc = rc ? rc : td_npy_read(ctx, DIR "x.npy", &x);
     rc = rc ? rc : td_npy_read(ctx, DIR "context.npy", &c);
     rc = rc ? rc : td_npy_read(ctx, DIR "out.npy", &ref);
     rc = rc ? rc : td_tensor_new(ctx, &out, TD_F32, 4, ref.shape);
-    rc = rc ? rc : td_dit_forward(dit, be, &x, FIXTURE_T, &c, &full, &out);
+    rc = rc ? rc : to_backend(be, &x, &xd);
+    rc = rc ? rc : to_backend(be, &c, &cd);
+    rc = rc ? rc : be->ops->tensor_new(be, &od, be->act, 4, ref.shape);
+    rc = rc ? rc : td_dit_forward(dit, NULL, &xd, FIXTURE_T, &cd, &full, &od);
+    rc = rc ? rc : be->ops->read(be, &od, &out);
     CHECK(rc == 0, "W8A8 forward: %s", ctx->errmsg);
     if (rc == 0) {
         /* int8 rounding of weights and activations: ~1% per linear (see
@@ -120,6 +131,9 @@ static void check_forward(td_ctx *ctx, td_backend *be, const td_weights *q)
         printf("quantized tiny DiT vs the float model: rel L2 %.3g\n", err);
         CHECK(err > 1e-4 && err < 0.1, "W8A8 forward rel L2 %.3g vs float", err);
     }
+    be->ops->tensor_free(be, &xd);
+    be->ops->tensor_free(be, &cd);
+    be->ops->tensor_free(be, &od);
     td_tensor_free(&x);
     td_tensor_free(&c);
     td_tensor_free(&ref);

@@ -1,7 +1,9 @@
 /*
  * Samplers (sample/rcm.c, sample/flow_match.c): schedules against values
  * computed another way, toy denoisers whose result is known in closed form,
- * expert switching, given noise stacks, cancel, and bad arguments.
+ * expert switching, given noise stacks, cancel, and bad arguments. The
+ * toy models see backend tensors (CPU backend) and move them with read and
+ * write, as a model on any backend would.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -65,6 +67,7 @@ static void test_flow_schedule(void)
 
 /* Toy model: v = c x + d t (+ a per-expert offset), recording the calls. */
 typedef struct toy {
+    td_backend *be;
     double c, d, offset[2];
     int calls, experts[64];
     double ts[64];
@@ -75,20 +78,21 @@ typedef struct toy {
 static int toy_fn(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
     toy *m = opaque;
-    const float *xs = x->data;
-    float *vs = v->data;
+    float xs[N], vs[N];
+    td_tensor xh = td_view1(xs, TD_F32, N), vh = td_view1(vs, TD_F32, N);
     if (m->calls == m->fail_at)
         return TD_EIO;
     m->experts[m->calls] = expert;
     m->ts[m->calls++] = t;
     if (m->cancel_at_call2 && m->calls == 2)
         *m->cancel_at_call2 = 1;
-    for (int64_t i = 0; i < td_numel(x); i++)
+    TD_TRY(m->be->ops->read(m->be, x, &xh));
+    for (int64_t i = 0; i < N; i++)
         vs[i] = (float)(m->c * xs[i] + m->d * t + m->offset[expert]);
-    return 0;
+    return m->be->ops->write(m->be, v, &vh);
 }
 
-static void test_rcm_toy(uint64_t seed)
+static void test_rcm_toy(td_backend *be, uint64_t seed)
 {
     td_ctx ctx;
     float x[N], noise[5][N];
@@ -101,9 +105,9 @@ static void test_rcm_toy(uint64_t seed)
     for (int ode = 0; ode <= 1; ode++)
         for (int steps = 1; steps <= 4; steps++) {
             td_rcm_params p;
-            toy m = { .c = -0.3, .d = 0.7, .fail_at = -1 };
+            toy m = { .be = be, .c = -0.3, .d = 0.7, .fail_at = -1 };
             td_denoiser d = { toy_fn, &m };
-            td_sample_io io = { .noise = { .seed = seed } };
+            td_sample_io io = { .be = be, .noise = { .seed = seed } };
             double t[5], want[N];
 
             td_rcm_params_default(&p);
@@ -131,9 +135,9 @@ static void test_rcm_toy(uint64_t seed)
             /* the same noises given as a stack give the same result */
             float again[N];
             td_tensor at = td_view(again, TD_F32, 1, shape);
-            toy m2 = { .c = -0.3, .d = 0.7, .fail_at = -1 };
+            toy m2 = { .be = be, .c = -0.3, .d = 0.7, .fail_at = -1 };
             td_denoiser d2 = { toy_fn, &m2 };
-            td_sample_io io2 = { .noise = { .stack = noise[0], .count = td_rcm_noise_count(&p) } };
+            td_sample_io io2 = { .be = be, .noise = { .stack = noise[0], .count = td_rcm_noise_count(&p) } };
             CHECK(td_rcm_sample(&ctx, &p, &d2, &io2, &at) == 0, "%s", ctx.errmsg);
             CHECK(!memcmp(x, again, sizeof(x)), "stack vs seed differ (ode %d, %d steps)", ode, steps);
             if (td_rcm_noise_count(&p) > 1) {
@@ -148,16 +152,16 @@ static void test_rcm_toy(uint64_t seed)
 
 /* A14B: high-noise expert while t >= boundary, then low; with 4 steps at
  * sigma_max 200 the times are 0.995, 0.934, 0.853, 0.609. */
-static void test_rcm_experts(uint64_t seed)
+static void test_rcm_experts(td_backend *be, uint64_t seed)
 {
     td_ctx ctx;
     float x[N];
     int64_t shape[1] = { N };
     td_tensor xt = td_view(x, TD_F32, 1, shape);
     td_rcm_params p;
-    toy m = { .c = 0.1, .offset = { 0, 1 }, .fail_at = -1 };
+    toy m = { .be = be, .c = 0.1, .offset = { 0, 1 }, .fail_at = -1 };
     td_denoiser d = { toy_fn, &m };
-    td_sample_io io = { .noise = { .seed = seed } };
+    td_sample_io io = { .be = be, .noise = { .seed = seed } };
 
     td_ctx_init(&ctx);
     td_rcm_params_default(&p);
@@ -174,7 +178,7 @@ static void test_rcm_experts(uint64_t seed)
 }
 
 /* Cancel between steps, a failing denoiser, bad latents. */
-static void test_rcm_stops(uint64_t seed)
+static void test_rcm_stops(td_backend *be, uint64_t seed)
 {
     td_ctx ctx;
     float x[N];
@@ -182,16 +186,16 @@ static void test_rcm_stops(uint64_t seed)
     td_tensor xt = td_view(x, TD_F32, 1, shape), bad = td_view(x, TD_I32, 1, shape);
     td_rcm_params p;
     volatile int cancel = 0;
-    toy m = { .c = 0.1, .fail_at = -1, .cancel_at_call2 = &cancel };
+    toy m = { .be = be, .c = 0.1, .fail_at = -1, .cancel_at_call2 = &cancel };
     td_denoiser d = { toy_fn, &m };
-    td_sample_io io = { .noise = { .seed = seed }, .cancel = (const volatile int *)&cancel };
+    td_sample_io io = { .be = be, .noise = { .seed = seed }, .cancel = (const volatile int *)&cancel };
 
     td_ctx_init(&ctx);
     td_rcm_params_default(&p);
     CHECK(td_rcm_sample(&ctx, &p, &d, &io, &xt) == TD_ECANCELLED, "cancel ignored");
     CHECK(m.calls == 2, "%d calls after cancel at the second", m.calls);
     td_ctx_clear(&ctx);
-    toy f = { .fail_at = 1 };
+    toy f = { .be = be, .fail_at = 1 };
     td_denoiser df = { toy_fn, &f };
     io.cancel = NULL;
     CHECK(td_rcm_sample(&ctx, &p, &df, &io, &xt) == TD_EIO, "denoiser failure lost");
@@ -199,26 +203,32 @@ static void test_rcm_stops(uint64_t seed)
     td_ctx_clear(&ctx);
     CHECK(td_rcm_sample(&ctx, &p, &d, &io, &bad) == TD_EINVAL, "i32 latents accepted");
     td_ctx_clear(&ctx);
+    io.be = NULL;
+    CHECK(td_rcm_sample(&ctx, &p, &d, &io, &xt) == TD_EINVAL && strstr(ctx.errmsg, "backend"),
+          "no backend accepted: %s", ctx.errmsg);
+    td_ctx_clear(&ctx);
 }
 
 /* Flow matching with the exact velocity of a straight path from the initial
  * noise n to a target a: v = n - a whatever t is. Euler and UniPC must both
  * land on a, and with CFG on a_u + g (a_c - a_u). */
-typedef struct line { const float *n, *a; int calls; } line;
+typedef struct line { td_backend *be; const float *n, *a; int calls; } line;
 
 static int line_fn(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
     line *l = opaque;
+    float vs[N];
+    td_tensor vh = td_view1(vs, TD_F32, N);
     (void)expert;
     (void)t;
     (void)x;
     l->calls++;
     for (int i = 0; i < N; i++)
-        ((float *)v->data)[i] = l->n[i] - l->a[i];
-    return 0;
+        vs[i] = l->n[i] - l->a[i];
+    return l->be->ops->write(l->be, v, &vh);
 }
 
-static void test_flow_line(test_rng *rng, uint64_t seed)
+static void test_flow_line(td_backend *be, test_rng *rng, uint64_t seed)
 {
     td_ctx ctx;
     float x[N], n0[N], ac[N], au[N];
@@ -234,9 +244,9 @@ static void test_flow_line(test_rng *rng, uint64_t seed)
         for (int steps = 1; steps <= 12; steps += 5)
             for (int cfg = 0; cfg <= 1; cfg++) {
                 td_flow_params p;
-                line lc = { n0, ac, 0 }, lu = { n0, au, 0 };
+                line lc = { be, n0, ac, 0 }, lu = { be, n0, au, 0 };
                 td_denoiser dc = { line_fn, &lc }, du = { line_fn, &lu };
-                td_sample_io io = { .noise = { .seed = seed } };
+                td_sample_io io = { .be = be, .noise = { .seed = seed } };
                 td_flow_params_default(&p);
                 p.solver = solver;
                 p.steps = steps;
@@ -250,9 +260,9 @@ static void test_flow_line(test_rng *rng, uint64_t seed)
                 CHECK(lc.calls == steps && lu.calls == (cfg ? steps : 0), "calls %d %d", lc.calls, lu.calls);
             }
     td_flow_params p;
-    line lc = { n0, ac, 0 };
+    line lc = { be, n0, ac, 0 };
     td_denoiser dc = { line_fn, &lc };
-    td_sample_io io = { .noise = { .seed = seed } };
+    td_sample_io io = { .be = be, .noise = { .seed = seed } };
     td_flow_params_default(&p);
     CHECK(td_flow_sample(&ctx, &p, &dc, NULL, &io, &xt) == TD_EINVAL, "guidance 5 without uncond accepted");
     td_ctx_clear(&ctx);
@@ -266,11 +276,18 @@ int main(void)
 {
     test_rng rng = test_rng_seeded();
     uint64_t seed = test_next(&rng);
+    td_ctx ctx;
+    td_backend *be = NULL;
+    td_ctx_init(&ctx);
+    CHECK(td_backend_cpu_create(&ctx, 0, &be) == 0, "backend: %s", ctx.errmsg);
     test_rcm_schedule();
     test_flow_schedule();
-    test_rcm_toy(seed);
-    test_rcm_experts(seed);
-    test_rcm_stops(seed);
-    test_flow_line(&rng, seed);
+    if (be) {
+        test_rcm_toy(be, seed);
+        test_rcm_experts(be, seed);
+        test_rcm_stops(be, seed);
+        test_flow_line(be, &rng, seed);
+    }
+    td_backend_destroy(&be);
     return check_summary();
 }

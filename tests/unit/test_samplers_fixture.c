@@ -3,7 +3,8 @@
  * tests/parity/gen_sla_sample_fixtures.py): TurboDiffusion's rCM loop and
  * diffusers' UniPCMultistepScheduler run on a toy linear model
  * v = A x + b t (A_low for the low-noise expert, b_uncond for CFG's
- * unconditional pass), with given noises.
+ * unconditional pass), with given noises. The toy model moves the
+ * sampler's backend tensors (CPU backend) with read and write.
  */
 #include <string.h>
 
@@ -15,23 +16,28 @@
 #define DATA TD_ROOT "/tests/data/sample/"
 
 typedef struct toy {
+    td_backend *be;
     td_tensor a, b, a_low, b_uncond;
+    td_tensor xh, vh;        /* host copies of the model's x and v */
     int uncond, experts;
 } toy;
 
 static int toy_fn(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
-    const toy *m = opaque;
+    toy *m = opaque;
     int64_t n = td_numel(x);
     const float *a = (expert == TD_EXPERT_LOW && m->experts ? m->a_low : m->a).data;
     const float *b = (m->uncond ? m->b_uncond : m->b).data;
+    const float *xs = m->xh.data;
+    float *vs = m->vh.data;
+    TD_TRY(m->be->ops->read(m->be, x, &m->xh));
     for (int64_t i = 0; i < n; i++) {
         double s = (double)b[i] * t;
         for (int64_t j = 0; j < n; j++)
-            s += (double)a[i * n + j] * ((const float *)x->data)[j];
-        ((float *)v->data)[i] = (float)s;
+            s += (double)a[i * n + j] * xs[j];
+        vs[i] = (float)s;
     }
-    return 0;
+    return m->be->ops->write(m->be, v, &m->vh);
 }
 
 static void compare(td_ctx *ctx, const char *name, const td_tensor *x)
@@ -59,14 +65,17 @@ int main(void)
     td_denoiser dc = { toy_fn, &m }, du = { toy_fn, &mu };
 
     td_ctx_init(&ctx);
-    if (td_npy_read(&ctx, DATA "a.npy", &m.a) || td_npy_read(&ctx, DATA "b.npy", &m.b) ||
+    if (td_backend_cpu_create(&ctx, 0, &m.be) ||
+        td_npy_read(&ctx, DATA "a.npy", &m.a) || td_npy_read(&ctx, DATA "b.npy", &m.b) ||
         td_npy_read(&ctx, DATA "a_low.npy", &m.a_low) || td_npy_read(&ctx, DATA "b_uncond.npy", &m.b_uncond) ||
         td_npy_read(&ctx, DATA "noise.npy", &noise) ||
-        td_tensor_new(&ctx, &x, TD_F32, 1, &m.b.shape[0])) {
+        td_tensor_new(&ctx, &x, TD_F32, 1, &m.b.shape[0]) ||
+        td_tensor_new(&ctx, &m.xh, TD_F32, 1, &m.b.shape[0]) ||
+        td_tensor_new(&ctx, &m.vh, TD_F32, 1, &m.b.shape[0])) {
         CHECK(0, "fixtures: %s", ctx.errmsg);
         goto done;
     }
-    td_sample_io io = { .noise = { .stack = noise.data, .count = noise.shape[0] } };
+    td_sample_io io = { .be = m.be, .noise = { .stack = noise.data, .count = noise.shape[0] } };
     td_rcm_params rp;
     td_flow_params fp;
 
@@ -111,7 +120,10 @@ done:
     td_tensor_free(&m.b);
     td_tensor_free(&m.a_low);
     td_tensor_free(&m.b_uncond);
+    td_tensor_free(&m.xh);
+    td_tensor_free(&m.vh);
     td_tensor_free(&noise);
     td_tensor_free(&x);
+    td_backend_destroy(&m.be);
     return check_summary();
 }

@@ -200,11 +200,11 @@ static int open_session(session *s, const dit_args *a)
     TD_TRY(td_pool_create(&s->ctx, a->threads, &s->ctx.pool));
     TD_TRY(td_backend_cpu_create(&s->ctx, 0, &s->be));
     TD_TRY(td_weights_open(&s->ctx, a->dit, &s->w));
-    TD_TRY(td_dit_load(&s->ctx, s->w, &opts, &s->dit));
+    TD_TRY(td_dit_load(&s->ctx, s->be, s->w, &opts, &s->dit));
     if (!a->dit_low)
         return 0;
     TD_TRY(td_weights_open(&s->ctx, a->dit_low, &s->w_low));
-    return td_dit_load(&s->ctx, s->w_low, &opts, &s->dit_low);
+    return td_dit_load(&s->ctx, s->be, s->w_low, &opts, &s->dit_low);
 }
 
 static void close_session(session *s)
@@ -217,9 +217,17 @@ static void close_session(session *s)
     td_pool_destroy(&s->ctx.pool);
 }
 
+/* A backend tensor of host's shape in the activation dtype, holding host. */
+static int to_backend(session *s, const td_tensor *host, td_tensor *dev)
+{
+    TD_TRY(s->be->ops->tensor_new(s->be, dev, s->be->act, host->ndim, host->shape));
+    return s->be->ops->write(s->be, dev, host);
+}
+
 static int dit_forward(session *s, const dit_args *a)
 {
-    td_tensor x = { 0 }, c = { 0 }, out = { 0 };
+    td_backend *be = s->be;
+    td_tensor x = { 0 }, c = { 0 }, out = { 0 }, xd = { 0 }, cd = { 0 }, od = { 0 };
     const td_dit_config *cfg;
     int rc = td_npy_read(&s->ctx, a->latents, &x);
     if (rc == 0)
@@ -233,36 +241,58 @@ static int dit_forward(session *s, const dit_args *a)
         rc = td_tensor_new(&s->ctx, &out, TD_F32, 4, (int64_t[]){ cfg->out_ch, x.shape[1], x.shape[2], x.shape[3] });
     }
     if (rc == 0)
-        rc = td_dit_forward(s->dit, s->be, &x, a->t, &c, &a->attn, &out);
+        rc = to_backend(s, &x, &xd);
+    if (rc == 0)
+        rc = to_backend(s, &c, &cd);
+    if (rc == 0)
+        rc = be->ops->tensor_new(be, &od, be->act, 4, out.shape);
+    if (rc == 0)
+        rc = td_dit_forward(s->dit, NULL, &xd, a->t, &cd, &a->attn, &od);
+    if (rc == 0)
+        rc = be->ops->read(be, &od, &out);
     if (rc == 0)
         rc = td_npy_write(&s->ctx, a->out, &out);
+    be->ops->tensor_free(be, &xd);
+    be->ops->tensor_free(be, &cd);
+    be->ops->tensor_free(be, &od);
     td_tensor_free(&x);
     td_tensor_free(&c);
     td_tensor_free(&out);
     return rc;
 }
 
+/* What the denoiser needs, all on the session's backend. */
 typedef struct t2v_model {
     session *s;
-    const td_tensor *context;
+    td_dit_plan *plan;       /* one for the run, shared by the experts */
+    td_tensor context;       /* [L, text_dim] */
     const td_dit_attn *attn;
-    const td_tensor *cond;   /* i2v: [C_cond, T, h, w], else NULL */
-    td_tensor *input;        /* i2v: [16 + C_cond, T, h, w], x then cond */
+    td_tensor input;         /* i2v: [16 + C_cond, T, h, w], x then the conditioning; else unset */
 } t2v_model;
+
+static void t2v_model_free(t2v_model *m)
+{
+    td_backend *be = m->s->be;
+    td_dit_plan_free(&m->plan);
+    be->ops->tensor_free(be, &m->context);
+    be->ops->tensor_free(be, &m->input);
+}
 
 static int t2v_denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
     t2v_model *m = opaque;
+    td_backend *be = m->s->be;
     td_dit *dit = expert == TD_EXPERT_LOW ? m->s->dit_low : m->s->dit;
-    if (m->cond) {
+    if (m->input.data) {
         /* Wan2.2 I2V (and diffusers' WanImageToVideoPipeline) feed
-         * cat([x, y], dim=channels): the noisy latents first. */
-        size_t nx = (size_t)td_numel(x) * sizeof(float);
-        memcpy(m->input->data, x->data, nx);
-        memcpy((char *)m->input->data + nx, m->cond->data, (size_t)td_numel(m->cond) * sizeof(float));
-        x = m->input;
+         * cat([x, y], dim=channels): the noisy latents first; y was
+         * written behind them once. */
+        td_tensor noisy;
+        TD_TRY(td_tensor_slice(&m->s->ctx, &m->input, 0, 0, x->shape[0], &noisy));
+        TD_TRY(be->ops->copy(be, &noisy, x, 0));
+        x = &m->input;
     }
-    return td_dit_forward(dit, m->s->be, x, t * 1000.0, m->context, m->attn, v);
+    return td_dit_forward(dit, m->plan, x, t * 1000.0, &m->context, m->attn, v);
 }
 
 static void t2v_step(void *opaque, int step, int steps, double t_next)
@@ -344,24 +374,53 @@ static int check_experts(session *s, const dit_args *a)
     return 0;
 }
 
-/* i2v: the conditioning [in_ch - out_ch, T, h, w] and the DiT input buffer. */
-static int load_cond(session *s, const dit_args *a, const int64_t *shape, td_tensor *cond, td_tensor *input)
+/* i2v: the DiT input buffer on the backend, the conditioning [in_ch -
+ * out_ch, T, h, w] read from --cond-from and written behind the noisy
+ * channels once. */
+static int load_cond(session *s, const dit_args *a, const int64_t *shape, td_tensor *input)
 {
     const td_dit_config *cfg = td_dit_get_config(s->dit);
     int64_t want[4] = { cfg->in_ch - cfg->out_ch, shape[1], shape[2], shape[3] };
+    td_tensor cond = { 0 }, dst;
     char sh[96];
+    int rc;
     if (cfg->in_ch <= cfg->out_ch)
         return td_fail(&s->ctx, TD_EUNSUPPORTED, "i2v: %s takes %d input channels for %d output channels "
                        "(a text-to-video model)", a->dit, cfg->in_ch, cfg->out_ch);
-    TD_TRY(td_npy_read(&s->ctx, a->cond, cond));
-    TD_TRY(squeeze_to(&s->ctx, cond, 4, "conditioning", a->cond));
-    for (int d = 0; d < 4; d++)
-        if (cond->shape[d] != want[d])
-            return td_fail(&s->ctx, TD_ESHAPE, "i2v: --cond-from %s is %s, expected [%lld, %lld, %lld, %lld] "
-                           "(mask + image latents for --frames %d --size %dx%d)", a->cond,
-                           td_shape_str(cond, sh, sizeof(sh)), (long long)want[0], (long long)want[1],
-                           (long long)want[2], (long long)want[3], a->frames, a->width, a->height);
-    return td_tensor_new(&s->ctx, input, TD_F32, 4, (int64_t[]){ cfg->in_ch, shape[1], shape[2], shape[3] });
+    rc = td_npy_read(&s->ctx, a->cond, &cond);
+    if (rc == 0)
+        rc = squeeze_to(&s->ctx, &cond, 4, "conditioning", a->cond);
+    for (int d = 0; rc == 0 && d < 4; d++)
+        if (cond.shape[d] != want[d])
+            rc = td_fail(&s->ctx, TD_ESHAPE, "i2v: --cond-from %s is %s, expected [%lld, %lld, %lld, %lld] "
+                         "(mask + image latents for --frames %d --size %dx%d)", a->cond,
+                         td_shape_str(&cond, sh, sizeof(sh)), (long long)want[0], (long long)want[1],
+                         (long long)want[2], (long long)want[3], a->frames, a->width, a->height);
+    if (rc == 0)
+        rc = s->be->ops->tensor_new(s->be, input, s->be->act, 4,
+                                    (int64_t[]){ cfg->in_ch, shape[1], shape[2], shape[3] });
+    if (rc == 0)
+        rc = td_tensor_slice(&s->ctx, input, 0, cfg->out_ch, want[0], &dst);
+    if (rc == 0)
+        rc = s->be->ops->write(s->be, &dst, &cond);
+    td_tensor_free(&cond);
+    return rc;
+}
+
+/* The denoiser's state: context and conditioning on the backend, a plan. */
+static int t2v_model_init(session *s, const dit_args *a, int mode, const int64_t *shape, t2v_model *m)
+{
+    const td_dit_config *cfg = td_dit_get_config(s->dit);
+    td_tensor ctxt = { 0 };
+    int rc = load_context(&s->ctx, a, cfg->text_dim, &ctxt);
+    if (rc == 0)
+        rc = to_backend(s, &ctxt, &m->context);
+    if (rc == 0 && mode == MODE_I2V)
+        rc = load_cond(s, a, shape, &m->input);
+    if (rc == 0)
+        rc = td_dit_plan_new(s->dit, shape[1], shape[2], shape[3], ctxt.shape[0], &m->plan);
+    td_tensor_free(&ctxt);
+    return rc;
 }
 
 static int t2v(session *s, const dit_args *a, int mode)
@@ -369,9 +428,10 @@ static int t2v(session *s, const dit_args *a, int mode)
     const td_dit_config *cfg = td_dit_get_config(s->dit);
     const char *cmd = mode == MODE_I2V ? "i2v" : "t2v";
     td_rcm_params p;
-    td_sample_io io = { .noise = { .seed = a->seed }, .on_step = t2v_step, .step_opaque = &s->ctx };
-    td_tensor ctxt = { 0 }, noise = { 0 }, x = { 0 }, cond = { 0 }, input = { 0 };
-    t2v_model m = { s, &ctxt, &a->attn, NULL, NULL };
+    td_sample_io io = { .be = s->be, .noise = { .seed = a->seed }, .on_step = t2v_step,
+                        .step_opaque = &s->ctx };
+    td_tensor noise = { 0 }, x = { 0 };
+    t2v_model m = { .s = s, .attn = &a->attn };
     td_denoiser den = { t2v_denoise, &m };
     int64_t shape[4];
     int rc;
@@ -393,12 +453,7 @@ static int t2v(session *s, const dit_args *a, int mode)
     shape[1] = 1 + (a->frames - 1) / 4;
     shape[2] = a->height / 8;
     shape[3] = a->width / 8;
-    rc = load_context(&s->ctx, a, cfg->text_dim, &ctxt);
-    if (rc == 0 && mode == MODE_I2V) {
-        rc = load_cond(s, a, shape, &cond, &input);
-        m.cond = &cond;
-        m.input = &input;
-    }
+    rc = t2v_model_init(s, a, mode, shape, &m);
     if (rc == 0 && a->noise) {
         int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
         rc = td_npy_read(&s->ctx, a->noise, &noise);
@@ -416,9 +471,7 @@ static int t2v(session *s, const dit_args *a, int mode)
         rc = td_npy_write(&s->ctx, a->save, &x);
     if (rc == 0 && a->vae)
         rc = decode(s, a, &x);
-    td_tensor_free(&ctxt);
-    td_tensor_free(&cond);
-    td_tensor_free(&input);
+    t2v_model_free(&m);
     td_tensor_free(&noise);
     td_tensor_free(&x);
     return rc;

@@ -5,7 +5,9 @@
  *   v = A x + b t            conditional / single model (expert 0)
  *   v = A_low x + b t        low-noise expert, when --a-low is given
  *   v = A x + b_uncond t     unconditional pass of classifier-free guidance
- * x is the flattened latent of n values; A [n, n], b [n].
+ * x is the flattened latent of n values; A [n, n], b [n]. The sampler hands
+ * the model backend tensors (CPU backend), which it reads and writes
+ * through the backend as the DiT would.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +38,10 @@ typedef struct toy_args {
 } toy_args;
 
 typedef struct toy_model {
+    td_backend *be;
     const float *a, *b;
     const float *a_low, *b_uncond;
+    float *xs, *vs;          /* [n] host copies of the model's x and v */
     int64_t n;
     int uncond;
 } toy_model;
@@ -47,16 +51,16 @@ static int toy_denoise(void *opaque, int expert, const td_tensor *x, double t, t
     const toy_model *m = opaque;
     const float *a = expert == TD_EXPERT_LOW && m->a_low ? m->a_low : m->a;
     const float *b = m->uncond ? m->b_uncond : m->b;
-    const float *xs = x->data;
-    float *vs = v->data;
+    td_tensor xh = td_view1(m->xs, TD_F32, m->n), vh = td_view1(m->vs, TD_F32, m->n);
 
+    TD_TRY(m->be->ops->read(m->be, x, &xh));
     for (int64_t i = 0; i < m->n; i++) {
         double s = (double)b[i] * t;
         for (int64_t j = 0; j < m->n; j++)
-            s += (double)a[i * m->n + j] * xs[j];
-        vs[i] = (float)s;
+            s += (double)a[i * m->n + j] * m->xs[j];
+        m->vs[i] = (float)s;
     }
-    return 0;
+    return m->be->ops->write(m->be, v, &vh);
 }
 
 static int parse_num(const char *o, const char *val, double *d)
@@ -152,13 +156,17 @@ static int load_model(td_ctx *ctx, const toy_args *a, td_tensor t[4], toy_model 
     return 0;
 }
 
-static int run(td_ctx *ctx, const toy_args *a, td_tensor t[4], td_tensor *noise, td_tensor *x)
+static int run(td_ctx *ctx, td_backend *be, const toy_args *a, td_tensor t[4], td_tensor *noise,
+               td_tensor *x, td_tensor *scratch)
 {
-    toy_model m = { 0 }, mu;
-    td_sample_io io = { .noise = { .seed = a->seed } };
+    toy_model m = { .be = be }, mu;
+    td_sample_io io = { .be = be, .noise = { .seed = a->seed } };
     td_denoiser dc = { toy_denoise, &m }, du = { toy_denoise, &mu };
 
     TD_TRY(load_model(ctx, a, t, &m));
+    TD_TRY(td_tensor_new(ctx, scratch, TD_F32, 2, (int64_t[]){ 2, m.n }));
+    m.xs = scratch->data;
+    m.vs = m.xs + m.n;
     if (a->noise) {
         TD_TRY(td_npy_read(ctx, a->noise, noise));
         if (noise->dtype != TD_F32 || noise->ndim != 2 || noise->shape[1] != m.n)
@@ -191,13 +199,16 @@ int cmd_sample_toy(int argc, char **argv)
 {
     toy_args a = { 0 };
     td_ctx ctx;
-    td_tensor t[4] = { { 0 } }, noise = { 0 }, x = { 0 };
+    td_backend *be = NULL;
+    td_tensor t[4] = { { 0 } }, noise = { 0 }, x = { 0 }, scratch = { 0 };
     int rc = parse(argc, argv, &a);
 
     if (rc)
         return rc == 1 ? 0 : rc;
     td_ctx_init(&ctx);
-    rc = run(&ctx, &a, t, &noise, &x);
+    rc = td_backend_cpu_create(&ctx, 0, &be);
+    if (rc == 0)
+        rc = run(&ctx, be, &a, t, &noise, &x, &scratch);
     if (rc == 0)
         rc = td_npy_write(&ctx, a.out, &x);
     if (rc < 0)
@@ -206,5 +217,7 @@ int cmd_sample_toy(int argc, char **argv)
         td_tensor_free(&t[i]);
     td_tensor_free(&noise);
     td_tensor_free(&x);
+    td_tensor_free(&scratch);
+    td_backend_destroy(&be);
     return rc < 0 ? 1 : 0;
 }

@@ -1,13 +1,14 @@
 /*
  * The Wan DiT forward pass (wan/modules/model.py WanModel.forward; the same
  * math as TurboDiffusion's rcm/networks/wan2pt1.py and diffusers'
- * WanTransformer3DModel), batch 1, f32 activations:
+ * WanTransformer3DModel), batch 1, activations in the backend's dtype (f32
+ * on the CPU), every one of them touched only through backend ops:
  *
  *   tokens  = patch_embedding(patchify(x))                      [S, dim]
  *   e       = time_embedding(sinusoid(timestep))  (Linear, SiLU, Linear)
  *   e0      = time_projection(e)                  (SiLU, Linear) -> 6 x dim
  *   ctx     = text_embedding(context)             (Linear, GELU tanh, Linear)
- *   per block, m = modulation + e0 (f32, 6 vectors):
+ *   per block, m = modulation + e0 (6 vectors, added by the backend):
  *     x += m2 * o(attn(rope(rmsnorm(q(y))), rope(rmsnorm(k(y))), v(y))),
  *          y = layernorm(x) * (1 + m1) + m0
  *     x += o(attn(rmsnorm(q(norm3(x))), rmsnorm(k(ctx)), v(ctx)))   (no gate)
@@ -18,35 +19,16 @@
  * head split) use eps 1e-6. SLA mode replaces the self-attention's softmax
  * attention with the backend's sla_attention (BLKQ 128, BLKK 64, as
  * TurboDiffusion's modify_model.py builds it) and the block's proj_l.
+ * patchify / unpatchify are backend copies of permuted 7-D views; the
+ * buffers and RoPE tables come from a td_dit_plan (dit_plan.c).
  */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "dit_internal.h"
 
 #define DIT_EPS 1e-6f
 #define SLA_BLKQ 128
 #define SLA_BLKK 64
-
-/* The activations of one forward pass. */
-typedef struct dit_bufs {
-    td_tensor x, n, q, k, v, a, o, ff, ctx_in, ck, cv, ctx, cos_t, sin_t, tmp6, emb;
-} dit_bufs;
-
-static void bufs_free(dit_bufs *b)
-{
-    td_tensor *all[] = { &b->x, &b->n, &b->q, &b->k, &b->v, &b->a, &b->o, &b->ff, &b->ctx_in,
-                         &b->ck, &b->cv, &b->ctx, &b->cos_t, &b->sin_t, &b->tmp6, &b->emb };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        td_tensor_free(all[i]);
-}
-
-static int new2(td_ctx *ctx, td_tensor *t, int64_t r, int64_t c)
-{
-    int64_t s[2] = { r, c };
-    return td_tensor_new(ctx, t, TD_F32, 2, s);
-}
 
 static int linear(td_backend *be, const td_tensor *x, const td_dit_linear *l, td_tensor *y)
 {
@@ -56,33 +38,47 @@ static int linear(td_backend *be, const td_tensor *x, const td_dit_linear *l, td
     return be->ops->linear(be, x, &l->w, b, y);
 }
 
-/* mod[k] + e[k * dim ..] for k < n, in f32, into out[n * dim]. */
-static int add_modulation(td_ctx *ctx, const td_tensor *mod, const float *e, int n, int64_t dim, float *out)
+/* Row i of a [n, d] buffer as the vector [d] (a view). */
+static int row(td_ctx *ctx, const td_tensor *t, int64_t i, td_tensor *out)
 {
-    td_tensor dst = td_view2(out, TD_F32, n, dim);
+    td_tensor r;
+    TD_TRY(td_tensor_slice(ctx, t, 0, i, 1, &r));
+    return td_tensor_reshape(ctx, &r, 1, &t->shape[1], out);
+}
+
+/* The first numel(shape) elements of a contiguous buffer, viewed with shape:
+ * the patch and head rows share the FFN's buffer. */
+static td_tensor prefix(const td_tensor *buf, int ndim, const int64_t *shape)
+{
+    return td_view(buf->data, buf->dtype, ndim, shape);
+}
+
+/* dst [n, d] = table (uploaded, [1, n, d]) + e (broadcast over the rows
+ * when it is one row, elementwise when it is [1, n d]). */
+static int add_modulation(td_dit *m, const td_tensor *table, const td_tensor *e, td_tensor *dst)
+{
+    td_backend *be = m->be;
     td_tensor src;
-    TD_TRY(td_tensor_reshape(ctx, mod, 2, (int64_t[]){ n, dim }, &src));
-    TD_TRY(td_tensor_copy(ctx, &dst, &src));
-    for (int64_t i = 0; i < n * dim; i++)
-        out[i] += e[i];
-    return 0;
+    TD_TRY(td_tensor_reshape(m->ctx, table, 2, dst->shape, &src));
+    TD_TRY(be->ops->copy(be, dst, &src, 0));
+    return be->ops->add(be, dst, e, dst);
 }
 
 /* [S, dim] viewed as [S, heads, head_dim]. */
 static td_tensor heads_view(const td_tensor *t, const td_dit_config *c)
 {
-    return td_view3(t->data, TD_F32, t->shape[0], c->heads, c->head_dim);
+    return td_view3(t->data, t->dtype, t->shape[0], c->heads, c->head_dim);
 }
 
-static int self_attention(td_dit *m, td_backend *be, const td_dit_block *bk, dit_bufs *b,
-                          const td_dit_attn *attn, const float *mod)
+static int self_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b, const td_dit_attn *attn)
 {
     const td_dit_config *c = &m->cfg;
-    int64_t d = c->dim;
-    td_tensor sh = td_view1((void *)(mod), TD_F32, d), sc = td_view1((void *)(mod + d), TD_F32, d);
-    td_tensor gate = td_view1((void *)(mod + 2 * d), TD_F32, d);
-    td_tensor qh, kh, vh, ah;
+    td_backend *be = m->be;
+    td_tensor sh, sc, gate, qh, kh, vh, ah;
 
+    TD_TRY(row(m->ctx, &b->mod, 0, &sh));
+    TD_TRY(row(m->ctx, &b->mod, 1, &sc));
+    TD_TRY(row(m->ctx, &b->mod, 2, &gate));
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
     TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
     TD_TRY(linear(be, &b->n, &bk->sq, &b->q));
@@ -105,9 +101,10 @@ static int self_attention(td_dit *m, td_backend *be, const td_dit_block *bk, dit
     return be->ops->add_gated(be, &b->x, &b->o, &gate);
 }
 
-static int cross_attention(td_dit *m, td_backend *be, const td_dit_block *bk, dit_bufs *b)
+static int cross_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b)
 {
     const td_dit_config *c = &m->cfg;
+    td_backend *be = m->be;
     td_tensor qh, kh, vh, ah;
 
     TD_TRY(be->ops->layernorm(be, &b->x, &bk->norm3_w, &bk->norm3_b, DIT_EPS, &b->n));
@@ -125,12 +122,14 @@ static int cross_attention(td_dit *m, td_backend *be, const td_dit_block *bk, di
     return be->ops->add(be, &b->x, &b->o, &b->x);
 }
 
-static int feed_forward(td_backend *be, const td_dit_block *bk, dit_bufs *b, const float *mod, int64_t d,
-                        int64_t ffn_dim)
+static int feed_forward(td_dit *m, const td_dit_block *bk, td_dit_plan *b)
 {
-    td_tensor ff = td_view2(b->ff.data, TD_F32, b->x.shape[0], ffn_dim);
-    td_tensor sh = td_view1((void *)(mod + 3 * d), TD_F32, d), sc = td_view1((void *)(mod + 4 * d), TD_F32, d);
-    td_tensor gate = td_view1((void *)(mod + 5 * d), TD_F32, d);
+    td_backend *be = m->be;
+    td_tensor ff = prefix(&b->ff, 2, (int64_t[]){ b->S, m->cfg.ffn_dim }), sh, sc, gate;
+
+    TD_TRY(row(m->ctx, &b->mod, 3, &sh));
+    TD_TRY(row(m->ctx, &b->mod, 4, &sc));
+    TD_TRY(row(m->ctx, &b->mod, 5, &gate));
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
     TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
     TD_TRY(linear(be, &b->n, &bk->ffn0, &ff));
@@ -139,59 +138,65 @@ static int feed_forward(td_backend *be, const td_dit_block *bk, dit_bufs *b, con
     return be->ops->add_gated(be, &b->x, &b->o, &gate);
 }
 
-/* x [C, F, H, W] -> rows [S, C * pt * ph * pw], columns ordered (c, kt, kh, kw). */
-static void patchify(const td_dit_config *c, const float *x, int64_t F, int64_t H, int64_t W, float *p)
+/* x [C, F, H, W] as the 7-D [C, tp, pt, hp, ph, wp, pw]. */
+static int patch_grid(td_ctx *ctx, const td_dit_config *c, const td_tensor *x, td_tensor *out)
 {
+    int64_t C = x->shape[0], F = x->shape[1], H = x->shape[2], W = x->shape[3];
     int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2];
-    int64_t tp = F / pt, hp = H / ph, wp = W / pw, s = 0;
-    for (int64_t f = 0; f < tp; f++)
-        for (int64_t h = 0; h < hp; h++)
-            for (int64_t w = 0; w < wp; w++, s++) {
-                float *row = p + s * (int64_t)c->in_ch * pt * ph * pw;
-                for (int64_t ch = 0; ch < c->in_ch; ch++)
-                    for (int a = 0; a < pt; a++)
-                        for (int bb = 0; bb < ph; bb++)
-                            for (int cc = 0; cc < pw; cc++)
-                                *row++ = x[((ch * F + f * pt + a) * H + h * ph + bb) * W + w * pw + cc];
-            }
+    int64_t s[7] = { C, F / pt, pt, H / ph, ph, W / pw, pw };
+    return td_tensor_reshape(ctx, x, 7, s, out);
 }
 
-/* rows [S, pt * ph * pw * C_out] (C_out fastest) -> out [C_out, F, H, W]. */
-static void unpatchify(const td_dit_config *c, const float *p, int64_t F, int64_t H, int64_t W, float *out)
+/* x [C, F, H, W] -> rows [S, C * pt * ph * pw], columns ordered (c, kt, kh, kw):
+ * the grid permuted to [tp, hp, wp, C, pt, ph, pw] and copied. */
+static int patchify(td_dit *m, const td_tensor *x, td_tensor *rows)
 {
-    int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2];
-    int64_t tp = F / pt, hp = H / ph, wp = W / pw, s = 0;
-    for (int64_t f = 0; f < tp; f++)
-        for (int64_t h = 0; h < hp; h++)
-            for (int64_t w = 0; w < wp; w++, s++) {
-                const float *row = p + s * (int64_t)c->out_ch * pt * ph * pw;
-                for (int a = 0; a < pt; a++)
-                    for (int bb = 0; bb < ph; bb++)
-                        for (int cc = 0; cc < pw; cc++)
-                            for (int64_t ch = 0; ch < c->out_ch; ch++)
-                                out[((ch * F + f * pt + a) * H + h * ph + bb) * W + w * pw + cc] = *row++;
-            }
+    static const int perm[7] = { 1, 3, 5, 0, 2, 4, 6 };
+    td_tensor grid, src, dst;
+    TD_TRY(patch_grid(m->ctx, &m->cfg, x, &grid));
+    TD_TRY(td_tensor_permute(m->ctx, &grid, perm, &src));
+    TD_TRY(td_tensor_reshape(m->ctx, rows, 7, src.shape, &dst));
+    return m->be->ops->copy(m->be, &dst, &src, 0);
+}
+
+/* rows [S, pt * ph * pw * C_out] (C_out fastest) -> out [C_out, F, H, W]:
+ * the rows as [tp, hp, wp, pt, ph, pw, C_out] copied into out's grid
+ * permuted to that order. */
+static int unpatchify(td_dit *m, const td_tensor *rows, td_tensor *out)
+{
+    static const int perm[7] = { 1, 3, 5, 2, 4, 6, 0 };
+    td_tensor grid, dst, src;
+    TD_TRY(patch_grid(m->ctx, &m->cfg, out, &grid));
+    TD_TRY(td_tensor_permute(m->ctx, &grid, perm, &dst));
+    TD_TRY(td_tensor_reshape(m->ctx, rows, 7, dst.shape, &src));
+    return m->be->ops->copy(m->be, &dst, &src, 0);
+}
+
+/* t is a contiguous ndim-D tensor in the backend's activation dtype. */
+static int is_act(td_dit *m, const td_tensor *t, int ndim)
+{
+    return t->ndim == ndim && t->dtype == m->be->act && td_is_contiguous(t);
 }
 
 static int check_inputs(td_dit *m, const td_tensor *x, const td_tensor *context, const td_dit_attn *attn,
                         const td_tensor *out)
 {
     const td_dit_config *c = &m->cfg;
+    const char *act = td_dtype_name(m->be->act);
     char s1[96], s2[96];
-    if (x->ndim != 4 || x->dtype != TD_F32 || !td_is_contiguous(x) || x->shape[0] != c->in_ch ||
-        x->shape[1] % c->patch[0] || x->shape[2] % c->patch[1] || x->shape[3] % c->patch[2] ||
-        x->shape[1] <= 0 || x->shape[2] <= 0 || x->shape[3] <= 0)
-        return td_fail(m->ctx, TD_ESHAPE, "dit: latents %s must be contiguous f32 [%d, F, H, W] with F, H, W "
-                       "non-zero multiples of the patch %dx%dx%d", td_shape_str(x, s1, sizeof(s1)),
+    if (!is_act(m, x, 4) || x->shape[0] != c->in_ch || x->shape[1] % c->patch[0] ||
+        x->shape[2] % c->patch[1] || x->shape[3] % c->patch[2] || x->shape[1] <= 0 || x->shape[2] <= 0 ||
+        x->shape[3] <= 0)
+        return td_fail(m->ctx, TD_ESHAPE, "dit: latents %s must be contiguous %s [%d, F, H, W] with F, H, W "
+                       "non-zero multiples of the patch %dx%dx%d", td_shape_str(x, s1, sizeof(s1)), act,
                        c->in_ch, c->patch[0], c->patch[1], c->patch[2]);
-    if (context->ndim != 2 || context->dtype != TD_F32 || !td_is_contiguous(context) ||
-        context->shape[1] != c->text_dim || context->shape[0] <= 0)
-        return td_fail(m->ctx, TD_ESHAPE, "dit: context %s must be contiguous f32 [L, %d]",
-                       td_shape_str(context, s1, sizeof(s1)), c->text_dim);
-    if (out->ndim != 4 || out->dtype != TD_F32 || !td_is_contiguous(out) || out->shape[0] != c->out_ch ||
-        out->shape[1] != x->shape[1] || out->shape[2] != x->shape[2] || out->shape[3] != x->shape[3])
-        return td_fail(m->ctx, TD_ESHAPE, "dit: out %s must be contiguous f32 [%d, F, H, W] of latents %s",
-                       td_shape_str(out, s1, sizeof(s1)), c->out_ch, td_shape_str(x, s2, sizeof(s2)));
+    if (!is_act(m, context, 2) || context->shape[1] != c->text_dim || context->shape[0] <= 0)
+        return td_fail(m->ctx, TD_ESHAPE, "dit: context %s must be contiguous %s [L, %d]",
+                       td_shape_str(context, s1, sizeof(s1)), act, c->text_dim);
+    if (!is_act(m, out, 4) || out->shape[0] != c->out_ch || out->shape[1] != x->shape[1] ||
+        out->shape[2] != x->shape[2] || out->shape[3] != x->shape[3])
+        return td_fail(m->ctx, TD_ESHAPE, "dit: out %s must be contiguous %s [%d, F, H, W] of latents %s",
+                       td_shape_str(out, s1, sizeof(s1)), act, c->out_ch, td_shape_str(x, s2, sizeof(s2)));
     if (attn->mode == TD_DIT_ATTN_SLA) {
         char name[200];
         if (!c->has_proj_l)
@@ -206,107 +211,90 @@ static int check_inputs(td_dit *m, const td_tensor *x, const td_tensor *context,
     return 0;
 }
 
-/* e [dim] and e0 [6 * dim] from the timestep; b->tmp6 is scratch. */
-static int time_embedding(td_dit *m, td_backend *be, double timestep, dit_bufs *b, td_tensor *e, td_tensor *e0)
+static int check_plan(td_dit *m, const td_dit_plan *p, const td_tensor *x, const td_tensor *context)
 {
-    int64_t d = m->cfg.dim;
-    td_tensor sin_emb = td_view2(b->tmp6.data, TD_F32, 1, m->cfg.freq_dim);
-    td_tensor h = td_view2((float *)b->tmp6.data + m->cfg.freq_dim, TD_F32, 1, d);
-    td_dit_time_embedding(timestep, m->cfg.freq_dim, sin_emb.data);
-    TD_TRY(linear(be, &sin_emb, &m->time0, &h));
-    TD_TRY(be->ops->silu(be, &h, &h));
-    TD_TRY(linear(be, &h, &m->time2, e));
-    TD_TRY(be->ops->silu(be, e, &h));
-    return linear(be, &h, &m->tproj, e0);
-}
-
-/* The head: layernorm, (head.modulation + e) shift / scale, linear, unpatchify. */
-static int head(td_dit *m, td_backend *be, dit_bufs *b, const float *e, float *hm, const td_tensor *x,
-                td_tensor *out)
-{
-    const td_dit_config *c = &m->cfg;
-    int64_t d = c->dim, np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2], S = b->x.shape[0];
-    td_tensor dst = td_view2(hm, TD_F32, 2, d), src, rows;
-    td_tensor sh = td_view1(hm, TD_F32, d), sc = td_view1(hm + d, TD_F32, d);
-    TD_TRY(td_tensor_reshape(m->ctx, &m->head_mod, 2, (int64_t[]){ 2, d }, &src));
-    TD_TRY(td_tensor_copy(m->ctx, &dst, &src));
-    for (int64_t j = 0; j < d; j++) {
-        hm[j] += e[j];
-        hm[d + j] += e[j];
-    }
-    TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
-    TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
-    rows = td_view2(b->ff.data, TD_F32, S, c->out_ch * np);
-    TD_TRY(linear(be, &b->n, &m->head, &rows));
-    unpatchify(c, rows.data, x->shape[1], x->shape[2], x->shape[3], out->data);
+    if (!td_dit_plan_fits(p, m) || p->F != x->shape[1] || p->H != x->shape[2] || p->W != x->shape[3] ||
+        p->L != context->shape[0])
+        return td_fail(m->ctx, TD_ESHAPE, "dit: the plan for latents %lldx%lldx%lld and %lld context rows "
+                       "(dim %d) does not fit latents %lldx%lldx%lld and %lld context rows (dim %d)",
+                       (long long)p->F, (long long)p->H, (long long)p->W, (long long)p->L, p->cfg.dim,
+                       (long long)x->shape[1], (long long)x->shape[2], (long long)x->shape[3],
+                       (long long)context->shape[0], m->cfg.dim);
     return 0;
 }
 
-static int forward(td_dit *m, td_backend *be, const td_tensor *x, double timestep, const td_tensor *context,
-                   const td_dit_attn *attn, td_tensor *out, dit_bufs *b)
+/* e [1, dim] and e0 [1, 6 dim] from the timestep, whose sinusoid is made on
+ * the host in f64 and written to the backend. */
+static int time_embedding(td_dit *m, double timestep, td_dit_plan *b)
 {
-    td_ctx *ctx = m->ctx;
+    td_backend *be = m->be;
+    td_tensor host = td_view2(b->sinus_host, TD_F32, 1, m->cfg.freq_dim);
+    td_dit_time_embedding(timestep, m->cfg.freq_dim, b->sinus_host);
+    TD_TRY(be->ops->write(be, &b->sinus, &host));
+    TD_TRY(linear(be, &b->sinus, &m->time0, &b->th));
+    TD_TRY(be->ops->silu(be, &b->th, &b->th));
+    TD_TRY(linear(be, &b->th, &m->time2, &b->e));
+    TD_TRY(be->ops->silu(be, &b->e, &b->th));
+    return linear(be, &b->th, &m->tproj, &b->e0);
+}
+
+/* The head: layernorm, (head.modulation + e) shift / scale, linear, unpatchify. */
+static int head(td_dit *m, td_dit_plan *b, td_tensor *out)
+{
     const td_dit_config *c = &m->cfg;
-    int64_t F = x->shape[1], H = x->shape[2], W = x->shape[3], d = c->dim;
-    int64_t tp = F / c->patch[0], hp = H / c->patch[1], wp = W / c->patch[2], S = tp * hp * wp;
-    int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2], L = context->shape[0];
-    int64_t ffw = c->ffn_dim, pin = c->in_ch * np, pout = c->out_ch * np;
-    float *modv;
-    td_tensor e, e0, patches;
+    td_backend *be = m->be;
+    int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    td_tensor hm, sh, sc, rows = prefix(&b->ff, 2, (int64_t[]){ b->S, c->out_ch * np });
 
-    if (pin > ffw)
-        ffw = pin;
-    if (pout > ffw)
-        ffw = pout;
-    TD_TRY(new2(ctx, &b->x, S, d));
-    TD_TRY(new2(ctx, &b->n, S, d));
-    TD_TRY(new2(ctx, &b->q, S, d));
-    TD_TRY(new2(ctx, &b->k, S, d));
-    TD_TRY(new2(ctx, &b->v, S, d));
-    TD_TRY(new2(ctx, &b->a, S, d));
-    TD_TRY(new2(ctx, &b->o, S, d));
-    TD_TRY(new2(ctx, &b->ff, S, ffw));     /* also the patch rows and the head's rows */
-    TD_TRY(new2(ctx, &b->ctx_in, L, d));
-    TD_TRY(new2(ctx, &b->ctx, L, d));
-    TD_TRY(new2(ctx, &b->ck, L, d));
-    TD_TRY(new2(ctx, &b->cv, L, d));
-    TD_TRY(new2(ctx, &b->cos_t, S, c->head_dim / 2));
-    TD_TRY(new2(ctx, &b->sin_t, S, c->head_dim / 2));
-    TD_TRY(new2(ctx, &b->tmp6, 1, c->freq_dim + d));
-    TD_TRY(new2(ctx, &b->emb, 1, 13 * d));  /* e [d], e0 [6 d], per-block modulation [6 d] */
-    e = td_view2(b->emb.data, TD_F32, 1, d);
-    e0 = td_view2((float *)b->emb.data + d, TD_F32, 1, 6 * d);
-    modv = (float *)b->emb.data + 7 * d;
+    TD_TRY(td_tensor_slice(m->ctx, &b->mod, 0, 0, 2, &hm));
+    TD_TRY(add_modulation(m, &m->head_mod, &b->e, &hm));
+    TD_TRY(row(m->ctx, &hm, 0, &sh));
+    TD_TRY(row(m->ctx, &hm, 1, &sc));
+    TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
+    TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
+    TD_TRY(linear(be, &b->n, &m->head, &rows));
+    return unpatchify(m, &rows, out);
+}
 
-    patches = td_view2(b->ff.data, TD_F32, S, pin);
-    patchify(c, x->data, F, H, W, patches.data);
+static int forward(td_dit *m, td_dit_plan *b, const td_tensor *x, double timestep, const td_tensor *context,
+                   const td_dit_attn *attn, td_tensor *out)
+{
+    td_backend *be = m->be;
+    const td_dit_config *c = &m->cfg;
+    int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    td_tensor patches = prefix(&b->ff, 2, (int64_t[]){ b->S, c->in_ch * np });
+
+    TD_TRY(patchify(m, x, &patches));
     TD_TRY(linear(be, &patches, &m->patch, &b->x));
-    TD_TRY(time_embedding(m, be, timestep, b, &e, &e0));
+    TD_TRY(time_embedding(m, timestep, b));
     TD_TRY(linear(be, context, &m->text0, &b->ctx_in));
     TD_TRY(be->ops->gelu_tanh(be, &b->ctx_in, &b->ctx_in));
     TD_TRY(linear(be, &b->ctx_in, &m->text2, &b->ctx));
-    td_dit_rope_tables(c->head_dim, tp, hp, wp, b->cos_t.data, b->sin_t.data);
 
     for (int i = 0; i < c->layers; i++) {
         const td_dit_block *bk = &m->blocks[i];
-        TD_TRY(add_modulation(ctx, &bk->mod, e0.data, 6, d, modv));
-        TD_TRY(self_attention(m, be, bk, b, attn, modv));
-        TD_TRY(cross_attention(m, be, bk, b));
-        TD_TRY(feed_forward(be, bk, b, modv, d, c->ffn_dim));
+        TD_TRY(add_modulation(m, &bk->mod, &b->e0, &b->mod));
+        TD_TRY(self_attention(m, bk, b, attn));
+        TD_TRY(cross_attention(m, bk, b));
+        TD_TRY(feed_forward(m, bk, b));
     }
-    return head(m, be, b, e.data, modv, x, out);
+    return head(m, b, out);
 }
 
-int td_dit_forward(td_dit *dit, td_backend *be, const td_tensor *x, double timestep,
+int td_dit_forward(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
                    const td_tensor *context, const td_dit_attn *attn, td_tensor *out)
 {
     static const td_dit_attn full = { TD_DIT_ATTN_FULL, 0 };
-    dit_bufs b = { 0 };
+    td_dit_plan *own = NULL;
     int rc;
     if (!attn)
         attn = &full;
     TD_TRY(check_inputs(dit, x, context, attn, out));
-    rc = forward(dit, be, x, timestep, context, attn, out, &b);
-    bufs_free(&b);
+    if (plan)
+        TD_TRY(check_plan(dit, plan, x, context));
+    else
+        TD_TRY(td_dit_plan_new(dit, x->shape[1], x->shape[2], x->shape[3], context->shape[0], &own));
+    rc = forward(dit, plan ? plan : own, x, timestep, context, attn, out);
+    td_dit_plan_free(&own);
     return rc;
 }

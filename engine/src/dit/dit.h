@@ -5,7 +5,7 @@
  * (modulated self-attention with q/k RMSNorm and 3-D RoPE, cross-attention
  * to the text, modulated GELU FFN), modulated head, unpatchify.
  *
- * Layouts (batch 1, f32):
+ * Layouts (batch 1, the backend's activation dtype; f32 on the CPU):
  *   x        [C_in, F, H, W]  latents (i2v: the 16 noisy channels followed
  *                             by the 20 conditioning channels, C_in = 36);
  *   context  [L, text_dim]    text-encoder output as the model takes it
@@ -50,19 +50,39 @@ typedef struct td_dit_attn {
     double topk;         /* SLA: fraction of key blocks kept, in (0, 1] */
 } td_dit_attn;
 
-/* Build the model over w (which must outlive it). Missing tensors are
- * TD_ENOTFOUND naming file and tensor; shapes that do not fit are TD_ESHAPE
- * naming expected and found. */
-int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_dit **out);
+/* Build the model over w (which must outlive it) and upload every weight
+ * once through be (which must outlive it too; the model keeps it).
+ * Missing tensors are TD_ENOTFOUND naming file and tensor; shapes that do
+ * not fit are TD_ESHAPE naming expected and found. */
+int td_dit_load(td_ctx *ctx, td_backend *be, const td_weights *w, const td_dit_opts *opts, td_dit **out);
 const td_dit_config *td_dit_get_config(const td_dit *dit);
+
 /*
- * One forward pass. timestep is what the model takes (rectified-flow t *
- * 1000; its sinusoid is computed in f64 as upstream does). out must be
- * a contiguous f32 tensor [C_out, F, H, W] (F, H, W divisible by the patch).
- * SLA mode needs proj_l in every block (TD_ENOTFOUND naming it otherwise).
+ * The per-job state of the forward pass: every activation buffer and the
+ * 3-D RoPE cos/sin tables for latents [C_in, F, H, W] and a context of L
+ * rows, allocated once through the DiT's backend (in be->act) so that the
+ * sampler's steps neither reallocate nor recompute them. A plan serves any
+ * DiT on the same backend with the same widths, channels and patch (the two
+ * experts of a Wan2.2 A14B pair share one); one forward runs on it at a time.
  */
-int td_dit_forward(td_dit *dit, td_backend *be, const td_tensor *x, double timestep,
+typedef struct td_dit_plan td_dit_plan;
+
+int td_dit_plan_new(td_dit *dit, int64_t F, int64_t H, int64_t W, int64_t L, td_dit_plan **out);
+void td_dit_plan_free(td_dit_plan **plan);
+
+/*
+ * One forward pass. x [C_in, F, H, W], context [L, text_dim] and out
+ * [C_out, F, H, W] are contiguous tensors of the DiT's backend in its
+ * activation dtype (F, H, W divisible by the patch). timestep is what the
+ * model takes (rectified-flow t * 1000; its sinusoid is computed on the host
+ * in f64 as upstream does, and written to the backend). plan NULL: a plan is
+ * made and freed for this call (one-off tools); a plan made for other sizes
+ * or another model shape is TD_ESHAPE. attn NULL is full attention; SLA mode
+ * needs proj_l in every block (TD_ENOTFOUND naming it otherwise).
+ */
+int td_dit_forward(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
                    const td_tensor *context, const td_dit_attn *attn, td_tensor *out);
+/* Release the model and every tensor it uploaded. */
 void td_dit_free(td_dit **dit);
 
 #endif

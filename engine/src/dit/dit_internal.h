@@ -24,7 +24,8 @@ const char *td_dit_key_name(td_dit_layout l, td_dit_key k, int b, char *buf, siz
 /* The layout of w, told apart by a tensor only diffusers has. */
 td_dit_layout td_dit_detect_layout(const td_weights *w);
 
-/* A Linear, plain (w) or TurboDiffusion W8A8 (wq int8 + ws f32). */
+/* A Linear, plain (w) or TurboDiffusion W8A8 (wq int8 + ws f32). Every
+ * tensor of the model below is an uploaded copy (be->ops->upload). */
 typedef struct td_dit_linear {
     td_tensor w, wq, ws, b;
     int quant, has_bias;
@@ -40,14 +41,32 @@ typedef struct td_dit_block {
 
 struct td_dit {
     td_ctx *ctx;
+    td_backend *be;                      /* holds the uploaded weights; not owned */
     const td_weights *w;
     td_dit_config cfg;
     td_dit_layout layout;
-    td_tensor patch_w;                   /* viewed as [dim, C_in * pt * ph * pw] */
-    td_dit_linear patch, text0, text2, time0, time2, tproj, head;
+    td_dit_linear patch;                 /* w viewed as [dim, C_in * pt * ph * pw] */
+    td_dit_linear text0, text2, time0, time2, tproj, head;
     td_tensor head_mod;                  /* [1, 2, dim] */
     td_dit_block *blocks;
 };
+
+/* The activations of one forward pass (dit_plan.c), in be->act. */
+struct td_dit_plan {
+    td_backend *be;
+    td_dit_config cfg;                   /* the widths the buffers were sized for */
+    int64_t F, H, W, L, S;               /* latent frames, rows, columns; context rows; tokens */
+    td_tensor x, n, q, k, v, a, o;       /* [S, dim] */
+    td_tensor ff;                        /* [S, max(ffn, C_in np, C_out np)]: also patch / head rows */
+    td_tensor ctx_in, ctx, ck, cv;       /* [L, dim] */
+    td_tensor cos_t, sin_t;              /* RoPE [S, head_dim / 2], written once */
+    td_tensor sinus, th, e, e0;          /* [1, freq], [1, dim], [1, dim], [1, 6 dim] */
+    td_tensor mod;                       /* [6, dim]: block (and head) modulation */
+    float *sinus_host;                   /* [freq]: the timestep sinusoid before its write */
+};
+
+/* A plan fits a model when backend, widths, channels and patch agree. */
+int td_dit_plan_fits(const td_dit_plan *p, const td_dit *m);
 
 /* Read dim, layers, widths, channels and patch from shapes (dit_config.c). */
 int td_dit_read_config(td_ctx *ctx, const td_weights *w, td_dit_layout l,

@@ -1,7 +1,8 @@
 /*
  * Building the DiT over a weight store: every tensor is looked up with its
  * expected shape, so a missing or misshapen tensor is reported by name
- * (file, tensor, expected and found shape) before any compute.
+ * (file, tensor, expected and found shape) before any compute, then
+ * uploaded once to the backend (on the CPU a view of the mapped file).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +11,36 @@
 
 typedef struct loader {
     td_ctx *ctx;
+    td_backend *be;
     const td_weights *w;
     td_dit_layout l;
 } loader;
+
+/* Replace the host view *t by its upload; *t is zeroed if that fails. */
+static int upload(const loader *ld, td_tensor *t)
+{
+    td_tensor host = *t;
+    *t = (td_tensor){ 0 };
+    return ld->be->ops->upload(ld->be, &host, t);
+}
+
+static int upload_linear(const loader *ld, td_dit_linear *lin)
+{
+    if (lin->quant) {
+        TD_TRY(upload(ld, &lin->wq));
+        TD_TRY(upload(ld, &lin->ws));
+    } else {
+        TD_TRY(upload(ld, &lin->w));
+    }
+    return lin->has_bias ? upload(ld, &lin->b) : 0;
+}
+
+/* The named tensor of the given shape, uploaded. */
+static int get_named(const loader *ld, const char *name, int ndim, const int64_t *shape, td_tensor *out)
+{
+    TD_TRY(td_weights_get(ld->ctx, ld->w, name, ndim, shape, out));
+    return upload(ld, out);
+}
 
 static int get(const loader *ld, td_tensor *out, const char *base, const char *suffix,
                int ndim, const int64_t *shape)
@@ -47,14 +75,15 @@ static int load_linear(const loader *ld, td_dit_key k, int b, int64_t n, int64_t
     }
     TD_TRY(get(ld, &lin->b, base, "bias", 1, &n));
     lin->has_bias = 1;
-    return 0;
+    return upload_linear(ld, lin);
 }
 
 static int load_vec(const loader *ld, td_dit_key k, int b, const char *suffix, int64_t n, td_tensor *t)
 {
     char base[200];
     td_dit_key_name(ld->l, k, b, base, sizeof(base));
-    return get(ld, t, base, suffix, 1, &n);
+    TD_TRY(get(ld, t, base, suffix, 1, &n));
+    return upload(ld, t);
 }
 
 static int load_block(const loader *ld, const td_dit_config *c, int i, td_dit_block *bk)
@@ -62,7 +91,7 @@ static int load_block(const loader *ld, const td_dit_config *c, int i, td_dit_bl
     int64_t d = c->dim, f = c->ffn_dim, mod[3] = { 1, 6, d };
     char base[200];
     td_dit_key_name(ld->l, DK_MOD, i, base, sizeof(base));
-    TD_TRY(td_weights_get(ld->ctx, ld->w, base, 3, mod, &bk->mod));
+    TD_TRY(get_named(ld, base, 3, mod, &bk->mod));
     TD_TRY(load_vec(ld, DK_NORM3, i, "weight", d, &bk->norm3_w));
     TD_TRY(load_vec(ld, DK_NORM3, i, "bias", d, &bk->norm3_b));
     TD_TRY(load_linear(ld, DK_SA_Q, i, d, d, &bk->sq));
@@ -86,14 +115,28 @@ static int load_block(const loader *ld, const td_dit_config *c, int i, td_dit_bl
         TD_TRY(get(ld, &bk->proj_l.w, base, "weight", 2, ws));
         TD_TRY(get(ld, &bk->proj_l.b, base, "bias", 1, &hd));
         bk->proj_l.has_bias = 1;
+        TD_TRY(upload_linear(ld, &bk->proj_l));
     }
     return 0;
 }
 
-int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_dit **out)
+/* The patch embedding, a Conv3d or Linear weight, as the Linear [dim, C_in np]. */
+static int load_patch(const loader *ld, int64_t d, int64_t pk, td_dit_linear *patch)
+{
+    const td_tensor *pe = td_weights_find(ld->w, "patch_embedding.weight");
+    if (!td_is_contiguous(pe))
+        return td_fail(ld->ctx, TD_EFORMAT, "%s: patch_embedding.weight is not contiguous",
+                       td_weights_path(ld->w));
+    patch->w = td_view2(pe->data, pe->dtype, d, pk);
+    TD_TRY(td_weights_get(ld->ctx, ld->w, "patch_embedding.bias", 1, &d, &patch->b));
+    patch->has_bias = 1;
+    return upload_linear(ld, patch);
+}
+
+int td_dit_load(td_ctx *ctx, td_backend *be, const td_weights *w, const td_dit_opts *opts, td_dit **out)
 {
     td_dit *m;
-    loader ld = { ctx, w, td_dit_detect_layout(w) };
+    loader ld = { ctx, be, w, td_dit_detect_layout(w) };
     int64_t d, np, pk, head_mod[3];
     int rc;
 
@@ -102,6 +145,7 @@ int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_di
     if (!m)
         return td_fail(ctx, TD_ENOMEM, "DiT model struct");
     m->ctx = ctx;
+    m->be = be;
     m->w = w;
     m->layout = ld.l;
     rc = td_dit_read_config(ctx, w, ld.l, opts, &m->cfg);
@@ -110,17 +154,7 @@ int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_di
     d = m->cfg.dim;
     np = (int64_t)m->cfg.patch[0] * m->cfg.patch[1] * m->cfg.patch[2];
     pk = m->cfg.in_ch * np;
-    {
-        const td_tensor *pe = td_weights_find(w, "patch_embedding.weight");
-        m->patch_w = td_view2(pe->data, pe->dtype, d, pk);
-        if (!td_is_contiguous(pe)) {
-            rc = td_fail(ctx, TD_EFORMAT, "%s: patch_embedding.weight is not contiguous", td_weights_path(w));
-            goto fail;
-        }
-        m->patch.w = m->patch_w;
-        rc = td_weights_get(ctx, w, "patch_embedding.bias", 1, &d, &m->patch.b);
-        m->patch.has_bias = 1;
-    }
+    rc = load_patch(&ld, d, pk, &m->patch);
     head_mod[0] = 1;
     head_mod[1] = 2;
     head_mod[2] = d;
@@ -138,8 +172,8 @@ int td_dit_load(td_ctx *ctx, const td_weights *w, const td_dit_opts *opts, td_di
         rc = load_linear(&ld, DK_HEAD, 0, m->cfg.out_ch * np, d, &m->head);
     if (rc == 0) {
         char base[200];
-        rc = td_weights_get(ctx, w, td_dit_key_name(ld.l, DK_HEAD_MOD, 0, base, sizeof(base)), 3,
-                            head_mod, &m->head_mod);
+        rc = get_named(&ld, td_dit_key_name(ld.l, DK_HEAD_MOD, 0, base, sizeof(base)), 3, head_mod,
+                       &m->head_mod);
     }
     if (rc < 0)
         goto fail;
@@ -168,11 +202,40 @@ const td_dit_config *td_dit_get_config(const td_dit *dit)
     return &dit->cfg;
 }
 
+static void free_linear(td_backend *be, td_dit_linear *l)
+{
+    td_tensor *all[] = { &l->w, &l->wq, &l->ws, &l->b };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        be->ops->tensor_free(be, all[i]);
+}
+
+static void free_block(td_backend *be, td_dit_block *bk)
+{
+    td_tensor *t[] = { &bk->mod, &bk->norm3_w, &bk->norm3_b, &bk->snq, &bk->snk, &bk->cnq, &bk->cnk };
+    td_dit_linear *l[] = { &bk->sq, &bk->sk, &bk->sv, &bk->so, &bk->cq, &bk->ck, &bk->cv, &bk->co,
+                           &bk->ffn0, &bk->ffn2, &bk->proj_l };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        be->ops->tensor_free(be, t[i]);
+    for (size_t i = 0; i < sizeof(l) / sizeof(l[0]); i++)
+        free_linear(be, l[i]);
+}
+
+static void free_model(td_dit *m)
+{
+    td_dit_linear *l[] = { &m->patch, &m->text0, &m->text2, &m->time0, &m->time2, &m->tproj, &m->head };
+    for (size_t i = 0; i < sizeof(l) / sizeof(l[0]); i++)
+        free_linear(m->be, l[i]);
+    m->be->ops->tensor_free(m->be, &m->head_mod);
+    for (int i = 0; m->blocks && i < m->cfg.layers; i++)
+        free_block(m->be, &m->blocks[i]);
+    free(m->blocks);
+    free(m);
+}
+
 void td_dit_free(td_dit **dit)
 {
     if (!dit || !*dit)
         return;
-    free((*dit)->blocks);
-    free(*dit);
+    free_model(*dit);
     *dit = NULL;
 }

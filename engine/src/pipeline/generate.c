@@ -178,10 +178,10 @@ static int denoise(void *opaque, int expert, const td_tensor *x, double t, td_te
     r->expert = expert;
     TD_TRY(td_models_expert(ctx, &r->eng->files, r->m, expert, r->eng->low_memory, &dit));
     if (!r->xin.data)
-        return td_dit_forward(dit, r->m->be, x, t * 1000.0, &r->context, &r->attn, v);
+        return td_dit_forward(dit, NULL, x, t * 1000.0, &r->context, &r->attn, v);
     TD_TRY(td_tensor_slice(ctx, &r->xin, 0, 0, x->shape[0], &noisy));
-    TD_TRY(td_tensor_copy(ctx, &noisy, x));
-    return td_dit_forward(dit, r->m->be, &r->xin, t * 1000.0, &r->context, &r->attn, v);
+    TD_TRY(r->m->be->ops->copy(r->m->be, &noisy, x, 0));
+    return td_dit_forward(dit, NULL, &r->xin, t * 1000.0, &r->context, &r->attn, v);
 }
 
 static void on_step(void *opaque, int step, int steps, double t_next)
@@ -309,6 +309,7 @@ int td_generate(td_engine *eng, const td_job *job)
     if (!eng->models)
         TD_TRY(td_models_load(ctx, &eng->files, eng->low_memory, &eng->models));
     r.m = eng->models;
+    io.be = r.m->be;
     TD_TRY(check_task(&r));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);

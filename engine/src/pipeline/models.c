@@ -51,7 +51,7 @@ int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int
             unload_expert(m, other);
         }
         TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
-        TD_TRY(td_dit_load(ctx, m->w_dit[expert], &opts, &m->dit[expert]));
+        TD_TRY(td_dit_load(ctx, m->be, m->w_dit[expert], &opts, &m->dit[expert]));
         if (expert == TD_EXPERT_HIGH)
             m->cfg = *td_dit_get_config(m->dit[expert]);
         else

@@ -125,12 +125,14 @@ typedef struct flow_buf {
     double *x, *m;
     float *xf, *vc, *vu;
     unipc_state u;
+    td_sample_dev dev;   /* the model's x and v on the backend */
 } flow_buf;
 
 static void flow_buf_free(flow_buf *b)
 {
     free(b->x); free(b->m); free(b->xf); free(b->vc); free(b->vu);
     free(b->u.m_prev); free(b->u.m_last); free(b->u.last);
+    td_sample_dev_free(&b->dev);
 }
 
 static int flow_buf_alloc(flow_buf *b, int64_t n, int unipc)
@@ -151,7 +153,8 @@ static int flow_buf_alloc(flow_buf *b, int64_t n, int unipc)
 }
 
 /* v = v_uncond + g (v_cond - v_uncond) into b->vc, the expert chosen by the
- * integer timestep as diffusers' Wan pipeline does. */
+ * integer timestep as diffusers' Wan pipeline does. Both calls see one
+ * upload of the latents. */
 static int guided_velocity(td_ctx *ctx, const td_flow_params *p, const td_denoiser *cond,
                            const td_denoiser *uncond, flow_buf *b, const td_tensor *x,
                            double timestep)
@@ -166,9 +169,10 @@ static int guided_velocity(td_ctx *ctx, const td_flow_params *p, const td_denois
 
     for (int64_t i = 0; i < n; i++)
         b->xf[i] = (float)b->x[i];
-    TD_TRY(td_sample_denoise(ctx, "flow", cond, expert, &xt, t, &vc));
+    TD_TRY(td_sample_upload(&b->dev, &xt));
+    TD_TRY(td_sample_denoise(ctx, "flow", cond, expert, &b->dev, t, &vc));
     if (g > 1) {
-        TD_TRY(td_sample_denoise(ctx, "flow", uncond, expert, &xt, t, &vu));
+        TD_TRY(td_sample_denoise(ctx, "flow", uncond, expert, &b->dev, t, &vu));
         for (int64_t i = 0; i < n; i++)
             b->vc[i] = b->vu[i] + (float)g * (b->vc[i] - b->vu[i]);
     }
@@ -194,7 +198,8 @@ int td_flow_sample(td_ctx *ctx, const td_flow_params *p, const td_denoiser *cond
         rc = td_fail(ctx, TD_ENOMEM, "flow: out of memory for %lld latent values", (long long)n);
         goto out;
     }
-    if ((rc = td_flow_schedule(ctx, N, p->shift, sig, ts)) < 0)
+    if ((rc = td_flow_schedule(ctx, N, p->shift, sig, ts)) < 0 ||
+        (rc = td_sample_dev_new(ctx, "flow", io, x, &b.dev)) < 0)
         goto out;
     if ((rc = td_noise_src_get(ctx, &io->noise, 0, b.xf, n)) < 0)
         goto out;

@@ -18,6 +18,11 @@
  *
  * Noise: x starts as noise number 0 of io->noise (sigma 1 = pure noise);
  * neither solver draws more.
+ *
+ * Transfers per step: the f32 latents up to the backend once (write) and
+ * the velocity down once per model call (read): one down without guidance,
+ * two with CFG (conditional and unconditional on the same upload). The
+ * guidance mix and the solvers run on the host (f32 mix, f64 state).
  */
 #ifndef TD_SAMPLE_FLOW_MATCH_H
 #define TD_SAMPLE_FLOW_MATCH_H
@@ -47,8 +52,9 @@ int td_flow_schedule(td_ctx *ctx, int steps, double shift, double *sigmas, doubl
 
 /*
  * Run the sampler. cond is the model with the prompt's context, uncond the
- * same model with the negative prompt's (may be NULL when guidance <= 1).
- * x: contiguous TD_F32 latent tensor, replaced by the result.
+ * same model with the negative prompt's (may be NULL when guidance <= 1),
+ * both on io->be. x: a contiguous TD_F32 host latent tensor, replaced by
+ * the result.
  */
 int td_flow_sample(td_ctx *ctx, const td_flow_params *p, const td_denoiser *cond,
                    const td_denoiser *uncond, const td_sample_io *io, td_tensor *x);

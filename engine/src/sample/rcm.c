@@ -51,7 +51,8 @@ int td_rcm_sample(td_ctx *ctx, const td_rcm_params *p, const td_denoiser *model,
     int64_t n;
     double *xd = NULL;
     float *v = NULL, *noise = NULL;
-    td_tensor xt, vt;
+    td_sample_dev dev = { 0 };
+    td_tensor vt;
     int rc;
 
     TD_TRY(td_rcm_schedule(ctx, p->steps, p->sigma_max, t));
@@ -65,7 +66,8 @@ int td_rcm_sample(td_ctx *ctx, const td_rcm_params *p, const td_denoiser *model,
         rc = td_fail(ctx, TD_ENOMEM, "rcm: out of memory for %lld latent values", (long long)n);
         goto out;
     }
-    xt = *x;
+    if ((rc = td_sample_dev_new(ctx, "rcm", io, x, &dev)) < 0)
+        goto out;
     vt = td_view(v, TD_F32, x->ndim, x->shape);
 
     /* Upstream keeps the state in f64 and hands the model a rounded copy. */
@@ -79,9 +81,11 @@ int td_rcm_sample(td_ctx *ctx, const td_rcm_params *p, const td_denoiser *model,
 
         if ((rc = td_sample_check_cancel(ctx, "rcm", io, s)) < 0)
             goto out;
+        /* x (the caller's host tensor) stages the rounded state for its write. */
         for (int64_t i = 0; i < n; i++)
             ((float *)x->data)[i] = (float)xd[i];
-        if ((rc = td_sample_denoise(ctx, "rcm", model, expert, &xt, tc, &vt)) < 0)
+        if ((rc = td_sample_upload(&dev, x)) < 0 ||
+            (rc = td_sample_denoise(ctx, "rcm", model, expert, &dev, tc, &vt)) < 0)
             goto out;
         if (p->ode) {
             for (int64_t i = 0; i < n; i++)
@@ -103,6 +107,7 @@ int td_rcm_sample(td_ctx *ctx, const td_rcm_params *p, const td_denoiser *model,
         ((float *)x->data)[i] = (float)xd[i];
     rc = 0;
 out:
+    td_sample_dev_free(&dev);
     free(xd);
     free(v);
     free(noise);

@@ -11,7 +11,11 @@
  *   Wan2.2 A14B:    the high-noise expert while t_i >= boundary, then low.
  *
  * Upstream feeds the DiT x in bf16 and the timestep as bf16(f32(t) * 1000);
- * on the CPU we pass f32 x and the exact t, the DiT decides its rounding.
+ * we pass x rounded to f32 (then to be->act by the backend's write) and the
+ * exact t, the DiT decides its rounding.
+ *
+ * Transfers per step: the f32 latents up to the backend once (write), the
+ * velocity down once (read); x stays on the host in f64 (see sample.h).
  */
 #ifndef TD_SAMPLE_RCM_H
 #define TD_SAMPLE_RCM_H
@@ -39,8 +43,9 @@ int td_rcm_schedule(td_ctx *ctx, int steps, double sigma_max, double *t);
 int td_rcm_noise_count(const td_rcm_params *p);
 
 /*
- * Run the sampler. x: contiguous TD_F32 tensor of the latent shape; its
- * contents are replaced by the final latents. Returns 0, a negative TD_E*
+ * Run the sampler on the model's backend io->be. x: a contiguous TD_F32
+ * host tensor of the latent shape; its contents are replaced by the final
+ * latents. Returns 0, a negative TD_E*
  * (TD_ECANCELLED when io->cancel was raised), or what the denoiser returned.
  */
 int td_rcm_sample(td_ctx *ctx, const td_rcm_params *p, const td_denoiser *model,

@@ -1,0 +1,122 @@
+/*
+ * The DiT's per-job plan: the activation buffers of one forward pass and
+ * the RoPE tables, allocated once through the backend for one latent and
+ * context size, so a sampler's steps reuse them. The RoPE angles are
+ * computed on the host in f64 (as Wan does) and written once; the timestep
+ * sinusoid's host staging row lives here too, written each forward.
+ */
+#include <stdlib.h>
+
+#include "dit_internal.h"
+
+static int new2(td_backend *be, td_tensor *t, int64_t r, int64_t c)
+{
+    int64_t s[2] = { r, c };
+    return be->ops->tensor_new(be, t, be->act, 2, s);
+}
+
+/* The [S, head_dim / 2] cos/sin tables of the (tp, hp, wp) token grid. */
+static int write_rope(td_ctx *ctx, td_dit_plan *p, int64_t tp, int64_t hp, int64_t wp)
+{
+    int64_t half = p->cfg.head_dim / 2, n = p->S * half;
+    float *host = malloc(sizeof(float) * (size_t)(2 * n));
+    td_tensor c, s;
+    int rc;
+    if (!host)
+        return td_fail(ctx, TD_ENOMEM, "dit: RoPE tables for %lld tokens", (long long)p->S);
+    td_dit_rope_tables(p->cfg.head_dim, tp, hp, wp, host, host + n);
+    c = td_view2(host, TD_F32, p->S, half);
+    s = td_view2(host + n, TD_F32, p->S, half);
+    rc = p->be->ops->write(p->be, &p->cos_t, &c);
+    if (rc == 0)
+        rc = p->be->ops->write(p->be, &p->sin_t, &s);
+    free(host);
+    return rc;
+}
+
+static int alloc_buffers(td_dit_plan *p)
+{
+    const td_dit_config *c = &p->cfg;
+    td_backend *be = p->be;
+    int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2], d = c->dim, S = p->S, L = p->L;
+    int64_t ffw = c->ffn_dim, pin = c->in_ch * np, pout = c->out_ch * np;
+    td_tensor *sd[] = { &p->x, &p->n, &p->q, &p->k, &p->v, &p->a, &p->o };
+    td_tensor *ld[] = { &p->ctx_in, &p->ctx, &p->ck, &p->cv };
+
+    if (pin > ffw)
+        ffw = pin;
+    if (pout > ffw)
+        ffw = pout;
+    for (size_t i = 0; i < sizeof(sd) / sizeof(sd[0]); i++)
+        TD_TRY(new2(be, sd[i], S, d));
+    TD_TRY(new2(be, &p->ff, S, ffw));
+    for (size_t i = 0; i < sizeof(ld) / sizeof(ld[0]); i++)
+        TD_TRY(new2(be, ld[i], L, d));
+    TD_TRY(new2(be, &p->cos_t, S, c->head_dim / 2));
+    TD_TRY(new2(be, &p->sin_t, S, c->head_dim / 2));
+    TD_TRY(new2(be, &p->sinus, 1, c->freq_dim));
+    TD_TRY(new2(be, &p->th, 1, d));
+    TD_TRY(new2(be, &p->e, 1, d));
+    TD_TRY(new2(be, &p->e0, 1, 6 * d));
+    TD_TRY(new2(be, &p->mod, 6, d));
+    p->sinus_host = malloc(sizeof(float) * (size_t)c->freq_dim);
+    if (!p->sinus_host)
+        return td_fail(be->ctx, TD_ENOMEM, "dit: timestep sinusoid of %d values", c->freq_dim);
+    return 0;
+}
+
+int td_dit_plan_new(td_dit *dit, int64_t F, int64_t H, int64_t W, int64_t L, td_dit_plan **out)
+{
+    const td_dit_config *c = &dit->cfg;
+    td_dit_plan *p;
+    int rc;
+
+    *out = NULL;
+    if (F <= 0 || H <= 0 || W <= 0 || L <= 0 || F % c->patch[0] || H % c->patch[1] || W % c->patch[2])
+        return td_fail(dit->ctx, TD_ESHAPE, "dit plan: latents %lldx%lldx%lld must be non-zero multiples of "
+                       "the patch %dx%dx%d and the context (%lld rows) non-empty", (long long)F,
+                       (long long)H, (long long)W, c->patch[0], c->patch[1], c->patch[2], (long long)L);
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return td_fail(dit->ctx, TD_ENOMEM, "dit plan struct");
+    p->be = dit->be;
+    p->cfg = *c;
+    p->F = F, p->H = H, p->W = W, p->L = L;
+    p->S = F / c->patch[0] * (H / c->patch[1]) * (W / c->patch[2]);
+    rc = alloc_buffers(p);
+    if (rc == 0)
+        rc = write_rope(dit->ctx, p, F / c->patch[0], H / c->patch[1], W / c->patch[2]);
+    if (rc < 0) {
+        td_dit_plan_free(&p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int td_dit_plan_fits(const td_dit_plan *p, const td_dit *m)
+{
+    const td_dit_config *a = &p->cfg, *b = &m->cfg;
+    return p->be == m->be && a->dim == b->dim && a->ffn_dim == b->ffn_dim && a->heads == b->heads &&
+           a->in_ch == b->in_ch && a->out_ch == b->out_ch && a->text_dim == b->text_dim &&
+           a->freq_dim == b->freq_dim && a->patch[0] == b->patch[0] && a->patch[1] == b->patch[1] &&
+           a->patch[2] == b->patch[2];
+}
+
+static void free_buffers(td_dit_plan *p)
+{
+    td_tensor *all[] = { &p->x, &p->n, &p->q, &p->k, &p->v, &p->a, &p->o, &p->ff, &p->ctx_in, &p->ctx,
+                         &p->ck, &p->cv, &p->cos_t, &p->sin_t, &p->sinus, &p->th, &p->e, &p->e0, &p->mod };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        p->be->ops->tensor_free(p->be, all[i]);
+    free(p->sinus_host);
+}
+
+void td_dit_plan_free(td_dit_plan **plan)
+{
+    if (!plan || !*plan)
+        return;
+    free_buffers(*plan);
+    free(*plan);
+    *plan = NULL;
+}
