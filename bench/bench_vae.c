@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     td_backend *be = NULL;
     td_weights *w = NULL;
     td_vae *vae = NULL;
-    td_tensor lat = { 0 };
+    td_tensor lat = { 0 }, dev = { 0 };
     timing tm = { 0 };
     struct rusage ru;
     uint64_t s = 12345;
@@ -75,8 +75,13 @@ int main(int argc, char **argv)
             }
             x[i] = (float)(v * 1.7320508);
         }
+        rc = be->ops->tensor_new(be, &dev, be->act, 4, lat.shape);
+        if (rc == 0)
+            rc = be->ops->write(be, &dev, &lat);
+    }
+    if (rc == 0) {
         tm.t0 = tm.last = now();
-        rc = td_vae_decode(vae, &lat, NULL, on_frames, &tm);
+        rc = td_vae_decode(vae, &dev, NULL, on_frames, &tm);
     }
     if (rc < 0) {
         fprintf(stderr, "bench_vae: %s\n", ctx.errmsg);
@@ -85,6 +90,8 @@ int main(int argc, char **argv)
         printf("total seconds %.2f\npeak_rss_mb %.0f\n", now() - tm.t0, (double)ru.ru_maxrss / 1024.0);
     }
     td_tensor_free(&lat);
+    if (be)
+        be->ops->tensor_free(be, &dev);
     td_vae_free(&vae);
     td_weights_close(&w);
     td_backend_destroy(&be);

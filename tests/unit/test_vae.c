@@ -5,7 +5,9 @@
  * bf16 weights; streaming pushes equal one-shot decode bit for bit, frames
  * arrive chunk by chunk (1, then 4 per latent frame), the carried state does
  * not grow with the clip; tiled vs untiled stays under the stated bound;
- * bad files and inputs fail with messages naming what is wrong.
+ * bad files and inputs fail with messages naming what is wrong. Latents and
+ * frames go in as backend tensors (written from the host arrays), encoded
+ * latents are read back, decoded frames arrive as host f32.
  */
 #include <string.h>
 
@@ -36,6 +38,44 @@ static td_vae *load(env *e, const char *path, td_weights **w)
         CHECK(rc == 0, "load %s: %s", path, e->ctx.errmsg);
     }
     return vae;
+}
+
+/* The host array into a new backend tensor (zeroed on failure). */
+static int to_dev(env *e, const td_tensor *host, td_tensor *dev)
+{
+    int rc = e->be->ops->tensor_new(e->be, dev, e->be->act, host->ndim, host->shape);
+    if (rc == 0 && (rc = e->be->ops->write(e->be, dev, host)) < 0)
+        e->be->ops->tensor_free(e->be, dev);
+    CHECK(rc == 0, "to the backend: %s", e->ctx.errmsg);
+    return rc;
+}
+
+static void dev_free(env *e, td_tensor *t)
+{
+    e->be->ops->tensor_free(e->be, t);
+}
+
+/* A backend tensor read back into a new host f32 tensor. */
+static int from_dev(env *e, const td_tensor *dev, td_tensor *host)
+{
+    int rc = td_tensor_new(&e->ctx, host, TD_F32, dev->ndim, dev->shape);
+    if (rc == 0 && (rc = e->be->ops->read(e->be, dev, host)) < 0)
+        td_tensor_free(host);
+    CHECK(rc == 0, "from the backend: %s", e->ctx.errmsg);
+    return rc;
+}
+
+/* Random host values of the given shape into a new backend tensor. */
+static int random_dev(env *e, test_rng *rng, int ndim, const int64_t *shape, float scale, td_tensor *dev)
+{
+    td_tensor host = { 0 };
+    int rc = td_tensor_new(&e->ctx, &host, TD_F32, ndim, shape);
+    if (rc == 0) {
+        test_fill(rng, host.data, (size_t)td_numel(&host), scale);
+        rc = to_dev(e, &host, dev);
+    }
+    td_tensor_free(&host);
+    return rc;
 }
 
 static void check_close(env *e, const td_tensor *ours, const char *ref_path, double tol, const char *what)
@@ -92,7 +132,7 @@ static void test_fixtures(env *e)
 {
     td_weights *w = NULL, *w16 = NULL;
     td_vae *vae = load(e, DIR "vae_wan.pth", &w), *vae16 = load(e, DIR "vae_diffusers_bf16.safetensors", &w16);
-    td_tensor lat = { 0 }, frames = { 0 }, out = { 0 };
+    td_tensor lat = { 0 }, frames = { 0 }, out = { 0 }, dlat = { 0 }, dframes = { 0 }, denc = { 0 };
     if (!vae || !vae16)
         goto done;
     CHECK(td_vae_spatial_factor(vae) == 8 && td_vae_temporal_factor(vae) == 4 && td_vae_has_encoder(vae),
@@ -100,32 +140,39 @@ static void test_fixtures(env *e)
     CHECK(td_vae_base_dim(vae) == 4, "base dim %d", td_vae_base_dim(vae));
     CHECK(td_npy_read(&e->ctx, DIR "lat.npy", &lat) == 0, "%s", e->ctx.errmsg);
     CHECK(td_npy_read(&e->ctx, DIR "frames.npy", &frames) == 0, "%s", e->ctx.errmsg);
-    if (td_vae_decode_all(vae, &lat, NULL, &out) == 0)
+    if (to_dev(e, &lat, &dlat) < 0 || to_dev(e, &frames, &dframes) < 0)
+        goto done;
+    if (td_vae_decode_all(vae, &dlat, NULL, &out) == 0)
         check_close(e, &out, DIR "dec_wan.npy", 1e-5, "decode (Wan .pth, f32)");
     else
         CHECK(0, "decode: %s", e->ctx.errmsg);
     td_tensor_free(&out);
-    if (td_vae_decode_all(vae16, &lat, NULL, &out) == 0)
+    if (td_vae_decode_all(vae16, &dlat, NULL, &out) == 0)
         check_close(e, &out, DIR "dec_bf16.npy", 1e-5, "decode (diffusers, bf16 weights)");
     else
         CHECK(0, "decode bf16: %s", e->ctx.errmsg);
     td_tensor_free(&out);
-    if (td_vae_encode(vae, &frames, &out) == 0)
-        check_close(e, &out, DIR "enc_wan.npy", 1e-5, "encode (Wan .pth, f32)");
-    else
+    if (td_vae_encode(vae, &dframes, &denc) == 0) {
+        if (from_dev(e, &denc, &out) == 0)
+            check_close(e, &out, DIR "enc_wan.npy", 1e-5, "encode (Wan .pth, f32)");
+    } else {
         CHECK(0, "encode: %s", e->ctx.errmsg);
+    }
     td_tensor_free(&out);
 done:
     td_tensor_free(&lat);
     td_tensor_free(&frames);
+    dev_free(e, &dlat);
+    dev_free(e, &dframes);
+    dev_free(e, &denc);
     td_vae_free(&vae);
     td_vae_free(&vae16);
     td_weights_close(&w);
     td_weights_close(&w16);
 }
 
-/* Pushing latent frames in groups (1, 2, 3, 1, 1) equals one-shot decode
- * exactly; the callback sees frames 0 | 1-4 | 5-8 ...; the carried state
+/* Pushing latent frames in groups (1, 2, 3, 1, 1), each a strided time
+ * slice of the clip's latents, equals one-shot decode exactly; the callback sees frames 0 | 1-4 | 5-8 ...; the carried state
  * stops growing after the second latent frame. */
 static void test_streaming(env *e, test_rng *rng)
 {
@@ -136,13 +183,11 @@ static void test_streaming(env *e, test_rng *rng)
     td_tensor lat = { 0 }, whole = { 0 }, streamed = { 0 };
     frames_log lg = { 0 };
     gather g = { &streamed };
-    int64_t T = 8, h = 3, wd = 5, t0 = 0, plane = h * wd;
+    int64_t T = 8, h = 3, wd = 5, t0 = 0;
     size_t bytes2 = 0;
     int rc;
-    if (!vae)
+    if (!vae || random_dev(e, rng, 4, (int64_t[]){ 16, T, h, wd }, 1.5f, &lat) < 0)
         goto done;
-    td_tensor_new(&e->ctx, &lat, TD_F32, 4, (int64_t[]){ 16, T, h, wd });
-    test_fill(rng, lat.data, (size_t)td_numel(&lat), 1.5f);
     rc = td_vae_decode_all(vae, &lat, NULL, &whole);
     CHECK(rc == 0, "one-shot: %s", e->ctx.errmsg);
     rc = td_vae_decode(vae, &lat, NULL, log_frames, &lg);
@@ -154,15 +199,12 @@ static void test_streaming(env *e, test_rng *rng)
     rc = td_vae_decoder_open(vae, h, wd, NULL, &dec);
     CHECK(rc == 0, "open: %s", e->ctx.errmsg);
     for (size_t i = 0; rc == 0 && i < sizeof(groups) / sizeof(groups[0]); i++) {
-        td_tensor part = { 0 };
+        td_tensor part;
         int64_t n = groups[i];
-        td_tensor_new(&e->ctx, &part, TD_F32, 4, (int64_t[]){ 16, n, h, wd });
-        for (int64_t c = 0; c < 16; c++)
-            memcpy((float *)part.data + c * n * plane, (float *)lat.data + (c * T + t0) * plane,
-                   (size_t)(n * plane) * sizeof(float));
-        rc = td_vae_decoder_push(dec, &part, gather_frames, &g);
+        rc = td_tensor_slice(&e->ctx, &lat, 1, t0, n, &part);
+        if (rc == 0)
+            rc = td_vae_decoder_push(dec, &part, gather_frames, &g);
         CHECK(rc == 0, "push %zu: %s", i, e->ctx.errmsg);
-        td_tensor_free(&part);
         t0 += n;
         if (t0 == 3)
             bytes2 = td_vae_decoder_state_bytes(dec);
@@ -179,7 +221,7 @@ static void test_streaming(env *e, test_rng *rng)
     CHECK(rc == TD_ECANCELLED && lg.calls == 2, "stop: rc %d after %d calls", rc, lg.calls);
     td_ctx_clear(&e->ctx);
 done:
-    td_tensor_free(&lat);
+    dev_free(e, &lat);
     td_tensor_free(&whole);
     td_tensor_free(&streamed);
     td_vae_free(&vae);
@@ -193,10 +235,8 @@ static void test_tiling(env *e, test_rng *rng)
     td_tensor lat = { 0 }, ref = { 0 }, tiled = { 0 };
     td_vae_tiling big = { 32, 4 }, small = { 12, 6 };
     int rc;
-    if (!vae)
+    if (!vae || random_dev(e, rng, 4, (int64_t[]){ 16, 2, 15, 17 }, 1.5f, &lat) < 0)
         goto done;
-    td_tensor_new(&e->ctx, &lat, TD_F32, 4, (int64_t[]){ 16, 2, 15, 17 });
-    test_fill(rng, lat.data, (size_t)td_numel(&lat), 1.5f);
     rc = td_vae_decode_all(vae, &lat, NULL, &ref);
     CHECK(rc == 0, "untiled: %s", e->ctx.errmsg);
     rc = td_vae_decode_all(vae, &lat, &big, &tiled);
@@ -214,7 +254,7 @@ static void test_tiling(env *e, test_rng *rng)
     CHECK(rc == TD_EINVAL && strstr(e->ctx.errmsg, "overlap"), "overlap = tile: rc %d %s", rc, e->ctx.errmsg);
     td_ctx_clear(&e->ctx);
 done:
-    td_tensor_free(&lat);
+    dev_free(e, &lat);
     td_tensor_free(&ref);
     td_tensor_free(&tiled);
     td_vae_free(&vae);
@@ -251,23 +291,23 @@ static void test_errors(env *e, test_rng *rng)
     td_weights_close(&w);
 
     vae = load(e, DIR "vae_wan.pth", &w);
-    if (vae) {
-        td_tensor_new(&e->ctx, &x, TD_F32, 4, (int64_t[]){ 8, 2, 3, 3 });
-        test_fill(rng, x.data, (size_t)td_numel(&x), 1.0f);
+    if (vae && random_dev(e, rng, 4, (int64_t[]){ 8, 2, 3, 3 }, 1.0f, &x) == 0) {
         rc = td_vae_decode_all(vae, &x, NULL, &out);
         CHECK(rc == TD_ESHAPE && strstr(e->ctx.errmsg, "[16, T"), "latent channels: rc %d %s", rc, e->ctx.errmsg);
         td_ctx_clear(&e->ctx);
-        td_tensor_free(&x);
-        td_tensor_new(&e->ctx, &x, TD_F32, 4, (int64_t[]){ 3, 4, 16, 16 });
+        dev_free(e, &x);
+    }
+    if (vae && random_dev(e, rng, 4, (int64_t[]){ 3, 4, 16, 16 }, 1.0f, &x) == 0) {
         rc = td_vae_encode(vae, &x, &out);
         CHECK(rc == TD_ESHAPE && strstr(e->ctx.errmsg, "1 + 4*k"), "frame count: rc %d %s", rc, e->ctx.errmsg);
         td_ctx_clear(&e->ctx);
-        td_tensor_free(&x);
-        td_tensor_new(&e->ctx, &x, TD_F32, 4, (int64_t[]){ 3, 1, 12, 16 });
+        dev_free(e, &x);
+    }
+    if (vae && random_dev(e, rng, 4, (int64_t[]){ 3, 1, 12, 16 }, 1.0f, &x) == 0) {
         rc = td_vae_encode(vae, &x, &out);
         CHECK(rc == TD_ESHAPE && strstr(e->ctx.errmsg, "multiples of 8"), "frame size: rc %d %s", rc, e->ctx.errmsg);
         td_ctx_clear(&e->ctx);
-        td_tensor_free(&x);
+        dev_free(e, &x);
     }
     td_vae_free(&vae);
     td_weights_close(&w);

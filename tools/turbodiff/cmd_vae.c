@@ -58,6 +58,32 @@ static int unbatch(td_ctx *ctx, td_tensor *t, const char *what)
     return 0;
 }
 
+/* The host array into a new backend tensor of be's activation dtype. */
+static int to_backend(td_backend *be, const td_tensor *host, td_tensor *dev)
+{
+    int rc = be->ops->tensor_new(be, dev, be->act, host->ndim, host->shape);
+    if (rc == 0 && (rc = be->ops->write(be, dev, host)) < 0)
+        be->ops->tensor_free(be, dev);
+    return rc;
+}
+
+/* frames (host) -> latents: encoded on the backend, read back as f32. */
+static int encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
+{
+    td_backend *be = td_vae_backend(vae);
+    td_tensor x = { 0 }, lat = { 0 };
+    int rc = to_backend(be, frames, &x);
+    if (rc == 0)
+        rc = td_vae_encode(vae, &x, &lat);
+    if (rc == 0)
+        rc = td_tensor_new(be->ctx, out, TD_F32, lat.ndim, lat.shape);
+    if (rc == 0)
+        rc = be->ops->read(be, &lat, out);
+    be->ops->tensor_free(be, &x);
+    be->ops->tensor_free(be, &lat);
+    return rc;
+}
+
 static int run(const char *cmd, int argc, char **argv)
 {
     int decode = !strcmp(cmd, "vae-decode");
@@ -68,7 +94,7 @@ static int run(const char *cmd, int argc, char **argv)
     td_backend *be = NULL;
     td_weights *w = NULL;
     td_vae *vae = NULL;
-    td_tensor in = { 0 }, out = { 0 };
+    td_tensor in = { 0 }, lat = { 0 }, out = { 0 };
 
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -123,6 +149,8 @@ static int run(const char *cmd, int argc, char **argv)
         rc = td_npy_read(&ctx, in_path, &in);
     if (rc == 0)
         rc = unbatch(&ctx, &in, decode ? "latents" : "frames");
+    if (rc == 0 && decode)
+        rc = to_backend(be, &in, &lat);
     if (rc == 0 && decode && ends_with(out_path, ".y4m")) {
         y4m_out o = { fopen(out_path, "wb"), NULL, 0 };
         int64_t H = in.shape[2] * td_vae_spatial_factor(vae), W = in.shape[3] * td_vae_spatial_factor(vae);
@@ -133,7 +161,7 @@ static int run(const char *cmd, int argc, char **argv)
         else if (y4m_header(o.f, W, H) < 0)
             rc = td_fail(&ctx, TD_EIO, "cannot write %s", out_path);
         if (rc == 0)
-            rc = td_vae_decode(vae, &in, tile ? &tiling : NULL, y4m_write_frames, &o);
+            rc = td_vae_decode(vae, &lat, tile ? &tiling : NULL, y4m_write_frames, &o);
         if (o.failed) {
             td_ctx_clear(&ctx);
             rc = td_fail(&ctx, TD_EIO, "cannot write %s", out_path);
@@ -142,7 +170,7 @@ static int run(const char *cmd, int argc, char **argv)
         if (o.f && fclose(o.f) != 0 && rc == 0)
             rc = td_fail(&ctx, TD_EIO, "cannot write %s", out_path);
     } else if (rc == 0) {
-        rc = decode ? td_vae_decode_all(vae, &in, tile ? &tiling : NULL, &out) : td_vae_encode(vae, &in, &out);
+        rc = decode ? td_vae_decode_all(vae, &lat, tile ? &tiling : NULL, &out) : encode(vae, &in, &out);
         if (rc == 0)
             rc = td_npy_write(&ctx, out_path, &out);
     }
@@ -150,6 +178,8 @@ static int run(const char *cmd, int argc, char **argv)
         fprintf(stderr, "turbodiff %s: %s\n", cmd, ctx.errmsg);
     td_tensor_free(&in);
     td_tensor_free(&out);
+    if (be)
+        be->ops->tensor_free(be, &lat);
     td_vae_free(&vae);
     td_weights_close(&w);
     td_backend_destroy(&be);

@@ -136,6 +136,7 @@ static int image_stage(run *r, int width, int height, int64_t frames)
     td_ctx *ctx = &r->eng->ctx;
     const td_job *job = r->job;
     const td_dit_config *cfg = &r->m->cfg;
+    td_backend *vbe = td_vae_backend(r->m->vae);   /* y lives there */
     td_tensor img = { 0 }, y = { 0 }, dst;
     int rc;
 
@@ -161,7 +162,7 @@ static int image_stage(run *r, int width, int height, int64_t frames)
     if (rc == 0)
         progress(r, TD_STAGE_IMAGE_ENCODE, 1, 1);
     td_tensor_free(&img);
-    td_tensor_free(&y);
+    vbe->ops->tensor_free(vbe, &y);
     return rc;
 }
 

@@ -151,12 +151,45 @@ int td_image_prepare(td_ctx *ctx, const uint8_t *rgb, int sw, int sh, ptrdiff_t 
     return rc;
 }
 
+/* The clip the VAE sees: the image as frame 0, then zero frames, so its
+ * causal caches carry the image into every latent frame. */
+static int image_clip(td_ctx *ctx, td_backend *be, const td_tensor *image, int64_t frames,
+                      td_tensor *clip)
+{
+    int64_t H = image->shape[1], W = image->shape[2];
+    td_tensor img4, first;
+    int rc;
+    TD_TRY(td_tensor_reshape(ctx, image, 4, (int64_t[]){ 3, 1, H, W }, &img4));
+    TD_TRY(be->ops->tensor_new(be, clip, be->act, 4, (int64_t[]){ 3, frames, H, W }));
+    rc = be->ops->fill(be, clip, 0.0f);
+    if (rc == 0)
+        rc = td_tensor_slice(ctx, clip, 1, 0, 1, &first);
+    if (rc == 0)
+        rc = be->ops->write(be, &first, &img4);
+    if (rc < 0)
+        be->ops->tensor_free(be, clip);
+    return rc;
+}
+
+/* y [20, T, h, w]: the mask (1 on latent frame 0, else 0), then lat. */
+static int mask_and_latents(td_ctx *ctx, td_backend *be, const td_tensor *lat, td_tensor *y)
+{
+    td_tensor mask, first, dst;
+    TD_TRY(td_tensor_slice(ctx, y, 0, 0, MASK_CH, &mask));
+    TD_TRY(be->ops->fill(be, &mask, 0.0f));
+    TD_TRY(td_tensor_slice(ctx, &mask, 1, 0, 1, &first));
+    TD_TRY(be->ops->fill(be, &first, 1.0f));
+    TD_TRY(td_tensor_slice(ctx, y, 0, MASK_CH, lat->shape[0], &dst));
+    return be->ops->copy(be, &dst, lat, 0);
+}
+
 int td_i2v_condition(td_ctx *ctx, td_vae *vae, const td_tensor *image, int64_t frames,
                      td_tensor *y)
 {
+    td_backend *be = td_vae_backend(vae);
     int64_t H = image->shape[1], W = image->shape[2];
     int s = td_vae_spatial_factor(vae), tf = td_vae_temporal_factor(vae);
-    td_tensor clip = { 0 }, lat = { 0 }, dst;
+    td_tensor clip = { 0 }, lat = { 0 };
     int rc;
 
     if (!td_vae_has_encoder(vae))
@@ -164,29 +197,15 @@ int td_i2v_condition(td_ctx *ctx, td_vae *vae, const td_tensor *image, int64_t f
                        "file has decoder weights only");
     if ((frames - 1) % tf)
         return td_fail(ctx, TD_EINVAL, "i2v: %lld frames is not 1 + %dk", (long long)frames, tf);
-    /* The image, then zero frames: what the VAE sees is the whole clip, so
-     * its causal caches carry the image into every latent frame. */
-    rc = td_tensor_new(ctx, &clip, TD_F32, 4, (int64_t[]){ 3, frames, H, W });
-    for (int c = 0; rc == 0 && c < 3; c++)
-        memcpy((float *)clip.data + c * frames * H * W, (const float *)image->data + c * H * W,
-               sizeof(float) * (size_t)(H * W));
+    rc = image_clip(ctx, be, image, frames, &clip);
     if (rc == 0)
         rc = td_vae_encode(vae, &clip, &lat);
-    td_tensor_free(&clip);
+    be->ops->tensor_free(be, &clip);
     if (rc == 0)
-        rc = td_tensor_new(ctx, y, TD_F32, 4, (int64_t[]){ MASK_CH + lat.shape[0], lat.shape[1],
-                                                           H / s, W / s });
-    if (rc == 0) {
-        int64_t hw = (H / s) * (W / s);
-        for (int c = 0; c < MASK_CH; c++)
-            for (int64_t p = 0; p < hw; p++)
-                ((float *)y->data)[c * lat.shape[1] * hw + p] = 1.0f;
-        rc = td_tensor_slice(ctx, y, 0, MASK_CH, lat.shape[0], &dst);
-        if (rc == 0)
-            rc = td_tensor_copy(ctx, &dst, &lat);
-        if (rc < 0)
-            td_tensor_free(y);
-    }
-    td_tensor_free(&lat);
+        rc = be->ops->tensor_new(be, y, be->act, 4, (int64_t[]){ MASK_CH + lat.shape[0], lat.shape[1],
+                                                                 H / s, W / s });
+    if (rc == 0 && (rc = mask_and_latents(ctx, be, &lat, y)) < 0)
+        be->ops->tensor_free(be, y);
+    be->ops->tensor_free(be, &lat);
     return rc;
 }

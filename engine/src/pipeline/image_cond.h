@@ -29,8 +29,12 @@ void td_i2v_adaptive_size(int image_w, int image_h, int target_w, int target_h,
 int td_image_prepare(td_ctx *ctx, const uint8_t *rgb, int sw, int sh, ptrdiff_t linesize,
                      int dw, int dh, td_tensor *out);
 
-/* image [3, H, W] in [-1, 1] -> y, a new [20, T, H/8, W/8] tensor for a clip
- * of `frames` frames (1 + 4k: the frames the VAE encodes). */
+/* image [3, H, W] in [-1, 1] (host, from td_image_prepare) -> y, a new
+ * backend tensor [20, T, H/8, W/8] of the VAE's backend (td_vae_backend, in
+ * its activation dtype; release with its tensor_free) for a clip of
+ * `frames` frames (1 + 4k: the frames the VAE encodes). The image enters
+ * the backend through write; the mask is filled and the latents copied in
+ * on the backend. */
 int td_i2v_condition(td_ctx *ctx, td_vae *vae, const td_tensor *image, int64_t frames,
                      td_tensor *y);
 

@@ -3,10 +3,17 @@
  * decoder with channel RMS norms, residual blocks, one single-head
  * attention block in the middle, and spatial / spatio-temporal resampling.
  *
- * Layouts (batch 1, f32):
+ * Layouts (batch 1):
  *   frames   [3, F, H, W] in [-1, 1], F = 1 + 4k, H and W multiples of 8;
  *   latents  [16, T, h, w] normalised as Wan does (z = (mu - mean) / std
  *            per channel), T = 1 + (F - 1) / 4, h = H / 8, w = W / 8.
+ *
+ * Memory: the model runs on the backend it was loaded with. Its weights are
+ * uploaded once by td_vae_load; latents going in and out and frames going
+ * in are backend tensors (be->ops->tensor_new and write; any float dtype
+ * and strides are accepted as inputs, outputs are in be->act). Decoded
+ * frames leave the backend chunk by chunk as host f32: the decoder reads
+ * each chunk into a buffer of its own for the frame callback.
  *
  * Time is causal and processed chunk by chunk as Wan does it: the decoder
  * turns the first latent frame into 1 frame and each further one into 4;
@@ -29,12 +36,17 @@
 
 typedef struct td_vae td_vae;
 
-/* Build the model over the weights of one file (w must outlive the vae).
+/* Build the model over the weights of one file (w must outlive the vae:
+ * the CPU backend's upload is a view of it), uploading every weight to be.
  * Missing tensors are TD_ENOTFOUND naming file and tensor; shapes that do
  * not fit are TD_ESHAPE. A file without encoder tensors loads for decoding
  * only (td_vae_encode then fails with TD_ENOTFOUND). */
 int td_vae_load(td_backend *be, const td_weights *w, td_vae **out);
+/* Releases the uploaded weights; call before the backend is destroyed. */
 void td_vae_free(td_vae **vae);
+
+/* The backend the model runs on (its inputs and outputs live there). */
+td_backend *td_vae_backend(const td_vae *vae);
 
 /* Spatial factor (8) and temporal factor (4) the model compresses by. */
 int td_vae_spatial_factor(const td_vae *vae);
@@ -51,9 +63,10 @@ typedef struct td_vae_tiling {
     int overlap;
 } td_vae_tiling;
 
-/* Receives decoded frames [3, n, H, W] (clamped to [-1, 1]); first is the
- * index of frames[:, 0] in the clip. The tensor is valid during the call
- * only. Return non-zero to stop (the decoder returns TD_ECANCELLED). */
+/* Receives decoded frames [3, n, H, W] (clamped to [-1, 1]) as a host f32
+ * tensor (contiguous) owned by the decoder; first is the index of
+ * frames[:, 0] in the clip. The tensor is valid during the call only.
+ * Return non-zero to stop (the decoder returns TD_ECANCELLED). */
 typedef int (*td_vae_frames_fn)(void *opaque, int64_t first, const td_tensor *frames);
 
 /* Incremental decoder: latent frames pushed in any grouping give exactly
@@ -61,23 +74,29 @@ typedef int (*td_vae_frames_fn)(void *opaque, int64_t first, const td_tensor *fr
 typedef struct td_vae_decoder td_vae_decoder;
 int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *tiling,
                         td_vae_decoder **out);
-/* latents [16, n, h, w] (n >= 1), normalised; frames go to fn chunk by chunk. */
+/* latents: a backend tensor [16, n, h, w] (n >= 1, any float dtype and
+ * strides, e.g. a time slice), normalised; frames go to fn chunk by chunk,
+ * as host f32. */
 int td_vae_decoder_push(td_vae_decoder *dec, const td_tensor *latents,
                         td_vae_frames_fn fn, void *opaque);
 void td_vae_decoder_close(td_vae_decoder **dec);
-/* Bytes the decoder carries between chunks (its causal caches): constant
- * once the first two latent frames are in, whatever the clip length. */
+/* Bytes the decoder carries between chunks (its causal caches, backend
+ * tensors): constant once the first two latent frames are in, whatever the
+ * clip length. */
 size_t td_vae_decoder_state_bytes(const td_vae_decoder *dec);
 
-/* Whole clip through the streaming decoder. */
+/* Whole clip (latents a backend tensor) through the streaming decoder. */
 int td_vae_decode(td_vae *vae, const td_tensor *latents, const td_vae_tiling *tiling,
                   td_vae_frames_fn fn, void *opaque);
-/* The same, collected into a new tensor out [3, F, H, W]. */
+/* The same, collected into a new host f32 tensor out [3, F, H, W]
+ * (td_tensor_free releases it). */
 int td_vae_decode_all(td_vae *vae, const td_tensor *latents, const td_vae_tiling *tiling,
                       td_tensor *out);
 
-/* frames [3, F, H, W] -> out, a new [16, T, h, w] tensor holding the
- * normalised posterior mean. */
+/* frames, a backend tensor [3, F, H, W] (any float dtype and strides) ->
+ * *out, a new backend tensor [16, T, h, w] in be->act holding the
+ * normalised posterior mean; the caller releases it with
+ * be->ops->tensor_free. */
 int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out);
 
 #endif

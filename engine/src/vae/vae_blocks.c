@@ -7,10 +7,12 @@
  * (upsample: one frame stays one frame; downsample: kept, not strided).
  *
  * Every function takes borrowed inputs and returns a new owned tensor.
+ * Activations and caches are backend tensors: frame windows, the cache
+ * concatenation and the attention's per-frame transposes are backend copies
+ * of sliced and permuted views, so no code here touches their memory.
  */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "vae_internal.h"
 
@@ -21,17 +23,34 @@ int vae_state_init(td_ctx *ctx, vae_state *st, int nslots)
     return st->slots ? 0 : td_fail(ctx, TD_ENOMEM, "vae: cache of %d slots", nslots);
 }
 
-void vae_state_free(vae_state *st)
+void vae_state_free(td_vae *vae, vae_state *st)
 {
     for (int i = 0; st->slots && i < st->nslots; i++)
-        td_tensor_free(&st->slots[i].frames);
+        vae_act_free(vae, &st->slots[i].frames);
     free(st->slots);
     st->slots = NULL;
 }
 
-static int new4(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w)
+int vae_act_new(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w)
 {
-    return td_tensor_new(vae->ctx, t, TD_F32, 4, (int64_t[]){ c, n, h, w });
+    td_backend *be = vae->be;
+    return be->ops->tensor_new(be, t, be->act, 4, (int64_t[]){ c, n, h, w });
+}
+
+void vae_act_free(td_vae *vae, td_tensor *t)
+{
+    vae->be->ops->tensor_free(vae->be, t);
+}
+
+int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
+                    int64_t n)
+{
+    td_tensor d, s;
+    if (n == 0)
+        return 0;
+    TD_TRY(td_tensor_slice(vae->ctx, dst, 1, d0, n, &d));
+    TD_TRY(td_tensor_slice(vae->ctx, src, 1, t0, n, &s));
+    return vae->be->ops->copy(vae->be, &d, &s, 0);
 }
 
 static int64_t conv_out(int64_t in, int64_t pad, int64_t k, int64_t s)
@@ -44,60 +63,57 @@ int vae_conv_new(td_vae *vae, const td_tensor *x, const vae_conv *c, const td_co
 {
     const int64_t *k = c->w.shape;
     int rc;
-    TD_TRY(new4(vae, y, k[0], conv_out(x->shape[1], p->pad_t_front + p->pad_t_back, k[2], p->stride[0]),
-                conv_out(x->shape[2], 2 * p->pad_h, k[3], p->stride[1]),
-                conv_out(x->shape[3], 2 * p->pad_w, k[4], p->stride[2])));
+    TD_TRY(vae_act_new(vae, y, k[0], conv_out(x->shape[1], p->pad_t_front + p->pad_t_back, k[2], p->stride[0]),
+                       conv_out(x->shape[2], 2 * p->pad_h, k[3], p->stride[1]),
+                       conv_out(x->shape[3], 2 * p->pad_w, k[4], p->stride[2])));
     rc = vae->be->ops->conv3d(vae->be, x, &c->w, &c->b, p, y);
     if (rc < 0)
-        td_tensor_free(y);
+        vae_act_free(vae, y);
     return rc;
 }
 
-/* Frames [t0, t0 + n) of src into frames [d0, d0 + n) of dst (same C, H, W). */
-static void copy_frames(td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0, int64_t n)
+/* The slot keeps the last min(keep, frames) frames of cat [C, T, H, W]. */
+static int keep_last(td_vae *vae, vae_slot *s, const td_tensor *cat, int64_t keep)
 {
-    int64_t plane = src->shape[2] * src->shape[3];
-    for (int64_t c = 0; c < src->shape[0]; c++)
-        memcpy((float *)dst->data + (c * dst->shape[1] + d0) * plane,
-               (const float *)src->data + (c * src->shape[1] + t0) * plane,
-               (size_t)(n * plane) * sizeof(float));
+    int64_t total = cat->shape[1], nk = total < keep ? total : keep;
+    const int64_t *sh = s->frames.shape;
+    if (!s->frames.data || sh[0] != cat->shape[0] || sh[2] != cat->shape[2] || sh[3] != cat->shape[3]) {
+        td_tensor fresh;
+        TD_TRY(vae_act_new(vae, &fresh, cat->shape[0], keep, cat->shape[2], cat->shape[3]));
+        vae_act_free(vae, &s->frames);
+        s->frames = fresh;
+    }
+    TD_TRY(vae_copy_frames(vae, &s->frames, 0, cat, total - nk, nk));
+    s->n = nk;
+    return 0;
 }
 
 /* Causal conv with kernel kt in time over [cache, x]: the cache holds up to
- * kt - 1 earlier frames, zeros stand in for the rest. Afterwards the cache
- * holds the last kt - 1 frames of [cache, x]. */
+ * kt - 1 earlier frames, zeros (the conv's front padding) stand in for the
+ * rest. Afterwards the cache holds the last kt - 1 frames of [cache, x]. */
 static int causal_conv(td_vae *vae, vae_slot *s, const td_tensor *x, const vae_conv *c, int64_t stride_t,
                        int pad_hw, td_tensor *y)
 {
-    int64_t cc = x->shape[0], t = x->shape[1], h = x->shape[2], w = x->shape[3];
-    int64_t keep = c->w.shape[2] - 1, total = s->n + t, nk;
-    td_tensor cat = *x, fresh = { 0 };
+    int64_t t = x->shape[1], keep = c->w.shape[2] - 1;
+    td_tensor cat = *x;
     td_conv3d_params p = { { (int)stride_t, 1, 1 }, (int)(keep - s->n), 0, pad_hw, pad_hw };
-    int rc;
+    int rc = 0;
 
+    cat.owns = 0;   /* borrowed unless the cache is prepended below */
     if (s->n > 0) {
-        TD_TRY(new4(vae, &cat, cc, total, h, w));
-        copy_frames(&cat, 0, &s->frames, 0, s->n);
-        copy_frames(&cat, s->n, x, 0, t);
+        TD_TRY(vae_act_new(vae, &cat, x->shape[0], s->n + t, x->shape[2], x->shape[3]));
+        rc = vae_copy_frames(vae, &cat, 0, &s->frames, 0, s->n);
+        if (rc == 0)
+            rc = vae_copy_frames(vae, &cat, s->n, x, 0, t);
     }
-    rc = vae_conv_new(vae, &cat, c, &p, y);
+    if (rc == 0)
+        rc = vae_conv_new(vae, &cat, c, &p, y);
     if (rc == 0 && keep > 0) {
-        nk = total < keep ? total : keep;
-        if (!s->frames.data || s->frames.shape[0] != cc || s->frames.shape[2] != h || s->frames.shape[3] != w)
-            rc = new4(vae, &fresh, cc, keep, h, w);
-        if (rc == 0) {
-            if (fresh.data) {
-                td_tensor_free(&s->frames);
-                s->frames = fresh;
-            }
-            copy_frames(&s->frames, 0, &cat, total - nk, nk);
-            s->n = nk;
-        } else {
-            td_tensor_free(y);
-        }
+        rc = keep_last(vae, s, &cat, keep);
+        if (rc < 0)
+            vae_act_free(vae, y);
     }
-    if (cat.data != x->data)
-        td_tensor_free(&cat);
+    vae_act_free(vae, &cat);
     return rc;
 }
 
@@ -106,15 +122,17 @@ static int norm_silu(td_vae *vae, const td_tensor *x, const td_tensor *gamma, td
 {
     td_backend *be = vae->be;
     int64_t c = x->shape[0], n = td_numel(x) / (c ? c : 1);
-    td_tensor xv = td_view2(x->data, TD_F32, c, n), yv;
+    td_tensor xv, yv;
     int rc;
-    TD_TRY(new4(vae, y, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
-    yv = td_view2(y->data, TD_F32, c, n);
-    rc = be->ops->channel_rmsnorm(be, &xv, gamma, NULL, &yv);
+    TD_TRY(td_tensor_reshape(vae->ctx, x, 2, (int64_t[]){ c, n }, &xv));
+    TD_TRY(vae_act_new(vae, y, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
+    rc = td_tensor_reshape(vae->ctx, y, 2, (int64_t[]){ c, n }, &yv);
+    if (rc == 0)
+        rc = be->ops->channel_rmsnorm(be, &xv, gamma, NULL, &yv);
     if (rc == 0)
         rc = be->ops->silu(be, &yv, &yv);
     if (rc < 0)
-        td_tensor_free(y);
+        vae_act_free(vae, y);
     return rc;
 }
 
@@ -128,39 +146,48 @@ static int res_block(td_vae *vae, const vae_layer *l, vae_state *st, const td_te
     rc = norm_silu(vae, x, &l->norm1, &a);
     if (rc == 0)
         rc = causal_conv(vae, &st->slots[l->slot], &a, &l->conv1, 1, 1, &b);
-    td_tensor_free(&a);
+    vae_act_free(vae, &a);
     if (rc == 0)
         rc = norm_silu(vae, &b, &l->norm2, &a);
-    td_tensor_free(&b);
+    vae_act_free(vae, &b);
     if (rc == 0)
         rc = causal_conv(vae, &st->slots[l->slot + 1], &a, &l->conv2, 1, 1, y);
-    td_tensor_free(&a);
+    vae_act_free(vae, &a);
     if (rc == 0) {
         rc = vae->be->ops->add(vae->be, y, l->has_shortcut ? &h : x, y);
         if (rc < 0)
-            td_tensor_free(y);
+            vae_act_free(vae, y);
     }
-    td_tensor_free(&h);
+    vae_act_free(vae, &h);
     return rc;
 }
 
-/* [C, S] rows of frame t of a [C, T, S] tensor, transposed into dst [S, C]. */
-static void gather_t(float *dst, const float *src, int64_t c, int64_t nt, int64_t t, int64_t s)
+/* Frame t of part (0 q, 1 k, 2 v, each c channels) of qkv [3c, T, S] as
+ * the [S, 1, c] view the attention op takes rows of. */
+static int frame_rows(td_vae *vae, const td_tensor *x3, int64_t part, int64_t c, int64_t t,
+                      td_tensor *v)
 {
-    for (int64_t ci = 0; ci < c; ci++) {
-        const float *row = src + (ci * nt + t) * s;
-        for (int64_t i = 0; i < s; i++)
-            dst[i * c + ci] = row[i];
-    }
+    td_tensor a, b;
+    TD_TRY(td_tensor_slice(vae->ctx, x3, 0, part * c, c, &a));
+    TD_TRY(td_tensor_slice(vae->ctx, &a, 1, t, 1, &b));
+    return td_tensor_permute(vae->ctx, &b, (const int[]){ 2, 1, 0 }, v);
 }
 
-static void scatter_t(float *dst, const float *src, int64_t c, int64_t nt, int64_t t, int64_t s)
+/* Attention over the S positions of frame t: q, k, v, out [S, 1, c]
+ * scratch; the result goes back into frame t of o3 [c, T, S]. */
+static int attn_frame(td_vae *vae, const td_tensor *qkv3, td_tensor *o3, int64_t t, td_tensor *buf)
 {
-    for (int64_t ci = 0; ci < c; ci++) {
-        float *row = dst + (ci * nt + t) * s;
-        for (int64_t i = 0; i < s; i++)
-            row[i] = src[i * c + ci];
+    td_backend *be = vae->be;
+    int64_t c = o3->shape[0];
+    td_tensor view;
+    for (int i = 0; i < 3; i++) {
+        TD_TRY(frame_rows(vae, qkv3, i, c, t, &view));
+        TD_TRY(be->ops->copy(be, &buf[i], &view, 0));
     }
+    TD_TRY(be->ops->attention(be, &buf[0], &buf[1], &buf[2], NULL, (float)(1.0 / sqrt((double)c)), 0,
+                              &buf[3]));
+    TD_TRY(frame_rows(vae, o3, 0, c, t, &view));
+    return be->ops->copy(be, &view, &buf[3], 0);
 }
 
 /* Single-head attention over the H*W positions of each frame. */
@@ -169,45 +196,37 @@ static int attn_block(td_vae *vae, const vae_layer *l, const td_tensor *x, td_te
     static const td_conv3d_params p1 = { { 1, 1, 1 }, 0, 0, 0, 0 };
     td_backend *be = vae->be;
     int64_t c = x->shape[0], nt = x->shape[1], s = x->shape[2] * x->shape[3];
-    td_tensor n = { 0 }, qkv = { 0 }, o = { 0 }, buf = { 0 }, q, k, v, out;
-    float *base;
+    td_tensor n = { 0 }, qkv = { 0 }, o = { 0 }, buf[4] = { { 0 } }, xv, nv, qkv3, o3;
     int rc;
 
-    {
-        td_tensor xv = td_view2(x->data, TD_F32, c, nt * s), nv;
-        TD_TRY(new4(vae, &n, c, nt, x->shape[2], x->shape[3]));
-        nv = td_view2(n.data, TD_F32, c, nt * s);
+    TD_TRY(td_tensor_reshape(vae->ctx, x, 2, (int64_t[]){ c, nt * s }, &xv));
+    TD_TRY(vae_act_new(vae, &n, c, nt, x->shape[2], x->shape[3]));
+    rc = td_tensor_reshape(vae->ctx, &n, 2, (int64_t[]){ c, nt * s }, &nv);
+    if (rc == 0)
         rc = be->ops->channel_rmsnorm(be, &xv, &l->norm1, NULL, &nv);
-    }
     if (rc == 0)
         rc = vae_conv_new(vae, &n, &l->conv1, &p1, &qkv);
-    td_tensor_free(&n);
+    vae_act_free(vae, &n);
     if (rc == 0)
-        rc = new4(vae, &o, c, nt, x->shape[2], x->shape[3]);
+        rc = vae_act_new(vae, &o, c, nt, x->shape[2], x->shape[3]);
+    for (int i = 0; rc == 0 && i < 4; i++)
+        rc = be->ops->tensor_new(be, &buf[i], be->act, 3, (int64_t[]){ s, 1, c });
     if (rc == 0)
-        rc = td_tensor_new(vae->ctx, &buf, TD_F32, 2, (int64_t[]){ 4, s * c });
-    base = buf.data;
-    for (int64_t t = 0; rc == 0 && t < nt; t++) {
-        q = td_view3(base, TD_F32, s, 1, c);
-        k = td_view3(base + s * c, TD_F32, s, 1, c);
-        v = td_view3(base + 2 * s * c, TD_F32, s, 1, c);
-        out = td_view3(base + 3 * s * c, TD_F32, s, 1, c);
-        gather_t(q.data, (const float *)qkv.data, c, nt, t, s);
-        gather_t(k.data, (const float *)qkv.data + c * nt * s, c, nt, t, s);
-        gather_t(v.data, (const float *)qkv.data + 2 * c * nt * s, c, nt, t, s);
-        rc = be->ops->attention(be, &q, &k, &v, NULL, (float)(1.0 / sqrt((double)c)), 0, &out);
-        if (rc == 0)
-            scatter_t(o.data, out.data, c, nt, t, s);
-    }
-    td_tensor_free(&buf);
-    td_tensor_free(&qkv);
+        rc = td_tensor_reshape(vae->ctx, &qkv, 3, (int64_t[]){ 3 * c, nt, s }, &qkv3);
+    if (rc == 0)
+        rc = td_tensor_reshape(vae->ctx, &o, 3, (int64_t[]){ c, nt, s }, &o3);
+    for (int64_t t = 0; rc == 0 && t < nt; t++)
+        rc = attn_frame(vae, &qkv3, &o3, t, buf);
+    for (int i = 0; i < 4; i++)
+        vae_act_free(vae, &buf[i]);
+    vae_act_free(vae, &qkv);
     if (rc == 0)
         rc = vae_conv_new(vae, &o, &l->conv2, &p1, y);
-    td_tensor_free(&o);
+    vae_act_free(vae, &o);
     if (rc == 0) {
         rc = be->ops->add(be, y, x, y);
         if (rc < 0)
-            td_tensor_free(y);
+            vae_act_free(vae, y);
     }
     return rc;
 }
@@ -221,79 +240,98 @@ static int up_spatial(td_vae *vae, const vae_layer *l, const td_tensor *x, td_te
     int64_t c = x->shape[0], nt = x->shape[1], h = x->shape[2], w = x->shape[3];
     td_tensor fin = { 0 }, up = { 0 }, fo = { 0 };
     int rc;
-    TD_TRY(new4(vae, y, l->cout, nt, 2 * h, 2 * w));
-    rc = new4(vae, &fin, c, 1, h, w);
+    TD_TRY(vae_act_new(vae, y, l->cout, nt, 2 * h, 2 * w));
+    rc = vae_act_new(vae, &fin, c, 1, h, w);
     if (rc == 0)
-        rc = new4(vae, &up, c, 1, 2 * h, 2 * w);
+        rc = vae_act_new(vae, &up, c, 1, 2 * h, 2 * w);
     if (rc == 0)
-        rc = new4(vae, &fo, l->cout, 1, 2 * h, 2 * w);
+        rc = vae_act_new(vae, &fo, l->cout, 1, 2 * h, 2 * w);
     for (int64_t t = 0; rc == 0 && t < nt; t++) {
-        copy_frames(&fin, 0, x, t, 1);
-        rc = be->ops->upsample_nearest(be, &fin, 2, 2, &up);
+        rc = vae_copy_frames(vae, &fin, 0, x, t, 1);
+        if (rc == 0)
+            rc = be->ops->upsample_nearest(be, &fin, 2, 2, &up);
         if (rc == 0)
             rc = be->ops->conv3d(be, &up, &l->conv1.w, &l->conv1.b, &p, &fo);
         if (rc == 0)
-            copy_frames(y, t, &fo, 0, 1);
+            rc = vae_copy_frames(vae, y, t, &fo, 0, 1);
     }
-    td_tensor_free(&fin);
-    td_tensor_free(&up);
-    td_tensor_free(&fo);
+    vae_act_free(vae, &fin);
+    vae_act_free(vae, &up);
+    vae_act_free(vae, &fo);
     if (rc < 0)
-        td_tensor_free(y);
+        vae_act_free(vae, y);
+    return rc;
+}
+
+/* The time conv's 2C channels [j * C + c, t] become frames 2t + j of C
+ * channels: one copy of tc viewed [2, C, T, HW] permuted to [C, T, 2, HW]. */
+static int interleave_time(td_vae *vae, const td_tensor *tc, td_tensor *doubled)
+{
+    int64_t c = tc->shape[0] / 2, nt = tc->shape[1], hw = tc->shape[2] * tc->shape[3];
+    td_tensor src4, src, dst;
+    int rc;
+    TD_TRY(vae_act_new(vae, doubled, c, 2 * nt, tc->shape[2], tc->shape[3]));
+    rc = td_tensor_reshape(vae->ctx, tc, 4, (int64_t[]){ 2, c, nt, hw }, &src4);
+    if (rc == 0)
+        rc = td_tensor_permute(vae->ctx, &src4, (const int[]){ 1, 2, 0, 3 }, &src);
+    if (rc == 0)
+        rc = td_tensor_reshape(vae->ctx, doubled, 4, (int64_t[]){ c, nt, 2, hw }, &dst);
+    if (rc == 0)
+        rc = vae->be->ops->copy(vae->be, &dst, &src, 0);
+    if (rc < 0)
+        vae_act_free(vae, doubled);
     return rc;
 }
 
 static int upsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_tensor *x, td_tensor *y)
 {
     vae_slot *s = &st->slots[l->slot];
-    int64_t c = x->shape[0], nt = x->shape[1], plane = x->shape[2] * x->shape[3];
     td_tensor tc = { 0 }, doubled = { 0 };
     int rc;
     if (l->kind == VAE_UP2D || !s->seen) {
         s->seen = 1;
         return up_spatial(vae, l, x, y);
     }
-    /* The time conv makes 2C channels; channel half j becomes frame 2t + j. */
     TD_TRY(causal_conv(vae, s, x, &l->conv2, 1, 0, &tc));
-    rc = new4(vae, &doubled, c, 2 * nt, x->shape[2], x->shape[3]);
-    for (int64_t j = 0; rc == 0 && j < 2; j++)
-        for (int64_t ci = 0; ci < c; ci++)
-            for (int64_t t = 0; t < nt; t++)
-                memcpy((float *)doubled.data + (ci * 2 * nt + 2 * t + j) * plane,
-                       (const float *)tc.data + ((j * c + ci) * nt + t) * plane,
-                       (size_t)plane * sizeof(float));
-    td_tensor_free(&tc);
+    rc = interleave_time(vae, &tc, &doubled);
+    vae_act_free(vae, &tc);
     if (rc == 0)
         rc = up_spatial(vae, l, &doubled, y);
-    td_tensor_free(&doubled);
+    vae_act_free(vae, &doubled);
     return rc;
 }
 
-/* Zero pad right and bottom by one, 3x3 stride-2 conv, frame by frame. */
+/* Zero pad right and bottom by one, 3x3 stride-2 conv, frame by frame: the
+ * padded frame is zeroed once, each frame copied into its top-left. */
 static int down_spatial(td_vae *vae, const vae_layer *l, const td_tensor *x, td_tensor *y)
 {
     static const td_conv3d_params p = { { 1, 2, 2 }, 0, 0, 0, 0 };
+    td_backend *be = vae->be;
     int64_t c = x->shape[0], nt = x->shape[1], h = x->shape[2], w = x->shape[3];
     int64_t ho = conv_out(h + 1, 0, 3, 2), wo = conv_out(w + 1, 0, 3, 2);
-    td_tensor pad = { 0 }, fo = { 0 };
+    td_tensor pad = { 0 }, fo = { 0 }, rows, inner;
     int rc;
-    TD_TRY(new4(vae, y, l->cout, nt, ho, wo));
-    rc = new4(vae, &pad, c, 1, h + 1, w + 1);
+    TD_TRY(vae_act_new(vae, y, l->cout, nt, ho, wo));
+    rc = vae_act_new(vae, &pad, c, 1, h + 1, w + 1);
     if (rc == 0)
-        rc = new4(vae, &fo, l->cout, 1, ho, wo);
+        rc = vae_act_new(vae, &fo, l->cout, 1, ho, wo);
+    if (rc == 0)
+        rc = be->ops->fill(be, &pad, 0.0f);
+    if (rc == 0)
+        rc = td_tensor_slice(vae->ctx, &pad, 2, 0, h, &rows);
+    if (rc == 0)
+        rc = td_tensor_slice(vae->ctx, &rows, 3, 0, w, &inner);
     for (int64_t t = 0; rc == 0 && t < nt; t++) {
-        for (int64_t ci = 0; ci < c; ci++)
-            for (int64_t r = 0; r < h; r++)
-                memcpy((float *)pad.data + (ci * (h + 1) + r) * (w + 1),
-                       (const float *)x->data + ((ci * nt + t) * h + r) * w, (size_t)w * sizeof(float));
-        rc = vae->be->ops->conv3d(vae->be, &pad, &l->conv1.w, &l->conv1.b, &p, &fo);
+        rc = vae_copy_frames(vae, &inner, 0, x, t, 1);
         if (rc == 0)
-            copy_frames(y, t, &fo, 0, 1);
+            rc = be->ops->conv3d(be, &pad, &l->conv1.w, &l->conv1.b, &p, &fo);
+        if (rc == 0)
+            rc = vae_copy_frames(vae, y, t, &fo, 0, 1);
     }
-    td_tensor_free(&pad);
-    td_tensor_free(&fo);
+    vae_act_free(vae, &pad);
+    vae_act_free(vae, &fo);
     if (rc < 0)
-        td_tensor_free(y);
+        vae_act_free(vae, y);
     return rc;
 }
 
@@ -313,26 +351,29 @@ static int downsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_t
     }
     nt = sp.shape[1];
     if (!s->seen) {
-        rc = new4(vae, &s->frames, sp.shape[0], 1, sp.shape[2], sp.shape[3]);
-        if (rc == 0) {
-            copy_frames(&s->frames, 0, &sp, nt - 1, 1);
-            s->n = 1;
-            s->seen = 1;
-            *y = sp;
-            return 0;
+        rc = vae_act_new(vae, &s->frames, sp.shape[0], 1, sp.shape[2], sp.shape[3]);
+        if (rc == 0)
+            rc = vae_copy_frames(vae, &s->frames, 0, &sp, nt - 1, 1);
+        if (rc < 0) {
+            vae_act_free(vae, &sp);
+            return rc;
         }
-        td_tensor_free(&sp);
-        return rc;
+        s->n = 1;
+        s->seen = 1;
+        *y = sp;
+        return 0;
     }
-    rc = new4(vae, &cat, sp.shape[0], nt + 1, sp.shape[2], sp.shape[3]);
-    if (rc == 0) {
-        copy_frames(&cat, 0, &s->frames, 0, 1);
-        copy_frames(&cat, 1, &sp, 0, nt);
-        copy_frames(&s->frames, 0, &sp, nt - 1, 1);
+    rc = vae_act_new(vae, &cat, sp.shape[0], nt + 1, sp.shape[2], sp.shape[3]);
+    if (rc == 0)
+        rc = vae_copy_frames(vae, &cat, 0, &s->frames, 0, 1);
+    if (rc == 0)
+        rc = vae_copy_frames(vae, &cat, 1, &sp, 0, nt);
+    if (rc == 0)
+        rc = vae_copy_frames(vae, &s->frames, 0, &sp, nt - 1, 1);
+    if (rc == 0)
         rc = vae_conv_new(vae, &cat, &l->conv2, &p, y);
-    }
-    td_tensor_free(&cat);
-    td_tensor_free(&sp);
+    vae_act_free(vae, &cat);
+    vae_act_free(vae, &sp);
     return rc;
 }
 
@@ -361,16 +402,16 @@ int vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tenso
     TD_TRY(causal_conv(vae, &st->slots[0], x, &net->conv_in, 1, 1, &cur));
     for (int i = 0; i < net->nlayers; i++) {
         rc = run_layer(vae, &net->layers[i], st, &cur, &next);
-        td_tensor_free(&cur);
+        vae_act_free(vae, &cur);
         if (rc < 0)
             return rc;
         cur = next;
     }
     rc = norm_silu(vae, &cur, &net->head_norm, &next);
-    td_tensor_free(&cur);
+    vae_act_free(vae, &cur);
     if (rc < 0)
         return rc;
     rc = causal_conv(vae, &st->slots[net->nslots - 1], &next, &net->conv_out, 1, 1, y);
-    td_tensor_free(&next);
+    vae_act_free(vae, &next);
     return rc;
 }

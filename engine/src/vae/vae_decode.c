@@ -8,6 +8,10 @@
  * weights that ramp linearly across each overlap, normalised by their sum,
  * then clamped. Tiles bound the activation memory of a chunk (not the
  * caches, which together cover the frame plus the overlaps).
+ *
+ * Everything stays on the backend until a chunk's frames are clamped; they
+ * are then read into a host buffer the decoder owns and handed to the
+ * callback: the one place frames leave the backend.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +20,7 @@
 
 typedef struct tile {
     int64_t y0, x0, th, tw;   /* latent rectangle */
-    float *wy, *wx;           /* blend weights over its pixel rows / cols */
+    td_tensor weight;         /* [th*8, tw*8] blend weights over its pixels (tiled only) */
     vae_state st;
 } tile;
 
@@ -25,7 +29,7 @@ struct td_vae_decoder {
     int64_t h, w;             /* latent size */
     int ntiles;
     tile *tiles;
-    float *wsum;              /* [H, W] sum of tile weights */
+    td_tensor frames;         /* host f32 [3, 4, H, W]: the chunk handed to the callback */
     int64_t next_frame;
 };
 
@@ -47,15 +51,15 @@ static int axis_starts(int64_t n, int64_t ts, int64_t ov, int64_t *starts)
 }
 
 /* Linear ramps across the overlaps with the neighbouring tiles (pixels). */
-static void axis_weights(float *wt, int64_t a, int64_t len, int64_t prev_end, int64_t next_start)
+static void axis_weights(double *wt, int64_t a, int64_t len, int64_t prev_end, int64_t next_start)
 {
     int64_t ovl = prev_end - a, ovr = a + len - next_start;
     for (int64_t p = 0; p < len; p++) {
-        float v = 1.0f;
+        double v = 1.0;
         if (ovl > 0 && p < ovl)
-            v *= (float)((p + 0.5) / ovl);
+            v *= (p + 0.5) / ovl;
         if (ovr > 0 && p >= len - ovr)
-            v *= (float)((len - p - 0.5) / ovr);
+            v *= (len - p - 0.5) / ovr;
         wt[p] = v;
     }
 }
@@ -65,12 +69,11 @@ void td_vae_decoder_close(td_vae_decoder **dec)
     if (!dec || !*dec)
         return;
     for (int i = 0; (*dec)->tiles && i < (*dec)->ntiles; i++) {
-        vae_state_free(&(*dec)->tiles[i].st);
-        free((*dec)->tiles[i].wy);
-        free((*dec)->tiles[i].wx);
+        vae_state_free((*dec)->vae, &(*dec)->tiles[i].st);
+        vae_act_free((*dec)->vae, &(*dec)->tiles[i].weight);
     }
     free((*dec)->tiles);
-    free((*dec)->wsum);
+    td_tensor_free(&(*dec)->frames);
     free(*dec);
     *dec = NULL;
 }
@@ -85,60 +88,123 @@ size_t td_vae_decoder_state_bytes(const td_vae_decoder *d)
     return n;
 }
 
+/* The tiles' pixel weights along each axis (wy[i] for tile row i, wx[j]
+ * for tile column j) and their sum over the frame, all in double. */
+typedef struct blend {
+    int64_t sf, H, W, *ys, *xs;
+    int ny, nx;
+    double **wy, **wx, *wsum;
+} blend;
+
+static void blend_free(blend *b)
+{
+    for (int i = 0; b->wy && i < b->ny; i++)
+        free(b->wy[i]);
+    for (int j = 0; b->wx && j < b->nx; j++)
+        free(b->wx[j]);
+    free(b->wy);
+    free(b->wx);
+    free(b->wsum);
+}
+
+static int blend_init(td_ctx *ctx, blend *b, int64_t ts)
+{
+    int ok;
+    b->wy = calloc((size_t)b->ny, sizeof(*b->wy));
+    b->wx = calloc((size_t)b->nx, sizeof(*b->wx));
+    b->wsum = calloc((size_t)(b->H * b->W), sizeof(*b->wsum));
+    ok = b->wy && b->wx && b->wsum;
+    for (int i = 0; ok && i < b->ny; i++) {
+        ok = (b->wy[i] = malloc((size_t)(ts * b->sf) * sizeof(double))) != NULL;
+        if (ok)
+            axis_weights(b->wy[i], b->ys[i] * b->sf, ts * b->sf, i > 0 ? (b->ys[i - 1] + ts) * b->sf : 0,
+                         i + 1 < b->ny ? b->ys[i + 1] * b->sf : b->H);
+    }
+    for (int j = 0; ok && j < b->nx; j++) {
+        ok = (b->wx[j] = malloc((size_t)(ts * b->sf) * sizeof(double))) != NULL;
+        if (ok)
+            axis_weights(b->wx[j], b->xs[j] * b->sf, ts * b->sf, j > 0 ? (b->xs[j - 1] + ts) * b->sf : 0,
+                         j + 1 < b->nx ? b->xs[j + 1] * b->sf : b->W);
+    }
+    if (!ok)
+        return td_fail(ctx, TD_ENOMEM, "vae: tile weights");
+    for (int i = 0; i < b->ny; i++)
+        for (int j = 0; j < b->nx; j++)
+            for (int64_t y = 0; y < ts * b->sf; y++)
+                for (int64_t x = 0; x < ts * b->sf; x++)
+                    b->wsum[(b->ys[i] * b->sf + y) * b->W + b->xs[j] * b->sf + x] += b->wy[i][y] * b->wx[j][x];
+    return 0;
+}
+
+/* Tile (i, j)'s weight map wy * wx / wsum over its pixels, normalised on
+ * the host in double, written once into a backend tensor. */
+static int tile_weight(td_vae_decoder *d, const blend *b, int i, int j, tile *t)
+{
+    td_backend *be = d->vae->be;
+    int64_t th = t->th * b->sf, tw = t->tw * b->sf;
+    td_tensor host = { 0 };
+    float *p;
+    int rc;
+    TD_TRY(td_tensor_new(be->ctx, &host, TD_F32, 2, (int64_t[]){ th, tw }));
+    p = host.data;
+    for (int64_t y = 0; y < th; y++)
+        for (int64_t x = 0; x < tw; x++)
+            p[y * tw + x] = (float)(b->wy[i][y] * b->wx[j][x] /
+                                    b->wsum[(t->y0 * b->sf + y) * b->W + t->x0 * b->sf + x]);
+    rc = be->ops->tensor_new(be, &t->weight, be->act, 2, (int64_t[]){ th, tw });
+    if (rc == 0)
+        rc = be->ops->write(be, &t->weight, &host);
+    td_tensor_free(&host);
+    return rc;
+}
+
 static int setup_tiles(td_vae_decoder *d, const td_vae_tiling *tl)
 {
     td_ctx *ctx = d->vae->ctx;
-    int64_t sf = d->vae->dec.sfactor, ts = tl ? tl->tile : 0, ov = tl ? tl->overlap : 0;
-    int64_t H = d->h * sf, W = d->w * sf, *ys, *xs;
-    int ny, nx, rc = 0;
+    int64_t ts = tl ? tl->tile : 0, ov = tl ? tl->overlap : 0;
+    blend b = { .sf = d->vae->dec.sfactor };
+    int rc = 0;
 
     if (ts > 0 && (ov < 0 || ov >= ts))
         return td_fail(ctx, TD_EINVAL, "vae: tile overlap %lld must be in [0, tile %lld)",
                        (long long)ov, (long long)ts);
-    ys = malloc((size_t)(d->h + 1) * sizeof(*ys));
-    xs = malloc((size_t)(d->w + 1) * sizeof(*xs));
-    if (!ys || !xs) {
-        free(ys);
-        free(xs);
-        return td_fail(ctx, TD_ENOMEM, "vae: tiles");
-    }
-    ny = axis_starts(d->h, ts, ov, ys);
-    nx = axis_starts(d->w, ts, ov, xs);
-    d->tiles = calloc((size_t)(ny * nx), sizeof(*d->tiles));
-    d->wsum = ny * nx > 1 ? calloc((size_t)(H * W), sizeof(float)) : NULL;
-    if (!d->tiles || (ny * nx > 1 && !d->wsum))
+    b.H = d->h * b.sf;
+    b.W = d->w * b.sf;
+    b.ys = malloc((size_t)(d->h + 1) * sizeof(*b.ys));
+    b.xs = malloc((size_t)(d->w + 1) * sizeof(*b.xs));
+    if (!b.ys || !b.xs)
         rc = td_fail(ctx, TD_ENOMEM, "vae: tiles");
-    for (int i = 0; rc == 0 && i < ny; i++) {
-        for (int j = 0; rc == 0 && j < nx; j++) {
+    if (rc == 0) {
+        b.ny = axis_starts(d->h, ts, ov, b.ys);
+        b.nx = axis_starts(d->w, ts, ov, b.xs);
+        d->tiles = calloc((size_t)(b.ny * b.nx), sizeof(*d->tiles));
+        if (!d->tiles)
+            rc = td_fail(ctx, TD_ENOMEM, "vae: tiles");
+    }
+    if (rc == 0 && b.ny * b.nx > 1)
+        rc = blend_init(ctx, &b, ts);
+    for (int i = 0; rc == 0 && i < b.ny; i++) {
+        for (int j = 0; rc == 0 && j < b.nx; j++) {
             tile *t = &d->tiles[d->ntiles++];
-            t->y0 = ys[i];
-            t->x0 = xs[j];
-            t->th = ny > 1 ? ts : d->h;
-            t->tw = nx > 1 ? ts : d->w;
-            t->wy = malloc((size_t)(t->th * sf) * sizeof(float));
-            t->wx = malloc((size_t)(t->tw * sf) * sizeof(float));
+            t->y0 = b.ys[i];
+            t->x0 = b.xs[j];
+            t->th = b.ny > 1 ? ts : d->h;
+            t->tw = b.nx > 1 ? ts : d->w;
             rc = vae_state_init(ctx, &t->st, d->vae->dec.nslots);
-            if (rc == 0 && (!t->wy || !t->wx))
-                rc = td_fail(ctx, TD_ENOMEM, "vae: tile weights");
-            if (rc < 0)
-                break;
-            axis_weights(t->wy, t->y0 * sf, t->th * sf, i > 0 ? (ys[i - 1] + ts) * sf : 0,
-                         i + 1 < ny ? ys[i + 1] * sf : H);
-            axis_weights(t->wx, t->x0 * sf, t->tw * sf, j > 0 ? (xs[j - 1] + ts) * sf : 0,
-                         j + 1 < nx ? xs[j + 1] * sf : W);
-            for (int64_t y = 0; d->wsum && y < t->th * sf; y++)
-                for (int64_t x = 0; x < t->tw * sf; x++)
-                    d->wsum[(t->y0 * sf + y) * W + t->x0 * sf + x] += t->wy[y] * t->wx[x];
+            if (rc == 0 && b.ny * b.nx > 1)
+                rc = tile_weight(d, &b, i, j, t);
         }
     }
-    free(ys);
-    free(xs);
+    blend_free(&b);
+    free(b.ys);
+    free(b.xs);
     return rc;
 }
 
 int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *tiling,
                         td_vae_decoder **out)
 {
+    const vae_net *net = &vae->dec;
     td_vae_decoder *d;
     int rc;
     *out = NULL;
@@ -152,6 +218,9 @@ int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *
     d->h = h;
     d->w = w;
     rc = setup_tiles(d, tiling);
+    if (rc == 0)
+        rc = td_tensor_new(vae->ctx, &d->frames, TD_F32, 4,
+                           (int64_t[]){ net->cout, net->tfactor, h * net->sfactor, w * net->sfactor });
     if (rc < 0) {
         td_vae_decoder_close(&d);
         return rc;
@@ -166,112 +235,121 @@ static int decode_tile(td_vae_decoder *d, tile *t, const td_tensor *z, td_tensor
 {
     static const td_conv3d_params p1 = { { 1, 1, 1 }, 0, 0, 0, 0 };
     td_vae *vae = d->vae;
-    td_tensor crop = { 0 }, pq = { 0 };
+    td_tensor crop = *z, pq = { 0 }, rows, view;
     int rc = 0;
-    if (t->th == d->h && t->tw == d->w) {
-        crop = *z;
-        crop.owns = 0;
-    } else {
-        rc = td_tensor_new(vae->ctx, &crop, TD_F32, 4, (int64_t[]){ TD_VAE_Z, 1, t->th, t->tw });
-        for (int64_t c = 0; rc == 0 && c < TD_VAE_Z; c++)
-            for (int64_t r = 0; r < t->th; r++)
-                memcpy((float *)crop.data + (c * t->th + r) * t->tw,
-                       (const float *)z->data + (c * d->h + t->y0 + r) * d->w + t->x0,
-                       (size_t)t->tw * sizeof(float));
+    crop.owns = 0;   /* borrowed when the tile is the whole frame */
+    if (t->th != d->h || t->tw != d->w) {
+        TD_TRY(td_tensor_slice(vae->ctx, z, 2, t->y0, t->th, &rows));
+        TD_TRY(td_tensor_slice(vae->ctx, &rows, 3, t->x0, t->tw, &view));
+        TD_TRY(vae_act_new(vae, &crop, TD_VAE_Z, 1, t->th, t->tw));
+        rc = vae->be->ops->copy(vae->be, &crop, &view, 0);
     }
     if (rc == 0)
         rc = vae_conv_new(vae, &crop, &vae->post_quant, &p1, &pq);
-    td_tensor_free(&crop);
+    vae_act_free(vae, &crop);
     if (rc == 0)
         rc = vae_net_chunk(vae, &vae->dec, &t->st, &pq, y);
-    td_tensor_free(&pq);
+    vae_act_free(vae, &pq);
     return rc;
 }
 
-static void clamp1(float *x, int64_t n)
+/* Tile t's frames ty [3, n, th*8, tw*8], weighted, added into its
+ * rectangle of out [3, n, H, W] (ty is scaled in place). */
+static int blend_tile(td_vae_decoder *d, const tile *t, td_tensor *ty, td_tensor *out)
 {
-    for (int64_t i = 0; i < n; i++)
-        x[i] = x[i] < -1.0f ? -1.0f : x[i] > 1.0f ? 1.0f : x[i];
+    td_backend *be = d->vae->be;
+    int64_t sf = d->vae->dec.sfactor;
+    td_tensor rows, dst;
+    TD_TRY(be->ops->mul(be, ty, &t->weight, ty));
+    TD_TRY(td_tensor_slice(be->ctx, out, 2, t->y0 * sf, ty->shape[2], &rows));
+    TD_TRY(td_tensor_slice(be->ctx, &rows, 3, t->x0 * sf, ty->shape[3], &dst));
+    return be->ops->copy(be, &dst, ty, 1);
 }
 
-/* Decode latent frame z [16, 1, h, w] (denormalised) into *out [3, n, H, W]. */
-static int decode_chunk(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
+/* Every tile of latent frame z decoded and blended into *out [3, n, H, W]
+ * (new, zero before the first tile is added). */
+static int decode_tiles(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
 {
     td_vae *vae = d->vae;
-    int64_t sf = vae->dec.sfactor, H = d->h * sf, W = d->w * sf, nf, co;
+    int64_t sf = vae->dec.sfactor;
     td_tensor ty = { 0 };
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < d->ntiles; i++) {
+        rc = decode_tile(d, &d->tiles[i], z, &ty);
+        if (rc == 0 && i == 0)
+            rc = vae_act_new(vae, out, ty.shape[0], ty.shape[1], d->h * sf, d->w * sf);
+        if (rc == 0 && i == 0)
+            rc = vae->be->ops->fill(vae->be, out, 0.0f);
+        if (rc == 0)
+            rc = blend_tile(d, &d->tiles[i], &ty, out);
+        vae_act_free(vae, &ty);
+    }
+    if (rc < 0)
+        vae_act_free(vae, out);
+    return rc;
+}
+
+/* Decode latent frame z [16, 1, h, w] (denormalised) into *out [3, n, H, W],
+ * clamped to [-1, 1]. */
+static int decode_chunk(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
+{
+    td_backend *be = d->vae->be;
     int rc;
-    if (d->ntiles == 1) {
+    if (d->ntiles == 1)
         TD_TRY(decode_tile(d, &d->tiles[0], z, out));
-        clamp1(out->data, td_numel(out));
-        return 0;
-    }
-    for (int i = 0; i < d->ntiles; i++) {
-        tile *t = &d->tiles[i];
-        int64_t th = t->th * sf, tw = t->tw * sf;
-        rc = decode_tile(d, t, z, &ty);
-        if (rc < 0) {
-            td_tensor_free(out);
-            return rc;
-        }
-        co = ty.shape[0];
-        nf = ty.shape[1];
-        if (i == 0) {
-            rc = td_tensor_new(vae->ctx, out, TD_F32, 4, (int64_t[]){ co, nf, H, W });
-            if (rc < 0) {
-                td_tensor_free(&ty);
-                return rc;
-            }
-        }
-        for (int64_t c = 0; c < co * nf; c++)
-            for (int64_t y = 0; y < th; y++) {
-                float *dst = (float *)out->data + (c * H + t->y0 * sf + y) * W + t->x0 * sf;
-                const float *src = (const float *)ty.data + (c * th + y) * tw;
-                for (int64_t x = 0; x < tw; x++)
-                    dst[x] += src[x] * t->wy[y] * t->wx[x];
-            }
-        td_tensor_free(&ty);
-    }
-    for (int64_t c = 0; c < out->shape[0] * out->shape[1]; c++) {
-        float *o = (float *)out->data + c * H * W;
-        for (int64_t i = 0; i < H * W; i++)
-            o[i] /= d->wsum[i];
-    }
-    clamp1(out->data, td_numel(out));
+    else
+        TD_TRY(decode_tiles(d, z, out));
+    rc = be->ops->clamp(be, out, -1.0f, 1.0f, out);
+    if (rc < 0)
+        vae_act_free(d->vae, out);
+    return rc;
+}
+
+/* Hand chunk frames [3, n, H, W] (backend) to fn as host f32 frames. */
+static int deliver(td_vae_decoder *d, const td_tensor *frames, td_vae_frames_fn fn, void *opaque)
+{
+    td_vae *vae = d->vae;
+    td_tensor host;
+    char s[96];
+    if (frames->shape[0] != d->frames.shape[0] || frames->shape[1] > d->frames.shape[1] ||
+        frames->shape[2] != d->frames.shape[2] || frames->shape[3] != d->frames.shape[3])
+        return td_fail(vae->ctx, TD_ESHAPE, "vae: decoded chunk %s does not fit the frame buffer",
+                       td_shape_str(frames, s, sizeof(s)));
+    host = td_view4(d->frames.data, TD_F32, frames->shape[0], frames->shape[1], frames->shape[2],
+                    frames->shape[3]);
+    TD_TRY(vae->be->ops->read(vae->be, frames, &host));
+    if (fn && fn(opaque, d->next_frame, &host))
+        return td_fail(vae->ctx, TD_ECANCELLED, "vae: decoding stopped by the frame callback at frame %lld",
+                       (long long)d->next_frame);
+    d->next_frame += frames->shape[1];
     return 0;
 }
 
 int td_vae_decoder_push(td_vae_decoder *d, const td_tensor *lat, td_vae_frames_fn fn, void *opaque)
 {
     td_vae *vae = d->vae;
-    int64_t plane = d->h * d->w;
+    td_backend *be = vae->be;
     td_tensor z = { 0 }, frames = { 0 };
     char s[96];
-    int rc;
+    int rc = 0;
 
-    if (!lat || lat->dtype != TD_F32 || lat->ndim != 4 || !td_is_contiguous(lat) ||
-        lat->shape[0] != TD_VAE_Z || lat->shape[1] < 1 || lat->shape[2] != d->h || lat->shape[3] != d->w)
-        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be contiguous f32 [%d, T>=1, %lld, %lld]",
+    if (!lat || !vae_is_float(lat->dtype) || lat->ndim != 4 || lat->shape[0] != TD_VAE_Z || lat->shape[1] < 1 ||
+        lat->shape[2] != d->h || lat->shape[3] != d->w)
+        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be float [%d, T>=1, %lld, %lld]",
                        lat ? td_shape_str(lat, s, sizeof(s)) : "(none)", TD_VAE_Z, (long long)d->h,
                        (long long)d->w);
-    TD_TRY(td_tensor_new(vae->ctx, &z, TD_F32, 4, (int64_t[]){ TD_VAE_Z, 1, d->h, d->w }));
-    rc = 0;
+    TD_TRY(vae_act_new(vae, &z, TD_VAE_Z, 1, d->h, d->w));
     for (int64_t t = 0; rc == 0 && t < lat->shape[1]; t++) {
-        for (int64_t c = 0; c < TD_VAE_Z; c++) {
-            const float *src = (const float *)lat->data + (c * lat->shape[1] + t) * plane;
-            float *dst = (float *)z.data + c * plane;
-            for (int64_t i = 0; i < plane; i++)
-                dst[i] = src[i] * vae->std[c] + vae->mean[c];
-        }
-        rc = decode_chunk(d, &z, &frames);
-        if (rc == 0 && fn && fn(opaque, d->next_frame, &frames))
-            rc = td_fail(vae->ctx, TD_ECANCELLED, "vae: decoding stopped by the frame callback at frame %lld",
-                         (long long)d->next_frame);
+        rc = vae_copy_frames(vae, &z, 0, lat, t, 1);
         if (rc == 0)
-            d->next_frame += frames.shape[1];
-        td_tensor_free(&frames);
+            rc = be->ops->scale_shift(be, &z, &vae->stat[VAE_STD], &vae->stat[VAE_MEAN], &z);
+        if (rc == 0)
+            rc = decode_chunk(d, &z, &frames);
+        if (rc == 0)
+            rc = deliver(d, &frames, fn, opaque);
+        vae_act_free(vae, &frames);
     }
-    td_tensor_free(&z);
+    vae_act_free(vae, &z);
     return rc;
 }
 
@@ -294,6 +372,7 @@ typedef struct collect {
     td_tensor *out;
 } collect;
 
+/* Host frames into the host clip: both sides are host memory. */
 static int collect_frames(void *opaque, int64_t first, const td_tensor *f)
 {
     td_tensor *out = ((collect *)opaque)->out;

@@ -1,19 +1,49 @@
 /*
  * Encode as Wan does: the first frame alone, then 4 frames per chunk, the
  * causal caches carrying context; quant_conv (1x1x1) per chunk; the mean
- * half of its output (the posterior mode) normalised per channel.
+ * half of its output (the posterior mode) normalised per channel. Chunks
+ * are backend copies of time slices of the frames; the latents stay on the
+ * backend.
  */
-#include <string.h>
-
 #include "vae_internal.h"
 
-int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
+/* Frames [t0, t0 + n) through the encoder and quant_conv: *q [32, lt, h, w]. */
+static int encode_chunk(td_vae *vae, vae_state *st, const td_tensor *frames, int64_t t0, int64_t n,
+                        td_tensor *q)
 {
     static const td_conv3d_params p1 = { { 1, 1, 1 }, 0, 0, 0, 0 };
     const vae_net *net = &vae->enc;
-    int64_t tf, sf, nf, H, W, h, w, T, plane, lplane, t0 = 0, lt0 = 0;
+    td_tensor chunk = { 0 }, y = { 0 };
+    int rc;
+    TD_TRY(vae_act_new(vae, &chunk, net->cin, n, frames->shape[2], frames->shape[3]));
+    rc = vae_copy_frames(vae, &chunk, 0, frames, t0, n);
+    if (rc == 0)
+        rc = vae_net_chunk(vae, net, st, &chunk, &y);
+    vae_act_free(vae, &chunk);
+    if (rc == 0)
+        rc = vae_conv_new(vae, &y, &vae->quant, &p1, q);
+    vae_act_free(vae, &y);
+    return rc;
+}
+
+/* The mean half of q [32, lt, h, w], normalised in place ((mu - mean) *
+ * inv_std, in two exact steps), into latent frames [lt0, lt0 + lt) of out. */
+static int store_latents(td_vae *vae, td_tensor *q, td_tensor *out, int64_t lt0)
+{
+    td_backend *be = vae->be;
+    td_tensor mu;
+    TD_TRY(td_tensor_slice(vae->ctx, q, 0, 0, TD_VAE_Z, &mu));
+    TD_TRY(be->ops->scale_shift(be, &mu, &vae->stat[VAE_ONE], &vae->stat[VAE_NEG_MEAN], &mu));
+    TD_TRY(be->ops->scale_shift(be, &mu, &vae->stat[VAE_INV_STD], &vae->stat[VAE_ZERO], &mu));
+    return vae_copy_frames(vae, out, lt0, &mu, 0, mu.shape[1]);
+}
+
+int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
+{
+    const vae_net *net = &vae->enc;
+    int64_t tf, sf, nf, h, w, T, t0 = 0, lt0 = 0;
     vae_state st = { 0 };
-    td_tensor chunk = { 0 }, y = { 0 }, q = { 0 };
+    td_tensor q = { 0 };
     char s[96];
     int rc;
 
@@ -22,59 +52,37 @@ int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
                        td_weights_path(vae->weights));
     tf = net->tfactor;
     sf = net->sfactor;
-    if (!frames || frames->dtype != TD_F32 || frames->ndim != 4 || !td_is_contiguous(frames) ||
-        frames->shape[0] != net->cin || frames->shape[1] < 1 || (frames->shape[1] - 1) % tf ||
-        frames->shape[2] < sf || frames->shape[2] % sf || frames->shape[3] < sf || frames->shape[3] % sf)
+    if (!frames || !vae_is_float(frames->dtype) || frames->ndim != 4 || frames->shape[0] != net->cin ||
+        frames->shape[1] < 1 || (frames->shape[1] - 1) % tf || frames->shape[2] < sf || frames->shape[2] % sf ||
+        frames->shape[3] < sf || frames->shape[3] % sf)
         return td_fail(vae->ctx, TD_ESHAPE,
-                       "vae: frames %s must be contiguous f32 [%lld, 1 + %lld*k, H, W] with H and W multiples of %lld",
+                       "vae: frames %s must be float [%lld, 1 + %lld*k, H, W] with H and W multiples of %lld",
                        frames ? td_shape_str(frames, s, sizeof(s)) : "(none)", (long long)net->cin,
                        (long long)tf, (long long)sf);
     nf = frames->shape[1];
-    H = frames->shape[2];
-    W = frames->shape[3];
-    h = H / sf;
-    w = W / sf;
+    h = frames->shape[2] / sf;
+    w = frames->shape[3] / sf;
     T = 1 + (nf - 1) / tf;
-    plane = H * W;
-    lplane = h * w;
-    TD_TRY(td_tensor_new(vae->ctx, out, TD_F32, 4, (int64_t[]){ TD_VAE_Z, T, h, w }));
+    TD_TRY(vae_act_new(vae, out, TD_VAE_Z, T, h, w));
     rc = vae_state_init(vae->ctx, &st, net->nslots);
     while (rc == 0 && t0 < nf) {
-        int64_t n = t0 == 0 ? 1 : tf, lt;
-        rc = td_tensor_new(vae->ctx, &chunk, TD_F32, 4, (int64_t[]){ net->cin, n, H, W });
-        for (int64_t c = 0; rc == 0 && c < net->cin; c++)
-            memcpy((float *)chunk.data + c * n * plane, (const float *)frames->data + (c * nf + t0) * plane,
-                   (size_t)(n * plane) * sizeof(float));
-        if (rc == 0)
-            rc = vae_net_chunk(vae, net, &st, &chunk, &y);
-        td_tensor_free(&chunk);
-        if (rc == 0)
-            rc = vae_conv_new(vae, &y, &vae->quant, &p1, &q);
-        td_tensor_free(&y);
-        if (rc < 0)
-            break;
-        lt = q.shape[1];
-        if (lt0 + lt > T || q.shape[2] != h || q.shape[3] != w) {
+        int64_t n = t0 == 0 ? 1 : tf;
+        rc = encode_chunk(vae, &st, frames, t0, n, &q);
+        if (rc == 0 && (lt0 + q.shape[1] > T || q.shape[2] != h || q.shape[3] != w))
             rc = td_fail(vae->ctx, TD_ESHAPE, "vae: encoder chunk %s does not fit latents [%d, %lld, %lld, %lld]",
                          td_shape_str(&q, s, sizeof(s)), TD_VAE_Z, (long long)T, (long long)h, (long long)w);
-            td_tensor_free(&q);
-            break;
-        }
-        for (int64_t c = 0; c < TD_VAE_Z; c++) {
-            const float *src = (const float *)q.data + c * lt * lplane;
-            float *dst = (float *)out->data + (c * T + lt0) * lplane;
-            for (int64_t i = 0; i < lt * lplane; i++)
-                dst[i] = (src[i] - vae->mean[c]) * vae->inv_std[c];
-        }
-        td_tensor_free(&q);
-        lt0 += lt;
+        if (rc == 0)
+            rc = store_latents(vae, &q, out, lt0);
+        if (rc == 0)
+            lt0 += q.shape[1];
+        vae_act_free(vae, &q);
         t0 += n;
     }
-    vae_state_free(&st);
+    vae_state_free(vae, &st);
     if (rc == 0 && lt0 != T)
         rc = td_fail(vae->ctx, TD_ESHAPE, "vae: encoder made %lld latent frames, expected %lld",
                      (long long)lt0, (long long)T);
     if (rc < 0)
-        td_tensor_free(out);
+        vae_act_free(vae, out);
     return rc;
 }

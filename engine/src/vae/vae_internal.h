@@ -1,6 +1,11 @@
 /*
  * Private to the VAE: the layer list both the encoder and the decoder are
  * made of, the causal-conv cache state, and the block functions.
+ *
+ * Every tensor here is backend memory: weights are uploaded once by
+ * td_vae_load, activations and caches come from the backend's tensor_new in
+ * its activation dtype (freed in any order with tensor_free), and they are
+ * only ever touched through backend ops.
  */
 #ifndef TD_VAE_INTERNAL_H
 #define TD_VAE_INTERNAL_H
@@ -11,8 +16,8 @@
 #define TD_VAE_CACHE_T 2
 
 typedef struct vae_conv {
-    td_tensor w;   /* [Co, Ci, kt, kh, kw] (2-D convs viewed with kt = 1) */
-    td_tensor b;   /* [Co] */
+    td_tensor w;   /* [Co, Ci, kt, kh, kw] (2-D convs viewed with kt = 1), uploaded */
+    td_tensor b;   /* [Co], uploaded */
 } vae_conv;
 
 enum vae_kind { VAE_RES, VAE_ATTN, VAE_UP2D, VAE_UP3D, VAE_DOWN2D, VAE_DOWN3D };
@@ -20,7 +25,7 @@ enum vae_kind { VAE_RES, VAE_ATTN, VAE_UP2D, VAE_UP3D, VAE_DOWN2D, VAE_DOWN3D };
 typedef struct vae_layer {
     int kind;
     int64_t cin, cout;
-    td_tensor norm1, norm2;  /* RES: the two gammas; ATTN: norm1 */
+    td_tensor norm1, norm2;  /* RES: the two gammas; ATTN: norm1 (uploaded) */
     vae_conv conv1, conv2;   /* RES: the two causal convs; ATTN: to_qkv, proj;
                               * resamples: conv1 the 2-D conv, conv2 the time conv */
     vae_conv shortcut;       /* RES when cin != cout */
@@ -41,6 +46,12 @@ typedef struct vae_net {
     int tfactor, sfactor;    /* time and space factor of its resamples */
 } vae_net;
 
+/* The per-channel latent statistics as scale_shift vectors: decode is
+ * z * std + mean; encode is (mu - mean) * inv_std, taken as two exact steps
+ * mu * 1 + (-mean), then * inv_std + 0, so it rounds as the subtraction and
+ * product it is. */
+enum vae_stat { VAE_MEAN, VAE_STD, VAE_ONE, VAE_NEG_MEAN, VAE_INV_STD, VAE_ZERO, VAE_NSTATS };
+
 struct td_vae {
     td_backend *be;
     td_ctx *ctx;
@@ -49,14 +60,17 @@ struct td_vae {
     int64_t base_dim;
     vae_net enc, dec;
     vae_conv quant, post_quant;  /* 1x1x1 convs around the latent */
-    float mean[TD_VAE_Z], inv_std[TD_VAE_Z], std[TD_VAE_Z];
+    /* Host values the stats are uploaded from: the CPU backend's upload is
+     * a view, so they live as long as the model. */
+    float stat_host[VAE_NSTATS][TD_VAE_Z];
+    td_tensor stat[VAE_NSTATS];  /* uploaded [16] vectors */
 };
 
 /* One cache slot per causal conv (and per temporal resample): the last
  * input frames, and whether the slot has seen a chunk yet (Wan's first-
  * chunk rule for temporal resamples). */
 typedef struct vae_slot {
-    td_tensor frames;        /* [C, TD_VAE_CACHE_T, H, W] storage, or empty */
+    td_tensor frames;        /* [C, TD_VAE_CACHE_T, H, W] backend storage, or empty */
     int64_t n;               /* frames held */
     int seen;
 } vae_slot;
@@ -66,10 +80,27 @@ typedef struct vae_state {
     int nslots;
 } vae_state;
 
-int vae_state_init(td_ctx *ctx, vae_state *st, int nslots);
-void vae_state_free(vae_state *st);
+/* Inputs (latents, frames) may come in any float dtype and any strides:
+ * they are only ever copied into the model's activations. */
+static inline int vae_is_float(td_dtype t)
+{
+    return t == TD_F32 || t == TD_BF16 || t == TD_F16;
+}
 
-/* One chunk through a net: x [cin, T, H, W] -> *y (new, owned by caller). */
+int vae_state_init(td_ctx *ctx, vae_state *st, int nslots);
+void vae_state_free(td_vae *vae, vae_state *st);
+
+/* A new activation [c, n, h, w] in the backend's dtype, uninitialised;
+ * release with vae_act_free (any order). */
+int vae_act_new(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w);
+void vae_act_free(td_vae *vae, td_tensor *t);
+/* Frames [t0, t0 + n) of src [C, T, H, W] into frames [d0, d0 + n) of dst
+ * (same C, H, W; any strides), through the backend's copy. */
+int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
+                    int64_t n);
+
+/* One chunk through a net: x [cin, T, H, W] (contiguous activation) -> *y
+ * (new, owned by the caller). */
 int vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tensor *x,
                   td_tensor *y);
 /* A plain (non-causal, no cache) conv: *y new. */

@@ -67,27 +67,33 @@ static int has_key(const td_vae *vae, const char *prefix, const char *suffix)
     return td_weights_find(vae->weights, name) != NULL;
 }
 
+/* A weight of the file made usable by the backend (uploaded once). */
+static int upload(td_vae *vae, const td_tensor *host, td_tensor *dev)
+{
+    return vae->be->ops->upload(vae->be, host, dev);
+}
+
 /* kt == 0: a 2-D conv [co, ci, kh, kw], viewed as [co, ci, 1, kh, kw].
  * co < 0 accepts any output width (read from the file). */
 static int load_conv(td_vae *vae, vae_conv *c, const char *prefix, int64_t co, int64_t ci,
                      int kt, int kh, int kw)
 {
-    td_tensor w;
-    int64_t s5[5];
+    td_tensor w, w5, b;
     if (kt == 0) {
         TD_TRY(td_weights_getf(vae->ctx, vae->weights, &w, 4, (int64_t[]){ co, ci, kh, kw },
                                "%s.weight", prefix));
-        s5[0] = w.shape[0]; s5[1] = ci; s5[2] = 1; s5[3] = kh; s5[4] = kw;
-        TD_TRY(td_tensor_reshape(vae->ctx, &w, 5, s5, &c->w));
+        TD_TRY(td_tensor_reshape(vae->ctx, &w, 5, (int64_t[]){ w.shape[0], ci, 1, kh, kw }, &w5));
     } else {
-        TD_TRY(td_weights_getf(vae->ctx, vae->weights, &c->w, 5,
+        TD_TRY(td_weights_getf(vae->ctx, vae->weights, &w5, 5,
                                (int64_t[]){ co, ci, kt, kh, kw }, "%s.weight", prefix));
     }
-    if (!td_is_contiguous(&c->w))
+    if (!td_is_contiguous(&w5))
         return td_fail(vae->ctx, TD_EFORMAT, "%s: tensor '%s.weight' is not contiguous",
                        td_weights_path(vae->weights), prefix);
-    return td_weights_getf(vae->ctx, vae->weights, &c->b, 1, (int64_t[]){ c->w.shape[0] },
-                           "%s.bias", prefix);
+    TD_TRY(td_weights_getf(vae->ctx, vae->weights, &b, 1, (int64_t[]){ w5.shape[0] },
+                           "%s.bias", prefix));
+    TD_TRY(upload(vae, &w5, &c->w));
+    return upload(vae, &b, &c->b);
 }
 
 /* RMS-norm gammas are stored [C], [C,1,1] or [C,1,1,1]; read as [C]. */
@@ -95,6 +101,7 @@ static int load_gamma(td_vae *vae, td_tensor *g, int64_t c, const char *fmt, ...
 {
     char name[NAME_MAX_LEN], s[96];
     const td_tensor *t;
+    td_tensor flat;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof(name), fmt, ap);
@@ -107,7 +114,8 @@ static int load_gamma(td_vae *vae, td_tensor *g, int64_t c, const char *fmt, ...
         return td_fail(vae->ctx, TD_ESHAPE, "%s: tensor '%s' has shape %s, expected [%lld] (or [%lld,1,1[,1]])",
                        td_weights_path(vae->weights), name, td_shape_str(t, s, sizeof(s)),
                        (long long)c, (long long)c);
-    return td_tensor_reshape(vae->ctx, t, 1, (int64_t[]){ c }, g);
+    TD_TRY(td_tensor_reshape(vae->ctx, t, 1, (int64_t[]){ c }, &flat));
+    return upload(vae, &flat, g);
 }
 
 static int load_res(td_vae *vae, const vae_names *nm, vae_layer *l, const char *p)
@@ -297,6 +305,25 @@ static int load_decoder(td_vae *vae, const vae_names *nm, int diffusers)
     return load_conv(vae, &vae->post_quant, nm->post_quant, TD_VAE_Z, TD_VAE_Z, 1, 1, 1);
 }
 
+/* Wan2.1's latent mean and std as the scale_shift vectors of enum
+ * vae_stat, uploaded from host arrays the model keeps. */
+static int load_stats(td_vae *vae)
+{
+    for (int i = 0; i < TD_VAE_Z; i++) {
+        vae->stat_host[VAE_MEAN][i] = wan21_mean[i];
+        vae->stat_host[VAE_STD][i] = wan21_std[i];
+        vae->stat_host[VAE_ONE][i] = 1.0f;
+        vae->stat_host[VAE_NEG_MEAN][i] = -wan21_mean[i];
+        vae->stat_host[VAE_INV_STD][i] = 1.0f / wan21_std[i];
+        vae->stat_host[VAE_ZERO][i] = 0.0f;
+    }
+    for (int k = 0; k < VAE_NSTATS; k++) {
+        td_tensor host = td_view1(vae->stat_host[k], TD_F32, TD_VAE_Z);
+        TD_TRY(upload(vae, &host, &vae->stat[k]));
+    }
+    return 0;
+}
+
 int vae_build(td_vae *vae)
 {
     const td_weights *w = vae->weights;
@@ -319,16 +346,30 @@ int vae_build(td_vae *vae)
             return td_fail(vae->ctx, TD_EUNSUPPORTED, "%s: encoder downsamples time x%d and space x%d; the Wan2.1 VAE does x4 and x8",
                            td_weights_path(w), vae->enc.tfactor, vae->enc.sfactor);
     }
-    for (int i = 0; i < TD_VAE_Z; i++) {
-        vae->mean[i] = wan21_mean[i];
-        vae->std[i] = wan21_std[i];
-        vae->inv_std[i] = 1.0f / wan21_std[i];
-    }
-    return 0;
+    return load_stats(vae);
 }
 
-static void net_free(vae_net *net)
+static void conv_free(td_backend *be, vae_conv *c)
 {
+    be->ops->tensor_free(be, &c->w);
+    be->ops->tensor_free(be, &c->b);
+}
+
+/* Release every uploaded tensor of net (zeroed ones are left alone, so a
+ * net that failed halfway through loading frees too). */
+static void net_free(td_backend *be, vae_net *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        vae_layer *l = &net->layers[i];
+        be->ops->tensor_free(be, &l->norm1);
+        be->ops->tensor_free(be, &l->norm2);
+        conv_free(be, &l->conv1);
+        conv_free(be, &l->conv2);
+        conv_free(be, &l->shortcut);
+    }
+    conv_free(be, &net->conv_in);
+    be->ops->tensor_free(be, &net->head_norm);
+    conv_free(be, &net->conv_out);
     free(net->layers);
     net->layers = NULL;
     net->nlayers = 0;
@@ -360,12 +401,18 @@ void td_vae_free(td_vae **vae)
 {
     if (!vae || !*vae)
         return;
-    net_free(&(*vae)->enc);
-    net_free(&(*vae)->dec);
-    free(*vae);
+    td_vae *v = *vae;
+    net_free(v->be, &v->enc);
+    net_free(v->be, &v->dec);
+    conv_free(v->be, &v->quant);
+    conv_free(v->be, &v->post_quant);
+    for (int k = 0; k < VAE_NSTATS; k++)
+        v->be->ops->tensor_free(v->be, &v->stat[k]);
+    free(v);
     *vae = NULL;
 }
 
+td_backend *td_vae_backend(const td_vae *vae) { return vae->be; }
 int td_vae_spatial_factor(const td_vae *vae) { return vae->dec.sfactor; }
 int td_vae_temporal_factor(const td_vae *vae) { return vae->dec.tfactor; }
 int td_vae_has_encoder(const td_vae *vae) { return vae->has_encoder; }
