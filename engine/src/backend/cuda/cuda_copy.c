@@ -55,18 +55,22 @@ static int put(td_backend *be, td_tensor *dst, const void *src)
 }
 
 /* The host data converts on the host (td_tensor_copy reads every dtype,
- * integers too) into dst's dtype, so one copy crosses the bus. */
+ * integers too) into dst's float dtype, so one copy crosses the bus; an
+ * integer destination takes bytes of its own dtype as they are. */
 int td_cuda_write(td_backend *be, td_tensor *dst, const td_tensor *host)
 {
     TD_TRY(td_cuda_enter(be));
     td_tensor conv = { 0 };
-    char s[96];
+    char s[96], s2[96];
     int rc;
 
     TD_TRY(td_check_transfer(be->ctx, "write", host, dst));
     if (!td_is_contiguous(host))
         return td_fail(be->ctx, TD_EINVAL, "write: host tensor %s must be contiguous",
                        td_shape_str(host, s, sizeof(s)));
+    if (host->dtype != dst->dtype && !is_float(dst->dtype))
+        return td_fail(be->ctx, TD_EINVAL, "write: host %s into %s: an integer destination takes its own dtype only",
+                       td_shape_str(host, s, sizeof(s)), td_shape_str(dst, s2, sizeof(s2)));
     if (td_numel(host) == 0)
         return 0;
     if (host->dtype != dst->dtype) {
