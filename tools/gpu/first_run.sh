@@ -17,7 +17,11 @@ BIN=$CARRY/bin
 SUMMARY=$OUT/summary.txt
 FAILED=0
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The carried host libraries first; the CUDA runtime and cuBLAS come from the
+# machine's CUDA 13 (the probe's ldd lines show any that are not found).
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+CUDA_HOME=$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd || echo /usr/local/cuda)
+export LD_LIBRARY_PATH="$CARRY/lib:$CUDA_HOME/lib64:$CUDA_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 : > "$SUMMARY"
 
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
@@ -46,7 +50,7 @@ step() {
 say "# turbodiff first GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 # 1. probe: the GPU, its driver, what PyTorch sees; the binaries' libraries.
-step probe 60 bash -c 'nvidia-smi; nvidia-smi -L; nvcc --version | tail -2;
+step probe 60 bash -c 'set -e; nvidia-smi; nvidia-smi -L; nvcc --version | tail -2;
     python3 -c "import torch; print(\"torch\", torch.__version__, \"devices\", torch.cuda.device_count(), torch.cuda.get_device_name())";
     for b in '"$BIN"'/*; do echo "== ldd $b"; ldd "$b"; done'
 grep -E "^GPU |^torch |not found" "$OUT/probe.log" | tee -a "$SUMMARY"
