@@ -132,7 +132,9 @@ int main(int argc, char **argv)
             host_rand(&ctx, &hq, TD_I8, s->n, s->k, 3) ||
             host_rand(&ctx, &hs, TD_F32, (s->n + 127) / 128, (s->k + 127) / 128, 4) ||
             host_rand(&ctx, &hb, TD_BF16, 1, s->n, 5) || be->ops->upload(be, &hx, &x) ||
-            be->ops->upload(be, &hw, &w) || be->ops->upload(be, &hq, &q) || be->ops->upload(be, &hs, &sc) ||
+            be->ops->upload(be, &hw, &w) || be->ops->upload(be, &hq, &q) ||
+            /* W8A8 scales stay f32: tensor_new + write, not upload (which narrows floats) */
+            be->ops->tensor_new(be, &sc, TD_F32, 2, hs.shape) || be->ops->write(be, &sc, &hs) ||
             be->ops->upload(be, &hb, &b) || be->ops->alloc(be, &y, TD_BF16, 2, ys)) {
             fprintf(stderr, "bench_cuda_gemm: %s\n", ctx.errmsg);
             return 1;
@@ -149,6 +151,8 @@ int main(int argc, char **argv)
         }
         td_tensor_free(&hx), td_tensor_free(&hw), td_tensor_free(&hq), td_tensor_free(&hs);
         td_tensor_free(&hb);
+        be->ops->tensor_free(be, &x), be->ops->tensor_free(be, &w), be->ops->tensor_free(be, &q);
+        be->ops->tensor_free(be, &sc), be->ops->tensor_free(be, &b);
         be->ops->reset(be, mark);
     }
     td_backend_destroy(&be);

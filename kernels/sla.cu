@@ -37,6 +37,9 @@ __global__ void sla_pool_kernel(const td_bf16_bits *x, int64_t S, int64_t h, int
 // into shared memory, then key block j is kept when fewer than nsel blocks
 // beat it (higher score, or equal score and lower index), which is the
 // CPU's repeated first-maximum pick; thread 0 lists the kept ones in order.
+// A NaN score ranks as -inf: "beats" must be a strict total order, else
+// (NaN compares false both ways) more than nsel blocks would be kept and
+// the list would run past its row; the writer stops at nsel regardless.
 __global__ void sla_select_kernel(const double *pq, const double *pk, int64_t nq, int64_t nk, int64_t d,
                                   int nsel, int *sel)
 {
@@ -48,7 +51,7 @@ __global__ void sla_select_kernel(const double *pq, const double *pk, int64_t nq
         const double *kb = pk + (hh * nk + b) * d;
         double s = 0;
         for (int64_t e = 0; e < d; e++) s = __dadd_rn(s, __dmul_rn(q[e], kb[e]));
-        score[b] = s;
+        score[b] = isnan(s) ? -INFINITY : s;
     }
     __syncthreads();
     for (int64_t b = threadIdx.x; b < nk; b += blockDim.x) {
@@ -59,7 +62,7 @@ __global__ void sla_select_kernel(const double *pq, const double *pk, int64_t nq
     __syncthreads();
     if (threadIdx.x == 0) {
         int *out = sel + (hh * nq + i) * nsel, n = 0;
-        for (int64_t b = 0; b < nk; b++)
+        for (int64_t b = 0; b < nk && n < nsel; b++)
             if (keep[b]) out[n++] = (int)b;
     }
 }
@@ -94,6 +97,7 @@ __global__ void __launch_bounds__(256) sla_kv_kernel(const td_bf16_bits *k, cons
     int64_t hh = blockIdx.x, c0 = (int64_t)blockIdx.y * SLA_CHUNK;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float acc[SLA_DMAX * SLA_DMAX / 256], ks = 0.0f;
+#pragma unroll
     for (int i = 0; i < SLA_DMAX * SLA_DMAX / 256; i++) acc[i] = 0.0f;
     for (int64_t r0 = c0; r0 < min(c0 + SLA_CHUNK, S); r0 += SLA_ROWS) {
         __syncthreads();
@@ -107,6 +111,7 @@ __global__ void __launch_bounds__(256) sla_kv_kernel(const td_bf16_bits *k, cons
             }
         }
         __syncthreads();
+#pragma unroll
         for (int i = 0; i < SLA_DMAX * SLA_DMAX / 256; i++) {
             int pidx = threadIdx.x + 256 * i;
             if (pidx < d * d)
@@ -115,6 +120,7 @@ __global__ void __launch_bounds__(256) sla_kv_kernel(const td_bf16_bits *k, cons
         if (threadIdx.x < d)
             for (int r = 0; r < SLA_ROWS; r++) ks += phi[r][threadIdx.x];
     }
+#pragma unroll
     for (int i = 0; i < SLA_DMAX * SLA_DMAX / 256; i++) {
         int pidx = threadIdx.x + 256 * i;
         if (pidx < d * d) atomicAdd(&kv[hh * d * d + pidx], acc[i]);

@@ -30,6 +30,35 @@ typedef struct td_kvec {
 cudaError_t tdk_to_bf16(cudaStream_t s, td_kvec src, int64_t n, td_bf16_bits *dst);
 cudaError_t tdk_bf16_to_f32(cudaStream_t s, const td_bf16_bits *src, int64_t n, float *dst);
 
+/* --- data movement and small ops (copy.cu) ------------------------------- */
+#define TD_K_MAX_DIMS 8
+/* A float tensor of any strides (in elements), up to TD_K_MAX_DIMS dims. */
+typedef struct td_kstrided {
+    void *p;
+    td_kdtype dt;
+    int ndim;
+    int64_t shape[TD_K_MAX_DIMS];
+    int64_t stride[TD_K_MAX_DIMS];
+} td_kstrided;
+/* dst = src (accumulate 0) or dst += src, same shape (dst's), any strides,
+ * converting dtypes through f32; dst must not overlap src. */
+cudaError_t tdk_copy(cudaStream_t s, td_kstrided dst, td_kstrided src, int accumulate);
+/* Every element of t set to v. */
+cudaError_t tdk_fill(cudaStream_t s, td_kstrided t, float v);
+/* y = min(max(x, lo), hi); NaN stays NaN. */
+cudaError_t tdk_clamp(cudaStream_t s, const td_bf16_bits *x, int64_t n, float lo, float hi,
+                      td_bf16_bits *y);
+/* y[c, j] = x[c, j] * scale[c] + shift[c] over c channels of len elements. */
+cudaError_t tdk_scale_shift(cudaStream_t s, const td_bf16_bits *x, int64_t c, int64_t len,
+                            td_kvec scale, td_kvec shift, td_bf16_bits *y);
+/* y[i, :] = table[ids[i], :], table [V, d]; ids (device memory) in range. */
+cudaError_t tdk_embed(cudaStream_t s, td_kvec table, const int32_t *ids, int64_t n, int64_t d,
+                      td_bf16_bits *y);
+/* y[h, i, j] = table[bucket[j - i + n - 1], h], table [buckets, heads],
+ * bucket (device memory, 2n - 1 entries) in range. */
+cudaError_t tdk_rel_pos_bias(cudaStream_t s, td_kvec table, const int32_t *bucket, int64_t heads,
+                             int64_t n, td_bf16_bits *y);
+
 /* --- rows: [m, n] ------------------------------------------------------- */
 /* LayerNorm; w, b may be absent. */
 cudaError_t tdk_layernorm(cudaStream_t s, const td_bf16_bits *x, int64_t m, int64_t n,
@@ -89,7 +118,8 @@ cudaError_t tdk_w8a8_gemm(cudaStream_t s, const int8_t *xq, const float *xs, con
 
 /* --- attention --------------------------------------------------------------- */
 /* out[sq, h, dv] = softmax(scale q k^T + bias) v over keys [0, kv); q[sq, h, d],
- * k[sk, h, d], v[sk, h, dv]; bias[h, sq, sk] or absent; d, dv even and <= 128. */
+ * k[sk, h, d], v[sk, h, dv]; bias[h, sq, sk] or absent; d, dv even and <= 512.
+ * A row whose keys are all masked (-inf bias) gives NaN, as PyTorch does. */
 cudaError_t tdk_attention(cudaStream_t s, const td_bf16_bits *q, const td_bf16_bits *k,
                           const td_bf16_bits *v, td_kvec bias, float scale, int64_t sq,
                           int64_t sk, int64_t kv, int64_t h, int64_t d, int64_t dv,

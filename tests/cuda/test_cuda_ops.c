@@ -5,8 +5,11 @@
  * relative L2 of the CPU's f32 (SLA too: its block map is computed in f64
  * in the CPU's order, so both pick the same blocks), and the W8A8 linear
  * must equal the CPU's result rounded to bf16 bit for bit (its integer sums
- * are exact on both). Exits 77 (ctest SKIP) with "no CUDA device: skipped"
- * where no GPU is.
+ * are exact on both). The data-movement ops (write, read, copy, fill) move
+ * values exactly, so they must match bit for bit too. Uploads narrow float
+ * weights to bf16 and are freed with tensor_free; tensors the GPU side made
+ * are held per case and released with the arena. Exits 77 (ctest SKIP) with
+ * "no CUDA device: skipped" where no GPU is.
  */
 #include <math.h>
 #include <string.h>
@@ -17,11 +20,31 @@
 #define TOL 1e-2
 #define ARENA ((size_t)256 << 20)
 
+#define MAX_HELD 64
+
 typedef struct env {
     td_ctx ctx;
     td_backend *cpu, *gpu;
     test_rng rng;
+    td_tensor held[MAX_HELD];   /* uploads and tensor_new results of the current case */
+    int nheld;
 } env;
+
+static td_tensor hold(env *e, td_tensor t)
+{
+    CHECK(e->nheld < MAX_HELD, "more than %d device tensors in one case", MAX_HELD);
+    if (e->nheld < MAX_HELD)
+        e->held[e->nheld++] = t;
+    return t;
+}
+
+/* End of a case: free what it held, release its arena scratch. */
+static void release(env *e, size_t mark)
+{
+    while (e->nheld > 0)
+        e->gpu->ops->tensor_free(e->gpu, &e->held[--e->nheld]);
+    e->gpu->ops->reset(e->gpu, mark);
+}
 
 /* Host f32 of random values already representable in bf16. */
 static td_tensor host_rand(env *e, int ndim, const int64_t *shape, float amp)
@@ -42,7 +65,8 @@ static td_tensor host_zero(env *e, int ndim, const int64_t *shape)
     return t;
 }
 
-/* The host values on the GPU in dtype dt (uploads live until the backend goes). */
+/* The host values uploaded from a host tensor of dtype dt (a float weight
+ * arrives as bf16), held until the case ends. */
 static td_tensor to_gpu(env *e, const td_tensor *h, td_dtype dt)
 {
     td_tensor n, d = { 0 };
@@ -53,7 +77,21 @@ static td_tensor to_gpu(env *e, const td_tensor *h, td_dtype dt)
         rc = e->gpu->ops->upload(e->gpu, &n, &d);
     CHECK(rc == 0, "upload: %s", e->ctx.errmsg);
     td_tensor_free(&n);
-    return d;
+    return hold(e, d);
+}
+
+/* The host values in a device tensor of exactly dtype dt (tensor_new +
+ * write): how f32 device data (gemm operands, W8A8 scales) is made. */
+static td_tensor to_dev(env *e, const td_tensor *h, td_dtype dt)
+{
+    td_tensor d = { 0 };
+    int rc = e->gpu->ops->tensor_new(e->gpu, &d, dt, h->ndim, h->shape);
+    CHECK(rc == 0, "tensor_new: %s", e->ctx.errmsg);
+    if (rc == 0) {
+        rc = e->gpu->ops->write(e->gpu, &d, h);
+        CHECK(rc == 0, "write: %s", e->ctx.errmsg);
+    }
+    return hold(e, d);
 }
 
 static td_tensor gpu_out(env *e, int ndim, const int64_t *shape)
@@ -97,7 +135,7 @@ static void test_linear(env *e)
                      (long long)m, (long long)k, (long long)n);
             compare(e, what, &gy, &y);
             td_tensor_free(&x), td_tensor_free(&w), td_tensor_free(&b), td_tensor_free(&y);
-            e->gpu->ops->reset(e->gpu, mark);
+            release(e, mark);
         }
 }
 
@@ -118,8 +156,10 @@ static void test_w8a8(env *e)
         for (int64_t j = 0; j < ss[0] * ss[1]; j++)
             ((float *)sc.data)[j] = fabsf(((float *)sc.data)[j]) + 1e-4f;
         {
-            td_tensor gx = to_gpu(e, &x, TD_BF16), gw, gs = to_gpu(e, &sc, TD_F32), gb = to_gpu(e, &b, TD_F32);
+            td_tensor gx = to_gpu(e, &x, TD_BF16), gw, gs = to_dev(e, &sc, TD_F32), gb = to_gpu(e, &b, TD_F32);
             OK(e->gpu->ops->upload(e->gpu, &wq, &gw), "upload wq");
+            hold(e, gw);
+            CHECK(gw.dtype == TD_I8, "upload changed the int8 weight's dtype to %d", (int)gw.dtype);
             OK(e->cpu->ops->linear_w8a8(e->cpu, &x, &wq, &sc, &b, &y), "cpu w8a8");
             OK(e->gpu->ops->linear_w8a8(e->gpu, &gx, &gw, &gs, &gb, &gy), "cuda w8a8");
         }
@@ -132,7 +172,7 @@ static void test_w8a8(env *e)
                (long long)m, (long long)k, (long long)n, (long long)diff);
         td_tensor_free(&x), td_tensor_free(&b), td_tensor_free(&y), td_tensor_free(&wq);
         td_tensor_free(&sc), td_tensor_free(&g);
-        e->gpu->ops->reset(e->gpu, mark);
+        release(e, mark);
     }
 }
 
@@ -147,7 +187,7 @@ static void test_gemm(env *e)
             int64_t as[2] = { ta ? k : m, ta ? m : k }, bs[2] = { tb ? n : k, tb ? k : n }, cs[2] = { m, n };
             size_t mark = e->gpu->ops->mark(e->gpu);
             td_tensor a = host_rand(e, 2, as, 1.0f), b = host_rand(e, 2, bs, 1.0f), c = host_rand(e, 2, cs, 1.0f);
-            td_tensor ga = to_gpu(e, &a, TD_F32), gb = to_gpu(e, &b, TD_F32), gc = to_gpu(e, &c, TD_F32);
+            td_tensor ga = to_dev(e, &a, TD_F32), gb = to_dev(e, &b, TD_F32), gc = to_dev(e, &c, TD_F32);
             char what[96];
             OK(e->cpu->ops->gemm(e->cpu, ta, tb, m, n, k, 0.5f, a.data, as[1], b.data, bs[1], 2.0f, c.data, n),
                "cpu gemm");
@@ -157,7 +197,7 @@ static void test_gemm(env *e)
                      (long long)m, (long long)n, (long long)k);
             compare(e, what, &gc, &c);
             td_tensor_free(&a), td_tensor_free(&b), td_tensor_free(&c);
-            e->gpu->ops->reset(e->gpu, mark);
+            release(e, mark);
         }
 }
 
@@ -198,7 +238,7 @@ static void test_rows(env *e)
         ROWCASE("add_gated (in place)", e->cpu->ops->add_gated(e->cpu, &y, &x2, &v2),
                 e->gpu->ops->add_gated(e->gpu, &gy, &gx2, &gv2));
         td_tensor_free(&x), td_tensor_free(&x2), td_tensor_free(&v1), td_tensor_free(&v2), td_tensor_free(&y);
-        e->gpu->ops->reset(e->gpu, mark);
+        release(e, mark);
     }
 }
 
@@ -233,7 +273,7 @@ static void test_rope_upsample_crms(env *e)
             td_tensor_free(&u), td_tensor_free(&g);
         }
         td_tensor_free(&x), td_tensor_free(&c), td_tensor_free(&s), td_tensor_free(&y);
-        e->gpu->ops->reset(e->gpu, mark);
+        release(e, mark);
     }
 }
 
@@ -242,7 +282,9 @@ static void test_attention(env *e)
     /* sq, sk, heads, d, dv, kv_len, bias */
     static const int64_t sz[][7] = { { 1, 1, 1, 64, 64, 0, 0 },     { 77, 130, 3, 64, 64, 0, 0 },
                                      { 100, 200, 2, 128, 128, 150, 0 }, { 33, 45, 4, 64, 64, 0, 1 },
-                                     { 300, 512, 2, 128, 128, 0, 0 },  { 17, 70, 2, 64, 64, 65, 1 } };
+                                     { 300, 512, 2, 128, 128, 0, 0 },  { 17, 70, 2, 64, 64, 65, 1 },
+                                     { 100, 300, 1, 384, 384, 0, 0 },  { 50, 90, 2, 256, 192, 70, 1 },
+                                     { 9, 40, 1, 512, 512, 0, 1 } };
     for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
         int64_t sq = sz[i][0], sk = sz[i][1], h = sz[i][2], d = sz[i][3], dv = sz[i][4];
         int64_t qs[3] = { sq, h, d }, ks[3] = { sk, h, d }, vs[3] = { sk, h, dv }, os[3] = { sq, h, dv };
@@ -261,7 +303,7 @@ static void test_attention(env *e)
                  (long long)sk, (long long)h, (long long)d, (long long)sz[i][5], sz[i][6] ? " bias" : "");
         compare(e, what, &go, &o);
         td_tensor_free(&q), td_tensor_free(&k), td_tensor_free(&v), td_tensor_free(&b), td_tensor_free(&o);
-        e->gpu->ops->reset(e->gpu, mark);
+        release(e, mark);
     }
 }
 
@@ -271,7 +313,8 @@ static void test_conv3d(env *e)
     static const int sz[][15] = { { 3, 5, 9, 11, 8, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1 },
                                   { 16, 4, 8, 8, 5, 1, 3, 3, 1, 2, 2, 0, 0, 1, 1 },
                                   { 4, 3, 6, 7, 6, 3, 1, 1, 2, 1, 1, 2, 0, 0, 0 },
-                                  { 32, 2, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 } };
+                                  { 32, 2, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },
+                                  { 8, 4, 6, 6, 4, 3, 3, 3, 1, 1, 1, 0, 2, 1, 1 } };
     for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
         const int *z = sz[i];
         td_conv3d_params p = { { z[8], z[9], z[10] }, z[11], z[12], z[13], z[14] };
@@ -289,7 +332,7 @@ static void test_conv3d(env *e)
                  z[3], z[4], z[0], z[5], z[6], z[7], z[8], z[9], z[10]);
         compare(e, what, &gy, &y);
         td_tensor_free(&x), td_tensor_free(&w), td_tensor_free(&b), td_tensor_free(&y);
-        e->gpu->ops->reset(e->gpu, mark);
+        release(e, mark);
     }
 }
 
@@ -316,7 +359,260 @@ static void test_sla(env *e)
         compare(e, what, &go, &o);
         td_tensor_free(&q), td_tensor_free(&k), td_tensor_free(&v), td_tensor_free(&w), td_tensor_free(&b);
         td_tensor_free(&o);
-        e->gpu->ops->reset(e->gpu, mark);
+        release(e, mark);
+    }
+}
+
+/* Keys 0..63 masked by a -inf bias for every query: each row's first key
+ * tile is fully masked. The reference is the CPU on the other keys alone
+ * (moved to the front, the masked ones cut off by kv_len). */
+static void test_attention_masked_tile(env *e)
+{
+    const int64_t sq = 40, sk = 200, h = 2, d = 64, cut = 64, kept = sk - cut;
+    int64_t qs[3] = { sq, h, d }, ks[3] = { sk, h, d }, os[3] = { sq, h, d }, bs[3] = { h, sq, sk };
+    size_t mark = e->gpu->ops->mark(e->gpu);
+    td_tensor q = host_rand(e, 3, qs, 2.0f), k = host_rand(e, 3, ks, 2.0f), v = host_rand(e, 3, ks, 1.0f);
+    td_tensor b = host_rand(e, 3, bs, 1.0f), k2 = host_zero(e, 3, ks), v2 = host_zero(e, 3, ks);
+    td_tensor b2 = host_zero(e, 3, bs), o = host_zero(e, 3, os);
+    float *bp = b.data, *b2p = b2.data;
+    for (int64_t j = 0; j < sk; j++) {
+        int64_t from = (j + cut) % sk;   /* kept keys first */
+        memcpy((float *)k2.data + j * h * d, (float *)k.data + from * h * d, sizeof(float) * (size_t)(h * d));
+        memcpy((float *)v2.data + j * h * d, (float *)v.data + from * h * d, sizeof(float) * (size_t)(h * d));
+    }
+    for (int64_t r = 0; r < h * sq; r++)
+        for (int64_t j = 0; j < sk; j++) {
+            b2p[r * sk + j] = j < kept ? bp[r * sk + j + cut] : 0.0f;
+            if (j < cut)
+                bp[r * sk + j] = -INFINITY;
+        }
+    {
+        td_tensor gq = to_gpu(e, &q, TD_BF16), gk = to_gpu(e, &k, TD_BF16), gv = to_gpu(e, &v, TD_BF16);
+        td_tensor gb = to_dev(e, &b, TD_F32), go = gpu_out(e, 3, os);
+        OK(e->cpu->ops->attention(e->cpu, &q, &k2, &v2, &b2, 0.125f, kept, &o), "cpu attention");
+        OK(e->gpu->ops->attention(e->gpu, &gq, &gk, &gv, &gb, 0.125f, 0, &go), "cuda attention");
+        compare(e, "attention, first key tile masked by -inf", &go, &o);
+    }
+    td_tensor_free(&q), td_tensor_free(&k), td_tensor_free(&v), td_tensor_free(&b), td_tensor_free(&k2);
+    td_tensor_free(&v2), td_tensor_free(&b2), td_tensor_free(&o);
+    release(e, mark);
+}
+
+/* NaN scores in SLA's block map must not write past a row of the map:
+ * memcheck (tools/gpu/first_run.sh) sees such a write; here the op must
+ * just succeed. */
+static void test_sla_nan(env *e)
+{
+    int64_t s3[3] = { 512, 2, 64 }, ws[2] = { 64, 64 };
+    size_t mark = e->gpu->ops->mark(e->gpu);
+    td_tensor q = host_rand(e, 3, s3, 1.0f), w = host_rand(e, 2, ws, 0.2f);
+    for (int64_t i = 0; i < 64 * 2 * 64; i += 7)
+        ((float *)q.data)[i] = NAN;
+    {
+        td_tensor gq = to_gpu(e, &q, TD_BF16), gw = to_gpu(e, &w, TD_F32), go = gpu_out(e, 3, s3);
+        OK(e->gpu->ops->sla_attention(e->gpu, &gq, &gq, &gq, &gw, NULL, 64, 64, 0.25, &go), "cuda sla with NaN");
+        OK(e->gpu->ops->read(e->gpu, &go, &q), "read");
+    }
+    printf("%-44s ran\n", "sla with NaN scores");
+    td_tensor_free(&q), td_tensor_free(&w);
+    release(e, mark);
+}
+
+/* Bits of a host tensor as bf16 / f16 (what a device tensor of that dtype holds). */
+static int same_values(const td_tensor *a, const td_tensor *b)
+{
+    for (int64_t i = 0; i < td_numel(a); i++)
+        if (((const float *)a->data)[i] != ((const float *)b->data)[i])
+            return 0;
+    return 1;
+}
+
+/* write from host f32/f16/i32 into bf16 and f32 device tensors, contiguous
+ * and through a permuted view; read back into f32, bf16 and f16 hosts;
+ * copy with a transpose, dtype change and accumulate; fill of a strided
+ * slice; tensor_new/tensor_free in any order. Every value is bf16-exact, so
+ * each must come back bit for bit. */
+static void test_transfers(env *e)
+{
+    int64_t s3[3] = { 5, 7, 33 }, p3[3] = { 33, 5, 7 };
+    size_t mark = e->gpu->ops->mark(e->gpu);
+    td_tensor x = host_rand(e, 3, s3, 4.0f), back = host_zero(e, 3, s3), ref = host_zero(e, 3, s3);
+    td_tensor h16, i32, dev[3];
+    int rc;
+
+    for (int i = 0; i < 3; i++) {   /* freed below out of allocation order */
+        OK(e->gpu->ops->tensor_new(e->gpu, &dev[i], i == 1 ? TD_F32 : TD_BF16, 3, s3), "tensor_new");
+        CHECK(dev[i].owns == TD_OWNS_BACKEND, "tensor_new owns %d", dev[i].owns);
+    }
+    /* host f32 -> device bf16 and f32 (contiguous), back to f32 */
+    OK(e->gpu->ops->write(e->gpu, &dev[0], &x), "write f32 -> bf16");
+    OK(e->gpu->ops->read(e->gpu, &dev[0], &back), "read bf16 -> f32");
+    CHECK(same_values(&back, &x), "write/read bf16 changed values");
+    OK(e->gpu->ops->write(e->gpu, &dev[1], &x), "write f32 -> f32");
+    OK(e->gpu->ops->read(e->gpu, &dev[1], &back), "read f32 -> f32");
+    CHECK(same_values(&back, &x), "write/read f32 changed values");
+    /* host f16 -> device through a permuted view: dev[2] viewed as [33, 5, 7] */
+    OK(td_tensor_new(&e->ctx, &h16, TD_F16, 3, p3), "host f16");
+    {
+        td_tensor xp = host_zero(e, 3, p3), pv = dev[2];
+        for (int64_t a = 0; a < 5; a++)
+            for (int64_t b = 0; b < 7; b++)
+                for (int64_t c = 0; c < 33; c++)
+                    ((float *)xp.data)[(c * 5 + a) * 7 + b] = ((float *)x.data)[(a * 7 + b) * 33 + c];
+        OK(td_tensor_copy(&e->ctx, &h16, &xp), "to f16");
+        pv.ndim = 3;
+        pv.shape[0] = 33, pv.shape[1] = 5, pv.shape[2] = 7;
+        pv.stride[0] = 1, pv.stride[1] = 7 * 33, pv.stride[2] = 33;
+        OK(e->gpu->ops->write(e->gpu, &pv, &h16), "write f16 -> strided bf16");
+        td_tensor_free(&xp);
+    }
+    /* values bf16-exact but not all f16-exact: the reference is x through f16 */
+    td_tensor_free(&h16);
+    {
+        td_tensor x16;
+        OK(td_tensor_new(&e->ctx, &x16, TD_F16, 3, s3), "x16");
+        OK(td_tensor_copy(&e->ctx, &x16, &x), "x16 copy");
+        OK(td_tensor_copy(&e->ctx, &ref, &x16), "ref from f16");
+        for (int64_t i = 0; i < td_numel(&ref); i++)   /* then to bf16, as the device stores it */
+            ((float *)ref.data)[i] = td_bf16_to_f32(td_f32_to_bf16(((float *)ref.data)[i]));
+        td_tensor_free(&x16);
+    }
+    OK(e->gpu->ops->read(e->gpu, &dev[2], &back), "read strided-written");
+    CHECK(same_values(&back, &ref), "write through a permuted view misplaced values");
+    printf("%-44s exact\n", "write/read f32, bf16, f16 (permuted)");
+    /* read a permuted view of dev[0] into host bf16 and f16 */
+    {
+        td_tensor pv = dev[0], hb, hp = host_zero(e, 3, p3), want = host_zero(e, 3, p3);
+        pv.shape[0] = 33, pv.shape[1] = 5, pv.shape[2] = 7;
+        pv.stride[0] = 1, pv.stride[1] = 7 * 33, pv.stride[2] = 33;
+        for (int64_t a = 0; a < 5; a++)
+            for (int64_t b = 0; b < 7; b++)
+                for (int64_t c = 0; c < 33; c++)
+                    ((float *)want.data)[(c * 5 + a) * 7 + b] = ((float *)x.data)[(a * 7 + b) * 33 + c];
+        OK(td_tensor_new(&e->ctx, &hb, TD_BF16, 3, p3), "host bf16");
+        OK(e->gpu->ops->read(e->gpu, &pv, &hb), "read permuted -> bf16");
+        OK(td_tensor_copy(&e->ctx, &hp, &hb), "bf16 to f32");
+        CHECK(same_values(&hp, &want), "read of a permuted view misplaced values");
+        /* copy: dev[1] (f32) += permuted dev[0] back into [5, 7, 33] order, twice */
+        {
+            td_tensor pp = pv, d1 = dev[1], got = host_zero(e, 3, s3);
+            pp.shape[0] = 5, pp.shape[1] = 7, pp.shape[2] = 33;   /* the view back in x's order */
+            pp.stride[0] = 7 * 33, pp.stride[1] = 33, pp.stride[2] = 1;
+            OK(e->gpu->ops->copy(e->gpu, &d1, &pp, 1), "copy accumulate");
+            OK(e->gpu->ops->read(e->gpu, &d1, &got), "read");
+            for (int64_t i = 0; i < td_numel(&x); i++)
+                ((float *)ref.data)[i] = 2.0f * ((float *)x.data)[i];
+            CHECK(same_values(&got, &ref), "copy accumulate: wrong sums");
+            /* transpose copy f32 -> bf16 of the [33, 5, 7] permuted view */
+            {
+                td_tensor t16, tb = host_zero(e, 3, p3);
+                OK(e->gpu->ops->tensor_new(e->gpu, &t16, TD_BF16, 3, p3), "tensor_new");
+                OK(e->gpu->ops->copy(e->gpu, &t16, &pv, 0), "copy transpose");
+                OK(e->gpu->ops->read(e->gpu, &t16, &tb), "read");
+                CHECK(same_values(&tb, &want), "copy of a permuted view misplaced values");
+                e->gpu->ops->tensor_free(e->gpu, &t16);
+                CHECK(t16.data == NULL && t16.owns == 0, "tensor_free left the tensor set");
+                td_tensor_free(&tb);
+            }
+            td_tensor_free(&got);
+        }
+        td_tensor_free(&hb), td_tensor_free(&hp), td_tensor_free(&want);
+    }
+    printf("%-44s exact\n", "read permuted, copy transpose/accumulate");
+    /* fill every other row of dev[0] (a strided view), the rest untouched */
+    {
+        td_tensor rows = dev[0], got = host_zero(e, 3, s3);
+        rows.shape[1] = 4;
+        rows.stride[1] = 2 * 33;
+        OK(e->gpu->ops->fill(e->gpu, &rows, -3.5f), "fill strided");
+        OK(e->gpu->ops->read(e->gpu, &dev[0], &got), "read");
+        for (int64_t a = 0; a < 5; a++)
+            for (int64_t b = 0; b < 7; b++)
+                for (int64_t c = 0; c < 33; c++) {
+                    int64_t i = (a * 7 + b) * 33 + c;
+                    ((float *)ref.data)[i] = b % 2 == 0 ? -3.5f : ((float *)x.data)[i];
+                }
+        CHECK(same_values(&got, &ref), "fill of a strided view wrote the wrong elements");
+        td_tensor_free(&got);
+    }
+    printf("%-44s exact\n", "fill strided");
+    /* an integer table keeps its dtype through write */
+    {
+        int64_t n = 10;
+        td_tensor di, back_i;
+        OK(td_tensor_new(&e->ctx, &i32, TD_I32, 1, &n), "host i32");
+        OK(td_tensor_new(&e->ctx, &back_i, TD_F32, 1, &n), "back");
+        for (int i = 0; i < 10; i++)
+            ((int32_t *)i32.data)[i] = 3 * i - 7;
+        OK(e->gpu->ops->tensor_new(e->gpu, &di, TD_F32, 1, &n), "tensor_new f32");
+        OK(e->gpu->ops->write(e->gpu, &di, &i32), "write i32 -> f32");
+        OK(e->gpu->ops->read(e->gpu, &di, &back_i), "read");
+        for (int i = 0; i < 10; i++)
+            CHECK(((float *)back_i.data)[i] == (float)(3 * i - 7), "i32 -> f32 write: [%d] = %g", i,
+                  ((float *)back_i.data)[i]);
+        e->gpu->ops->tensor_free(e->gpu, &di);
+        td_tensor_free(&i32), td_tensor_free(&back_i);
+    }
+    e->gpu->ops->tensor_free(e->gpu, &dev[1]);
+    e->gpu->ops->tensor_free(e->gpu, &dev[0]);
+    e->gpu->ops->tensor_free(e->gpu, &dev[2]);
+    td_ctx_clear(&e->ctx);
+    rc = e->gpu->ops->write(e->gpu, &dev[0], &x);
+    CHECK(rc == TD_ESHAPE, "write into a freed (zeroed) tensor: %d", rc);
+    td_tensor_free(&x), td_tensor_free(&back), td_tensor_free(&ref);
+    release(e, mark);
+}
+
+/* clamp, scale_shift, embed, rel_pos_bias against the CPU. */
+static void test_small_ops(env *e)
+{
+    static const int64_t sz[][2] = { { 1, 1 }, { 16, 300 }, { 96, 1037 } };
+    for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
+        int64_t c = sz[i][0], n = sz[i][1], s[2] = { c, n };
+        size_t mark = e->gpu->ops->mark(e->gpu);
+        td_tensor x = host_rand(e, 2, s, 3.0f), sc = host_rand(e, 1, &c, 2.0f), sh = host_rand(e, 1, &c, 1.0f);
+        td_tensor y = host_zero(e, 2, s), gx = to_gpu(e, &x, TD_BF16), gsc = to_dev(e, &sc, TD_F32);
+        td_tensor gsh = to_gpu(e, &sh, TD_F32), gy = gpu_out(e, 2, s);
+        char what[96];
+        OK(e->cpu->ops->clamp(e->cpu, &x, -1.0f, 2.0f, &y), "cpu clamp");
+        OK(e->gpu->ops->clamp(e->gpu, &gx, -1.0f, 2.0f, &gy), "cuda clamp");
+        snprintf(what, sizeof(what), "clamp [%lld, %lld]", (long long)c, (long long)n);
+        compare(e, what, &gy, &y);
+        OK(e->cpu->ops->scale_shift(e->cpu, &x, &sc, &sh, &y), "cpu scale_shift");
+        OK(e->gpu->ops->scale_shift(e->gpu, &gx, &gsc, &gsh, &gy), "cuda scale_shift");
+        snprintf(what, sizeof(what), "scale_shift [%lld, %lld]", (long long)c, (long long)n);
+        compare(e, what, &gy, &y);
+        td_tensor_free(&x), td_tensor_free(&sc), td_tensor_free(&sh), td_tensor_free(&y);
+        release(e, mark);
+    }
+    {
+        int64_t ts[2] = { 1000, 96 }, ys[2] = { 77, 96 }, n = 77;
+        int32_t ids[77];
+        size_t mark = e->gpu->ops->mark(e->gpu);
+        td_tensor table = host_rand(e, 2, ts, 1.0f), y = host_zero(e, 2, ys);
+        td_tensor gt = to_gpu(e, &table, TD_F32), gy = gpu_out(e, 2, ys);
+        for (int64_t i = 0; i < n; i++)
+            ids[i] = (int32_t)(test_next(&e->rng) % 1000);
+        ids[0] = 999, ids[1] = 0;
+        OK(e->cpu->ops->embed(e->cpu, &table, ids, n, &y), "cpu embed");
+        OK(e->gpu->ops->embed(e->gpu, &gt, ids, n, &gy), "cuda embed");
+        compare(e, "embed 77 of [1000, 96]", &gy, &y);
+        td_tensor_free(&table), td_tensor_free(&y);
+        release(e, mark);
+    }
+    {
+        int64_t n = 57, heads = 6, ts[2] = { 32, heads }, ys[3] = { heads, n, n };
+        int32_t bucket[2 * 57 - 1];
+        size_t mark = e->gpu->ops->mark(e->gpu);
+        td_tensor table = host_rand(e, 2, ts, 1.0f), y = host_zero(e, 3, ys);
+        td_tensor gt = to_gpu(e, &table, TD_BF16), gy = gpu_out(e, 3, ys);
+        for (int64_t i = 0; i < 2 * n - 1; i++)
+            bucket[i] = (int32_t)(test_next(&e->rng) % 32);
+        OK(e->cpu->ops->rel_pos_bias(e->cpu, &table, bucket, &y), "cpu rel_pos_bias");
+        OK(e->gpu->ops->rel_pos_bias(e->gpu, &gt, bucket, &gy), "cuda rel_pos_bias");
+        compare(e, "rel_pos_bias [6, 57, 57] of 32 buckets", &gy, &y);
+        td_tensor_free(&table), td_tensor_free(&y);
+        release(e, mark);
     }
 }
 
@@ -328,11 +624,20 @@ static void test_errors(env *e)
     td_tensor t = gpu_out(e, 3, s3), huge;
     int rc;
 
-    int64_t s3o[3] = { 4, 2, 130 };
+    int64_t s3o[3] = { 4, 2, 514 };
     td_tensor odd = gpu_out(e, 3, s3o);
     td_ctx_clear(&e->ctx);
     rc = e->gpu->ops->attention(e->gpu, &odd, &odd, &odd, NULL, 1.0f, 0, &odd);
-    CHECK(rc == TD_EUNSUPPORTED && strstr(e->ctx.errmsg, "attention"), "head dim 130: %d %s", rc, e->ctx.errmsg);
+    CHECK(rc == TD_EUNSUPPORTED && strstr(e->ctx.errmsg, "attention"), "head dim 514: %d %s", rc, e->ctx.errmsg);
+    {
+        int32_t ids[2] = { 0, 9 };
+        int64_t ts[2] = { 4, 64 }, ys[2] = { 2, 64 };
+        td_tensor table = gpu_out(e, 2, ts), y = gpu_out(e, 2, ys);
+        td_ctx_clear(&e->ctx);
+        rc = e->gpu->ops->embed(e->gpu, &table, ids, 2, &y);
+        CHECK(rc == TD_EINVAL && strstr(e->ctx.errmsg, "position 1"), "embed id 9 of 4: %d %s", rc,
+              e->ctx.errmsg);
+    }
     td_ctx_clear(&e->ctx);
     rc = e->gpu->ops->alloc(e->gpu, &huge, TD_F32, 1, &big);
     CHECK(rc == TD_ENOMEM && strstr(e->ctx.errmsg, "bytes"), "arena full: %d %s", rc, e->ctx.errmsg);
@@ -340,7 +645,7 @@ static void test_errors(env *e)
     rc = e->gpu->ops->silu(e->gpu, &t, &(td_tensor){ .dtype = TD_F32, .ndim = 3, .shape = { 4, 2, 64 },
                                                      .stride = { 128, 64, 1 }, .data = t.data });
     CHECK(rc == TD_EINVAL && strstr(e->ctx.errmsg, "bf16"), "f32 activation: %d %s", rc, e->ctx.errmsg);
-    e->gpu->ops->reset(e->gpu, mark);
+    release(e, mark);
 }
 
 int main(void)
@@ -364,7 +669,11 @@ int main(void)
         test_gemm(&e);
         test_rows(&e);
         test_rope_upsample_crms(&e);
+        test_transfers(&e);
+        test_small_ops(&e);
         test_attention(&e);
+        test_attention_masked_tile(&e);
+        test_sla_nan(&e);
         test_conv3d(&e);
         test_sla(&e);
         test_errors(&e);

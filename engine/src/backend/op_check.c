@@ -42,10 +42,18 @@ int td_check_w8a8_weight(td_ctx *ctx, const char *op, const td_tensor *wq, const
     return 0;
 }
 
+/* Output length of one conv dim: 0 when the kernel is longer than the
+ * padded input. */
+static int64_t conv_out(int64_t in, int64_t pad, int64_t k, int64_t stride)
+{
+    return in + pad < k ? 0 : (in + pad - k) / stride + 1;
+}
+
 int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *w,
                      const td_tensor *y, const td_conv3d_params *p)
 {
     char s1[96], s2[96], s3[96];
+    int64_t to, ho, wo;
     if (!p)
         return td_fail(ctx, TD_EINVAL, "%s: params missing", op);
     if (p->stride[0] < 1 || p->stride[1] < 1 || p->stride[2] < 1 || p->pad_t_front < 0 ||
@@ -57,6 +65,14 @@ int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_te
         return td_fail(ctx, TD_ESHAPE, "%s: x %s, w %s, y %s must be [Ci,T,H,W], [Co,Ci,kt,kh,kw], [Co,To,Ho,Wo]",
                        op, td_shape_str(x, s1, sizeof(s1)), td_shape_str(w, s2, sizeof(s2)),
                        td_shape_str(y, s3, sizeof(s3)));
+    to = conv_out(x->shape[1], (int64_t)p->pad_t_front + p->pad_t_back, w->shape[2], p->stride[0]);
+    ho = conv_out(x->shape[2], 2 * (int64_t)p->pad_h, w->shape[3], p->stride[1]);
+    wo = conv_out(x->shape[3], 2 * (int64_t)p->pad_w, w->shape[4], p->stride[2]);
+    if (y->shape[0] != w->shape[0] || y->shape[1] != to || y->shape[2] != ho || y->shape[3] != wo)
+        return td_fail(ctx, TD_ESHAPE, "%s: y %s must be [%lld, %lld, %lld, %lld] for x %s and w %s",
+                       op, td_shape_str(y, s3, sizeof(s3)), (long long)w->shape[0], (long long)to,
+                       (long long)ho, (long long)wo, td_shape_str(x, s1, sizeof(s1)),
+                       td_shape_str(w, s2, sizeof(s2)));
     return 0;
 }
 

@@ -20,7 +20,8 @@ int td_check_gemm(td_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, i
 int td_check_w8a8_weight(td_ctx *ctx, const char *op, const td_tensor *wq, const td_tensor *wscale);
 
 /* conv3d: positive strides, non-negative padding, x [Ci, T, H, W],
- * w [Co, Ci, kt, kh, kw], y [Co, To, Ho, Wo] ranks and Ci. */
+ * w [Co, Ci, kt, kh, kw], y [Co, To, Ho, Wo] with To from the front and
+ * back time padding, Ho and Wo from the padding of both sides. */
 int td_check_conv3d(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *w,
                      const td_tensor *y, const td_conv3d_params *p);
 

@@ -24,8 +24,9 @@ typedef struct td_cuda {
     size_t lt_workspace_bytes;
     unsigned char *arena;          /* activations: bump allocation, mark/reset */
     size_t arena_size, arena_used, arena_peak;
-    void **weights;                /* uploads, freed with the backend */
-    size_t nweights, cap_weights;
+    cudaMemPool_t pool;            /* tensor_new, uploads and staging, stream ordered */
+    int64_t live;                  /* tensors from tensor_new/upload not yet freed */
+    int sync_each;                 /* debug: synchronise after every step to name a failing kernel */
 } td_cuda;
 
 static inline td_cuda *td_cuda_of(td_backend *be) { return be->priv; }
@@ -34,7 +35,10 @@ static inline td_cuda *td_cuda_of(td_backend *be) { return be->priv; }
  * ops from another thread than the one that created the backend); every
  * op starts with it. */
 int td_cuda_enter(td_backend *be);
-/* 0, or td_fail(TD_ENOMEM / TD_EDEVICE) naming what failed and CUDA's reason. */
+/* 0, or td_fail(TD_ENOMEM / TD_EDEVICE) naming what failed and CUDA's reason.
+ * With sync_each (Debug builds, or TURBODIFF_CUDA_SYNC=1) a success also
+ * waits for the stream, so a kernel that faults is named by its own step
+ * rather than by whichever later call happens to synchronise. */
 int td_cuda_check(td_backend *be, cudaError_t e, const char *what);
 int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what);
 /* Device memory that may fail for size: ENOMEM names the bytes and the free memory. */
@@ -48,9 +52,15 @@ void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op);
 int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
                    int64_t m, int64_t n, int64_t k, int64_t ldy);
 
-/* A float weight as bf16: its own data, or a copy narrowed into arena
- * scratch (the caller resets). NULL after td_fail. */
-const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *op);
+/* Stream-ordered device memory from the backend's pool (freed with
+ * td_cuda_pool_free, also in stream order). */
+int td_cuda_pool_alloc(td_backend *be, void **p, size_t bytes, const char *what);
+void td_cuda_pool_free(td_backend *be, void *p);
+/* A GEMM weight (linear, conv3d, proj_l): contiguous bf16, which upload
+ * made of any float weight. */
+int td_cuda_check_weight(td_backend *be, const char *op, const char *name, const td_tensor *w);
+/* The kernels' view of a float tensor with its strides (up to 8 dims). */
+td_kstrided td_cuda_strided(const td_tensor *t);
 
 /* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE naming the op ------------- */
 /* Contiguous bf16 activation in device memory. */
@@ -65,6 +75,15 @@ td_kvec td_cuda_vec(const td_tensor *t);
 int td_cuda_unsupported(td_backend *be, const char *op, const char *what);
 
 /* --- ops ------------------------------------------------------------------ */
+int td_cuda_write(td_backend *be, td_tensor *dst, const td_tensor *host);
+int td_cuda_read(td_backend *be, const td_tensor *src, td_tensor *host);
+int td_cuda_copy(td_backend *be, td_tensor *dst, const td_tensor *src, int accumulate);
+int td_cuda_fill(td_backend *be, td_tensor *t, float value);
+int td_cuda_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y);
+int td_cuda_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
+                        const td_tensor *shift, td_tensor *y);
+int td_cuda_embed(td_backend *be, const td_tensor *table, const int32_t *ids, int64_t n, td_tensor *y);
+int td_cuda_rel_pos_bias(td_backend *be, const td_tensor *table, const int32_t *bucket, td_tensor *y);
 int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
                    const td_tensor *bias, td_tensor *y);
 int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,

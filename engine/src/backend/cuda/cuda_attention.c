@@ -1,6 +1,7 @@
 /*
  * Attention on the CUDA backend: the checks of the CPU op, then the online-
- * softmax kernel of kernels/attention.cu (head dims up to 128).
+ * softmax kernel of kernels/attention.cu (head dims up to 512: the VAE's
+ * middle attention has head dim = channels).
  */
 #include "cuda.h"
 
@@ -38,8 +39,8 @@ int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
         return 0;
     if (sk == 0)
         return td_fail(be->ctx, TD_ESHAPE, "attention: no keys (k %s)", td_shape_str(k, s1, sizeof(s1)));
-    if (d % 2 || dv % 2 || d > 128 || dv > 128 || h > 65535 || (sq + 15) / 16 > 0x7fffffff)
-        return td_cuda_unsupported(be, "attention", "head dims must be even and at most 128, heads at most 65535");
+    if (d % 2 || dv % 2 || d > 512 || dv > 512 || h > 65535 || (sq + 7) / 8 > 0x7fffffff)
+        return td_cuda_unsupported(be, "attention", "head dims must be even and at most 512, heads at most 65535");
     return td_cuda_check(be, tdk_attention(td_cuda_of(be)->stream, q->data, k->data, v->data,
                                            td_cuda_vec(bias), scale, sq, sk, kv_len > 0 ? kv_len : sk,
                                            h, d, dv, out->data), "attention");

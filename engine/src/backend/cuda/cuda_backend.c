@@ -1,8 +1,12 @@
 /*
  * The CUDA backend's table, its device, stream and memory: an activation
- * arena carved from one cudaMalloc (alloc, mark, reset), weights uploaded
- * once in their stored dtype and freed with the backend, downloads widened
- * to host f32. Every CUDA and cuBLAS status becomes a td_fail.
+ * arena carved from one cudaMalloc (alloc, mark, reset), and a stream-ordered
+ * memory pool for everything freed out of stack order (tensor_new, uploads,
+ * transfer staging) whose release threshold is raised so a steady run of
+ * jobs keeps its memory instead of handing it back to the driver between
+ * frees. Weights are uploaded once, floats narrowed to bf16 on the device
+ * (the GEMMs take bf16), and released by tensor_free. Every CUDA and cuBLAS
+ * status becomes a td_fail.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +16,18 @@
 #define ARENA_ALIGN 256
 #define LT_WORKSPACE (32u << 20)   /* cuBLASLt's recommended size for Hopper */
 
+/* A success is checked again after the stream drains when sync_each is on. */
+static cudaError_t after(td_backend *be, cudaError_t e)
+{
+    td_cuda *c = td_cuda_of(be);
+    if (e == cudaSuccess && c && c->sync_each && c->stream)
+        e = cudaStreamSynchronize(c->stream);
+    return e;
+}
+
 int td_cuda_check(td_backend *be, cudaError_t e, const char *what)
 {
-    if (e == cudaSuccess)
+    if ((e = after(be, e)) == cudaSuccess)
         return 0;
     return td_fail(be->ctx, e == cudaErrorMemoryAllocation ? TD_ENOMEM : TD_EDEVICE,
                    "cuda: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
@@ -22,10 +35,14 @@ int td_cuda_check(td_backend *be, cudaError_t e, const char *what)
 
 int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what)
 {
-    if (st == CUBLAS_STATUS_SUCCESS)
-        return 0;
-    return td_fail(be->ctx, st == CUBLAS_STATUS_ALLOC_FAILED ? TD_ENOMEM : TD_EDEVICE,
-                   "cublas: %s: %s", what, cublasGetStatusString(st));
+    cudaError_t e;
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return td_fail(be->ctx, st == CUBLAS_STATUS_ALLOC_FAILED ? TD_ENOMEM : TD_EDEVICE,
+                       "cublas: %s: %s", what, cublasGetStatusString(st));
+    if ((e = after(be, cudaSuccess)) != cudaSuccess)
+        return td_fail(be->ctx, TD_EDEVICE, "cublas: %s: %s (%s)", what, cudaGetErrorString(e),
+                       cudaGetErrorName(e));
+    return 0;
 }
 
 int td_cuda_enter(td_backend *be)
@@ -45,6 +62,27 @@ int td_cuda_malloc(td_ctx *ctx, void **p, size_t bytes, const char *what)
     return td_fail(ctx, e == cudaErrorMemoryAllocation ? TD_ENOMEM : TD_EDEVICE,
                    "cuda: cannot allocate %zu bytes for %s: %zu of %zu bytes free on the device (%s)",
                    bytes, what, free_b, total_b, cudaGetErrorString(e));
+}
+
+int td_cuda_pool_alloc(td_backend *be, void **p, size_t bytes, const char *what)
+{
+    td_cuda *c = td_cuda_of(be);
+    cudaError_t e = cudaMallocFromPoolAsync(p, bytes ? bytes : 1, c->pool, c->stream);
+    size_t free_b = 0, total_b = 0;
+    if (e == cudaSuccess)
+        return 0;
+    *p = NULL;
+    (void)cudaGetLastError();
+    cudaMemGetInfo(&free_b, &total_b);
+    return td_fail(be->ctx, e == cudaErrorMemoryAllocation ? TD_ENOMEM : TD_EDEVICE,
+                   "cuda: cannot allocate %zu bytes for %s: %zu of %zu bytes free on the device (%s)",
+                   bytes, what, free_b, total_b, cudaGetErrorString(e));
+}
+
+void td_cuda_pool_free(td_backend *be, void *p)
+{
+    if (p)
+        cudaFreeAsync(p, td_cuda_of(be)->stream);
 }
 
 static void *arena_take(td_backend *be, size_t bytes, const char *what)
@@ -88,66 +126,61 @@ static void cuda_reset(td_backend *be, size_t mark)
     td_cuda_of(be)->arena_used = mark;
 }
 
+static int cuda_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
+{
+    TD_TRY(td_cuda_enter(be));
+    int64_t n = td_checked_numel(ndim, shape);
+    char s[96];
+    if (n < 0 || ndim < 0 || ndim > TD_MAX_DIMS)
+        return td_fail(be->ctx, TD_EINVAL, "cuda tensor_new: shape of %d dims overflows", ndim);
+    *t = td_view(NULL, dtype, ndim, shape);
+    TD_TRY(td_cuda_pool_alloc(be, &t->data, (size_t)n * td_dtype_size(dtype), td_shape_str(t, s, sizeof(s))));
+    t->owns = TD_OWNS_BACKEND;
+    td_cuda_of(be)->live++;
+    return 0;
+}
+
+/* Views (owns 0) are only zeroed; host tensors (owns HEAP) are not ours. */
+static void cuda_tensor_free(td_backend *be, td_tensor *t)
+{
+    if (t->owns == TD_OWNS_BACKEND) {
+        cudaSetDevice(td_cuda_of(be)->device);
+        td_cuda_pool_free(be, t->data);
+        td_cuda_of(be)->live--;
+    }
+    if (t->owns != TD_OWNS_HEAP)
+        *t = (td_tensor){ 0 };
+}
+
+/* f32 and f16 weights become bf16 here, once: the raw bytes go to a staging
+ * buffer and a kernel narrows them (round to nearest even) into the weight's
+ * own memory. Integer weights (W8A8) and bf16 keep their dtype. */
 static int cuda_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
 {
     TD_TRY(td_cuda_enter(be));
     td_cuda *c = td_cuda_of(be);
+    int narrow = host->dtype == TD_F32 || host->dtype == TD_F16;
     size_t bytes = td_nbytes(host);
+    void *stage = NULL;
     char s[96];
-    void *p;
+    int rc;
 
     if (!td_is_contiguous(host) || (!host->data && bytes))
         return td_fail(be->ctx, TD_EINVAL, "cuda upload: %s must be contiguous host memory",
                        td_shape_str(host, s, sizeof(s)));
-    if (c->nweights == c->cap_weights) {
-        size_t cap = c->cap_weights ? 2 * c->cap_weights : 64;
-        void **w = realloc(c->weights, cap * sizeof(*w));
-        if (!w)
-            return td_fail(be->ctx, TD_ENOMEM, "cuda upload: cannot grow the weight list");
-        c->weights = w;
-        c->cap_weights = cap;
-    }
-    TD_TRY(td_cuda_malloc(be->ctx, &p, bytes, td_shape_str(host, s, sizeof(s))));
-    c->weights[c->nweights++] = p;
-    *dev = *host;
-    dev->data = p;
-    dev->owns = 0;
-    TD_TRY(td_cuda_check(be, cudaMemcpyAsync(p, host->data, bytes, cudaMemcpyHostToDevice, c->stream),
-                         "upload"));
-    return td_cuda_check(be, cudaStreamSynchronize(c->stream), "upload");
-}
-
-/* Synchronises the stream, so errors of earlier kernels surface here too. */
-static int cuda_download(td_backend *be, const td_tensor *dev, td_tensor *host)
-{
-    TD_TRY(td_cuda_enter(be));
-    td_cuda *c = td_cuda_of(be);
-    size_t bytes = td_nbytes(dev);
-    char a[96], b[96];
-    void *stage;
-    int rc;
-
-    if (host->dtype != TD_F32 || !td_is_contiguous(host) || !td_is_contiguous(dev))
-        return td_fail(be->ctx, TD_EINVAL, "download: host %s must be contiguous f32, device %s contiguous",
-                       td_shape_str(host, a, sizeof(a)), td_shape_str(dev, b, sizeof(b)));
-    if (dev->ndim != host->ndim || td_numel(dev) != td_numel(host))
-        return td_fail(be->ctx, TD_ESHAPE, "download: %s does not fit into %s",
-                       td_shape_str(dev, a, sizeof(a)), td_shape_str(host, b, sizeof(b)));
-    for (int i = 0; i < dev->ndim; i++)
-        if (dev->shape[i] != host->shape[i])
-            return td_fail(be->ctx, TD_ESHAPE, "download: %s does not fit into %s",
-                           td_shape_str(dev, a, sizeof(a)), td_shape_str(host, b, sizeof(b)));
-    stage = dev->dtype == TD_F32 ? host->data : malloc(bytes ? bytes : 1);
-    if (!stage)
-        return td_fail(be->ctx, TD_ENOMEM, "download: cannot allocate %zu bytes of staging", bytes);
-    rc = td_cuda_check(be, cudaMemcpyAsync(stage, dev->data, bytes, cudaMemcpyDeviceToHost, c->stream),
-                       "download");
+    TD_TRY(cuda_tensor_new(be, dev, narrow ? TD_BF16 : host->dtype, host->ndim, host->shape));
+    rc = narrow ? td_cuda_pool_alloc(be, &stage, bytes, "upload staging") : 0;
+    if (rc == 0 && bytes)
+        rc = td_cuda_check(be, cudaMemcpyAsync(narrow ? stage : dev->data, host->data, bytes,
+                                               cudaMemcpyHostToDevice, c->stream), "upload");
+    if (rc == 0 && narrow)
+        rc = td_cuda_check(be, tdk_to_bf16(c->stream, (td_kvec){ stage, host->dtype == TD_F16 ? TD_K_F16 : TD_K_F32 },
+                                           td_numel(host), dev->data), "upload: narrow to bf16");
+    td_cuda_pool_free(be, stage);
     if (rc == 0)
-        rc = td_cuda_check(be, cudaStreamSynchronize(c->stream), "download");
-    if (rc == 0 && stage != host->data)
-        td_to_f32(dev->dtype, stage, host->data, (size_t)td_numel(dev));
-    if (stage != host->data)
-        free(stage);
+        rc = td_cuda_check(be, cudaStreamSynchronize(c->stream), "upload");
+    if (rc < 0)
+        cuda_tensor_free(be, dev);
     return rc;
 }
 
@@ -158,9 +191,13 @@ static void cuda_destroy(td_backend *be)
         cudaSetDevice(c->device);
         if (c->stream)
             cudaStreamSynchronize(c->stream);
-        for (size_t i = 0; i < c->nweights; i++)
-            cudaFree(c->weights[i]);
-        free(c->weights);
+        /* The pool goes once its last allocation is freed; one still held
+         * is a caller's leak, said here rather than found later. */
+        if (c->live)
+            td_log(be->ctx, TD_LOG_WARNING, "cuda backend: %lld tensors from tensor_new/upload were not freed",
+                   (long long)c->live);
+        if (c->pool)
+            cudaMemPoolDestroy(c->pool);
         cudaFree(c->arena);
         cudaFree(c->lt_workspace);
         if (c->lt)
@@ -180,8 +217,13 @@ static const td_backend_ops cuda_ops = {
     .alloc = cuda_alloc,
     .mark = cuda_mark,
     .reset = cuda_reset,
+    .tensor_new = cuda_tensor_new,
+    .tensor_free = cuda_tensor_free,
     .upload = cuda_upload,
-    .read = cuda_download,
+    .write = td_cuda_write,
+    .read = td_cuda_read,
+    .copy = td_cuda_copy,
+    .fill = td_cuda_fill,
     .linear = td_cuda_linear,
     .linear_w8a8 = td_cuda_linear_w8a8,
     .gemm = td_cuda_gemm,
@@ -195,12 +237,42 @@ static const td_backend_ops cuda_ops = {
     .mul = td_cuda_mul,
     .modulate = td_cuda_modulate,
     .add_gated = td_cuda_add_gated,
+    .clamp = td_cuda_clamp,
+    .scale_shift = td_cuda_scale_shift,
+    .embed = td_cuda_embed,
+    .rel_pos_bias = td_cuda_rel_pos_bias,
     .rope = td_cuda_rope,
     .attention = td_cuda_attention,
     .conv3d = td_cuda_conv3d,
     .upsample_nearest = td_cuda_upsample_nearest,
     .sla_attention = td_cuda_sla_attention,
 };
+
+static int create_pool(td_backend *be)
+{
+    td_cuda *c = td_cuda_of(be);
+    struct cudaMemPoolProps props;
+    uint64_t keep = UINT64_MAX;
+
+    memset(&props, 0, sizeof(props));
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = c->device;
+    TD_TRY(td_cuda_check(be, cudaMemPoolCreate(&c->pool, &props), "create a memory pool"));
+    return td_cuda_check(be, cudaMemPoolSetAttribute(c->pool, cudaMemPoolAttrReleaseThreshold, &keep),
+                         "keep the memory pool's memory");
+}
+
+/* Debug builds check every step; a release build when TURBODIFF_CUDA_SYNC=1. */
+static int sync_each_wanted(void)
+{
+    const char *env = getenv("TURBODIFF_CUDA_SYNC");
+#ifdef NDEBUG
+    return env && strcmp(env, "1") == 0;
+#else
+    return !env || strcmp(env, "0") != 0;
+#endif
+}
 
 static int setup(td_backend *be, int device, size_t arena_bytes)
 {
@@ -228,7 +300,7 @@ static int setup(td_backend *be, int device, size_t arena_bytes)
     TD_TRY(td_cuda_malloc(be->ctx, &c->lt_workspace, c->lt_workspace_bytes, "the cuBLASLt workspace"));
     TD_TRY(td_cuda_malloc(be->ctx, (void **)&c->arena, arena_bytes, "the activation arena"));
     c->arena_size = arena_bytes;
-    return 0;
+    return create_pool(be);
 }
 
 int td_backend_cuda_create(td_ctx *ctx, int device, size_t arena_bytes, td_backend **out)
@@ -247,13 +319,16 @@ int td_backend_cuda_create(td_ctx *ctx, int device, size_t arena_bytes, td_backe
     }
     be->ops = &cuda_ops;
     be->ctx = ctx;
+    be->act = TD_BF16;
     be->priv = c;
     rc = setup(be, device, arena_bytes);
     if (rc < 0) {
         cuda_destroy(be);
         return rc;
     }
-    td_log(ctx, TD_LOG_INFO, "cuda backend: device %d, %zu MiB activation arena", device, arena_bytes >> 20);
+    c->sync_each = sync_each_wanted();
+    td_log(ctx, TD_LOG_INFO, "cuda backend: device %d, %zu MiB activation arena%s", device, arena_bytes >> 20,
+           c->sync_each ? ", synchronising after every step (TURBODIFF_CUDA_SYNC)" : "");
     *out = be;
     return 0;
 }

@@ -105,35 +105,21 @@ done:
     return rc;
 }
 
-const void *td_cuda_bf16_weight(td_backend *be, const td_tensor *w, const char *op)
-{
-    td_bf16_bits *wb;
-    if (w->dtype == TD_BF16)
-        return w->data;
-    wb = td_cuda_scratch(be, (size_t)td_numel(w) * 2, op);
-    if (wb && td_cuda_check(be, tdk_to_bf16(td_cuda_of(be)->stream, td_cuda_vec(w), td_numel(w), wb), op) < 0)
-        return NULL;
-    return wb;
-}
-
-/* f32/f16 weights are narrowed to bf16 in arena scratch for the call (the
- * tensor-core GEMM takes one input type); a non-bf16 bias is added by a
- * broadcast kernel after the GEMM instead of the epilogue. */
+/* The weight is bf16 since upload; a non-bf16 bias (a host-side tensor
+ * the caller made with another dtype) is added by a broadcast kernel after
+ * the GEMM instead of the epilogue. */
 int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias, td_tensor *y)
 {
     TD_TRY(td_cuda_enter(be));
     static const char op[] = "linear";
     td_cuda *c = td_cuda_of(be);
     char s[96];
-    size_t mark = c->arena_used;
-    const void *wd;
     int64_t m, n, k;
     int rc;
 
-    if (!w || w->ndim != 2 || !td_is_contiguous(w) ||
-        (w->dtype != TD_BF16 && w->dtype != TD_F32 && w->dtype != TD_F16))
-        return td_fail(be->ctx, TD_EINVAL, "%s: w %s must be a contiguous float [N, K]", op,
-                       w ? td_shape_str(w, s, sizeof(s)) : "(missing)");
+    TD_TRY(td_cuda_check_weight(be, op, "w", w));
+    if (w->ndim != 2)
+        return td_fail(be->ctx, TD_ESHAPE, "%s: w %s must be [N, K]", op, td_shape_str(w, s, sizeof(s)));
     TD_TRY(check_linear_io(be, op, x, "w", w, bias, y, &m));
     n = w->shape[0];
     k = w->shape[1];
@@ -141,16 +127,10 @@ int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const
         return 0;
     if (k == 0)
         return td_cuda_unsupported(be, op, "K = 0");
-    wd = td_cuda_bf16_weight(be, w, op);
-    if (!wd) {
-        rc = be->ctx->err;
-        goto out;
-    }
-    rc = td_cuda_matmul(be, wd, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data, m, n, k, n);
+    rc = td_cuda_matmul(be, w->data, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data,
+                        m, n, k, n);
     if (rc == 0 && bias && bias->dtype != TD_BF16)
         rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y->data, m * n, td_cuda_vec(bias), n, y->data), op);
-out:
-    c->arena_used = mark;   /* stream order keeps the scratch alive for the GEMM */
     return rc;
 }
 

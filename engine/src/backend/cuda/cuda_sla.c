@@ -35,7 +35,6 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
     int *sel;
     float *kv, *ksum;
     td_bf16_bits *ol, *proj;
-    const void *wd;
     int rc;
 
     TD_TRY(check_qkv(be, "q", q, q));
@@ -57,7 +56,7 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
     if (!proj_w || proj_w->ndim != 2 || proj_w->shape[0] != D || proj_w->shape[1] != D)
         return td_fail(be->ctx, TD_ESHAPE, "%s: proj_l weight %s, expected [%lld, %lld]", op,
                        proj_w ? td_shape_str(proj_w, a, sizeof(a)) : "(missing)", (long long)D, (long long)D);
-    TD_TRY(td_cuda_check_vec(be, op, "proj_l weight", proj_w, D * D));
+    TD_TRY(td_cuda_check_weight(be, op, "proj_l weight", proj_w));
     if (proj_b)
         TD_TRY(td_cuda_check_vec(be, op, "proj_l bias", proj_b, D));
     nq = (S + blk_q - 1) / blk_q;
@@ -74,8 +73,7 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
     kv = sel ? td_cuda_scratch(be, sizeof(float) * (size_t)(H * D * D + H * D), op) : NULL;
     ol = kv ? td_cuda_scratch(be, 2 * (size_t)(S * H * D), op) : NULL;
     proj = ol ? td_cuda_scratch(be, 2 * (size_t)(S * H * D), op) : NULL;
-    wd = proj ? td_cuda_bf16_weight(be, proj_w, op) : NULL;
-    if (!wd) {
+    if (!proj) {
         c->arena_used = mark;
         return be->ctx->err;
     }
@@ -92,7 +90,7 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
     STEP(tdk_sla_kv(c->stream, k->data, v->data, S, H, D, kv, ksum), "sla_attention: phi(k)^T v");
     STEP(tdk_sla_linear(c->stream, q->data, kv, ksum, S, H, D, ol), "sla_attention: linear branch");
 #undef STEP
-    rc = td_cuda_matmul(be, wd, ol, proj_b && proj_b->dtype == TD_BF16 ? proj_b->data : NULL, proj,
+    rc = td_cuda_matmul(be, proj_w->data, ol, proj_b && proj_b->dtype == TD_BF16 ? proj_b->data : NULL, proj,
                         S * H, D, D, D);
     if (rc == 0 && proj_b && proj_b->dtype != TD_BF16)
         rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, proj, S * H * D, td_cuda_vec(proj_b), D, proj),
