@@ -138,7 +138,7 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
         { "sla",     "sparse-linear attention", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_SLA }, 0, 0, TD_FLAGS, .unit = "attention" }, \
         { "sagesla", "SLA with 8-bit Q/K", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_SAGESLA }, 0, 0, TD_FLAGS, .unit = "attention" }, \
     { "topk",       "fraction of key blocks SLA attends to, in (0,1] (runtime command: from the next clip)", TD_OFFSET(topk), AV_OPT_TYPE_DOUBLE, { .dbl = 0.1 }, -1, 2, TD_RFLAGS }, \
-    { "device",     "auto, cpu, cuda or cuda:N", TD_OFFSET(device), AV_OPT_TYPE_STRING, { .str = "auto" }, 0, 0, TD_FLAGS }, \
+    { "device",     "auto, cpu, cuda or cudaN (GPU N)", TD_OFFSET(device), AV_OPT_TYPE_STRING, { .str = "auto" }, 0, 0, TD_FLAGS }, \
     { "threads",    "CPU threads (0: all cores)", TD_OFFSET(threads), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1024, TD_FLAGS }, \
     { "low_memory", "release and reload model parts to bound memory", TD_OFFSET(low_memory), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TD_FLAGS }, \
     { "queue",      "frames generated ahead of the graph", TD_OFFSET(queue_size), AV_OPT_TYPE_INT, { .i64 = 32 }, 1, 1024, TD_FLAGS }

@@ -1,6 +1,6 @@
 /*
  * Device strings to backends (td_backend_create_for_device): every spelling
- * that is not auto/cpu/cuda/cuda:N is TD_EINVAL naming the value; "cuda" is
+ * that is not auto/cpu/cuda/cuda:N/cudaN is TD_EINVAL naming the value; "cuda" is
  * TD_EUNSUPPORTED in a build without CUDA and TD_EDEVICE where no device is
  * present; "cpu" and "auto" always give a backend.
  */
@@ -38,7 +38,7 @@ static void expect_ok(td_ctx *ctx, const char *dev, const char *name)
 int main(void)
 {
     static const char *bad[] = { "gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:+1", "cuda:1x",
-                                 "cuda:99999", "cuda0", "cudax", "auto ", " cpu", "cuda:1:2" };
+                                 "cuda:99999", "cuda99999", "cudax", "cuda:0x", "cuda-1", "auto ", " cpu", "cuda:1:2" };
     td_ctx ctx;
     td_ctx_init(&ctx);
 
@@ -50,17 +50,20 @@ int main(void)
     expect_ok(&ctx, NULL, NULL);
 #ifdef TD_HAVE_CUDA
     if (td_cuda_device_count() == 0) {
-        expect_fail(&ctx, "cuda", TD_EDEVICE, "no CUDA device");
-        expect_fail(&ctx, "cuda:1", TD_EDEVICE, "no CUDA device");
+        expect_fail(&ctx, "cuda", TD_EDEVICE, "no CUDA device is present");
+        expect_fail(&ctx, "cuda:1", TD_EDEVICE, "no CUDA device is present");
+        expect_fail(&ctx, "cuda1", TD_EDEVICE, "no CUDA device is present");
         expect_ok(&ctx, "auto", "cpu");
     } else {
         expect_ok(&ctx, "cuda", "cuda");
+        expect_ok(&ctx, "cuda0", "cuda");
         expect_ok(&ctx, "auto", "cuda");
         expect_fail(&ctx, "cuda:4095", TD_EINVAL, "cuda:4095");
     }
 #else
     expect_fail(&ctx, "cuda", TD_EUNSUPPORTED, "built without CUDA");
     expect_fail(&ctx, "cuda:0", TD_EUNSUPPORTED, "built without CUDA");
+    expect_fail(&ctx, "cuda1", TD_EUNSUPPORTED, "built without CUDA");
     expect_ok(&ctx, "auto", "cpu");
 #endif
     return check_summary();

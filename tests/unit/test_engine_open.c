@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "check.h"
 #include "turbodiff.h"
 
@@ -25,6 +26,20 @@ static void touch(const char *rel)
         fclose(f);
     }
 }
+
+/* A model file the engine really loads: a link to one of the tiny fixtures. */
+static void link_fixture(const char *rel, const char *fixture)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    if (symlink(fixture, path))
+        fprintf(stderr, "symlink %s: failed\n", path);
+}
+
+#define TINY_DIT TD_ROOT "/tests/data/pipeline/dit.safetensors"
+#define TINY_VAE TD_ROOT "/tests/data/vae/vae_wan.pth"
+#define TINY_T5 TD_ROOT "/tests/data/pipeline/umt5.safetensors"
+#define TINY_SPM TD_ROOT "/tests/data/text/spiece.model"
 
 static void mkdir_rel(const char *rel)
 {
@@ -90,15 +105,15 @@ int main(void)
 
     /* TurboDiffusion + Wan names; the tokenizer in google/umt5-xxl/. */
     mkdir_rel("turbo");
-    touch("turbo/TurboWan2.1-T2V-1.3B-480P-quant.pth");
-    touch("turbo/Wan2.1_VAE.pth");
+    link_fixture("turbo/TurboWan2.1-T2V-1.3B-480P-quant.pth", TINY_DIT);
+    link_fixture("turbo/Wan2.1_VAE.pth", TINY_VAE);
     ret = open_dir("turbo", &a, &err);
     CHECK(ret == TD_ENOTFOUND && strstr(err.msg, "no t5 file") &&
           strstr(err.msg, "models_t5_umt5-xxl-enc-bf16.pth"), "%d %s", ret, err.msg);
-    touch("turbo/models_t5_umt5-xxl-enc-bf16.pth");
+    link_fixture("turbo/models_t5_umt5-xxl-enc-bf16.pth", TINY_T5);
     mkdir_rel("turbo/google");
     mkdir_rel("turbo/google/umt5-xxl");
-    touch("turbo/google/umt5-xxl/spiece.model");
+    link_fixture("turbo/google/umt5-xxl/spiece.model", TINY_SPM);
     ret = open_dir("turbo", &a, &err);
     CHECK(ret == 0 && a, "open turbo: %d %s", ret, err.msg);
 
@@ -137,16 +152,16 @@ int main(void)
 
     /* A manifest wins over names, with paths relative to the directory. */
     mkdir_rel("manifest");
-    touch("manifest/dit.safetensors");
-    touch("manifest/vae.safetensors");
-    touch("manifest/t5.safetensors");
-    touch("manifest/turbodiff.json");
+    link_fixture("manifest/dit.safetensors", TINY_DIT);
+    link_fixture("manifest/vae.safetensors", TINY_VAE);
+    link_fixture("manifest/t5.safetensors", TINY_T5);
+    link_fixture("manifest/spiece.model", TINY_SPM);
     {
         FILE *f;
         snprintf(path, sizeof(path), "%s/manifest/turbodiff.json", root);
         f = fopen(path, "w");
         fputs("{\"name\": \"tiny\", \"dit\": \"dit.safetensors\", \"vae\": \"vae.safetensors\","
-              " \"t5\": \"t5.safetensors\"}", f);
+              " \"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\"}", f);
         fclose(f);
         ret = open_dir("manifest", &a, &err);
         CHECK(ret == 0 && a, "manifest open: %d %s", ret, err.msg);
@@ -211,17 +226,41 @@ int main(void)
         bad = job; bad.steps = 9;
         CHECK(td_job_validate(a, &bad) == TD_EINVAL && strstr(td_engine_errmsg(a), "steps 9"),
               "engine errmsg: %s", td_engine_errmsg(a));
-
-        /* Models load on the first job: a file that is no weight file is
-         * an error naming it, in the job's sink. */
-        {
-            td_error jerr = { 0 };
-            job.error = &jerr;
-            ret = td_job_run(a, &job);
-            CHECK(ret == TD_EFORMAT && strstr(jerr.msg, "dit.safetensors") &&
-                  strstr(jerr.msg, "too short"), "%d %s", ret, jerr.msg);
-        }
     }
+
+    /* Models load when the engine opens: a file that is no weight file is
+     * an error naming it there, not in the first job. */
+    mkdir_rel("broken");
+    touch("broken/dit.safetensors");
+    link_fixture("broken/vae.safetensors", TINY_VAE);
+    link_fixture("broken/t5.safetensors", TINY_T5);
+    link_fixture("broken/spiece.model", TINY_SPM);
+    {
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/broken/turbodiff.json", root);
+        f = fopen(path, "w");
+        fputs("{\"dit\": \"dit.safetensors\", \"vae\": \"vae.safetensors\", \"t5\": "
+              "\"t5.safetensors\", \"tokenizer\": \"spiece.model\"}", f);
+        fclose(f);
+        ret = open_dir("broken", &b, &err);
+        CHECK(ret == TD_EFORMAT && !b && strstr(err.msg, "dit.safetensors") &&
+              strstr(err.msg, "too short"), "a broken DiT fails at open: %d %s", ret, err.msg);
+    }
+
+    /* A CUDA device where there is none, or in a build without CUDA: a
+     * clear refusal at open. */
+    td_engine_config_default(&cfg);
+    snprintf(path, sizeof(path), "%s/manifest", root);
+    cfg.model_dir = path;
+    cfg.device = "cuda";
+    ret = td_engine_open(&cfg, &b, &err);
+#ifdef TD_HAVE_CUDA
+    if (td_cuda_device_count() == 0)
+        CHECK(ret == TD_EDEVICE && strstr(err.msg, "no CUDA device is present"), "%d %s", ret, err.msg);
+#else
+    CHECK(ret == TD_EUNSUPPORTED && strstr(err.msg, "built without CUDA"), "%d %s", ret, err.msg);
+#endif
+    td_engine_release(&b);
     td_engine_release(&a);
     td_engine_release(&a);  /* releasing NULL is a no-op */
 

@@ -62,7 +62,7 @@ static void check_encoder(const char *file, const char *ref_file, td_umt5_layout
           "%s: weights widened to %s", file, td_dtype_name(m->layers[1].wo.dtype));
     {
         int n = (int)td_numel(&ids);
-        size_t need = td_umt5_scratch_bytes(m, be, n);
+        size_t need = td_umt5_scratch_bytes(&m->dims, be->act, n);
         const int64_t shape[2] = { TD_UMT5_TEXT_LEN, m->dims.d_model };
         double err;
         int zeros = 1;

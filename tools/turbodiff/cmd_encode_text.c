@@ -132,19 +132,15 @@ static int encode(td_ctx *ctx, const char *t5, const int32_t *ids, int n, td_ten
     td_backend *be = NULL;
     td_weights *w = NULL;
     td_umt5 *m = NULL;
+    td_umt5_dims dims;
     size_t scratch;
     int rc;
 
     if ((rc = td_weights_open(ctx, t5, &w)) < 0)
         goto done;
-    /* The arena size follows from the dims, so a first load (name lookups
-     * and views only) against a scratch-free backend reads them; the
-     * encoder is then loaded again against the backend that runs it. */
-    if ((rc = td_backend_cpu_create(ctx, 0, &be)) < 0 || (rc = td_umt5_load(ctx, be, w, &m)) < 0)
+    if ((rc = td_umt5_read_dims(ctx, w, &dims)) < 0)
         goto done;
-    scratch = td_umt5_scratch_bytes(m, be, n);
-    td_umt5_free(&m, be);
-    td_backend_destroy(&be);
+    scratch = td_umt5_scratch_bytes(&dims, TD_F32, n);
     if ((rc = td_backend_cpu_create(ctx, scratch, &be)) < 0 || (rc = td_umt5_load(ctx, be, w, &m)) < 0)
         goto done;
     rc = run_encoder(ctx, m, be, ids, n, out);

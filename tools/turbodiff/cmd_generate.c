@@ -57,6 +57,7 @@ static void usage(FILE *f)
         "  --attention MODE     full, sla or sagesla (default sla; full if the DiT has no SLA weights)\n"
         "  --topk K             SLA key-block fraction in (0, 1] (default 0.1)\n"
         "  --ode                deterministic rCM steps\n"
+        "  --device D           auto (default: the first CUDA device, else the CPU), cpu, cuda, cuda:N\n"
         "  --threads N          CPU threads (default all cores)\n"
         "  --low-memory         unmap the text encoder after use and keep one expert mapped\n"
         "  --json               print per-stage timings as JSON on stdout\n");
@@ -213,6 +214,7 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "--vae")) cfg.vae = v;
         else if (!strcmp(a, "--t5")) cfg.t5 = v;
         else if (!strcmp(a, "--tokenizer")) cfg.tokenizer = v;
+        else if (!strcmp(a, "--device")) cfg.device = v;
         else if (!strcmp(a, "--prompt")) job.prompt = v;
         else if (!strcmp(a, "--context-from")) context = v;
         else if (!strcmp(a, "--image")) image = v;

@@ -184,10 +184,19 @@ void td_backend_destroy(td_backend **be);
 int td_backend_cuda_create(td_ctx *ctx, int device_index, size_t arena_bytes, td_backend **out);
 /* CUDA devices present (0 when the driver or runtime reports none or fails). */
 int td_cuda_device_count(void);
-/* The backend a device string names: "cpu", "cuda", "cuda:N", or "auto"
- * (the first CUDA device when there is one, else the CPU). NULL or "" is
- * "auto". TD_EINVAL for any other string, TD_EUNSUPPORTED for "cuda" in a
- * build without CUDA, TD_EDEVICE when no CUDA device is present. */
+/* The device a string names, without creating anything: "cpu" (*cuda_index
+ * -1), "cuda" (0), "cuda:N" or "cudaN" (N), "auto" / NULL / "" (0 when the
+ * build has CUDA and a device is present, else -1). TD_EINVAL for any
+ * other string or an N past the devices present, TD_EUNSUPPORTED for a
+ * CUDA device in a build without CUDA, TD_EDEVICE when no CUDA device is
+ * present. */
+int td_device_parse(td_ctx *ctx, const char *device, int *cuda_index);
+/* Makes the backend an engine runs on: td_backend_create_for_device, or in
+ * tests another implementation of the same table (the fenced one). */
+typedef int (*td_backend_factory)(td_ctx *ctx, const char *device, size_t arena_bytes,
+                                  td_backend **out);
+
+/* The backend a device string names (td_device_parse). */
 int td_backend_create_for_device(td_ctx *ctx, const char *device, size_t arena_bytes, td_backend **out);
 
 #endif

@@ -66,7 +66,8 @@ td_tensor td_view(void *data, td_dtype dtype, int ndim, const int64_t *shape)
     memset(&t, 0, sizeof(t));
     t.dtype = dtype;
     t.ndim = ndim;
-    memcpy(t.shape, shape, (size_t)ndim * sizeof(int64_t));
+    if (ndim > 0)
+        memcpy(t.shape, shape, (size_t)ndim * sizeof(int64_t));
     set_contiguous_strides(&t);
     t.data = data;
     return t;

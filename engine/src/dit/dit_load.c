@@ -24,11 +24,27 @@ static int upload(const loader *ld, td_tensor *t)
     return ld->be->ops->upload(ld->be, &host, t);
 }
 
+/* W8A8 block scales stay f32 on every backend (the int8 GEMM rescales with
+ * them exactly), so they are not uploaded, where a backend may narrow
+ * floats, but written into an f32 tensor of their own. */
+static int place_scales(const loader *ld, td_tensor *t)
+{
+    td_backend *be = ld->be;
+    td_tensor host = *t;
+    int rc;
+    *t = (td_tensor){ 0 };
+    TD_TRY(be->ops->tensor_new(be, t, TD_F32, host.ndim, host.shape));
+    rc = be->ops->write(be, t, &host);
+    if (rc < 0)
+        be->ops->tensor_free(be, t);
+    return rc;
+}
+
 static int upload_linear(const loader *ld, td_dit_linear *lin)
 {
     if (lin->quant) {
         TD_TRY(upload(ld, &lin->wq));
-        TD_TRY(upload(ld, &lin->ws));
+        TD_TRY(place_scales(ld, &lin->ws));
     } else {
         TD_TRY(upload(ld, &lin->w));
     }

@@ -18,26 +18,16 @@ void td_engine_config_default(td_engine_config *cfg)
 
 int td_device_resolve(td_ctx *ctx, const char *device, char *out, size_t out_size)
 {
-    char *end;
-    long n;
-
-    if (!device || !*device || !strcmp(device, "auto") || !strcmp(device, "cpu")) {
-        /* auto picks CUDA once a CUDA backend is built in; until then the CPU. */
+    int cuda;
+    TD_TRY(td_device_parse(ctx, device, &cuda));
+    if (cuda < 0)
         snprintf(out, out_size, "cpu");
-        return 0;
-    }
-    if (strncmp(device, "cuda", 4) || (device[4] && device[4] != ':'))
-        return td_fail(ctx, TD_EINVAL, "device '%s': expected auto, cpu, cuda or cuda:N", device);
-    n = 0;
-    if (device[4] == ':') {
-        n = strtol(device + 5, &end, 10);
-        if (end == device + 5 || *end || n < 0 || n > 255)
-            return td_fail(ctx, TD_EINVAL, "device '%s': N in cuda:N must be a GPU index 0..255",
-                           device);
-    }
-    snprintf(out, out_size, "cuda:%ld", n);
-    return td_fail(ctx, TD_EUNSUPPORTED, "device '%s': this build of libturbodiff has no CUDA "
-                   "backend; use device=cpu", device);
+    else
+        snprintf(out, out_size, "cuda:%d", cuda);
+    if (!device || !*device || !strcmp(device, "auto"))
+        td_log(ctx, TD_LOG_INFO, "device auto: %s", cuda < 0 ? "no CUDA device, running on the CPU"
+               : "running on the first CUDA device, cuda:0");
+    return 0;
 }
 
 static void copy_error(td_error *err, const td_ctx *ctx)
@@ -48,11 +38,53 @@ static void copy_error(td_error *err, const td_ctx *ctx)
     snprintf(err->msg, sizeof(err->msg), "%s", ctx->errmsg);
 }
 
-int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err)
+/* A new engine for files on device, its models loaded and checked: a bad
+ * file fails here, at open, not in the first job. */
+static int engine_new(td_ctx *ctx, const td_engine_config *cfg, td_model_files *files,
+                      const char *device, td_backend_factory make, td_engine **out)
+{
+    td_engine *eng = calloc(1, sizeof(*eng));
+    int rc;
+
+    *out = NULL;
+    if (!eng || pthread_mutex_init(&eng->run_lock, NULL)) {
+        free(eng);
+        return td_fail(ctx, TD_ENOMEM, "out of memory opening the engine");
+    }
+    td_ctx_init(&eng->ctx);
+    eng->ctx.log = ctx->log;
+    eng->ctx.log_opaque = ctx->log_opaque;
+    eng->ctx.log_level = ctx->log_level;
+    eng->files = *files;
+    memset(files, 0, sizeof(*files));
+    snprintf(eng->device, sizeof(eng->device), "%s", device);
+    eng->threads = cfg->threads;
+    eng->low_memory = cfg->low_memory;
+    eng->refcount = 1;
+    td_log(ctx, TD_LOG_VERBOSE, "engine on %s: dit %s%s%s, vae %s, t5 %s, tokenizer %s", device,
+           eng->files.dit, eng->files.dit_low ? ", dit_low " : "",
+           eng->files.dit_low ? eng->files.dit_low : "", eng->files.vae, eng->files.t5,
+           eng->files.tokenizer ? eng->files.tokenizer : "(inside the t5 file)");
+    rc = td_pool_create(&eng->ctx, eng->threads, &eng->ctx.pool);
+    if (rc == 0)
+        rc = td_models_load(&eng->ctx, &eng->files, eng->device, make, eng->low_memory, &eng->models);
+    /* Jobs log through their own callbacks (turbodiff.h): the opener's is
+     * used during open only. */
+    eng->ctx.log = NULL;
+    if (rc < 0) {
+        td_fail(ctx, rc, "%s", eng->ctx.errmsg);
+        td_engine_release(&eng);
+        return rc;
+    }
+    *out = eng;
+    return 0;
+}
+
+int td_engine_open_on(const td_engine_config *cfg, const char *device, td_backend_factory make,
+                      td_engine **out, td_error *err)
 {
     td_model_files files;
-    td_engine *eng;
-    char device[32];
+    td_engine *eng, *other;
     td_ctx ctx;
     int ret;
 
@@ -70,44 +102,72 @@ int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err)
     ctx.log = cfg->log;
     ctx.log_opaque = cfg->log_opaque;
     ctx.log_level = cfg->log_level;
-
-    if ((ret = td_device_resolve(&ctx, cfg->device, device, sizeof(device))) < 0 ||
-        (ret = td_model_files_resolve(&ctx, cfg, &files)) < 0) {
+    if ((ret = td_model_files_resolve(&ctx, cfg, &files)) < 0) {
         copy_error(err, &ctx);
         return ret;
     }
 
     td_registry_lock();
-    if ((eng = td_registry_find(&files, device))) {
+    if ((eng = td_registry_find(&files, device)))
         eng->refcount++;
-        td_registry_unlock();
-        td_log(&ctx, TD_LOG_VERBOSE, "sharing the engine for %s (%d users)", files.dit,
-               eng->refcount);
-        td_model_files_free(&files);
-        *out = eng;
-        return 0;
-    }
-    if (!(eng = calloc(1, sizeof(*eng))) || pthread_mutex_init(&eng->run_lock, NULL)) {
-        td_registry_unlock();
-        free(eng);
-        td_model_files_free(&files);
-        td_fail(&ctx, TD_ENOMEM, "out of memory opening the engine");
-        copy_error(err, &ctx);
-        return TD_ENOMEM;
-    }
-    td_ctx_init(&eng->ctx);
-    eng->files = files;
-    snprintf(eng->device, sizeof(eng->device), "%s", device);
-    eng->threads = cfg->threads;
-    eng->low_memory = cfg->low_memory;
-    eng->refcount = 1;
-    td_registry_add(eng);
     td_registry_unlock();
-    td_log(&ctx, TD_LOG_VERBOSE, "engine on %s: dit %s%s%s, vae %s, t5 %s, tokenizer %s",
-           device, files.dit, files.dit_low ? ", dit_low " : "", files.dit_low ? files.dit_low : "",
-           files.vae, files.t5, files.tokenizer ? files.tokenizer : "(inside the t5 file)");
+    if (!eng) {
+        /* Loading takes long and must not hold the registry: another opener
+         * of the same files may register first, and then its engine wins. */
+        if ((ret = engine_new(&ctx, cfg, &files, device, make, &eng)) < 0) {
+            td_model_files_free(&files);
+            copy_error(err, &ctx);
+            return ret;
+        }
+        td_registry_lock();
+        if ((other = td_registry_find(&eng->files, device)))
+            other->refcount++;
+        else
+            td_registry_add(eng);
+        td_registry_unlock();
+        if (other) {
+            eng->refcount = 0;
+            td_engine_release(&eng);
+            eng = other;
+        }
+    } else {
+        td_log(&ctx, TD_LOG_VERBOSE, "sharing the engine for %s (%d users)", files.dit, eng->refcount);
+    }
+    td_model_files_free(&files);
     *out = eng;
     return 0;
+}
+
+int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err)
+{
+    char device[32];
+    td_ctx ctx;
+    int ret;
+
+    td_ctx_init(&ctx);
+    if (cfg) {
+        ctx.log = cfg->log;
+        ctx.log_opaque = cfg->log_opaque;
+        ctx.log_level = cfg->log_level;
+    }
+    if (cfg && (ret = td_device_resolve(&ctx, cfg->device, device, sizeof(device))) < 0) {
+        copy_error(err, &ctx);
+        if (out)
+            *out = NULL;
+        return ret;
+    }
+    return td_engine_open_on(cfg, cfg ? device : "cpu", td_backend_create_for_device, out, err);
+}
+
+/* Frees an engine whose count reached zero, or one that never was
+ * registered (a failed or lost open, count 0 or 1). */
+static void engine_free(td_engine *eng)
+{
+    pthread_mutex_destroy(&eng->run_lock);
+    td_models_free(&eng->models);
+    td_pool_destroy(&eng->ctx.pool);
+    td_model_files_free(&eng->files);
+    free(eng);
 }
 
 void td_engine_release(td_engine **peng)
@@ -119,17 +179,14 @@ void td_engine_release(td_engine **peng)
         return;
     *peng = NULL;
     td_registry_lock();
-    last = --eng->refcount == 0;
+    last = eng->refcount <= 1;
     if (last)
         td_registry_remove(eng);
+    else
+        eng->refcount--;
     td_registry_unlock();
-    if (!last)
-        return;
-    pthread_mutex_destroy(&eng->run_lock);
-    td_models_free(&eng->models);
-    td_pool_destroy(&eng->ctx.pool);
-    td_model_files_free(&eng->files);
-    free(eng);
+    if (last)
+        engine_free(eng);
 }
 
 int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames)

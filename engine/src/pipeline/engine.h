@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 
+#include "backend/backend.h"
 #include "core/ctx.h"
 #include "turbodiff.h"
 
@@ -21,12 +22,12 @@ typedef struct td_model_files {
 struct td_engine {
     td_ctx ctx;              /* errors of engine-level calls */
     td_model_files files;
-    char device[32];         /* resolved: "cpu" or "cuda:N" */
+    char device[32];         /* resolved: "cpu" or "cuda:N" (or a test backend's name) */
     int refcount;            /* guarded by the registry lock */
     pthread_mutex_t run_lock;/* one job at a time on the shared weights */
     int threads;             /* CPU threads asked by the first opener */
     int low_memory;          /* the first opener's residency choice (models.h) */
-    struct td_models *models;/* loaded by the first job, under run_lock */
+    struct td_models *models;/* loaded and checked by td_engine_open */
     struct td_engine *next;  /* registry list */
 };
 
@@ -37,8 +38,13 @@ int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_fi
 void td_model_files_free(td_model_files *files);
 int td_model_files_equal(const td_model_files *a, const td_model_files *b);
 
-/* Parse "auto", "cpu", "cuda", "cuda:N" into "cpu" / "cuda:N". */
+/* Parse "auto", "cpu", "cuda", "cuda:N", "cudaN" into "cpu" / "cuda:N". */
 int td_device_resolve(td_ctx *ctx, const char *device, char *out, size_t out_size);
+
+/* td_engine_open on the backends `make` creates, registered under
+ * device_name: how the tests run whole pipelines on the fenced backend. */
+int td_engine_open_on(const td_engine_config *cfg, const char *device_name, td_backend_factory make,
+                      td_engine **out, td_error *err);
 
 /* The process-wide engine registry (see engine_registry.c for why it is the
  * one piece of shared state in the library). */

@@ -3,8 +3,14 @@
  * image -> VAE encoder -> conditioning (image_cond.h); rCM over the Wan DiT
  * (or the two experts of an A14B pair) -> streaming VAE decode -> frames
  * through the job's callback.
- * Runs on the engine's context under its run lock (engine.h), so the models
- * it loads on first use are shared by every later job of the engine.
+ * Runs on the engine's context under its run lock (engine.h), on the models
+ * the engine loaded when it opened.
+ *
+ * Every activation lives on the models' backend. What crosses to the host:
+ * the token ids in; the prompt's embedding out once per new prompt (the
+ * per-prompt cache keeps host f32) and in once per job; the start image in
+ * once (as prepared pixels); the sampler's f64 state (one latent in and one
+ * velocity out per step, see rcm.h); each decoded VAE chunk out.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,9 +31,11 @@ typedef struct run {
     td_engine *eng;
     const td_job *job;
     td_models *m;
+    td_backend *be;          /* the models' backend: every tensor below is on it */
     td_dit_attn attn;
     td_tensor context;       /* [512, text_dim] */
     td_tensor xin;           /* i2v: the DiT input [16 noisy + 20 conditioning, T, h, w] */
+    td_dit_plan *plan;       /* buffers and RoPE tables for this job's size (both experts) */
     int expert;              /* the expert of the last DiT call */
     double t0, stage_t0;
     int stage;
@@ -65,18 +73,56 @@ static int cancelled(const run *r)
     return r->job->cancel && __atomic_load_n(r->job->cancel, __ATOMIC_RELAXED);
 }
 
-/* The encoder writes into a tensor of the text backend; the context the
- * cache and the DiT take is read back from it into host f32. */
-static int encode_text(td_models *m, const int32_t *ids, int n, td_tensor *context)
+/* The context rows the caller gave, on the host: written into r->context
+ * after the zero padding. */
+static int given_context(run *r, int text_dim)
 {
-    td_backend *be = m->be_text;
-    td_tensor enc = { 0 };
-    int rc = be->ops->tensor_new(be, &enc, be->act, 2, context->shape);
+    td_ctx *ctx = &r->eng->ctx;
+    const td_job *job = r->job;
+    td_tensor rows, host;
+
+    if (job->context_len > TD_TEXT_LEN)
+        return td_fail(ctx, TD_EINVAL, "context_len %d is more than %d tokens", job->context_len,
+                       TD_TEXT_LEN);
+    if (job->context_dim != text_dim)
+        return td_fail(ctx, TD_ESHAPE, "context rows are %d wide but the DiT %s takes %d",
+                       job->context_dim, r->eng->files.dit, text_dim);
+    TD_TRY(r->be->ops->fill(r->be, &r->context, 0.0f));
+    TD_TRY(td_tensor_slice(ctx, &r->context, 0, 0, job->context_len, &rows));
+    host = td_view2((void *)job->context, TD_F32, job->context_len, text_dim);
+    return r->be->ops->write(r->be, &rows, &host);
+}
+
+/* A new prompt through the tokenizer and umT5 into r->context, and a host
+ * copy of it into the engine's cache. */
+static int encode_prompt(run *r, const char *encoder_id)
+{
+    td_ctx *ctx = &r->eng->ctx;
+    const td_job *job = r->job;
+    int32_t ids[TD_TEXT_LEN];
+    char *clean = NULL;
+    td_tensor host = { 0 };
+    int n = 0, rc;
+
+    TD_TRY(td_models_load_text(ctx, &r->eng->files, r->m));
+    if (r->m->t5->dims.d_model != r->context.shape[1])
+        return td_fail(ctx, TD_ESHAPE, "text encoder %s gives %lld-wide embeddings but the DiT "
+                       "%s takes %lld", r->eng->files.t5, (long long)r->m->t5->dims.d_model,
+                       r->eng->files.dit, (long long)r->context.shape[1]);
+    TD_TRY(td_prompt_clean(ctx, job->prompt, &clean));
+    rc = td_tokenizer_encode(ctx, r->m->tok, clean, TD_TEXT_LEN, ids, &n);
+    free(clean);
     if (rc == 0)
-        rc = td_umt5_encode(m->t5, be, ids, n, &enc);
+        rc = td_umt5_encode(r->m->t5, r->be, ids, n, &r->context);
     if (rc == 0)
-        rc = be->ops->read(be, &enc, context);
-    be->ops->tensor_free(be, &enc);
+        rc = td_tensor_new(ctx, &host, TD_F32, 2, r->context.shape);
+    if (rc == 0)
+        rc = r->be->ops->read(r->be, &r->context, &host);
+    if (rc == 0)
+        rc = td_text_cache_put(ctx, r->m->cache, encoder_id, job->prompt, &host);
+    td_tensor_free(&host);
+    if (r->m->low_memory)
+        td_models_release_text(r->m);
     return rc;
 }
 
@@ -86,47 +132,30 @@ static int encode_text(td_models *m, const int32_t *ids, int n, td_tensor *conte
 static int text_stage(run *r, int text_dim)
 {
     td_ctx *ctx = &r->eng->ctx;
-    const td_job *job = r->job;
     char id[1024];
-    char *clean = NULL;
-    int32_t ids[TD_TEXT_LEN];
-    int n = 0, rc, hit;
+    td_tensor cached = { 0 };
+    int hit;
 
-    if (job->context) {
-        if (job->context_len > TD_TEXT_LEN)
-            return td_fail(ctx, TD_EINVAL, "context_len %d is more than %d tokens",
-                           job->context_len, TD_TEXT_LEN);
-        if (job->context_dim != text_dim)
-            return td_fail(ctx, TD_ESHAPE, "context rows are %d wide but the DiT %s takes %d",
-                           job->context_dim, r->eng->files.dit, text_dim);
-        TD_TRY(td_tensor_new(ctx, &r->context, TD_F32, 2, (int64_t[]){ TD_TEXT_LEN, text_dim }));
-        memcpy(r->context.data, job->context, (size_t)job->context_len * text_dim * sizeof(float));
-        return 0;
-    }
+    TD_TRY(r->be->ops->tensor_new(r->be, &r->context, r->be->act, 2,
+                                  (int64_t[]){ TD_TEXT_LEN, text_dim }));
+    if (r->job->context)
+        return given_context(r, text_dim);
     progress(r, TD_STAGE_TEXT, 0, 1);
-    TD_TRY(td_models_load_text(ctx, &r->eng->files, r->m));
-    if (r->m->t5->dims.d_model != text_dim)
-        return td_fail(ctx, TD_ESHAPE, "text encoder %s gives %lld-wide embeddings but the DiT "
-                       "%s takes %d", r->eng->files.t5, (long long)r->m->t5->dims.d_model,
-                       r->eng->files.dit, text_dim);
     TD_TRY(td_text_encoder_identity(ctx, r->eng->files.t5, id, sizeof(id)));
-    hit = td_text_cache_get(ctx, r->m->cache, id, job->prompt, &r->context);
-    if (hit != 0)
-        return hit < 0 ? hit : 0;
-    TD_TRY(td_prompt_clean(ctx, job->prompt, &clean));
-    rc = td_tokenizer_encode(ctx, r->m->tok, clean, TD_TEXT_LEN, ids, &n);
-    free(clean);
-    if (rc == 0)
-        rc = td_tensor_new(ctx, &r->context, TD_F32, 2, (int64_t[]){ TD_TEXT_LEN, text_dim });
-    if (rc == 0)
-        rc = encode_text(r->m, ids, n, &r->context);
-    if (rc == 0)
-        rc = td_text_cache_put(ctx, r->m->cache, id, job->prompt, &r->context);
-    if (rc == 0)
-        progress(r, TD_STAGE_TEXT, 1, 1);
-    if (r->eng->low_memory)
-        td_models_release_text(r->m);
-    return rc;
+    hit = td_text_cache_get(ctx, r->m->cache, id, r->job->prompt, &cached);
+    if (hit < 0)
+        return hit;
+    if (hit && cached.shape[1] != text_dim)
+        hit = td_fail(ctx, TD_ESHAPE, "the cached embedding is %lld wide but the DiT %s takes %d",
+                      (long long)cached.shape[1], r->eng->files.dit, text_dim);
+    else if (hit)
+        hit = r->be->ops->write(r->be, &r->context, &cached);
+    else
+        hit = encode_prompt(r, id);
+    td_tensor_free(&cached);
+    TD_TRY(hit);
+    progress(r, TD_STAGE_TEXT, 1, 1);
+    return 0;
 }
 
 /* The DiT input of an image-to-video job: its conditioning channels filled
@@ -134,9 +163,9 @@ static int text_stage(run *r, int text_dim)
 static int image_stage(run *r, int width, int height, int64_t frames)
 {
     td_ctx *ctx = &r->eng->ctx;
+    td_backend *be = r->be;
     const td_job *job = r->job;
     const td_dit_config *cfg = &r->m->cfg;
-    td_backend *vbe = td_vae_backend(r->m->vae);   /* y lives there */
     td_tensor img = { 0 }, y = { 0 }, dst;
     int rc;
 
@@ -148,41 +177,43 @@ static int image_stage(run *r, int width, int height, int64_t frames)
                           job->image_linesize, width, height, &img);
     if (rc == 0)
         rc = td_i2v_condition(ctx, r->m->vae, &img, frames, &y);
+    td_tensor_free(&img);
     if (rc == 0 && cfg->in_ch != cfg->out_ch + y.shape[0])
         rc = td_fail(ctx, TD_ESHAPE, "%s takes %d input channels, not the %d noisy + %lld "
                      "conditioning channels of image-to-video", r->eng->files.dit, cfg->in_ch,
                      cfg->out_ch, (long long)y.shape[0]);
     if (rc == 0)
-        rc = td_tensor_new(ctx, &r->xin, TD_F32, 4, (int64_t[]){ cfg->in_ch, y.shape[1],
-                                                                 y.shape[2], y.shape[3] });
+        rc = be->ops->tensor_new(be, &r->xin, be->act, 4, (int64_t[]){ cfg->in_ch, y.shape[1],
+                                                                        y.shape[2], y.shape[3] });
     if (rc == 0)
         rc = td_tensor_slice(ctx, &r->xin, 0, cfg->out_ch, y.shape[0], &dst);
     if (rc == 0)
-        rc = td_tensor_copy(ctx, &dst, &y);
+        rc = be->ops->copy(be, &dst, &y, 0);
     if (rc == 0)
         progress(r, TD_STAGE_IMAGE_ENCODE, 1, 1);
-    td_tensor_free(&img);
-    vbe->ops->tensor_free(vbe, &y);
+    be->ops->tensor_free(be, &y);
     return rc;
 }
 
 static int denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
     run *r = opaque;
-    td_ctx *ctx = &r->eng->ctx;
+    const td_tensor *in = r->xin.data ? &r->xin : x;
     td_dit *dit;
     td_tensor noisy;
 
     if (expert != r->expert && r->eng->files.dit_low)
-        td_log(ctx, TD_LOG_VERBOSE, "t %.4f: switching to the %s-noise expert", t,
+        td_log(&r->eng->ctx, TD_LOG_VERBOSE, "t %.4f: switching to the %s-noise expert", t,
                expert == TD_EXPERT_LOW ? "low" : "high");
     r->expert = expert;
-    TD_TRY(td_models_expert(ctx, &r->eng->files, r->m, expert, r->eng->low_memory, &dit));
-    if (!r->xin.data)
-        return td_dit_forward(dit, NULL, x, t * 1000.0, &r->context, &r->attn, v);
-    TD_TRY(td_tensor_slice(ctx, &r->xin, 0, 0, x->shape[0], &noisy));
-    TD_TRY(r->m->be->ops->copy(r->m->be, &noisy, x, 0));
-    return td_dit_forward(dit, NULL, &r->xin, t * 1000.0, &r->context, &r->attn, v);
+    TD_TRY(td_models_expert(&r->eng->ctx, &r->eng->files, r->m, expert, &dit));
+    if (!r->plan)
+        TD_TRY(td_dit_plan_new(dit, x->shape[1], x->shape[2], x->shape[3], TD_TEXT_LEN, &r->plan));
+    if (r->xin.data) {
+        TD_TRY(td_tensor_slice(&r->eng->ctx, &r->xin, 0, 0, x->shape[0], &noisy));
+        TD_TRY(r->be->ops->copy(r->be, &noisy, x, 0));
+    }
+    return td_dit_forward(dit, r->plan, in, t * 1000.0, &r->context, &r->attn, v);
 }
 
 static void on_step(void *opaque, int step, int steps, double t_next)
@@ -219,11 +250,15 @@ static int deliver(void *opaque, int64_t first, const td_tensor *frames)
     return cancelled(r);
 }
 
+/* The sampled latents (host f32) onto the backend, then one latent frame
+ * per decoder push: the first frames leave before the last are decoded,
+ * and cancel is honoured between chunks. */
 static int decode_stage(run *r, const td_tensor *lat)
 {
     td_ctx *ctx = &r->eng->ctx;
+    td_backend *be = r->be;
     td_vae_decoder *dec = NULL;
-    td_tensor one = { 0 };
+    td_tensor all = { 0 }, one;
     int64_t T = lat->shape[1], h = lat->shape[2], w = lat->shape[3];
     int rc;
 
@@ -234,18 +269,15 @@ static int decode_stage(run *r, const td_tensor *lat)
     progress(r, TD_STAGE_DECODE, 0, (int)T);
     rc = td_vae_decoder_open(r->m->vae, h, w, NULL, &dec);
     if (rc == 0)
-        rc = td_tensor_new(ctx, &one, TD_F32, 4, (int64_t[]){ lat->shape[0], 1, h, w });
-    /* One latent frame per push: the first frames leave before the last
-     * are decoded, and cancel is honoured between chunks. */
+        rc = be->ops->tensor_new(be, &all, be->act, 4, lat->shape);
+    if (rc == 0)
+        rc = be->ops->write(be, &all, lat);
     for (int64_t t = 0; rc == 0 && t < T; t++) {
-        td_tensor src;
-        rc = td_tensor_slice(ctx, lat, 1, t, 1, &src);
-        if (rc == 0)
-            rc = td_tensor_copy(ctx, &one, &src);
+        rc = td_tensor_slice(ctx, &all, 1, t, 1, &one);
         if (rc == 0)
             rc = td_vae_decoder_push(dec, &one, deliver, r);
     }
-    td_tensor_free(&one);
+    be->ops->tensor_free(be, &all);
     td_vae_decoder_close(&dec);
     free(r->rgb);
     r->rgb = NULL;
@@ -294,12 +326,20 @@ static int check_task(run *r)
     return 0;
 }
 
+/* Everything a run put on the backend, whatever stage it stopped in. */
+static void run_free(run *r)
+{
+    td_dit_plan_free(&r->plan);
+    r->be->ops->tensor_free(r->be, &r->xin);
+    r->be->ops->tensor_free(r->be, &r->context);
+}
+
 int td_generate(td_engine *eng, const td_job *job)
 {
     td_ctx *ctx = &eng->ctx;
-    run r = { .eng = eng, .job = job, .stage = -1 };
+    run r = { .eng = eng, .job = job, .m = eng->models, .be = eng->models->be, .stage = -1 };
     td_rcm_params p;
-    td_sample_io io = { .noise = { .seed = job->seed }, .cancel = job->cancel,
+    td_sample_io io = { .noise = { .seed = job->seed }, .be = r.be, .cancel = job->cancel,
                         .on_step = on_step, .step_opaque = &r };
     td_denoiser den = { denoise, &r };
     td_tensor x = { 0 };
@@ -307,10 +347,6 @@ int td_generate(td_engine *eng, const td_job *job)
     int64_t latent_frames = 1 + (job->frames + 2) / 4;
 
     r.t0 = r.stage_t0 = now();
-    if (!eng->models)
-        TD_TRY(td_models_load(ctx, &eng->files, eng->low_memory, &eng->models));
-    r.m = eng->models;
-    io.be = r.m->be;
     TD_TRY(check_task(&r));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);
@@ -332,6 +368,7 @@ int td_generate(td_engine *eng, const td_job *job)
         rc = image_stage(&r, width, height, 1 + 4 * (latent_frames - 1));
     if (rc == 0 && cancelled(&r))
         rc = td_fail(ctx, TD_ECANCELLED, "cancelled");
+    /* The sampler's state is host f32 / f64, as upstream keeps it (rcm.h). */
     if (rc == 0)
         rc = td_tensor_new(ctx, &x, TD_F32, 4, (int64_t[]){ r.m->cfg.out_ch, latent_frames,
                                                             height / 8, width / 8 });
@@ -339,6 +376,7 @@ int td_generate(td_engine *eng, const td_job *job)
         progress(&r, TD_STAGE_DENOISE, 0, p.steps);
         rc = td_rcm_sample(ctx, &p, &den, &io, &x);
     }
+    td_dit_plan_free(&r.plan);   /* the DiT's activations go before the VAE's come */
     if (rc == 0)
         rc = decode_stage(&r, &x);
     if (rc == TD_ECANCELLED || (rc == 0 && cancelled(&r)))
@@ -346,7 +384,6 @@ int td_generate(td_engine *eng, const td_job *job)
     if (rc == 0)
         progress(&r, TD_STAGE_DONE, 1, 1);
     td_tensor_free(&x);
-    td_tensor_free(&r.xin);
-    td_tensor_free(&r.context);
+    run_free(&r);
     return rc;
 }

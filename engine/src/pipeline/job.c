@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "engine.h"
-#include "core/pool.h"
 
 /* Largest accepted sizes: beyond these the token count of one clip no longer
  * fits the int32 indices the attention kernels use. */
@@ -141,10 +140,7 @@ int td_job_run(td_engine *eng, const td_job *job)
     eng->ctx.log = job->log;
     eng->ctx.log_opaque = job->log_opaque;
     eng->ctx.log_level = job->log_level ? job->log_level : TD_LOG_INFO;
-    if (!eng->ctx.pool)
-        ret = td_pool_create(&eng->ctx, eng->threads, &eng->ctx.pool);
-    if (ret == 0)
-        ret = td_generate(eng, job);
+    ret = td_generate(eng, job);
     if (ret < 0 && job->error) {
         job->error->code = ret;
         snprintf(job->error->msg, sizeof(job->error->msg), "%s", eng->ctx.errmsg);

@@ -35,10 +35,21 @@ static int check_pair(td_ctx *ctx, const td_model_files *files, const td_dit_con
     return 0;
 }
 
-int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert,
-                     int low_memory, td_dit **out)
+static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
 {
     td_dit_opts opts = { 0 };
+    TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
+    TD_TRY(td_dit_load(ctx, m->be, m->w_dit[expert], &opts, &m->dit[expert]));
+    if (expert == TD_EXPERT_HIGH) {
+        m->cfg = *td_dit_get_config(m->dit[expert]);
+        return 0;
+    }
+    return check_pair(ctx, files, &m->cfg, td_dit_get_config(m->dit[expert]));
+}
+
+int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert,
+                     td_dit **out)
+{
     int other;
 
     *out = NULL;
@@ -46,50 +57,13 @@ int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int
         expert = TD_EXPERT_HIGH;
     other = expert == TD_EXPERT_LOW ? TD_EXPERT_HIGH : TD_EXPERT_LOW;
     if (!m->dit[expert]) {
-        if (low_memory && m->dit[other]) {
-            td_log(ctx, TD_LOG_VERBOSE, "low memory: unmapping %s", expert_file(files, other));
+        if (m->low_memory && m->dit[other]) {
+            td_log(ctx, TD_LOG_VERBOSE, "low memory: releasing %s", expert_file(files, other));
             unload_expert(m, other);
         }
-        TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
-        TD_TRY(td_dit_load(ctx, m->be, m->w_dit[expert], &opts, &m->dit[expert]));
-        if (expert == TD_EXPERT_HIGH)
-            m->cfg = *td_dit_get_config(m->dit[expert]);
-        else
-            TD_TRY(check_pair(ctx, files, &m->cfg, td_dit_get_config(m->dit[expert])));
+        TD_TRY(load_expert(ctx, files, m, expert));
     }
     *out = m->dit[expert];
-    return 0;
-}
-
-int td_models_load(td_ctx *ctx, const td_model_files *files, int low_memory, td_models **out)
-{
-    td_models *m = calloc(1, sizeof(*m));
-    td_dit *dit;
-    int rc;
-
-    *out = NULL;
-    if (!m)
-        return td_fail(ctx, TD_ENOMEM, "out of memory loading the models");
-    rc = td_backend_cpu_create(ctx, 0, &m->be);
-    if (rc == 0)
-        rc = td_models_expert(ctx, files, m, TD_EXPERT_HIGH, 0, &dit);
-    /* Both experts up front, so a bad pair fails before any work is done;
-     * low memory maps the high one again for the first step. */
-    if (rc == 0 && files->dit_low)
-        rc = td_models_expert(ctx, files, m, TD_EXPERT_LOW, 0, &dit);
-    if (rc == 0 && files->dit_low && low_memory)
-        unload_expert(m, TD_EXPERT_LOW);
-    if (rc == 0)
-        rc = td_weights_open(ctx, files->vae, &m->w_vae);
-    if (rc == 0)
-        rc = td_vae_load(m->be, m->w_vae, &m->vae);
-    if (rc == 0)
-        rc = td_text_cache_create(ctx, TEXT_CACHE_ENTRIES, NULL, &m->cache);
-    if (rc < 0) {
-        td_models_free(&m);
-        return rc;
-    }
-    *out = m;
     return 0;
 }
 
@@ -97,40 +71,75 @@ int td_models_load_text(td_ctx *ctx, const td_model_files *files, td_models *m)
 {
     if (m->t5)
         return 0;
-    /* A tokenizer file of its own, else the SentencePiece model ComfyUI
-     * embeds in the encoder's safetensors as `spiece_model`. */
-    if (!m->tok)
-        TD_TRY(td_tokenizer_load(ctx, files->tokenizer ? files->tokenizer : files->t5, &m->tok));
     if (!m->w_t5)
         TD_TRY(td_weights_open(ctx, files->t5, &m->w_t5));
-    /* The encoder's scratch depends on its dims: read them through a
-     * backend without scratch (loading maps views, it costs nothing), then
-     * build the encoder on one whose arena fits the longest prompt. */
-    if (!m->be_text) {
-        td_ctx quiet;            /* the probe's load is not worth a log line */
-        td_backend *probe = NULL;
-        td_umt5 *t5 = NULL;
-        size_t bytes;
-        int rc;
-        td_ctx_init(&quiet);
-        rc = td_backend_cpu_create(&quiet, 0, &probe);
-        if (rc == 0)
-            rc = td_umt5_load(&quiet, probe, m->w_t5, &t5);
-        bytes = rc == 0 ? td_umt5_scratch_bytes(t5, probe, 512) : 0;
-        td_umt5_free(&t5, probe);
-        td_backend_destroy(&probe);
-        if (rc < 0)
-            return td_fail(ctx, rc, "%s", quiet.errmsg);
-        TD_TRY(td_backend_cpu_create(ctx, bytes, &m->be_text));
-    }
-    return td_umt5_load(ctx, m->be_text, m->w_t5, &m->t5);
+    return td_umt5_load(ctx, m->be, m->w_t5, &m->t5);
 }
 
 void td_models_release_text(td_models *m)
 {
-    td_umt5_free(&m->t5, m->be_text);
+    if (m->be)
+        td_umt5_free(&m->t5, m->be);
     td_weights_close(&m->w_t5);
-    td_backend_destroy(&m->be_text);
+}
+
+static void log_residency(td_ctx *ctx, const td_model_files *files, const td_models *m,
+                          const char *device)
+{
+    td_log(ctx, TD_LOG_INFO, "residency on %s: DiT %s%s; VAE resident; umT5 %s", device,
+           files->dit_low ? "experts " : "resident",
+           files->dit_low ? (m->low_memory ? "one at a time (low memory)" : "both resident") : "",
+           m->low_memory ? "released after each new prompt (low memory)" : "resident");
+}
+
+/* The text stage first: its dims size the backend's activation arena. A
+ * tokenizer file of its own, else the SentencePiece model ComfyUI embeds in
+ * the encoder's safetensors as `spiece_model`. */
+static int load_all(td_ctx *ctx, const td_model_files *files, const char *device,
+                    td_backend_factory make, td_models *m)
+{
+    td_umt5_dims dims;
+    td_dit *dit;
+
+    TD_TRY(td_tokenizer_load(ctx, files->tokenizer ? files->tokenizer : files->t5, &m->tok));
+    TD_TRY(td_weights_open(ctx, files->t5, &m->w_t5));
+    TD_TRY(td_umt5_read_dims(ctx, m->w_t5, &dims));
+    /* Sized for f32, the widest activation dtype: the backend is not made yet. */
+    TD_TRY(make(ctx, device, td_umt5_scratch_bytes(&dims, TD_F32, TD_UMT5_TEXT_LEN), &m->be));
+    TD_TRY(td_models_load_text(ctx, files, m));
+    if (m->low_memory)
+        td_models_release_text(m);
+    TD_TRY(td_models_expert(ctx, files, m, TD_EXPERT_HIGH, &dit));
+    /* Both experts up front, so a bad pair fails at open; low memory then
+     * keeps the high one, which the first step needs. */
+    if (files->dit_low) {
+        TD_TRY(load_expert(ctx, files, m, TD_EXPERT_LOW));
+        if (m->low_memory)
+            unload_expert(m, TD_EXPERT_LOW);
+    }
+    TD_TRY(td_weights_open(ctx, files->vae, &m->w_vae));
+    TD_TRY(td_vae_load(m->be, m->w_vae, &m->vae));
+    return td_text_cache_create(ctx, TEXT_CACHE_ENTRIES, NULL, &m->cache);
+}
+
+int td_models_load(td_ctx *ctx, const td_model_files *files, const char *device,
+                   td_backend_factory make, int low_memory, td_models **out)
+{
+    td_models *m = calloc(1, sizeof(*m));
+    int rc;
+
+    *out = NULL;
+    if (!m)
+        return td_fail(ctx, TD_ENOMEM, "out of memory loading the models");
+    m->low_memory = low_memory;
+    rc = load_all(ctx, files, device, make, m);
+    if (rc < 0) {
+        td_models_free(&m);
+        return rc;
+    }
+    log_residency(ctx, files, m, device);
+    *out = m;
+    return 0;
 }
 
 void td_models_free(td_models **pm)

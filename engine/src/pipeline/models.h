@@ -1,15 +1,20 @@
 /*
  * The loaded model set behind an engine: mapped weight files and the model
- * objects built over them, on one backend. Loaded by the first job (opening
- * an engine only resolves files) and kept until the engine goes.
- * The text stage (tokenizer + umT5) loads when the first prompt needs it,
- * so jobs given a precomputed context never map the encoder.
+ * objects built over them, on the engine's backend. Everything is mapped,
+ * uploaded and checked when the engine opens, so a missing, truncated or
+ * mismatched file fails there and not in the first job.
  *
- * Residency: weights are memory-mapped, so a part costs memory once its
- * pages are touched and nothing after it is unmapped. In low-memory mode the
- * text encoder is unmapped after each encoding and only one expert of an
- * A14B pair is mapped at a time (the other goes when the sampler crosses
- * the boundary); otherwise everything stays for the next job.
+ * Residency policy (logged at open):
+ *  - the DiT (both experts of an A14B pair) and the VAE are uploaded once
+ *    and stay until the engine goes;
+ *  - the tokenizer and umT5 encoder run on the same backend; they stay
+ *    between jobs, or with low_memory are released after each encoding
+ *    (the tokenizer and the per-prompt embedding cache stay) and uploaded
+ *    again for the next new prompt: the encoder is as large as the 14B
+ *    DiT's int8 weights and is idle while the DiT denoises;
+ *  - with low_memory only one expert of a pair is resident: the other is
+ *    released when the sampler crosses the boundary and reloaded for the
+ *    next job.
  */
 #ifndef TD_PIPELINE_MODELS_H
 #define TD_PIPELINE_MODELS_H
@@ -25,28 +30,29 @@
 struct td_model_files;
 
 typedef struct td_models {
-    td_backend *be;
-    td_backend *be_text;     /* the encoder's, its arena sized for 512 tokens */
+    td_backend *be;          /* every model's weights and activations */
+    int low_memory;
     td_weights *w_dit[2], *w_vae, *w_t5;
     td_dit *dit[2];          /* TD_EXPERT_HIGH (or the only DiT), TD_EXPERT_LOW */
     td_dit_config cfg;       /* of dit[TD_EXPERT_HIGH]; an A14B pair must agree */
     td_vae *vae;
-    td_umt5 *t5;             /* NULL until the first prompt */
+    td_umt5 *t5;             /* NULL while released (low memory) */
     td_tokenizer *tok;
     td_text_cache *cache;    /* embeddings of the prompts seen */
 } td_models;
 
-/* Map the DiT (both experts of a pair, unless low_memory: the high one
- * only) and the VAE, and build them on a CPU backend over ctx. */
-int td_models_load(td_ctx *ctx, const struct td_model_files *files, int low_memory,
-                   td_models **out);
-/* The DiT for `expert` (sample.h), mapped now if it is not; low_memory
- * unmaps the other expert first. */
+/* Map, upload and check every file of the set on the backend make gives for
+ * device (its arena sized for the text encoder's longest prompt), as the
+ * policy above says. */
+int td_models_load(td_ctx *ctx, const struct td_model_files *files, const char *device,
+                   td_backend_factory make, int low_memory, td_models **out);
+/* The DiT for `expert` (sample.h), loaded now if it is not resident; with
+ * low memory the other expert is released first. */
 int td_models_expert(td_ctx *ctx, const struct td_model_files *files, td_models *m,
-                     int expert, int low_memory, td_dit **out);
-/* Map and build the tokenizer and umT5 encoder if not yet loaded. */
+                     int expert, td_dit **out);
+/* Upload the umT5 encoder again if low memory released it. */
 int td_models_load_text(td_ctx *ctx, const struct td_model_files *files, td_models *m);
-/* Unmap the umT5 encoder (the tokenizer and the embedding cache stay). */
+/* Release the umT5 encoder (the tokenizer and the embedding cache stay). */
 void td_models_release_text(td_models *m);
 void td_models_free(td_models **m);
 

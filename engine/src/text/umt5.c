@@ -101,6 +101,17 @@ static int read_dims(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k,
     return 0;
 }
 
+int td_umt5_read_dims(td_ctx *ctx, const td_weights *w, td_umt5_dims *out)
+{
+    td_umt5_layout layout;
+    const td_umt5_keys *k;
+    td_tensor embed;
+    TD_TRY(td_umt5_detect_layout(ctx, w, &layout));
+    k = td_umt5_keys_of(layout);
+    TD_TRY(find_embed(ctx, w, k, &embed));
+    return read_dims(ctx, w, k, &embed, out);
+}
+
 int td_umt5_load(td_ctx *ctx, td_backend *be, const td_weights *w, td_umt5 **out)
 {
     const td_umt5_keys *k;
@@ -172,19 +183,18 @@ void td_umt5_free(td_umt5 **pm, td_backend *be)
 }
 
 /* Arena carving adds up to 64 bytes of alignment per tensor. */
-static size_t act_bytes(const td_backend *be, int64_t rows, int64_t cols)
+static size_t act_bytes(td_dtype act, int64_t rows, int64_t cols)
 {
-    return (size_t)rows * (size_t)cols * td_dtype_size(be->act) + 64;
+    return (size_t)rows * (size_t)cols * td_dtype_size(act) + 64;
 }
 
-size_t td_umt5_scratch_bytes(const td_umt5 *m, const td_backend *be, int n)
+size_t td_umt5_scratch_bytes(const td_umt5_dims *d, td_dtype act, int n)
 {
-    const td_umt5_dims *d = &m->dims;
     /* x, h, bias, and per phase the larger of attention (q, k, v, att, o)
      * and feed-forward (gate, up, down). */
-    size_t fixed = 2 * act_bytes(be, n, d->d_model) + act_bytes(be, d->heads * n, n);
-    size_t attn = 4 * act_bytes(be, n, d->d_attn) + act_bytes(be, n, d->d_model);
-    size_t ffn = 2 * act_bytes(be, n, d->d_ff) + act_bytes(be, n, d->d_model);
+    size_t fixed = 2 * act_bytes(act, n, d->d_model) + act_bytes(act, d->heads * n, n);
+    size_t attn = 4 * act_bytes(act, n, d->d_attn) + act_bytes(act, n, d->d_model);
+    size_t ffn = 2 * act_bytes(act, n, d->d_ff) + act_bytes(act, n, d->d_model);
     return fixed + (attn > ffn ? attn : ffn);
 }
 

@@ -60,8 +60,13 @@ int td_umt5_load(td_ctx *ctx, td_backend *be, const td_weights *w, td_umt5 **out
 /* Release the weights through be, the backend the encoder was loaded on. */
 void td_umt5_free(td_umt5 **m, td_backend *be);
 
-/* Activation scratch td_umt5_encode takes from be's arena for n ids. */
-size_t td_umt5_scratch_bytes(const td_umt5 *m, const td_backend *be, int n);
+/* The dims a file's shapes give, without building the encoder (what the
+ * arena for it must hold is known before any backend exists). */
+int td_umt5_read_dims(td_ctx *ctx, const td_weights *w, td_umt5_dims *out);
+
+/* Activation scratch td_umt5_encode takes from the backend arena for n ids
+ * with activations of dtype act. */
+size_t td_umt5_scratch_bytes(const td_umt5_dims *d, td_dtype act, int n);
 
 /* Encode n ids (1 <= n <= 512, each < vocab; the host array is the input
  * edge) with the backend the encoder was loaded on into out, a contiguous
