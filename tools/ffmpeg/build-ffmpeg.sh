@@ -15,6 +15,9 @@
 #   --minimal           what tests/ffmpeg needs, nothing else (default)
 #   --full              for users: plus libx264, libx265, libvpx, libsvtav1,
 #                       libfreetype where their Debian dev packages are installed
+#   --cuda / --no-cuda  libturbodiff with or without its CUDA backend (built
+#                       when nvcc is found); default: with it for --full,
+#                       without for --minimal (the tests' build, kept quick)
 #
 # libturbodiff is built from this checkout and installed under
 # BUILDDIR/turbodiff-prefix; FFmpeg finds it through its turbodiff.pc
@@ -27,7 +30,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 builddir=$root/build-ffmpeg
-kind=debian series=8.1 arg= config=minimal jobs=$(nproc)
+kind=debian series=8.1 arg= config=minimal jobs=$(nproc) cuda=
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,9 +41,11 @@ while [ $# -gt 0 ]; do
                 if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+\.[0-9]+$ ]]; then series=$2; shift; fi ;;
     --minimal)  config=minimal ;;
     --full)     config=full ;;
+    --cuda)     cuda=ON ;;
+    --no-cuda)  cuda=OFF ;;
     --builddir) builddir=$2; shift ;;
     -j*)        jobs=${1#-j} ;;
-    -h|--help)  sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help)  sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "build-ffmpeg: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -51,8 +56,9 @@ log() { echo "build-ffmpeg: $*" >&2; }
 
 # 1. libturbodiff, installed where FFmpeg's configure will look.
 prefix=$builddir/turbodiff-prefix
+[ -n "$cuda" ] || { [ $config = full ] && cuda=ON || cuda=OFF; }
 cmake -S "$root/engine" -B "$builddir/turbodiff-build" -DCMAKE_BUILD_TYPE=Release \
-      -DTD_CUDA=OFF -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
+      -DTD_CUDA=$cuda -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
 cmake --build "$builddir/turbodiff-build" -j"$jobs" --target turbodiff_static turbodiff_shared turbodiff >/dev/null
 cmake --install "$builddir/turbodiff-build" >/dev/null
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
