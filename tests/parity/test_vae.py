@@ -70,7 +70,8 @@ def test_batch_dim_and_y4m(td_cli, models, tmp_path):
     run_td(td_cli, "vae-decode", "--vae", d / "vae.safetensors", "--latents", tmp_path / "lat.npy",
            "--out", tmp_path / "out.npy")
     ref = decode(vae, lat[0])
-    assert rel_l2(np.load(tmp_path / "out.npy"), ref) < 1e-5
+    out = np.load(tmp_path / "out.npy")
+    assert rel_l2(out, ref) < 1e-5
     run_td(td_cli, "vae-decode", "--vae", d / "vae.safetensors", "--latents", tmp_path / "lat.npy",
            "--out", tmp_path / "out.y4m")
     data = (tmp_path / "out.y4m").read_bytes()
@@ -82,7 +83,11 @@ def test_batch_dim_and_y4m(td_cli, models, tmp_path):
     y = np.frombuffer(rest[6:6 + 32 * 48], np.uint8).reshape(32, 48).astype(np.float64)
     rgb = (ref[:, 0].astype(np.float64) + 1) * 127.5
     yref = 16 + (65.481 * rgb[0] + 128.553 * rgb[1] + 24.966 * rgb[2]) / 255
-    assert np.max(np.abs(y - yref)) <= 0.5 + 1e-6
+    # Rounded to nearest: within half a level of the reference's luma, plus
+    # what our decode differs from the reference by (the luma weights sum
+    # to 219/255 < 1), so a value on a rounding edge may round either way.
+    decode_err = np.max(np.abs(out.reshape(ref.shape)[:, 0] - ref[:, 0])) * 127.5
+    assert np.max(np.abs(y - yref)) <= 0.5 + decode_err + 1e-6
 
 
 def test_tiled_within_bound(td_cli, models, tmp_path):
