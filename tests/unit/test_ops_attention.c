@@ -55,6 +55,32 @@ static void one(ops_env *e, test_rng *r, int64_t sq, int64_t sk, int64_t h, int6
     td_tensor_free(&q); td_tensor_free(&k); td_tensor_free(&v); td_tensor_free(&o); td_tensor_free(&b);
 }
 
+/* A bias of -inf over every key of the first 256-key tile (and of the
+ * second for some rows): those keys get weight 0 and the rows are finite,
+ * as torch's softmax gives them, not NaN from exp(-inf - -inf). */
+static void test_masked_first_tile(ops_env *e, test_rng *r)
+{
+    int64_t sq = 5, sk = 600, h = 2, d = 16;
+    int64_t qs[3] = { sq, h, d }, ks[3] = { sk, h, d }, bs[3] = { h, sq, sk };
+    td_tensor q = rand_tensor(e, r, 3, qs, 2.0f), k = rand_tensor(e, r, 3, ks, 2.0f);
+    td_tensor v = rand_tensor(e, r, 3, ks, 1.0f), o = zero_tensor(e, TD_F32, 3, qs);
+    td_tensor b = rand_tensor(e, r, 3, bs, 1.0f);
+    double *ref = malloc(sizeof(double) * (size_t)(sq * h * d));
+    float *bias = b.data;
+    double err;
+
+    for (int64_t hh = 0; hh < h; hh++)
+        for (int64_t i = 0; i < sq; i++)
+            for (int64_t j = 0; j < (i % 2 ? 512 : 256); j++)
+                bias[(hh * sq + i) * sk + j] = -INFINITY;
+    ref_attention(&q, &k, &v, bias, 0.25f, sk, ref);
+    CHECK_OK(e, e->be->ops->attention(e->be, &q, &k, &v, &b, 0.25f, 0, &o));
+    err = rel_l2_fd(o.data, ref, (size_t)(sq * h * d));
+    CHECK(err < 1e-5, "attention with the first key tile(s) masked: %.3g", err);
+    free(ref);
+    td_tensor_free(&q); td_tensor_free(&k); td_tensor_free(&v); td_tensor_free(&o); td_tensor_free(&b);
+}
+
 /* q, k, v sliced out of qkv[S, 3, H, D] (row stride 3*H*D) */
 static void test_fused_views(ops_env *e, test_rng *r)
 {
@@ -114,6 +140,7 @@ int main(void)
     one(&e, &r, 200, 37, 12, 64, 64, 1, 0);
     one(&e, &r, 513, 520, 1, 8, 8, 1, 515);
     test_fused_views(&e, &r);
+    test_masked_first_tile(&e, &r);
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

@@ -51,7 +51,14 @@ static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
                     row[j] += b[j];
             }
             m = td_maxf(m, td_row_max(row, nk));
-            corr = td_expf(mx[i] - m);   /* 0 on the first tile: mx is -inf */
+            if (m == -INFINITY) {
+                /* Every key so far masked by the bias: weight 0, and
+                 * nothing to rescale (exp(-inf - -inf) would be NaN). */
+                for (int64_t j = 0; j < nk; j++)
+                    row[j] = 0.0f;
+                continue;
+            }
+            corr = td_expf(mx[i] - m);   /* 0 on the first unmasked tile: mx is -inf */
             td_row_exp_sub(row, nk, m);
             sum = td_row_sum(row, nk);
             l[i] = l[i] * corr + sum;
