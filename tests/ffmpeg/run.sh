@@ -288,6 +288,13 @@ else
     gen_suite "model:" "model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu" \
         "${TURBODIFF_I2V_MODEL:+model=$TURBODIFF_I2V_MODEL:size=64x32:steps=1:device=cpu}" TD_UNUSED=1
 
+    # a model warning that every clip would repeat (the fixture's DiT has no
+    # SLA projections) is said once per filter instance
+    n=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v warning -f lavfi \
+        -i "turbodiff=model=$TURBODIFF_MODEL:size=64x32:steps=1:frames=1:clips=3:device=cpu:prompt=a" \
+        -f null - 2>&1 | grep -c "no SLA projections")
+    [ "$n" = 1 ] && ok "model warning once for 3 clips" || bad "model warning: said $n times for 3 clips, want 1"
+
     # no model option: the default model (here TURBODIFF_MODEL_DIR), at the
     # size and length its manifest declares when the user sets neither
     if grep -q '"size"' "$TURBODIFF_MODEL/turbodiff.json" 2>/dev/null; then
