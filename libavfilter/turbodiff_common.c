@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "libavutil/avstring.h"
 #include "libavutil/file.h"
@@ -55,6 +56,27 @@ static int td_averror(int err)
 static void log_cb(void *opaque, int level, const char *msg)
 {
     av_log(opaque, level, "%s\n", msg);
+}
+
+/* The log of the jobs, on the worker thread: a warning about the model
+ * (e.g. a DiT without SLA projections) comes with every clip but says
+ * nothing new after the first, so each distinct one is logged once per
+ * filter instance. */
+static void job_log_cb(void *opaque, int level, const char *msg)
+{
+    AVFilterContext *ctx = opaque;
+    TurboDiffContext *s = ctx->priv;
+
+    if (level <= AV_LOG_WARNING) {
+        char *copy;
+        for (int i = 0; i < s->nb_warnings; i++)
+            if (!strcmp(s->warnings[i], msg))
+                return;
+        if ((copy = av_strdup(msg)) &&
+            av_dynarray_add_nofree(&s->warnings, &s->nb_warnings, copy) < 0)
+            av_free(copy);
+    }
+    av_log(ctx, level, "%s\n", msg);
 }
 
 /* 480p/720p at an aspect ratio: Wan's own sizes for 16:9 and 9:16, otherwise
@@ -90,14 +112,40 @@ static int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
     return 0;
 }
 
+/* A prompts line with its surrounding white space cut, or NULL when it is
+ * not a prompt (blank, or a # comment). */
+static char *prompt_from_line(char *line)
+{
+    char *end;
+
+    line += strspn(line, " \t\v\f");
+    end = line + strlen(line);
+    while (end > line && strchr(" \t\v\f", end[-1]))
+        *--end = 0;
+    return *line && *line != '#' ? line : NULL;
+}
+
 static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
 {
     uint8_t *buf;
     size_t size;
+    struct stat st;
     char *text, *line, *save = NULL;
-    int ret = av_file_map(s->prompts_file, &buf, &size, 0, ctx);
+    int ret;
 
-    if (ret < 0) {
+    /* av_file_map reports a directory or an empty file by errno values
+     * ("No such device", "Cannot allocate memory") that do not say this. */
+    if (!stat(s->prompts_file, &st) && S_ISDIR(st.st_mode)) {
+        av_log(ctx, AV_LOG_ERROR, "prompts file '%s' is a directory: give a text file with one "
+               "prompt per line\n", s->prompts_file);
+        return AVERROR(EISDIR);
+    }
+    if (!stat(s->prompts_file, &st) && !st.st_size) {
+        av_log(ctx, AV_LOG_ERROR, "prompts file '%s' is empty: write one prompt per line\n",
+               s->prompts_file);
+        return AVERROR(EINVAL);
+    }
+    if ((ret = av_file_map(s->prompts_file, &buf, &size, 0, ctx)) < 0) {
         av_log(ctx, AV_LOG_ERROR, "prompts file '%s': %s\n", s->prompts_file, av_err2str(ret));
         return ret;
     }
@@ -106,10 +154,10 @@ static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
     if (!text)
         return AVERROR(ENOMEM);
     for (line = av_strtok(text, "\r\n", &save); line; line = av_strtok(NULL, "\r\n", &save)) {
-        char *copy;
-        if (!*line)
+        char *prompt = prompt_from_line(line), *copy;
+        if (!prompt)
             continue;
-        if (!(copy = av_strdup(line)) ||
+        if (!(copy = av_strdup(prompt)) ||
             av_dynarray_add_nofree(&s->prompt_lines, &s->nb_prompt_lines, copy) < 0) {
             av_free(copy);
             av_free(text);
@@ -118,7 +166,8 @@ static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
     }
     av_free(text);
     if (!s->nb_prompt_lines) {
-        av_log(ctx, AV_LOG_ERROR, "prompts file '%s' holds no prompt\n", s->prompts_file);
+        av_log(ctx, AV_LOG_ERROR, "prompts file '%s' holds no prompt (only blank lines and "
+               "# comments)\n", s->prompts_file);
         return AVERROR(EINVAL);
     }
     return 0;
@@ -163,6 +212,40 @@ static int check_library_version(AVFilterContext *ctx)
 static int options_only(void *opaque, const td_frame *f)
 {
     return 1;
+}
+
+/* Say at info, before the first step, what the options will produce:
+ * -t or -frames:v on the output cannot lengthen what the filter makes, so
+ * a user asking for more than one clip holds needs the hint. */
+static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
+{
+    static const char *const i2v_clips[] = {
+        [TD_MODE_FIRST] = "1 clip from the first input frame",
+        [TD_MODE_EACH] = "1 clip per input frame",
+        [TD_MODE_EXTEND] = "the input, then 1 clip continuing its last frame",
+    };
+    double seconds = s->clip_frames * av_q2d(av_inv_q(s->rate));
+    char clips[64];
+
+    if (ctx->nb_inputs)
+        av_strlcpy(clips, i2v_clips[s->mode], sizeof(clips));
+    else if (s->loop)
+        av_strlcpy(clips, "clips until stopped", sizeof(clips));
+    else
+        snprintf(clips, sizeof(clips), "%d clip(s)",
+                 s->clips ? s->clips : s->nb_prompt_lines ? s->nb_prompt_lines : 1);
+    av_log(ctx, AV_LOG_INFO, "%s of %d frames %dx%d at %d/%d fps (%.2fs each), %d step(s), "
+           "model %s, device %s%s\n", clips, s->clip_frames, s->w, s->h, s->rate.num, s->rate.den,
+           seconds, s->steps, s->dit ? s->dit : s->model_dir ? s->model_dir : "(the default model)",
+           s->device, !ctx->nb_inputs && !s->loop && !s->clips ?
+           "; for longer video set loop=1 (with -t or -frames:v on the output), clips=, "
+           "or frames= / duration=" : "");
+    /* Wan models move at 16 fps: another rate only relabels the frames. */
+    if (av_cmp_q(s->rate, (AVRational){ 16, 1 }) && !(ctx->nb_inputs && s->mode == TD_MODE_EXTEND))
+        av_log(ctx, AV_LOG_WARNING, "rate %d/%d: the model generates 16 fps motion, which plays "
+               "%.2fx as fast at this rate; to change the frame rate keep rate=16 and add the "
+               "fps filter (e.g. fps=%d/%d)\n", s->rate.num, s->rate.den,
+               av_q2d(s->rate) / 16, s->rate.num, s->rate.den);
 }
 
 int ff_turbodiff_init(AVFilterContext *ctx)
@@ -247,6 +330,7 @@ int ff_turbodiff_init(AVFilterContext *ctx)
                               frames_unset ? &s->clip_frames : NULL))
         av_log(ctx, AV_LOG_VERBOSE, "the model's own clip: %dx%d, %d frames\n",
                s->w, s->h, s->clip_frames);
+    log_plan(ctx, s);
 
     s->queue = av_calloc(s->queue_size, sizeof(*s->queue));
     if (!s->queue)
@@ -269,6 +353,7 @@ typedef struct ClipState {
     const char *prompt;
     uint64_t seed;
     int index;
+    int err;             /* why on_frame stopped the job, when it did */
 } ClipState;
 
 static int on_frame(void *opaque, const td_frame *f)
@@ -281,17 +366,33 @@ static int on_frame(void *opaque, const td_frame *f)
 
     if (s->skip_first && f->index == 0)
         return atomic_load(&s->cancel);
-    if (f->format != TD_FRAME_RGB24 || !(frame = av_frame_alloc()))
+    /* Stopping the job here makes it return TD_ECANCELLED; cs->err keeps
+     * the real reason, so that it is not taken for a cancel. */
+    if (f->format != TD_FRAME_RGB24) {
+        cs->err = AVERROR_BUG;
         return 1;
+    }
+    if (!(frame = av_frame_alloc())) {
+        cs->err = AVERROR(ENOMEM);
+        return 1;
+    }
     frame->width = f->width;
     frame->height = f->height;
     frame->format = AV_PIX_FMT_RGB24;
-    if (av_frame_get_buffer(frame, 0) < 0) {
+    if ((cs->err = av_frame_get_buffer(frame, 0)) < 0) {
         av_frame_free(&frame);
         return 1;
     }
     av_image_copy_plane(frame->data[0], frame->linesize[0], f->data, f->linesize,
                         3 * f->width, f->height);
+    /* What the VAE decodes to: full-range RGB in Wan's training colours,
+     * sRGB / BT.709 video. Every frame stands on its own. */
+    frame->color_range = AVCOL_RANGE_JPEG;
+    frame->color_primaries = AVCOL_PRI_BT709;
+    frame->color_trc = AVCOL_TRC_IEC61966_2_1;
+    frame->colorspace = AVCOL_SPC_RGB;
+    frame->flags |= AV_FRAME_FLAG_KEY;
+    frame->pict_type = AV_PICTURE_TYPE_I;
     av_dict_set(&frame->metadata, "lavfi.turbodiff.prompt", cs->prompt, 0);
     snprintf(num, sizeof(num), "%"PRIu64, cs->seed);
     av_dict_set(&frame->metadata, "lavfi.turbodiff.seed", num, 0);
@@ -323,11 +424,15 @@ static void on_progress(void *opaque, const td_progress *p)
     ClipState *cs = opaque;
     const char *name = p->stage >= 0 && p->stage <= TD_STAGE_DONE ? stage_name[p->stage] : "?";
 
+    /* ETA of the stage from the mean time of its completed steps, as the
+     * CLI's progress line has it. */
+    double eta = p->step > 0 ? p->stage_seconds / p->step * (p->steps - p->step) : 0;
+
     if (p->stage == TD_STAGE_DONE)
         av_log(cs->ctx, AV_LOG_INFO, "clip %d generated in %.2fs\n", cs->index, p->total_seconds);
     else
-        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %s %d/%d, %.2fs (total %.2fs)\n", cs->index,
-               name, p->step, p->steps, p->stage_seconds, p->total_seconds);
+        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %s %d/%d, %.2fs, eta %.2fs (total %.2fs)\n",
+               cs->index, name, p->step, p->steps, p->stage_seconds, eta, p->total_seconds);
 }
 
 /* Under lock: is there a clip to make? Waits for images (image-to-video). */
@@ -402,7 +507,7 @@ static void *worker(void *arg)
         /* atomic_int has int's representation on every platform FFmpeg
          * supports; libturbodiff reads it with an atomic load. */
         job.cancel = (const volatile int *)&s->cancel;
-        job.log = log_cb;
+        job.log = job_log_cb;
         job.log_opaque = ctx;
         job.log_level = av_log_get_level();
         job.error = &err;
@@ -412,6 +517,12 @@ static void *worker(void *arg)
         ret = td_job_run(s->engine, &job);
         av_frame_free(&image);
         av_free(prompt);
+        if (cs.err < 0) {
+            av_log(ctx, AV_LOG_ERROR, "clip %d: cannot pass a frame on: %s\n", cs.index,
+                   av_err2str(cs.err));
+            ret = cs.err;
+            break;
+        }
         if (ret < 0) {
             if (ret != TD_ECANCELLED || !atomic_load(&s->cancel))
                 av_log(ctx, AV_LOG_ERROR, "clip %d: %s\n", cs.index, err.msg);
@@ -537,15 +648,24 @@ int ff_turbodiff_process_command(AVFilterContext *ctx, const char *cmd, const ch
     return ret;
 }
 
+void ff_turbodiff_cancel(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+
+    if (!s->worker_started || atomic_load(&s->cancel))
+        return;
+    atomic_store(&s->cancel, 1);
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
 void ff_turbodiff_uninit(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
 
     if (s->worker_started) {
-        atomic_store(&s->cancel, 1);
-        pthread_mutex_lock(&s->lock);
-        pthread_cond_broadcast(&s->cond);
-        pthread_mutex_unlock(&s->lock);
+        ff_turbodiff_cancel(ctx);
         pthread_join(s->worker, NULL);
         s->worker_started = 0;
     }
@@ -564,5 +684,9 @@ void ff_turbodiff_uninit(AVFilterContext *ctx)
     av_freep(&s->prompt_lines);
     s->nb_prompt_lines = 0;
     av_freep(&s->next_prompt);
+    for (int i = 0; i < s->nb_warnings; i++)
+        av_freep(&s->warnings[i]);
+    av_freep(&s->warnings);
+    s->nb_warnings = 0;
     td_engine_release(&s->engine);
 }

@@ -100,6 +100,10 @@ typedef struct TurboDiffContext {
     double next_topk;
     int clip_index;
 
+    /* worker thread only */
+    char **warnings;     /* job warnings already logged (said once) */
+    int nb_warnings;
+
     /* graph thread only */
     AVRational time_base;
     int64_t pts_origin;
@@ -147,6 +151,10 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
 int ff_turbodiff_init(AVFilterContext *ctx);
 /* Cancel and join the worker, free everything. */
 void ff_turbodiff_uninit(AVFilterContext *ctx);
+
+/* Stop the job under way (the library reads the flag between denoise
+ * steps and VAE chunks) and make no more clips. */
+void ff_turbodiff_cancel(AVFilterContext *ctx);
 
 /* Start the worker thread if it is not running yet. */
 int ff_turbodiff_start(AVFilterContext *ctx);

@@ -74,6 +74,7 @@ static int config_output(AVFilterLink *outlink)
 {
     AVFilterContext *ctx = outlink->src;
     AVFilterLink *inlink = ctx->inputs[0];
+    AVRational in_rate = ff_filter_link(inlink)->frame_rate;
     TurboDiffContext *s = ctx->priv;
 
     if (s->mode == TD_MODE_EXTEND) {
@@ -87,6 +88,13 @@ static int config_output(AVFilterLink *outlink)
         }
         s->w = inlink->w;
         s->h = inlink->h;
+        /* The clip continues the input at the input's rate (a 25 fps input
+         * with 16 fps clips would turn variable frame rate). */
+        if (in_rate.num > 0 && in_rate.den > 0 && av_cmp_q(in_rate, s->rate)) {
+            av_log(ctx, AV_LOG_INFO, "mode=extend: clips follow the input's %d/%d fps\n",
+                   in_rate.num, in_rate.den);
+            s->rate = in_rate;
+        }
     } else if (s->adaptive) {
         /* The library's rule (upstream's), from the input's size: every
          * clip of the stream then has the size the link announces. */
@@ -103,8 +111,6 @@ static int config_output(AVFilterLink *outlink)
      * one that holds both: generated frames must not collide on pts. */
     outlink->time_base = s->time_base = av_gcd_q(inlink->time_base, av_inv_q(s->rate),
                                                  1 << 24, inlink->time_base);
-    /* Clips run at rate; with extend, the input before them should too
-     * (otherwise the output is variable frame rate). */
     ff_filter_link(outlink)->frame_rate = s->rate;
     return 0;
 }
@@ -204,7 +210,12 @@ static int activate(AVFilterContext *ctx)
     AVFrame *frame;
     int ret;
 
-    FF_FILTER_FORWARD_STATUS_BACK(outlink, inlink);
+    /* The consumer closed the output: stop the job and the input. */
+    if (ff_outlink_get_status(outlink)) {
+        ff_turbodiff_cancel(ctx);
+        ff_inlink_set_status(inlink, ff_outlink_get_status(outlink));
+        return 0;
+    }
     if ((ret = ff_turbodiff_start(ctx)) < 0)
         return ret;
 

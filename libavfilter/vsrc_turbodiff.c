@@ -69,6 +69,12 @@ static int activate(AVFilterContext *ctx)
     AVFrame *frame;
     int ret;
 
+    /* The consumer closed the output (-frames:v, trim, ...): stop the job
+     * now rather than when the graph is freed. */
+    if (ff_outlink_get_status(outlink)) {
+        ff_turbodiff_cancel(ctx);
+        return 0;
+    }
     if (!ff_outlink_frame_wanted(outlink))
         return FFERROR_NOT_READY;
     if ((ret = ff_turbodiff_start(ctx)) < 0)

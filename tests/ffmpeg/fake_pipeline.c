@@ -5,19 +5,26 @@
  * generation pipeline exists. It draws a frame whose pixels depend on the
  * seed, the prompt, the input image and the frame index, honours the cancel
  * flag and the on_frame return value like the real pipeline must, and
- * sleeps TD_FAKE_FRAME_MS per frame to look like work.
+ * sleeps TD_FAKE_FRAME_MS per frame to look like work. TD_FAKE_FAIL_AT=N
+ * makes the job that would deliver the process's frame N (from 0) fail there
+ * with TD_ENOMEM, as a device running out of memory mid-clip would.
  * Everything else (engine open, validation) is the real library.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "turbodiff.h"
 
+/* Frames delivered by every job of the process (for TD_FAKE_FAIL_AT). */
+static long frames_delivered;
+
 int td_job_run(td_engine *eng, const td_job *job)
 {
     const char *ms_env = getenv("TD_FAKE_FRAME_MS");
+    const char *fail_env = getenv("TD_FAKE_FAIL_AT");
     struct timespec pause = { 0, (ms_env ? atol(ms_env) : 2) * 1000000L };
     uint32_t h = 2166136261u;
     uint8_t *rgb;
@@ -44,6 +51,15 @@ int td_job_run(td_engine *eng, const td_job *job)
             return TD_ECANCELLED;
         }
         nanosleep(&pause, NULL);
+        if (fail_env && __atomic_fetch_add(&frames_delivered, 1, __ATOMIC_RELAXED) == atol(fail_env)) {
+            if (job->error) {
+                job->error->code = TD_ENOMEM;
+                snprintf(job->error->msg, sizeof(job->error->msg),
+                         "out of memory (TD_FAKE_FAIL_AT=%s)", fail_env);
+            }
+            free(rgb);
+            return TD_ENOMEM;
+        }
         for (size_t k = 0; k < (size_t)job->width * job->height * 3; k++)
             rgb[k] = (uint8_t)(h >> (k % 3 * 8)) + (uint8_t)(k / 3 % job->width) + (uint8_t)i * 7;
         if (job->on_frame(job->opaque, &f)) {

@@ -84,6 +84,11 @@ expect_error "topk 1.5"           "topk 1.5 is out of range" $(src "model=$model
 expect_error "frames 0"           "frames 0 is out of range" $(src "model=$model:frames=0") $null
 expect_error "no prompt"          "no prompt"                -f lavfi -i "turbodiff=model=$model" $null
 expect_error "missing prompts"    "prompts file '/nonexistent-td/p.txt'" -f lavfi -i "turbodiff=model=$model:prompts=/nonexistent-td/p.txt" $null
+: > "$tmp/empty.txt"
+expect_error "empty prompts file" "prompts file '$tmp/empty.txt' is empty" -f lavfi -i "turbodiff=model=$model:prompts=$tmp/empty.txt" $null
+expect_error "prompts file is a directory" "prompts file '$tmp' is a directory" -f lavfi -i "turbodiff=model=$model:prompts=$tmp" $null
+printf '  \n# a comment\n\t\n' > "$tmp/blank.txt"
+expect_error "prompts file of blanks and comments" "holds no prompt" -f lavfi -i "turbodiff=model=$model:prompts=$tmp/blank.txt" $null
 expect_error "bad device"         "device 'gpu'"             $(src "model=$model:device=gpu") $null
 expect_error "bad resolution"     "resolution '1080p'"       $(src "model=$model:resolution=1080p") $null
 expect_error "i2v steps 5"        "steps 5 is out of range"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
@@ -158,6 +163,36 @@ gen_suite() {
     [ "$got" = "first,0 second,1 third,2 " ] || [ "$got" = "0,first 1,second 2,third " ] &&
         ok "$label prompts-file-order" || bad "$label prompts-file-order: '$got'"
 
+    # blank lines, white space and # comments are not prompts; a prompt's
+    # own surrounding white space is cut
+    printf '# shot list\n  \n\t\n  first  \n' > "$tmp/prompts2.txt"
+    got=$(probe -i "turbodiff=$M:prompts=$tmp/prompts2.txt:seed=1:frames=1" -show_entries \
+          frame_tags=lavfi.turbodiff.prompt -of csv=p=0 | tr '\n' ' ')
+    [ "$got" = "first " ] && ok "$label prompts-file-comments" || bad "$label prompts-file-comments: '$got'"
+
+    # at info: what will be made before the first step, the hint for longer
+    # video, progress with an ETA; a rate other than the model's 16 fps warns
+    got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info \
+          -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3:rate=30" -f null - 2>&1)
+    grep -q "1 clip(s) of 3 frames 64x32 at 30/1 fps.*for longer video set loop=1" <<<"$got" &&
+        grep -q "clip 0: denoise 1/1, .*eta" <<<"$got" && grep -q "plays 1.88x as fast" <<<"$got" &&
+        ok "$label plan, hint, ETA and rate warning at info" || bad "$label plan/ETA/rate at info" "$got"
+
+    # frames are tagged as what they are (full-range RGB, BT.709/sRGB) and are
+    # all key frames
+    got=$(probe -i "turbodiff=$M:prompt=a:seed=1:frames=2" -show_entries \
+          frame=key_frame,color_range,color_space,color_primaries,color_transfer -of csv=p=0 | sort -u | tr '\n' ' ')
+    [ "$got" = "1,pc,gbr,bt709,iec61966-2-1 " ] && ok "$label frame colour tags and key frames" ||
+        bad "$label frame colour tags and key frames: '$got'"
+
+    # the output closes after 3 frames of a long clip: the job is cancelled
+    # and ffmpeg ends long before the clip would (60 frames x 100 ms)
+    local t0=$SECONDS
+    TD_FAKE_FRAME_MS=100 run -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=60" -frames:v 3 -c:v mpeg4 -y "$tmp/f3.mp4" 2>/dev/null
+    n=$(timeout "$T" "$ffprobe" -v error -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$tmp/f3.mp4")
+    [ "$n" = 3 ] && [ $((SECONDS - t0)) -lt 5 ] && ok "$label -frames:v 3 stops the job ($((SECONDS - t0))s)" ||
+        bad "$label -frames:v 3: $n frames in $((SECONDS - t0))s"
+
     # sendcmd at clip 0's first frame: clip 0 keeps its prompt, clip 2 has the
     # new one (clip 1 may already be under way: "from the next clip" means the
     # next one started after the command; queue=1 bounds how far ahead).
@@ -192,6 +227,12 @@ gen_suite() {
     got=$(probe -i "testsrc2=s=48x96:r=2:d=0.5,format=rgb24,turbodiff_i2v=$I2V:prompt=a:frames=1:adaptive=1" \
           -show_entries stream=width,height -of csv=p=0)
     [ "$got" = "32,64" ] && ok "$label i2v-adaptive (48x96 input -> $got)" || bad "$label i2v-adaptive: got '$got' want 32,64"
+    # extend continues a 25 fps input at 25 fps: constant frame rate, no
+    # frame dropped (13 input + 2 generated frames, pts 0..14 in 1/25)
+    got=$(probe -i "testsrc2=s=64x32:r=25:d=0.48,format=rgb24,turbodiff_i2v=$I2V:prompt=a:seed=1:frames=3:mode=extend" \
+          -show_entries frame=pts_time -of csv=p=0 | awk '{printf "%d ", $1 * 25 + 0.5}')
+    [ "$got" = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 " ] && ok "$label i2v-extend follows a 25 fps input" ||
+        bad "$label i2v-extend at 25 fps: pts '$got'"
     fi
 
     # SIGINT mid-clip: clean exit; under valgrind no leak, no error
@@ -211,6 +252,29 @@ gen_suite() {
 if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so"; then
     gen_suite "fake-pipeline:" "model=$model:size=64x32:steps=1:device=cpu" "model=$model:size=64x32:steps=1:device=cpu" \
         LD_PRELOAD="$tmp/fake.so"
+
+    # A job failing mid-clip (out of memory, device error) fails ffmpeg: the
+    # filter returns the error, not EOF. The lavfi input device is read by
+    # ffmpeg's demuxer, which ends an input on a read error unless -xerror.
+    fm="model=$model:size=64x32:steps=1:device=cpu"
+    LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \
+    expect_error "worker failure, -filter_complex" "out of memory" -filter_complex "turbodiff=$fm:prompt=a:frames=9" $null
+    LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \
+    expect_error "worker failure, -f lavfi -xerror" "out of memory" -xerror -f lavfi -i "turbodiff=$fm:prompt=a:frames=9" $null
+    LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=1 \
+    expect_error "worker failure, i2v" "out of memory" -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$fm:prompt=a:frames=3:mode=each" $null
+
+    # SIGTERM mid-clip: ffmpeg exits within a bound with a readable file
+    # holding the frames already made
+    LD_PRELOAD="$tmp/fake.so" TD_FAKE_FRAME_MS=200 "$ffmpeg" -hide_banner -nostdin -v error \
+        -f lavfi -i "turbodiff=$fm:prompt=a:frames=200" -c:v mpeg4 -y "$tmp/term.mp4" >/dev/null 2>&1 &
+    pid=$!; sleep 3; t0=$SECONDS; kill -TERM $pid
+    for i in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    kill -0 $pid 2>/dev/null && kill -KILL $pid; wait $pid; rc=$?
+    n=$(timeout "$T" "$ffprobe" -v error -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$tmp/term.mp4")
+    [ "${n:-0}" -gt 0 ] 2>/dev/null && [ $((SECONDS - t0)) -le 3 ] && ! hung_or_crashed $rc &&
+        ok "SIGTERM mid-clip: exit in $((SECONDS - t0))s, $n frames readable" ||
+        bad "SIGTERM mid-clip: rc $rc, '$n' frames, $((SECONDS - t0))s"
 else
     bad "building tests/ffmpeg/fake_pipeline.c"
 fi
@@ -223,6 +287,13 @@ if [ -z "${TURBODIFF_MODEL:-}" ]; then
 else
     gen_suite "model:" "model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu" \
         "${TURBODIFF_I2V_MODEL:+model=$TURBODIFF_I2V_MODEL:size=64x32:steps=1:device=cpu}" TD_UNUSED=1
+
+    # a model warning that every clip would repeat (the fixture's DiT has no
+    # SLA projections) is said once per filter instance
+    n=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v warning -f lavfi \
+        -i "turbodiff=model=$TURBODIFF_MODEL:size=64x32:steps=1:frames=1:clips=3:device=cpu:prompt=a" \
+        -f null - 2>&1 | grep -c "no SLA projections")
+    [ "$n" = 1 ] && ok "model warning once for 3 clips" || bad "model warning: said $n times for 3 clips, want 1"
 
     # no model option: the default model (here TURBODIFF_MODEL_DIR), at the
     # size and length its manifest declares when the user sets neither
