@@ -81,7 +81,8 @@ static td_tensor to_gpu(env *e, const td_tensor *h, td_dtype dt)
 }
 
 /* The host values in a device tensor of exactly dtype dt (tensor_new +
- * write): how f32 device data (gemm operands, W8A8 scales) is made. */
+ * write): how activations with given values and f32 device data (a
+ * matmul's b, W8A8 scales) are made. */
 static td_tensor to_dev(env *e, const td_tensor *h, td_dtype dt)
 {
     td_tensor d = { 0 };
@@ -176,29 +177,65 @@ static void test_w8a8(env *e)
     }
 }
 
-/* The raw f32 gemm on device pointers, every transpose, ragged sizes, beta != 0. */
-static void test_gemm(env *e)
+/* matmul, CUDA vs CPU: one matrix and batches, b per batch or shared, both
+ * layouts of b, alpha and beta (y is read), b a bf16 activation or an f32
+ * device tensor (narrowed by the op); then attention's strided views. */
+static void test_matmul(env *e)
 {
-    static const int64_t sz[][3] = { { 1, 1, 1 }, { 33, 17, 65 }, { 128, 96, 200 } };
+    static const int64_t sz[][5] = { /* B, b's B, M, N, K */
+        { 1, 1, 1, 1, 1 }, { 1, 1, 33, 17, 65 }, { 4, 4, 37, 40, 64 }, { 3, 1, 128, 96, 200 },
+    };
     for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++)
         for (int t = 0; t < 4; t++) {
-            int ta = t & 1, tb = t >> 1;
-            int64_t m = sz[i][0], n = sz[i][1], k = sz[i][2];
-            int64_t as[2] = { ta ? k : m, ta ? m : k }, bs[2] = { tb ? n : k, tb ? k : n }, cs[2] = { m, n };
+            int tb = t & 1, bf32 = t >> 1;
+            int64_t nbt = sz[i][0], bbt = sz[i][1], m = sz[i][2], n = sz[i][3], k = sz[i][4];
+            int64_t as[3] = { nbt, m, k }, bs[3] = { bbt, tb ? n : k, tb ? k : n }, ys[3] = { nbt, m, n };
+            int ra = nbt > 1 ? 3 : 2, rb = bbt > 1 ? 3 : 2;
             size_t mark = e->gpu->ops->mark(e->gpu);
-            td_tensor a = host_rand(e, 2, as, 1.0f), b = host_rand(e, 2, bs, 1.0f), c = host_rand(e, 2, cs, 1.0f);
-            td_tensor ga = to_dev(e, &a, TD_F32), gb = to_dev(e, &b, TD_F32), gc = to_dev(e, &c, TD_F32);
+            td_tensor a = host_rand(e, ra, as + 3 - ra, 1.0f), b = host_rand(e, rb, bs + 3 - rb, 1.0f);
+            td_tensor y = host_rand(e, ra, ys + 3 - ra, 1.0f);
+            td_tensor ga = to_dev(e, &a, TD_BF16), gb = to_dev(e, &b, bf32 ? TD_F32 : TD_BF16);
+            td_tensor gy = to_dev(e, &y, TD_BF16);
             char what[96];
-            OK(e->cpu->ops->gemm(e->cpu, ta, tb, m, n, k, 0.5f, a.data, as[1], b.data, bs[1], 2.0f, c.data, n),
-               "cpu gemm");
-            OK(e->gpu->ops->gemm(e->gpu, ta, tb, m, n, k, 0.5f, ga.data, as[1], gb.data, bs[1], 2.0f, gc.data, n),
-               "cuda gemm");
-            snprintf(what, sizeof(what), "gemm f32 %c%c M=%lld N=%lld K=%lld", ta ? 'T' : 'N', tb ? 'T' : 'N',
-                     (long long)m, (long long)n, (long long)k);
-            compare(e, what, &gc, &c);
-            td_tensor_free(&a), td_tensor_free(&b), td_tensor_free(&c);
+            OK(e->cpu->ops->matmul(e->cpu, &a, &b, tb, 0.5f, 2.0f, &y), "cpu matmul");
+            OK(e->gpu->ops->matmul(e->gpu, &ga, &gb, tb, 0.5f, 2.0f, &gy), "cuda matmul");
+            snprintf(what, sizeof(what), "matmul %s b%s B=%lld/%lld M=%lld N=%lld K=%lld", bf32 ? "f32" : "bf16",
+                     tb ? "^T" : "", (long long)nbt, (long long)bbt, (long long)m, (long long)n, (long long)k);
+            compare(e, what, &gy, &y);
+            td_tensor_free(&a), td_tensor_free(&b), td_tensor_free(&y);
             release(e, mark);
         }
+}
+
+/* Heads [H, S, D] of the row-major [S, .] tensor t from column off: head
+ * stride D, t's row stride. */
+static td_tensor heads(const td_tensor *t, int64_t off, int64_t h, int64_t d)
+{
+    td_tensor v = td_view3((char *)t->data + (size_t)off * td_dtype_size(t->dtype), t->dtype, h, t->shape[0], d);
+    v.stride[0] = d;
+    v.stride[1] = t->stride[0];
+    return v;
+}
+
+/* q k^T on heads of a fused [S, 3HD] projection, then p v into heads
+ * interleaved in [S, HD]: the strided layouts attention uses. */
+static void test_matmul_views(env *e)
+{
+    int64_t s = 77, h = 4, d = 64, fs[2] = { s, 3 * h * d }, ps[3] = { h, s, s }, os[2] = { s, h * d };
+    size_t mark = e->gpu->ops->mark(e->gpu);
+    td_tensor qkv = host_rand(e, 2, fs, 1.0f), p = host_zero(e, 3, ps), o = host_zero(e, 2, os);
+    td_tensor gqkv = to_dev(e, &qkv, TD_BF16), gp = gpu_out(e, 3, ps), go = gpu_out(e, 2, os);
+    td_tensor q = heads(&qkv, 0, h, d), k = heads(&qkv, h * d, h, d), v = heads(&qkv, 2 * h * d, h, d);
+    td_tensor gq = heads(&gqkv, 0, h, d), gk = heads(&gqkv, h * d, h, d), gv = heads(&gqkv, 2 * h * d, h, d);
+    td_tensor ov = heads(&o, 0, h, d), gov = heads(&go, 0, h, d);
+    OK(e->cpu->ops->matmul(e->cpu, &q, &k, 1, 0.125f, 0.0f, &p), "cpu q k^T");
+    OK(e->gpu->ops->matmul(e->gpu, &gq, &gk, 1, 0.125f, 0.0f, &gp), "cuda q k^T");
+    compare(e, "matmul q k^T on fused qkv heads", &gp, &p);
+    OK(e->cpu->ops->matmul(e->cpu, &p, &v, 0, 1.0f, 0.0f, &ov), "cpu p v");
+    OK(e->gpu->ops->matmul(e->gpu, &gp, &gv, 0, 1.0f, 0.0f, &gov), "cuda p v");
+    compare(e, "matmul p v into interleaved heads", &go, &o);
+    td_tensor_free(&qkv), td_tensor_free(&p), td_tensor_free(&o);
+    release(e, mark);
 }
 
 /* Row ops and pointwise ops over [m, c] at a few shapes. */
@@ -645,6 +682,10 @@ static void test_errors(env *e)
     rc = e->gpu->ops->silu(e->gpu, &t, &(td_tensor){ .dtype = TD_F32, .ndim = 3, .shape = { 4, 2, 64 },
                                                      .stride = { 128, 64, 1 }, .data = t.data });
     CHECK(rc == TD_EINVAL && strstr(e->ctx.errmsg, "bf16"), "f32 activation: %d %s", rc, e->ctx.errmsg);
+    td_ctx_clear(&e->ctx);
+    rc = e->gpu->ops->matmul(e->gpu, &(td_tensor){ .dtype = TD_F32, .ndim = 2, .shape = { 8, 64 },
+                                                   .stride = { 64, 1 }, .data = t.data }, &t, 1, 1.0f, 0.0f, &t);
+    CHECK(rc == TD_EINVAL && strstr(e->ctx.errmsg, "matmul: a"), "f32 matmul a: %d %s", rc, e->ctx.errmsg);
     release(e, mark);
 }
 
@@ -666,7 +707,8 @@ int main(void)
     if (rc == 0) {
         test_linear(&e);
         test_w8a8(&e);
-        test_gemm(&e);
+        test_matmul(&e);
+        test_matmul_views(&e);
         test_rows(&e);
         test_rope_upsample_crms(&e);
         test_transfers(&e);

@@ -57,6 +57,30 @@ def test_linear(td_cli, seed, tmp_path, wdtype, m, k, n):
     assert rel_l2(ours, ref.numpy()) < TOL
 
 
+@pytest.mark.parametrize("wdtype", ["f32", "bf16", "f16"])
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("a_shape,b_batch,n,y0", [
+    ((7, 129), (), 131, False),         # one matrix
+    ((3, 37, 65), (3,), 40, True),      # b per batch, y read (beta)
+    ((2, 2, 33, 20), (), 50, True),     # two batch dims, b shared by every batch
+])
+def test_matmul(td_cli, seed, tmp_path, wdtype, trans_b, a_shape, b_batch, n, y0):
+    g = torch.Generator().manual_seed(seed)
+    k = a_shape[-1]
+    a = rnd(g, *a_shape)
+    b = rnd(g, *b_batch, *((n, k) if trans_b else (k, n)), amp=0.5)
+    y = rnd(g, *a_shape[:-1], n) if y0 else None
+    alpha, beta = (0.75, -1.5) if y0 else (1.0, 0.0)
+    ours = run_op(td_cli, tmp_path, "matmul", [a, b, y], "--trans-b", str(trans_b), "--alpha", repr(alpha),
+                  "--beta", repr(beta), "--wdtype", wdtype)
+    d = WDT[wdtype]
+    bb = rounded(b, d).double()
+    ref = alpha * torch.matmul(a.double(), bb.transpose(-1, -2) if trans_b else bb)
+    if y is not None:
+        ref += beta * rounded(y, d).double()   # --wdtype narrows every input after the first
+    assert rel_l2(ours, ref.numpy()) < TOL
+
+
 @pytest.mark.parametrize("affine", [False, True])
 def test_layernorm(td_cli, seed, tmp_path, affine):
     g = torch.Generator().manual_seed(seed)
@@ -178,3 +202,5 @@ def test_op_reports_bad_shapes(td_cli, tmp_path):
     np.save(tmp_path / "w.npy", np.zeros((5, 6), np.float32))
     p = run_td(td_cli, "op", "linear", tmp_path / "x.npy", tmp_path / "w.npy", "-", tmp_path / "y.npy", check=False)
     assert p.returncode != 0 and "linear" in p.stderr
+    p = run_td(td_cli, "op", "matmul", tmp_path / "x.npy", tmp_path / "w.npy", "-", tmp_path / "y.npy", check=False)
+    assert p.returncode != 0 and "matmul" in p.stderr

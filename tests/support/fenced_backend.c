@@ -11,7 +11,6 @@
  * outputs back.
  */
 #include "fenced_backend.h"
-#include "backend/op_check.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -555,29 +554,15 @@ static int fenced_linear_w8a8(td_backend *be, const td_tensor *x, const td_tenso
     return fence_end(&c, CPU(be)->linear_w8a8(inner(be), c.use[0], c.use[1], c.use[2], c.use[3], c.use[4]));
 }
 
-/* gemm takes raw f32 pointers: each matrix's extent must be fenced. */
-static int fenced_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                       float beta, float *cm, int64_t ldc)
+/* b passes as it is: an activation of the bf16 variant reaches the CPU op
+ * as bf16 and is widened there, like a weight. y is read too (beta). */
+static int fenced_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha,
+                         float beta, td_tensor *y)
 {
+    fence_arg g[] = { ARG("a", a, ROLE_ACT, 0), ARG("b", b, ROLE_W, 0), ARG("y", y, ROLE_ACT, 1) };
     fence_call c;
-    int rc;
-    TD_TRY(td_check_gemm(be->ctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, cm, ldc));
-    TD_TRY(fence_begin(be, "gemm", NULL, 0, &c));
-    if (m > 0 && n > 0) {
-        int64_t ar = trans_a ? k : m, ac = trans_a ? m : k, br = trans_b ? n : k, bc = trans_b ? k : n;
-        rc = open_range(&c, "c", cm, (size_t)((m - 1) * ldc + n) * sizeof(float), "matrix");
-        if (rc == 0 && k > 0)
-            rc = open_range(&c, "a", a, (size_t)((ar - 1) * lda + ac) * sizeof(float), "matrix");
-        if (rc == 0 && k > 0)
-            rc = open_range(&c, "b", b, (size_t)((br - 1) * ldb + bc) * sizeof(float), "matrix");
-        if (rc < 0) {
-            close_all(&c);
-            return rc;
-        }
-    }
-    return fence_end(&c, CPU(be)->gemm(inner(be), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
-                                       beta, cm, ldc));
+    TD_TRY(fence_begin(be, "matmul", g, 3, &c));
+    return fence_end(&c, CPU(be)->matmul(inner(be), c.use[0], c.use[1], trans_b, alpha, beta, c.use[2]));
 }
 
 static int fenced_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
@@ -792,7 +777,7 @@ static const td_backend_ops fenced_ops = {
     .fill = fenced_fill,
     .linear = fenced_linear,
     .linear_w8a8 = fenced_linear_w8a8,
-    .gemm = fenced_gemm,
+    .matmul = fenced_matmul,
     .layernorm = fenced_layernorm,
     .rmsnorm = fenced_rmsnorm,
     .channel_rmsnorm = fenced_channel_rmsnorm,

@@ -5,10 +5,12 @@
  *   turbodiff op NAME [OPTIONS] INPUT.npy... OUT.npy
  *
  * Inputs are in the op's argument order (see backend.h); "-" stands for an
- * optional input left out (NULL). Options: --eps F, --scale F, --kv-len N,
- * --stride T,H,W, --pad FRONT,BACK,H,W, --factor FH,FW, and --wdtype
- * f32|bf16|f16, which narrows the weight inputs (all but the first) before
- * the call, so bf16/f16 weight paths can be driven from f32 .npy files.
+ * optional input left out (NULL). matmul takes a, b and optionally y's
+ * starting values (zeros when left out). Options: --eps F, --scale F,
+ * --kv-len N, --stride T,H,W, --pad FRONT,BACK,H,W, --factor FH,FW,
+ * --alpha F, --beta F, --trans-b 0|1, and --wdtype f32|bf16|f16, which
+ * narrows the weight inputs (all but the first) before the call, so
+ * bf16/f16 weight paths can be driven from f32 .npy files.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,7 @@ static const op_desc ops[] = {
     { "softmax", 1, 0 },         { "add", 2, 0 },         { "mul", 2, 0 },
     { "modulate", 3, 0 },        { "add_gated", 3, 0 },   { "rope", 3, 0 },
     { "attention", 4, 8 },       { "conv3d", 3, 4 },      { "upsample_nearest", 1, 0 },
-    { NULL, 0, 0 },
+    { "matmul", 3, 4 },          { NULL, 0, 0 },
 };
 
 typedef struct {
@@ -41,6 +43,8 @@ typedef struct {
     long long kv_len;
     int stride[3], pad[4], factor[2];
     td_dtype wdtype;
+    float alpha, beta;
+    int trans_b;
 } op_opts;
 
 static void usage(FILE *f)
@@ -50,7 +54,7 @@ static void usage(FILE *f)
     for (const op_desc *d = ops; d->name; d++)
         fprintf(f, " %s", d->name);
     fprintf(f, "\n  options: --eps F --scale F --kv-len N --stride T,H,W --pad FRONT,BACK,H,W\n"
-               "           --factor FH,FW --wdtype f32|bf16|f16\n"
+               "           --factor FH,FW --alpha F --beta F --trans-b 0|1 --wdtype f32|bf16|f16\n"
                "  '-' stands for an optional input that is left out.\n");
 }
 
@@ -76,6 +80,12 @@ static int parse_opt(const char *key, const char *val, op_opts *o)
         o->scale = strtof(val, &end);
     else if (!strcmp(key, "--kv-len"))
         o->kv_len = strtoll(val, &end, 10);
+    else if (!strcmp(key, "--alpha"))
+        o->alpha = strtof(val, &end);
+    else if (!strcmp(key, "--beta"))
+        o->beta = strtof(val, &end);
+    else if (!strcmp(key, "--trans-b"))
+        return parse_ints(val, &o->trans_b, 1) < 0 || (o->trans_b != 0 && o->trans_b != 1) ? -1 : 0;
     else if (!strcmp(key, "--stride"))
         return parse_ints(val, o->stride, 3);
     else if (!strcmp(key, "--pad"))
@@ -106,6 +116,11 @@ static int out_shape(const char *name, td_tensor *in, const op_opts *o, td_tenso
         if (in[1].ndim != 2 || in[0].ndim < 1)
             return -1;
         out_like->shape[in[0].ndim - 1] = in[1].shape[0];
+    } else if (!strcmp(name, "matmul")) {
+        int nb = in[1].ndim;
+        if (in[0].ndim < 2 || nb < 2)
+            return -1;
+        out_like->shape[in[0].ndim - 1] = in[1].shape[o->trans_b ? nb - 2 : nb - 1];
     } else if (!strcmp(name, "attention")) {
         if (in[2].ndim != 3 || in[0].ndim != 3)
             return -1;
@@ -154,12 +169,17 @@ static int run(td_backend *be, const char *name, td_tensor *in, int *has, const 
     if (!strcmp(name, "rope")) return f->rope(be, &in[0], &in[1], &in[2], y);
     if (!strcmp(name, "attention")) return f->attention(be, &in[0], &in[1], &in[2], opt3, o->scale, o->kv_len, y);
     if (!strcmp(name, "conv3d")) return f->conv3d(be, &in[0], &in[1], opt2, &cp, y);
+    if (!strcmp(name, "matmul")) {
+        if (opt2)
+            TD_TRY(td_tensor_copy(be->ctx, y, opt2));
+        return f->matmul(be, &in[0], &in[1], o->trans_b, o->alpha, o->beta, y);
+    }
     return f->upsample_nearest(be, &in[0], o->factor[0], o->factor[1], y);
 }
 
 int cmd_op(int argc, char **argv)
 {
-    op_opts o = { 1e-6f, 1.0f, 0, { 1, 1, 1 }, { 0, 0, 0, 0 }, { 2, 2 }, TD_F32 };
+    op_opts o = { 1e-6f, 1.0f, 0, { 1, 1, 1 }, { 0, 0, 0, 0 }, { 2, 2 }, TD_F32, 1.0f, 0.0f, 0 };
     const char *files[OP_MAX_IN + 1];
     int nfiles = 0, has[OP_MAX_IN] = { 0 }, rc = 1;
     const op_desc *d = NULL;

@@ -5,7 +5,8 @@
  * bf16 with f32 accumulation. A new backend is a new table.
  *
  * Conventions, unless an op says otherwise:
- *  - batch 1 everywhere; tensors are row-major and contiguous;
+ *  - batch 1 everywhere; tensors are row-major and contiguous (matmul,
+ *    copy, fill and attention also take strided views);
  *  - activations are in the backend's activation dtype be->act: TD_F32 on
  *    the CPU backend, TD_BF16 on CUDA. Models allocate every activation
  *    through the backend (alloc, tensor_new) in be->act and never read or
@@ -80,10 +81,18 @@ typedef struct td_backend_ops {
      * K-block and rescaled by xscale * wscale. */
     int (*linear_w8a8)(td_backend *be, const td_tensor *x, const td_tensor *wq,
                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
-    /* C[M, N] = alpha * op(A) op(B) + beta * C, all f32, with leading dims. */
-    int (*gemm)(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                float beta, float *c, int64_t ldc);
+    /* y[B, M, N] = alpha * a[B, M, K] . op(b) + beta * y, f32 accumulation;
+     * op(b) = b[B, K, N], or b^T for b[B, N, K] when trans_b. a and y are
+     * activations (be->act); b is an activation or a weight of any float
+     * dtype (the CPU widens it tile by tile). Any leading dims flatten into
+     * B (rank 2: one matrix); b may have B = 1 and is then shared by every
+     * batch. Only the last dim must be contiguous: row and batch strides may
+     * be larger (views into a fused projection, heads of [S, H, D] seen as
+     * [H, S, D]), as long as each tensor's leading dims walk memory as one
+     * and y's batches do not overlap. beta = 0 ignores y's values (NaN
+     * included). y must not overlap a or b. */
+    int (*matmul)(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b,
+                  float alpha, float beta, td_tensor *y);
 
     /* --- norms and pointwise (in place ok) ------------------------------ */
     /* LayerNorm over the last dim; weight/bias may be NULL (no affine). */

@@ -4,23 +4,108 @@
 
 #define QB 128   /* W8A8 quantization block edge */
 
-int td_check_gemm(td_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                  const float *a, int64_t lda, const float *b, int64_t ldb, const float *c,
-                  int64_t ldc)
-{
-    int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
+/* One matmul operand as a stack of matrices: batch x rows x cols with row
+ * stride ld and batch stride bs (0 when there is one batch). */
+typedef struct {
+    int64_t batch, rows, cols, ld, bs;
+} mm_operand;
 
-    if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
-        return td_fail(ctx, TD_EINVAL, "gemm: bad sizes m=%lld n=%lld k=%lld",
-                       (long long)m, (long long)n, (long long)k);
-    if (lda < (acols > 1 ? acols : 1) || ldb < (bcols > 1 ? bcols : 1) || ldc < (n > 1 ? n : 1) ||
-        lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
-        return td_fail(ctx, TD_EINVAL,
-                       "gemm: leading dims lda=%lld ldb=%lld ldc=%lld too small for m=%lld n=%lld k=%lld",
-                       (long long)lda, (long long)ldb, (long long)ldc,
-                       (long long)m, (long long)n, (long long)k);
-    if (m && n && ((k > 0 && (!a || !b)) || !c))
-        return td_fail(ctx, TD_EINVAL, "gemm: NULL matrix");
+static int mm_layout(td_ctx *ctx, const char *name, const td_tensor *t, mm_operand *o)
+{
+    char s[96];
+    int nd = t->ndim, flat = 1, seen = 0;
+    int64_t next = 0;
+
+    if (nd < 2)
+        return td_fail(ctx, TD_ESHAPE, "matmul: %s %s must have rank 2 or more ([..., rows, cols])", name,
+                       td_shape_str(t, s, sizeof(s)));
+    o->rows = t->shape[nd - 2];
+    o->cols = t->shape[nd - 1];
+    o->batch = 1;
+    o->bs = 0;
+    for (int i = nd - 3; i >= 0; i--) {
+        o->batch *= t->shape[i];
+        if (t->shape[i] == 1)
+            continue;
+        /* The leading dims must walk memory as one dim does: each stride
+         * the product of the shape and stride of the next non-unit one. */
+        if (seen && t->stride[i] != next)
+            flat = 0;
+        if (!seen)
+            o->bs = t->stride[i];
+        seen = 1;
+        next = t->stride[i] * t->shape[i];
+    }
+    o->ld = o->rows > 1 ? t->stride[nd - 2] : o->cols;
+    if (td_numel(t) == 0)
+        return 0;
+    if (!t->data)
+        return td_fail(ctx, TD_EINVAL, "matmul: %s is missing", name);
+    if (o->cols > 1 && t->stride[nd - 1] != 1)
+        return td_fail(ctx, TD_EINVAL, "matmul: %s %s must be contiguous in its last dim", name,
+                       td_shape_str(t, s, sizeof(s)));
+    if (o->ld < o->cols)
+        return td_fail(ctx, TD_EINVAL, "matmul: %s %s has a row stride of %lld, below its %lld columns", name,
+                       td_shape_str(t, s, sizeof(s)), (long long)o->ld, (long long)o->cols);
+    if (!flat || o->bs < 0)
+        return td_fail(ctx, TD_EINVAL, "matmul: %s %s: its leading dims do not flatten into one batch stride",
+                       name, td_shape_str(t, s, sizeof(s)));
+    return 0;
+}
+
+static int mm_dtypes(td_ctx *ctx, td_dtype act, const td_tensor *a, const td_tensor *b, const td_tensor *y)
+{
+    char s[96];
+    const char *name = !a ? "a" : !b ? "b" : !y ? "y" : NULL;
+    if (name)
+        return td_fail(ctx, TD_EINVAL, "matmul: %s is missing", name);
+    if (a->dtype != act || y->dtype != act)
+        return td_fail(ctx, TD_EINVAL, "matmul: %s %s must be %s, the backend's activation dtype",
+                       a->dtype != act ? "a" : "y", td_shape_str(a->dtype != act ? a : y, s, sizeof(s)),
+                       td_dtype_name(act));
+    if (b->dtype != TD_F32 && b->dtype != TD_BF16 && b->dtype != TD_F16)
+        return td_fail(ctx, TD_EINVAL, "matmul: b %s must be f32, bf16 or f16", td_shape_str(b, s, sizeof(s)));
+    return 0;
+}
+
+/* y's B matrices, each rows of n at stride ldy, may not share an element:
+ * either the batches lie one after another or they interleave inside each
+ * row (heads of a [S, H, D] tensor seen as [H, S, D]). */
+static int mm_y_disjoint(const td_matmul_dims *d)
+{
+    if (d->batch < 2 || d->m == 0 || d->n == 0)
+        return 1;
+    return d->sy >= (d->m - 1) * d->ldy + d->n || (d->sy >= d->n && (d->batch - 1) * d->sy + d->n <= d->ldy);
+}
+
+int td_check_matmul(td_ctx *ctx, td_dtype act, const td_tensor *a, const td_tensor *b, int trans_b,
+                    const td_tensor *y, td_matmul_dims *d)
+{
+    char s1[96], s2[96], s3[96];
+    mm_operand oa, ob, oy;
+    int64_t bk, bn;
+
+    TD_TRY(mm_dtypes(ctx, act, a, b, y));
+    TD_TRY(mm_layout(ctx, "a", a, &oa));
+    TD_TRY(mm_layout(ctx, "b", b, &ob));
+    TD_TRY(mm_layout(ctx, "y", y, &oy));
+    bk = trans_b ? ob.cols : ob.rows;
+    bn = trans_b ? ob.rows : ob.cols;
+    if (bk != oa.cols || oy.rows != oa.rows || oy.cols != bn || oy.batch != oa.batch ||
+        (ob.batch != oa.batch && ob.batch != 1))
+        return td_fail(ctx, TD_ESHAPE, "matmul: a %s, b %s and y %s do not fit (y[B, M, N] = a[B, M, K] %s)",
+                       td_shape_str(a, s1, sizeof(s1)), td_shape_str(b, s2, sizeof(s2)),
+                       td_shape_str(y, s3, sizeof(s3)), trans_b ? "b[B or 1, N, K]^T" : "b[B or 1, K, N]");
+    *d = (td_matmul_dims){ oa.batch, oa.rows, bn, oa.cols, oa.ld, ob.ld, oy.ld,
+                           oa.batch > 1 ? oa.bs : 0, ob.batch > 1 ? ob.bs : 0, oy.batch > 1 ? oy.bs : 0 };
+    if (d->batch > INT32_MAX || d->m > INT32_MAX || d->n > INT32_MAX || d->k > INT32_MAX ||
+        d->lda > INT32_MAX || d->ldb > INT32_MAX || d->ldy > INT32_MAX)
+        return td_fail(ctx, TD_EINVAL, "matmul: a %s, b %s and y %s are past the 32-bit sizes of a GEMM",
+                       td_shape_str(a, s1, sizeof(s1)), td_shape_str(b, s2, sizeof(s2)),
+                       td_shape_str(y, s3, sizeof(s3)));
+    if (!mm_y_disjoint(d))
+        return td_fail(ctx, TD_EINVAL, "matmul: y %s: its %lld batches overlap in memory",
+                       td_shape_str(y, s3, sizeof(s3)), (long long)d->batch);
     return 0;
 }
 

@@ -9,11 +9,22 @@
 
 #include "backend.h"
 
-/* The gemm op's sizes and leading dims (row-major, op(A) m x k, op(B) k x n);
- * the matrices must be present unless the product is empty. */
-int td_check_gemm(td_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                  const float *a, int64_t lda, const float *b, int64_t ldb, const float *c,
-                  int64_t ldc);
+/* The matmul op's operands as sgemm / cuBLAS see them: B matrices each,
+ * row strides (ld*) and batch strides (s*) in elements. sb is 0 where b is
+ * shared by every batch (and sa, sy where B is 1). */
+typedef struct td_matmul_dims {
+    int64_t batch, m, n, k;
+    int64_t lda, ldb, ldy;
+    int64_t sa, sb, sy;
+} td_matmul_dims;
+
+/* matmul (backend.h): a and y present in the activation dtype act, b f32,
+ * bf16 or f16; each of rank >= 2 with its last dim contiguous, rows not
+ * overlapping and its leading dims flattening into one batch stride; the
+ * shapes fit (b's B equal to a's or 1, y's to a's); every size within
+ * 32 bits; y's batches do not overlap each other. *d out. */
+int td_check_matmul(td_ctx *ctx, td_dtype act, const td_tensor *a, const td_tensor *b, int trans_b,
+                    const td_tensor *y, td_matmul_dims *d);
 
 /* A W8A8 weight: contiguous int8 wq [N, K] with f32 wscale
  * [ceil(N/128), ceil(K/128)]. */

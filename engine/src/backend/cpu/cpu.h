@@ -5,13 +5,15 @@
  *
  * Threading, two patterns that never mix: (1) sgemm from the caller thread
  * with OpenBLAS at the pool's thread count, the pool only running the loops
- * between calls (f32 linear, conv3d's im2col and bias, the raw gemm op);
- * (2) OpenBLAS at one thread and every pool worker running whole tiles,
- * sgemm included, with no hand-off between threads until the op ends
- * (bf16/f16 linear, W8A8, attention, SLA): used where (1) would make
- * threads wait on each other between many small sgemm calls. Each op sets
- * OpenBLAS's process-wide count itself (td_cpu_blas_threads). Nothing ever
- * calls a threaded sgemm from inside a pool worker.
+ * between calls (f32 linear, f32 matmul of fewer batches than threads,
+ * conv3d's im2col and bias); (2) OpenBLAS at one thread and every pool
+ * worker running whole tiles or batches, sgemm included, with no hand-off
+ * between threads until the op ends (bf16/f16 linear and matmul, f32
+ * matmul of as many batches as threads or more, W8A8, attention, SLA):
+ * used where (1) would make threads wait on each other between many small
+ * sgemm calls. Each op sets OpenBLAS's process-wide count itself
+ * (td_cpu_blas_threads). Nothing ever calls a threaded sgemm from inside a
+ * pool worker.
  */
 #ifndef TD_BACKEND_CPU_H
 #define TD_BACKEND_CPU_H
@@ -76,9 +78,8 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
                   const td_tensor *bias, td_tensor *y);
 int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
-int td_cpu_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                float beta, float *c, int64_t ldc);
+int td_cpu_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,
+                  td_tensor *y);
 int td_cpu_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
                      const td_tensor *bias, float eps, td_tensor *y);
 int td_cpu_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight,

@@ -1,15 +1,20 @@
 /*
- * Linear layers and the raw GEMM, through OpenBLAS sgemm.
+ * Linear layers and the batched matmul, through OpenBLAS sgemm. A linear is
+ * the matmul y = x w^T of one batch, plus its bias, so both run mm_run.
  *
- * f32 weights go to one sgemm call as they are, threaded by OpenBLAS from
- * the caller thread. bf16/f16 weights are widened one tile of w at a time
- * (at most LINEAR_TILE floats per thread, reused) and each tile is one
- * sgemm over all M rows, so widening costs N*K conversions per call however
- * large M is, and no whole-matrix f32 copy ever exists. There the pool
- * splits N into one part per thread and each part widens and multiplies its
- * own tiles with single-threaded sgemm (see cpu.h): no thread waits on
- * another between tiles, which measured 2-6 % faster than widening on the
- * pool between threaded sgemm calls.
+ * f32 operands go to one sgemm call per batch as they are: threaded by
+ * OpenBLAS from the caller thread, or, when there are at least as many
+ * batches as threads, whole batches on the pool with single-threaded
+ * sgemm (attention-like stacks of small products, which OpenBLAS would
+ * not split well). bf16/f16 b is widened one tile at a time (at most
+ * LINEAR_TILE floats per thread, reused) and each tile is one sgemm over
+ * all M rows of every batch that uses it, so widening costs N*K
+ * conversions per matrix of b however large M and B are, and no
+ * whole-matrix f32 copy ever exists. There the pool splits N into one part
+ * per thread and each part widens and multiplies its own tiles with
+ * single-threaded sgemm (see cpu.h): no thread waits on another between
+ * tiles, which measured 2-6 % faster than widening on the pool between
+ * threaded sgemm calls.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -55,37 +60,115 @@ static int add_bias(td_backend *be, const td_tensor *bias, float *y, int64_t m, 
     return 0;
 }
 
+/* One matmul in sgemm terms; the tile fields are the widened path's. */
 typedef struct {
-    const td_tensor *w;
-    const float *x;
+    td_matmul_dims d;
+    const float *a;
+    const void *b;
+    td_dtype bdt;
+    int trans_b;
+    float alpha, beta;
     float *y;
-    int64_t m, n, k, kb, nb, per;
+    int64_t kb, nb, per;
     float *scratch;   /* one nb x kb tile per part */
-} lin_args;
+} mm_args;
 
-/* Part t of a widened-weight linear: output columns [t*per, (t+1)*per),
- * walked in tiles of nb weight rows x kb columns, each widened into the
- * part's own tile and multiplied by a single-threaded sgemm over all M. */
-static void linear_part(void *arg, int64_t t0, int64_t t1)
+static void mm_f32_batches(void *arg, int64_t i0, int64_t i1)
 {
-    const lin_args *a = arg;
-    size_t es = td_dtype_size(a->w->dtype);
+    const mm_args *p = arg;
+    const td_matmul_dims *d = &p->d;
+    for (int64_t i = i0; i < i1; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasTrans : CblasNoTrans, (int)d->m, (int)d->n,
+                    (int)d->k, p->alpha, p->a + i * d->sa, (int)d->lda, (const float *)p->b + i * d->sb,
+                    (int)d->ldb, p->beta, p->y + i * d->sy, (int)d->ldy);
+}
+
+/* Columns [n0, n0 + nt) x depth [k0, k0 + kt) of b's matrix bb, widened
+ * into tile as it lies in b: [nt, kt] when trans_b, else [kt, nt]. Returns
+ * the tile's row stride. */
+static int64_t widen_b_tile(const mm_args *p, int64_t bb, int64_t n0, int64_t nt, int64_t k0, int64_t kt,
+                            float *tile)
+{
+    size_t es = td_dtype_size(p->bdt);
+    int64_t rows = p->trans_b ? nt : kt, cols = p->trans_b ? kt : nt;
+    int64_t first = bb * p->d.sb + (p->trans_b ? n0 * p->d.ldb + k0 : k0 * p->d.ldb + n0);
+    const unsigned char *src = (const unsigned char *)p->b + (size_t)first * es;
+    for (int64_t r = 0; r < rows; r++)
+        td_to_f32(p->bdt, src + (size_t)(r * p->d.ldb) * es, tile + r * cols, (size_t)cols);
+    return cols;
+}
+
+/* Part t of a widened-b matmul: output columns [t*per, (t+1)*per), walked
+ * in tiles of nb columns x kb depth, each widened into the part's own tile
+ * and multiplied by a single-threaded sgemm over all M rows of each batch
+ * that uses that matrix of b (all of them where b is shared). */
+static void mm_widened_part(void *arg, int64_t t0, int64_t t1)
+{
+    const mm_args *p = arg;
+    const td_matmul_dims *d = &p->d;
+    int64_t nbb = d->sb ? d->batch : 1;
     for (int64_t t = t0; t < t1; t++) {
-        float *tile = a->scratch + t * a->nb * a->kb;
-        int64_t nend = (t + 1) * a->per < a->n ? (t + 1) * a->per : a->n;
-        for (int64_t n0 = t * a->per; n0 < nend; n0 += a->nb) {
-            int64_t nt = nend - n0 < a->nb ? nend - n0 : a->nb;
-            for (int64_t k0 = 0; k0 < a->k; k0 += a->kb) {
-                int64_t kt = a->k - k0 < a->kb ? a->k - k0 : a->kb;
-                const unsigned char *src = (const unsigned char *)a->w->data + (size_t)(n0 * a->k + k0) * es;
-                for (int64_t r = 0; r < nt; r++)
-                    td_to_f32(a->w->dtype, src + (size_t)(r * a->k) * es, tile + r * kt, (size_t)kt);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->m, (int)nt, (int)kt,
-                            1.0f, a->x + k0, (int)a->k, tile, (int)kt, k0 ? 1.0f : 0.0f,
-                            a->y + n0, (int)a->n);
+        float *tile = p->scratch + t * p->nb * p->kb;
+        int64_t nend = (t + 1) * p->per < d->n ? (t + 1) * p->per : d->n;
+        for (int64_t bb = 0; bb < nbb; bb++)
+            for (int64_t n0 = t * p->per; n0 < nend; n0 += p->nb) {
+                int64_t nt = nend - n0 < p->nb ? nend - n0 : p->nb;
+                for (int64_t k0 = 0; k0 < d->k; k0 += p->kb) {
+                    int64_t kt = d->k - k0 < p->kb ? d->k - k0 : p->kb;
+                    int64_t ldt = widen_b_tile(p, bb, n0, nt, k0, kt, tile);
+                    for (int64_t i = nbb > 1 ? bb : 0; i < (nbb > 1 ? bb + 1 : d->batch); i++)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasTrans : CblasNoTrans,
+                                    (int)d->m, (int)nt, (int)kt, p->alpha, p->a + i * d->sa + k0, (int)d->lda,
+                                    tile, (int)ldt, k0 ? 1.0f : p->beta, p->y + i * d->sy + n0, (int)d->ldy);
+                }
             }
-        }
     }
+}
+
+/* y = beta * y where K = 0 (no products); beta 0 writes zeros over NaN. */
+static void mm_scale_y(const mm_args *p)
+{
+    const td_matmul_dims *d = &p->d;
+    for (int64_t i = 0; i < d->batch; i++)
+        for (int64_t r = 0; r < d->m; r++) {
+            float *row = p->y + i * d->sy + r * d->ldy;
+            for (int64_t j = 0; j < d->n; j++)
+                row[j] = p->beta == 0.0f ? 0.0f : p->beta * row[j];
+        }
+}
+
+/* The checked matmul p (td_check_matmul's dims) on the CPU. */
+static int mm_run(td_backend *be, mm_args *p)
+{
+    const td_matmul_dims *d = &p->d;
+    int threads = td_cpu_of(be)->nthreads;
+
+    if (d->batch == 0 || d->m == 0 || d->n == 0)
+        return 0;
+    if (d->k == 0) {
+        mm_scale_y(p);
+    } else if (p->bdt == TD_F32) {
+        int per_batch = d->batch > 1 && d->batch >= threads;
+        td_cpu_blas_threads(be, per_batch);
+        if (per_batch)
+            td_pool_for(td_cpu_pool(be), d->batch, 1, mm_f32_batches, p);
+        else
+            mm_f32_batches(p, 0, d->batch);
+    } else {
+        p->kb = d->k < LINEAR_KMAX ? d->k : LINEAR_KMAX;
+        p->nb = LINEAR_TILE / p->kb;
+        if (p->nb > 16)
+            p->nb &= ~(int64_t)15;
+        if (p->nb > d->n)
+            p->nb = d->n;
+        p->per = (d->n + threads - 1) / threads;
+        p->scratch = td_cpu_scratch(be, (size_t)(threads * p->nb * p->kb));
+        if (!p->scratch)
+            return TD_ENOMEM;
+        td_cpu_blas_threads(be, 1);
+        td_pool_for(td_cpu_pool(be), threads, 1, mm_widened_part, p);
+    }
+    return 0;
 }
 
 int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
@@ -94,8 +177,7 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     static const char op[] = "linear";
     char a[96];
     int64_t n, k, m;
-    const float *xd;
-    float *yd;
+    mm_args p;
 
     TD_TRY(td_cpu_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_weight(be, op, "w", w));
@@ -107,48 +189,19 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     TD_TRY(td_cpu_check_linear_io(be, op, x, "w", w, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
-    xd = x->data;
-    yd = y->data;
-    td_cpu_blas_threads(be, 0);
-    if (k == 0) {
-        memset(yd, 0, (size_t)(m * n) * sizeof(float));
-    } else if (w->dtype == TD_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k,
-                    1.0f, xd, (int)k, w->data, (int)k, 0.0f, yd, (int)n);
-    } else {
-        int parts = td_cpu_of(be)->nthreads;
-        int64_t kb = k < LINEAR_KMAX ? k : LINEAR_KMAX, nb = LINEAR_TILE / kb;
-        lin_args la;
-
-        if (nb > 16)
-            nb &= ~(int64_t)15;
-        if (nb > n)
-            nb = n;
-        la = (lin_args){ w, xd, yd, m, n, k, kb, nb, (n + parts - 1) / parts, NULL };
-        la.scratch = td_cpu_scratch(be, (size_t)(parts * nb * kb));
-        if (!la.scratch)
-            return TD_ENOMEM;
-        td_cpu_blas_threads(be, 1);
-        td_pool_for(td_cpu_pool(be), parts, 1, linear_part, &la);
-    }
-    return add_bias(be, bias, yd, m, n);
+    p = (mm_args){ .d = { 1, m, n, k, k, k, n, 0, 0, 0 }, .a = x->data, .b = w->data, .bdt = w->dtype,
+                   .trans_b = 1, .alpha = 1.0f, .beta = 0.0f, .y = y->data };
+    TD_TRY(mm_run(be, &p));
+    return add_bias(be, bias, y->data, m, n);
 }
 
-int td_cpu_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                float beta, float *c, int64_t ldc)
+int td_cpu_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,
+                  td_tensor *y)
 {
-    TD_TRY(td_check_gemm(be->ctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
-    if (m == 0 || n == 0)
-        return 0;
-    if (k == 0) {
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-        return 0;
-    }
-    td_cpu_blas_threads(be, 0);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
-    return 0;
+    td_matmul_dims d;
+    mm_args p;
+    TD_TRY(td_check_matmul(be->ctx, be->act, a, b, trans_b, y, &d));
+    p = (mm_args){ .d = d, .a = a->data, .b = b->data, .bdt = b->dtype, .trans_b = trans_b, .alpha = alpha,
+                   .beta = beta, .y = y->data };
+    return mm_run(be, &p);
 }

@@ -18,7 +18,7 @@
 typedef struct td_cuda {
     int device;
     cudaStream_t stream;           /* every op runs here, in order */
-    cublasHandle_t blas;           /* the f32 gemm op */
+    cublasHandle_t blas;           /* matmul, and linears cuBLASLt has no kernel for */
     cublasLtHandle_t lt;           /* bf16 linears */
     void *lt_workspace;
     size_t lt_workspace_bytes;
@@ -49,8 +49,8 @@ void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op);
 /* bf16 y[M, N] (row stride ldy) = x[M, K] w[N, K]^T (+ bias[N], bf16) by
  * cuBLASLt with f32 accumulation (in row-major terms; cuBLASLt sees the
  * column-major transpose y^T = w x^T). */
-int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
-                   int64_t m, int64_t n, int64_t k, int64_t ldy);
+int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+                      int64_t m, int64_t n, int64_t k, int64_t ldy);
 
 /* Stream-ordered device memory from the backend's pool (freed with
  * td_cuda_pool_free, also in stream order). */
@@ -88,9 +88,8 @@ int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
                    const td_tensor *bias, td_tensor *y);
 int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                         const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
-int td_cuda_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                 float beta, float *c, int64_t ldc);
+int td_cuda_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,
+                   td_tensor *y);
 int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
                       const td_tensor *bias, float eps, td_tensor *y);
 int td_cuda_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight,

@@ -226,7 +226,7 @@ static const td_backend_ops cuda_ops = {
     .fill = td_cuda_fill,
     .linear = td_cuda_linear,
     .linear_w8a8 = td_cuda_linear_w8a8,
-    .gemm = td_cuda_gemm,
+    .matmul = td_cuda_matmul,
     .layernorm = td_cuda_layernorm,
     .rmsnorm = td_cuda_rmsnorm,
     .channel_rmsnorm = td_cuda_channel_rmsnorm,
@@ -293,8 +293,9 @@ static int setup(td_backend *be, int device, size_t arena_bytes)
     TD_TRY(td_cuda_check(be, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "create a stream"));
     TD_TRY(td_cuda_blas_check(be, cublasCreate(&c->blas), "create a handle"));
     TD_TRY(td_cuda_blas_check(be, cublasSetStream(c->blas, c->stream), "set the stream"));
-    /* The f32 gemm op promises f32 results: no TF32 shortcut. */
-    TD_TRY(td_cuda_blas_check(be, cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH), "set the math mode"));
+    /* Every GEMM on this handle is bf16 with CUBLAS_COMPUTE_32F, which the
+     * default math mode keeps: f32 accumulation on tensor cores. */
+    TD_TRY(td_cuda_blas_check(be, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH), "set the math mode"));
     TD_TRY(td_cuda_blas_check(be, cublasLtCreate(&c->lt), "create a cuBLASLt handle"));
     c->lt_workspace_bytes = LT_WORKSPACE;
     TD_TRY(td_cuda_malloc(be->ctx, &c->lt_workspace, c->lt_workspace_bytes, "the cuBLASLt workspace"));

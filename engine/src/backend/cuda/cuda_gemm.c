@@ -1,8 +1,8 @@
 /*
  * GEMMs on the CUDA backend: the bf16 linear through cuBLASLt (bias fused as
  * its epilogue), TurboDiffusion's W8A8 linear through our quantize and
- * int8 tensor-core kernels (kernels/w8a8.cu), and the raw f32 gemm (its
- * pointers are device memory here) through cuBLAS without TF32.
+ * int8 tensor-core kernels (kernels/w8a8.cu), and the batched matmul
+ * through cuBLAS's strided-batched GEMM (bf16 in and out, f32 compute).
  */
 #include <stdint.h>
 
@@ -32,8 +32,8 @@ static int check_linear_io(td_backend *be, const char *op, const td_tensor *x, c
     return 0;
 }
 
-int td_cuda_matmul(td_backend *be, const void *w, const void *x, const void *bias, void *y,
-                   int64_t m, int64_t n, int64_t k, int64_t ldy)
+int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+                      int64_t m, int64_t n, int64_t k, int64_t ldy)
 {
     td_cuda *c = td_cuda_of(be);
     cublasLtMatmulDesc_t desc = NULL;
@@ -127,8 +127,8 @@ int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const
         return 0;
     if (k == 0)
         return td_cuda_unsupported(be, op, "K = 0");
-    rc = td_cuda_matmul(be, w->data, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data,
-                        m, n, k, n);
+    rc = td_cuda_lt_linear(be, w->data, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data,
+                           m, n, k, n);
     if (rc == 0 && bias && bias->dtype != TD_BF16)
         rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y->data, m * n, td_cuda_vec(bias), n, y->data), op);
     return rc;
@@ -170,17 +170,47 @@ int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
     return rc;
 }
 
-int td_cuda_gemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                 float beta, float *c, int64_t ldc)
+/* matmul's b as bf16: b itself, or (an f32 or f16 tensor the caller made)
+ * narrowed into contiguous arena scratch, with *d redone for that copy. */
+static int matmul_b_bf16(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, const td_tensor *y,
+                         td_tensor *nb, td_matmul_dims *d)
+{
+    *nb = *b;
+    if (b->dtype == TD_BF16)
+        return 0;
+    *nb = td_view(NULL, TD_BF16, b->ndim, b->shape);
+    nb->data = td_cuda_scratch(be, (size_t)td_numel(b) * 2, "matmul: b narrowed to bf16");
+    if (!nb->data)
+        return be->ctx->err;
+    TD_TRY(td_cuda_copy(be, nb, b, 0));
+    return td_check_matmul(be->ctx, be->act, a, nb, trans_b, y, d);
+}
+
+/* Row-major y = a op(b) is column-major y^T = op(b)^T a^T: cuBLAS gets b
+ * as its first operand. A shared b has batch stride 0. */
+int td_cuda_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,
+                   td_tensor *y)
 {
     TD_TRY(td_cuda_enter(be));
-    TD_TRY(td_check_gemm(be->ctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
-    if (m == 0 || n == 0)
+    td_cuda *c = td_cuda_of(be);
+    size_t mark = c->arena_used;
+    td_matmul_dims d;
+    td_tensor nb;
+    int rc;
+
+    TD_TRY(td_check_matmul(be->ctx, be->act, a, b, trans_b, y, &d));
+    if (d.batch == 0 || d.m == 0 || d.n == 0)
         return 0;
-    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
-    return td_cuda_blas_check(be, cublasSgemm(td_cuda_of(be)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k,
-                                              &alpha, b, (int)ldb, a, (int)lda, &beta, c, (int)ldc),
-                              "gemm");
+    if (d.k == 0)   /* no products: cuBLAS would be handed leading dims of 0 */
+        return beta == 0.0f ? td_cuda_fill(be, y, 0.0f) : td_cuda_unsupported(be, "matmul", "K = 0 with beta != 0");
+    rc = matmul_b_bf16(be, a, b, trans_b, y, &nb, &d);
+    if (rc == 0)
+        rc = td_cuda_blas_check(be, cublasGemmStridedBatchedEx(
+                                        c->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, (int)d.n, (int)d.m,
+                                        (int)d.k, &alpha, nb.data, CUDA_R_16BF, (int)d.ldb, d.sb, a->data, CUDA_R_16BF,
+                                        (int)d.lda, d.sa, &beta, y->data, CUDA_R_16BF, (int)d.ldy, d.sy, (int)d.batch,
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                "matmul");
+    c->arena_used = mark;
+    return rc;
 }
