@@ -266,6 +266,41 @@ static td_engine *open_with(const td_lora *loras, int n)
     return eng;
 }
 
+static int open_manifest(const char *dir, const char *lora_json, td_engine **eng, td_error *err)
+{
+    char path[512];
+    td_engine_config cfg;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/turbodiff.json", dir);
+    f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"dit\": \"%s\", \"vae\": \"%s\", \"t5\": \"%s\", \"tokenizer\": \"%s\", \"lora\": %s}",
+            TINY_DIT, TD_ROOT "/tests/data/vae/vae_wan.pth", TD_ROOT "/tests/data/pipeline/umt5.safetensors",
+            TD_ROOT "/tests/data/text/spiece.model", lora_json);
+    fclose(f);
+    td_engine_config_default(&cfg);
+    cfg.model_dir = dir;
+    cfg.device = "cpu";
+    cfg.log_level = TD_LOG_ERROR;
+    return td_engine_open(&cfg, eng, err);
+}
+
+/* turbodiff.json's "lora" (relative to the directory) is the same LoRA as
+ * the API's: one engine for both; a malformed entry is an error naming it. */
+static void test_manifest(const char *dir, td_engine *same)
+{
+    td_engine *eng = NULL;
+    td_error err = { 0 };
+    CHECK(open_manifest(dir, "[{\"file\": \"diff.safetensors\", \"scale\": 0.5}]", &eng, &err) == 0,
+          "manifest with a lora: %s", err.msg);
+    CHECK(eng && eng == same, "the manifest's LoRA made another engine than the API's");
+    td_engine_release(&eng);
+    CHECK(open_manifest(dir, "[{\"file\": \"diff.safetensors\", \"weight\": 2}]", &eng, &err) == TD_EFORMAT &&
+          strstr(err.msg, "\"lora\""), "a bad lora entry: '%s'", err.msg);
+    td_engine_release(&eng);
+}
+
 /* Same files, other LoRAs (or scales): another engine; the same: shared. */
 static void test_registry(const char *dir)
 {
@@ -279,6 +314,7 @@ static void test_registry(const char *dir)
     lb = open_with(&b, 1);
     CHECK(plain && la && lb && plain != la && la != lb, "engines that differ in their LoRAs were shared");
     CHECK(la && la == la2, "two opens with the same LoRA did not share one engine");
+    test_manifest(dir, lb);
     td_engine_release(&lb);
     td_engine_release(&la2);
     td_engine_release(&la);
