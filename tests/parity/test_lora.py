@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import WanPipeline
-from safetensors.numpy import load_file
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from conftest import rel_l2, run_td
 from dit_ref import BLOCK_KEYS, reference, tiny_model, wan_state_dict
@@ -57,7 +56,7 @@ def fused(m, loras):
 def merge(td_cli, dit, loras, out):
     run_td(td_cli, "lora-merge", "--dit", dit, *sum((["--lora", f"{p}={s!r}"] for p, s in loras), []),
            "--out", out)
-    return load_file(str(out))
+    return {k: v.float().numpy() for k, v in load_file(str(out)).items()}
 
 
 def assert_bitwise(ours, ref, what):
@@ -210,3 +209,23 @@ def test_bad_loras_fail_naming_the_problem(td_cli, tmp_path, seed):
         assert p.returncode != 0, name
         for w in words:
             assert w in p.stderr, (name, w, p.stderr)
+
+
+def test_bf16_checkpoint_merge_bit_exact(td_cli, tmp_path, seed):
+    """Released checkpoints are bf16: diffusers keeps the adapter in f32 and
+    adds its f32 delta into the bf16 weight in place (one rounding per LoRA);
+    ours equals that bit for bit."""
+    gen = torch.Generator().manual_seed(seed)
+    m = tiny_model(gen, 2, 64)
+    loras = []
+    for i, (rank, scale) in enumerate([(4, 0.9), (8, 0.4)]):
+        p = tmp_path / f"lora{i}.safetensors"
+        save_file(diffusers_lora(gen, m, rank, random_modules(gen, 2, 9)), str(p))
+        loras.append((p, scale))
+    m = m.to(torch.bfloat16)
+    save_file({k: v.detach().clone() for k, v in m.state_dict().items()}, str(tmp_path / "dit.safetensors"))
+    fused(m, loras)
+    ref = {k: v.detach().float().numpy() for k, v in m.state_dict().items()}
+    ours = merge(td_cli, tmp_path / "dit.safetensors", loras, tmp_path / "m.safetensors")
+    assert load_file(str(tmp_path / "m.safetensors"))["proj_out.weight"].dtype == torch.bfloat16
+    assert_bitwise(ours, ref, "bf16 checkpoint")

@@ -233,11 +233,31 @@ static int working_copy(td_ctx *ctx, td_lora_merged *m, const td_tensor *base, c
     return 0;
 }
 
-/* A LoRA tensor widened into a new contiguous f32 heap tensor. */
-static int widen(td_ctx *ctx, const td_tensor *t, td_tensor *out)
+/* v rounded to dtype t and widened back: what a tensor of t would hold. */
+static float round_to(td_dtype t, float v)
+{
+    unsigned char buf[sizeof(float)];
+    td_from_f32(t, &v, buf, 1);
+    td_to_f32(t, buf, &v, 1);
+    return v;
+}
+
+/* A LoRA tensor as a new contiguous f32 heap tensor holding the values it
+ * has once cast to dtype as: diffusers loads the adapter in the weight's
+ * dtype. */
+static int round_all(td_tensor *t, td_dtype as)
+{
+    float *v = t->data;
+    for (int64_t i = 0; i < td_numel(t); i++)
+        v[i] = round_to(as, v[i]);
+    return 0;
+}
+
+static int widen(td_ctx *ctx, const td_tensor *t, td_dtype as, td_tensor *out)
 {
     TD_TRY(td_tensor_new(ctx, out, TD_F32, t->ndim, t->shape));
-    return td_tensor_copy(ctx, out, t);
+    TD_TRY(td_tensor_copy(ctx, out, t));
+    return as == TD_F32 ? 0 : round_all(out, as);
 }
 
 static float elem(const td_tensor *t, int64_t i)
@@ -253,7 +273,8 @@ static void add_row(td_tensor *dst, int64_t off, const float *delta, int64_t n, 
     char *p = (char *)dst->data + (size_t)off * td_dtype_size(dst->dtype);
     td_to_f32(dst->dtype, p, tmp, (size_t)n);
     for (int64_t i = 0; i < n; i++) {
-        float d = delta[i] * scale;   /* rounded: PyTorch's (B . A) * scale is a tensor */
+        /* PEFT's delta, (B . A) * scale, is a tensor of the weight's dtype */
+        float d = round_to(dst->dtype, delta[i] * scale);
         tmp[i] = tmp[i] + d;
     }
     td_from_f32(dst->dtype, tmp, p, (size_t)n);
@@ -288,7 +309,7 @@ static int merge_diff(const lora_pass *p, td_lora_merged *m, const char *key, co
     if (!same_shape(d, base))
         return shape_error(p, key, "the same shape", d, target, base);
     TD_TRY(working_copy(p->ctx, m, base, target, &dst));
-    TD_TRY(widen(p->ctx, d, &dw));
+    TD_TRY(widen(p->ctx, d, base->dtype, &dw));
     tmp = malloc((size_t)td_numel(base) * sizeof(float) + 1);
     rc = tmp ? 0 : td_fail(p->ctx, TD_ENOMEM, "out of memory merging %s", key);
     if (rc == 0)
@@ -298,25 +319,16 @@ static int merge_diff(const lora_pass *p, td_lora_merged *m, const char *key, co
     return rc;
 }
 
-/* v rounded to dtype t and widened back: what a tensor of t would hold. */
-static float round_to(td_dtype t, float v)
-{
-    unsigned char buf[sizeof(float)];
-    td_from_f32(t, &v, buf, 1);
-    td_to_f32(t, buf, &v, 1);
-    return v;
-}
-
 /* The rank-r delta up [out, r] . down' [r, in], down' = down * (alpha / r)
  * rounded to down's dtype (diffusers' converters fold alpha in there). */
-static int down_scaled(const lora_pass *p, const group *g, int64_t r, td_tensor *a)
+static int down_scaled(const lora_pass *p, const group *g, int64_t r, td_dtype as, td_tensor *a)
 {
     const td_tensor *alpha = g->t[PART_ALPHA];
     double f;
     int64_t n;
-    TD_TRY(widen(p->ctx, g->t[PART_DOWN], a));
+    TD_TRY(widen(p->ctx, g->t[PART_DOWN], TD_F32, a));
     if (!alpha)
-        return 0;
+        return as == TD_F32 ? 0 : round_all(a, as);
     if (td_numel(alpha) != 1)
         return td_fail(p->ctx, TD_EFORMAT, "%s: %s must hold one number", td_weights_path(p->w),
                        g->key[PART_ALPHA]);
@@ -326,7 +338,7 @@ static int down_scaled(const lora_pass *p, const group *g, int64_t r, td_tensor 
         float *v = (float *)a->data + i;
         *v = round_to(g->t[PART_DOWN]->dtype, *v * (float)f);
     }
-    return 0;
+    return as == TD_F32 ? 0 : round_all(a, as);
 }
 
 static int check_pair_shapes(const lora_pass *p, const group *g, const td_tensor *base, const char *target,
@@ -365,9 +377,9 @@ static int merge_pair(const lora_pass *p, td_lora_merged *m, const group *g, con
     TD_TRY(working_copy(p->ctx, m, base, target, &dst));
     out = base->shape[0];
     in = td_numel(base) / out;
-    rc = down_scaled(p, g, r, &a);
+    rc = down_scaled(p, g, r, base->dtype, &a);
     if (rc == 0)
-        rc = widen(p->ctx, g->t[PART_UP], &b);
+        rc = widen(p->ctx, g->t[PART_UP], base->dtype, &b);
     row = malloc((size_t)in * sizeof(float));
     tmp = malloc((size_t)in * sizeof(float));
     if (rc == 0 && (!row || !tmp))

@@ -20,11 +20,17 @@
  *  - alpha (kohya): diffusers' converters fold alpha / rank into the down
  *    matrix (times a power of two, which is exact): A' = A * (alpha / rank),
  *    rounded to A's stored dtype; without alpha, A' = A;
- *  - delta = (B . A') in f32, each element summed over the rank in order,
- *    then times scale (rounded to f32);
- *  - W = W + delta computed in f32 and rounded to W's stored dtype, once per
- *    LoRA in the order given (PEFT adds each adapter in turn, in place);
- *  - bias = bias + diff_b * scale, likewise; diff likewise.
+ *  - diffusers loads the adapter in the weight's dtype: A' and B are rounded
+ *    to it (a no-op for f32 weights);
+ *  - delta = (B . A') in f32, each element summed over the rank in order
+ *    (fused multiply-add, as PyTorch's CPU matmul does), times scale, rounded
+ *    to the weight's dtype (PEFT's CPU merge casts the delta back);
+ *  - W = W + delta computed in f32 and rounded to W's dtype, once per LoRA
+ *    in the order given (PEFT adds each adapter in turn, in place);
+ *  - bias = bias + diff_b * scale and W = W + diff * scale likewise (diff_b
+ *    is PEFT's lora_B.bias; diffusers skips diff, ComfyUI adds it).
+ * So bf16 weights see the roundings diffusers' CPU merge makes; ComfyUI
+ * rounds once, in f32, which differs by about one bf16 ulp.
  * Quantized (int8) weights cannot take a merge exactly: they are refused.
  */
 #ifndef TD_DIT_LORA_H
