@@ -248,12 +248,36 @@ static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
                av_q2d(s->rate) / 16, s->rate.num, s->rate.den);
 }
 
+/* lora[i] with lora_scale[i] (1 where the scale list is shorter). */
+static int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora **out)
+{
+    td_lora *l;
+
+    *out = NULL;
+    if (s->nb_lora_scale > s->nb_lora) {
+        av_log(ctx, AV_LOG_ERROR, "lora_scale has %u values for %u lora files\n",
+               s->nb_lora_scale, s->nb_lora);
+        return AVERROR(EINVAL);
+    }
+    if (!s->nb_lora)
+        return 0;
+    if (!(l = av_calloc(s->nb_lora, sizeof(*l))))
+        return AVERROR(ENOMEM);
+    for (unsigned i = 0; i < s->nb_lora; i++) {
+        l[i].path  = s->lora[i];
+        l[i].scale = i < s->nb_lora_scale ? s->lora_scale[i] : 1.0;
+    }
+    *out = l;
+    return 0;
+}
+
 int ff_turbodiff_init(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
     td_engine_config cfg;
     td_error err;
     td_job job;
+    td_lora *loras;
     int ret, size_unset, frames_unset;
 
     if ((ret = check_library_version(ctx)) < 0)
@@ -308,6 +332,8 @@ int ff_turbodiff_init(AVFilterContext *ctx)
         return td_averror(err.code);
     }
 
+    if ((ret = loras_from_options(ctx, s, &loras)) < 0)
+        return ret;
     td_engine_config_default(&cfg);
     cfg.model_dir = s->model_dir;
     cfg.dit = s->dit;
@@ -321,7 +347,11 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     cfg.log = log_cb;
     cfg.log_opaque = ctx;
     cfg.log_level = av_log_get_level();
-    if ((ret = td_engine_open(&cfg, &s->engine, &err)) < 0) {
+    cfg.loras = loras;
+    cfg.n_loras = s->nb_lora;
+    ret = td_engine_open(&cfg, &s->engine, &err);
+    av_free(loras);
+    if (ret < 0) {
         av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
         return td_averror(ret);
     }

@@ -22,7 +22,7 @@ extern "C" {
  * program built against one MAJOR.MINOR passes structs laid out for it, so
  * it must refuse a library of another (td_version says which is loaded). */
 #define TD_VERSION_MAJOR 0
-#define TD_VERSION_MINOR 1
+#define TD_VERSION_MINOR 2
 #define TD_VERSION_MICRO 0
 #define TD_VERSION_INT (TD_VERSION_MAJOR << 16 | TD_VERSION_MINOR << 8 | TD_VERSION_MICRO)
 
@@ -73,6 +73,15 @@ typedef struct td_engine td_engine;
  * directory $TURBODIFF_MODEL_DIR names, else the one installed with the
  * library (<datadir>/turbodiff/models/toy), else models/toy of the source
  * tree it was built from; td_engine_open fails naming them if none is there. */
+/* A LoRA merged into the DiT when the engine opens: W' = W + scale *
+ * (alpha / rank) * up . down for each module it names (diffusers/PEFT
+ * lora_A/lora_B, kohya/ComfyUI lora_down/lora_up with alpha, and the
+ * full-difference diff/diff_b keys), in safetensors or .pth. */
+typedef struct td_lora {
+    const char *path;
+    double scale;            /* 1.0: as trained */
+} td_lora;
+
 typedef struct td_engine_config {
     const char *model_dir;   /* upstream file names or turbodiff.json manifest */
     const char *dit;         /* explicit files override what model_dir finds */
@@ -87,6 +96,11 @@ typedef struct td_engine_config {
     td_log_fn log;           /* may be NULL */
     void *log_opaque;
     int log_level;           /* messages above this level are dropped */
+    /* LoRAs merged, in this order, into the DiT (each expert of a pair)
+     * before it is uploaded; engines that differ in them are not shared.
+     * NULL / 0: none. The array is read during td_engine_open only. */
+    const td_lora *loras;
+    int n_loras;
 } td_engine_config;
 
 /* Set every field to its default (threads 0, device auto, log level info). */

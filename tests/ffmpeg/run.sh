@@ -42,12 +42,12 @@ expect_error() {
 
 # --- help lists every option ------------------------------------------------
 common="prompt prompts model dit dit_low vae t5 tokenizer size resolution aspect frames
-        duration rate steps sigma_max seed attention topk device threads low_memory queue"
+        duration rate steps sigma_max seed attention topk device threads low_memory lora lora_scale queue"
 for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; do
     name=${f%%:*}
     help=$(timeout "$T" "$ffmpeg" -hide_banner -h filter="$name" 2>&1)
     missing=
-    for o in ${f#*:}; do grep -qE "^ +$o +<" <<<"$help" || missing+=" $o"; done
+    for o in ${f#*:}; do grep -qE "^ +$o +\[?<" <<<"$help" || missing+=" $o"; done
     if [ -z "$missing" ]; then ok "-h filter=$name lists every option"
     else bad "-h filter=$name misses:$missing" "$help"; fi
 done
@@ -305,6 +305,29 @@ else
               -show_entries stream=width,height,nb_read_frames -of csv=p=0 | awk -F, '{print $1","$2" "$3}')
         [ "$got" = "$want" ] && ok "default model at its own size ($got)" || bad "default model: got '$got' want '$want'"
     fi
+
+    # LoRAs (tests/data/lora, made for the tiny DiTs' width 128): a LoRA
+    # changes the clip, at scale 0 it does not; both filters; list errors.
+    L=$here/../data/lora
+    lora_md5() {
+        timeout "$T" "$ffmpeg" -hide_banner -nostdin -v error "$@" -f framemd5 - | grep -v '^#' | md5sum
+    }
+    t2v="turbodiff=model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu:prompt=a:seed=1:frames=3"
+    a=$(lora_md5 -f lavfi -i "$t2v"); b=$(lora_md5 -f lavfi -i "$t2v:lora=$L/tiny_kohya.safetensors")
+    c=$(lora_md5 -f lavfi -i "$t2v:lora=$L/tiny_kohya.safetensors|$L/tiny_kohya.safetensors:lora_scale=0|0")
+    [ "$a" != "$b" ] && [ "$a" = "$c" ] && ok "lora changes the clip, lora_scale=0|0 does not" ||
+        bad "lora: plain $a, lora $b, scale 0 $c"
+    if [ -n "${TURBODIFF_I2V_MODEL:-}" ]; then
+        i2v="turbodiff_i2v=model=$TURBODIFF_I2V_MODEL:size=64x32:steps=1:device=cpu:prompt=a:seed=1:frames=2"
+        img="testsrc2=s=64x32:r=2:d=0.5,format=rgb24"
+        a=$(lora_md5 -f lavfi -i "$img" -vf "$i2v"); b=$(lora_md5 -f lavfi -i "$img" -vf "$i2v:lora=$L/tiny_kohya.safetensors")
+        [ "$a" != "$b" ] && ok "turbodiff_i2v lora changes the clip" || bad "turbodiff_i2v lora: $a vs $b"
+    fi
+    expect_error "lora for another width" "[4,192]" -f lavfi -i "$t2v:lora=$L/wide.safetensors" $null
+    expect_error "lora_scale longer than lora" "lora_scale has 2 values for 1 lora files" \
+        -f lavfi -i "$t2v:lora=$L/tiny_kohya.safetensors:lora_scale=1|2" $null
+    expect_error "missing lora file" "lora file '/nonexistent-td/l.safetensors'" \
+        -f lavfi -i "$t2v:lora=/nonexistent-td/l.safetensors" $null
 fi
 
 echo "ffmpeg tier: $pass passed, $fail failed, $skip skipped"

@@ -25,7 +25,7 @@ typedef struct env {
 
 static int load(env *e, const char *path, int heads, td_weights **w, td_dit **dit)
 {
-    td_dit_opts opts = { heads };
+    td_dit_opts opts = { .heads = heads };
     td_ctx_clear(&e->ctx);
     int rc = td_weights_open(&e->ctx, path, w);
     CHECK(rc == 0, "open %s: %s", path, e->ctx.errmsg);

@@ -108,7 +108,7 @@ static int to_backend(td_backend *be, const td_tensor *host, td_tensor *dev)
 
 static void check_forward(td_ctx *ctx, td_backend *be, const td_weights *q)
 {
-    td_dit_opts opts = { 2 };
+    td_dit_opts opts = { .heads = 2 };
     td_dit *dit = NULL;
     td_tensor x = { 0 }, c = { 0 }, ref = { 0 }, out = { 0 }, xd = { 0 }, cd = { 0 }, od = { 0 };
     td_dit_attn full = { TD_DIT_ATTN_FULL, 0 };

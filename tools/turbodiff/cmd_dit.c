@@ -18,6 +18,7 @@
 #include "dit/dit.h"
 #include "io/npy.h"
 #include "io/weights.h"
+#include "lora_arg.h"
 #include "sample/rcm.h"
 #include "vae/vae.h"
 #include "y4m.h"
@@ -31,6 +32,7 @@ typedef struct dit_args {
     int heads, threads, steps, frames, width, height, ode, text_len, has_t, has_boundary;
     unsigned long long seed;
     td_dit_attn attn;
+    lora_args lora;
 } dit_args;
 
 static void usage(FILE *f, int mode)
@@ -38,16 +40,19 @@ static void usage(FILE *f, int mode)
     if (mode == MODE_FORWARD)
         fprintf(f, "usage: turbodiff dit-forward --dit FILE --latents X.npy --t T --context C.npy --out V.npy\n"
                    "                             [--heads N] [--attention full|sla] [--topk K] [--threads N]\n"
+                   "                             [--lora FILE[=SCALE]]...\n"
                    "  X.npy: [C_in, F, H, W] f32 latents; C.npy: [L, text_dim] f32 (no padding is added)\n"
                    "  --t: the DiT timestep as the model takes it (rectified-flow t * 1000)\n"
                    "  --heads: attention heads (default dim / 128, Wan's head_dim)\n"
-                   "  --attention sla needs an SLA checkpoint (proj_l); --topk default 0.1\n");
+                   "  --attention sla needs an SLA checkpoint (proj_l); --topk default 0.1\n"
+                   "  --lora: merge a LoRA into the DiT at load, SCALE default 1 (repeatable)\n");
     else
         fprintf(f, "usage: turbodiff %s --dit FILE%s --context-from EMB.npy --save-latents L.npy\n"
                    "                     [--dit-low FILE [--boundary B]]\n"
                    "                     [--frames N] [--size WxH] [--steps N] [--sigma-max S] [--seed N]\n"
                    "                     [--ode] [--noise-from NOISE.npy] [--attention full|sla] [--topk K]\n"
                    "                     [--heads N] [--text-len N] [--threads N] [--vae FILE --out CLIP.y4m|.npy]\n"
+                   "                     [--lora FILE[=SCALE]]...\n"
                    "  EMB.npy: [L, text_dim] text-encoder output; padded with zero rows to --text-len\n"
                    "           (default 512, as Wan does; 0: as given)\n"
                    "%s"
@@ -55,7 +60,8 @@ static void usage(FILE *f, int mode)
                    "             used from the first step with t < --boundary (default 0.9)\n"
                    "  --frames 1+4k (default 81), --size multiples of 16 (default 832x480)\n"
                    "  --steps 1..4 (default 4), --sigma-max (default %s), stochastic unless --ode\n"
-                   "  NOISE.npy: [count, 16, T, H/8, W/8] (or [count, numel]) noises instead of --seed\n",
+                   "  NOISE.npy: [count, 16, T, H/8, W/8] (or [count, numel]) noises instead of --seed\n"
+                   "  --lora: merge a LoRA into the DiT (both experts) at load, SCALE default 1 (repeatable)\n",
                 mode == MODE_I2V ? "i2v" : "t2v", mode == MODE_I2V ? " --cond-from Y.npy" : "",
                 mode == MODE_I2V ? "  Y.npy: [20, T, H/8, W/8] conditioning: 4 first-frame mask channels, then the\n"
                                    "         16 VAE latents of the image followed by zero frames (Wan2.2 I2V's y)\n" : "",
@@ -98,6 +104,10 @@ static int parse(int argc, char **argv, int mode, dit_args *a)
         i++;
         if (!strcmp(o, "--dit"))
             a->dit = v;
+        else if (!strcmp(o, "--lora")) {
+            if (!lora_arg_add(&a->lora, argv[0], argv[i]))
+                return 2;
+        }
         else if (!strcmp(o, "--heads"))
             a->heads = atoi(v);
         else if (!strcmp(o, "--threads"))
@@ -195,7 +205,7 @@ typedef struct session {
 
 static int open_session(session *s, const dit_args *a)
 {
-    td_dit_opts opts = { a->heads };
+    td_dit_opts opts = { a->heads, a->lora.l, a->lora.n };
     td_ctx_init(&s->ctx);
     TD_TRY(td_pool_create(&s->ctx, a->threads, &s->ctx.pool));
     TD_TRY(td_backend_cpu_create(&s->ctx, 0, &s->be));

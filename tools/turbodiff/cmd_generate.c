@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "io/npy.h"
 #include "io/png.h"
+#include "lora_arg.h"
 #include "turbodiff.h"
 #include "y4m.h"
 
@@ -41,6 +42,8 @@ static void usage(FILE *f)
         "                       default: $TURBODIFF_MODEL_DIR, else the installed default model\n"
         "  --dit/--vae/--t5/--tokenizer F   explicit files, override the directory\n"
         "  --dit-low F          low-noise expert of a Wan2.2 A14B pair (--dit is the high one)\n"
+        "  --lora F[=SCALE]     merge a LoRA into the DiT when it loads, SCALE default 1;\n"
+        "                       repeatable, each with its own scale; replaces turbodiff.json's \"lora\"\n"
         "  --prompt TEXT        what to generate (needs the tokenizer)\n"
         "  --context-from F     precomputed text embedding [L, text_dim] f32 .npy\n"
         "  --image F            image-to-video: animate this PNG (needs an i2v DiT)\n"
@@ -191,6 +194,7 @@ int cmd_generate(int argc, char **argv)
     const char *out = NULL, *context = NULL, *image = NULL, *save = NULL;
     uint8_t *image_rgb = NULL;
     int w, h, size_given = 0, frames_given = 0, rc = 0;
+    lora_args lora = { 0 };
 
     td_engine_config_default(&cfg);
     td_job_default(&job);
@@ -211,6 +215,12 @@ int cmd_generate(int argc, char **argv)
         if (!strcmp(a, "--model")) cfg.model_dir = v;
         else if (!strcmp(a, "--dit")) cfg.dit = v;
         else if (!strcmp(a, "--dit-low")) cfg.dit_low = v;
+        else if (!strcmp(a, "--lora")) {
+            if (!lora_arg_add(&lora, "generate", argv[i]))
+                return 2;
+            cfg.loras = lora.l;
+            cfg.n_loras = lora.n;
+        }
         else if (!strcmp(a, "--vae")) cfg.vae = v;
         else if (!strcmp(a, "--t5")) cfg.t5 = v;
         else if (!strcmp(a, "--tokenizer")) cfg.tokenizer = v;

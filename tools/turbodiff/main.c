@@ -22,6 +22,7 @@ static const td_command commands[] = {
     { "t2v", "text-to-video latents (rCM over the Wan DiT) from a text embedding .npy", cmd_t2v },
     { "i2v", "image-to-video latents (rCM over a Wan2.2 I2V DiT pair) from conditioning .npy", cmd_i2v },
     { "quantize", "turn a float DiT checkpoint into TurboDiffusion's W8A8 -quant layout", cmd_quantize },
+    { "lora-merge", "merge LoRAs into a float DiT checkpoint (what the engine does at load)", cmd_lora_merge },
     { "generate", "text- or image-to-video through the public API (.y4m, PNGs; --json timings)", cmd_generate },
     { "prepare-image", "the start image as image-to-video sees it (resized, [-1, 1]) as .npy", cmd_prepare_image },
     { "tokenize", "umT5 token ids of a text (</s> included)", cmd_tokenize },

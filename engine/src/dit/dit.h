@@ -41,6 +41,10 @@ typedef struct td_dit_opts {
      * 1.3B has 12 heads, 14B 40). Models with another head_dim (tiny test
      * models) must say so here. */
     int heads;
+    /* LoRAs merged into the weights before they are uploaded (lora.h);
+     * the paths are read during td_dit_load only. */
+    const td_lora *loras;
+    int n_loras;
 } td_dit_opts;
 
 typedef enum td_dit_attn_mode { TD_DIT_ATTN_FULL = 0, TD_DIT_ATTN_SLA = 1 } td_dit_attn_mode;
@@ -53,7 +57,9 @@ typedef struct td_dit_attn {
 /* Build the model over w (which must outlive it) and upload every weight
  * once through be (which must outlive it too; the model keeps it).
  * Missing tensors are TD_ENOTFOUND naming file and tensor; shapes that do
- * not fit are TD_ESHAPE naming expected and found. */
+ * not fit are TD_ESHAPE naming expected and found. With opts->loras, the
+ * LoRAs are merged first (their errors are lora.h's); a W8A8 checkpoint
+ * with LoRAs is TD_EUNSUPPORTED. */
 int td_dit_load(td_ctx *ctx, td_backend *be, const td_weights *w, const td_dit_opts *opts, td_dit **out);
 const td_dit_config *td_dit_get_config(const td_dit *dit);
 

@@ -3,6 +3,7 @@
 #define TD_DIT_INTERNAL_H
 
 #include "dit.h"
+#include "lora.h"
 
 /* Which naming a checkpoint uses. */
 typedef enum { TD_DIT_KEYS_WAN = 0, TD_DIT_KEYS_DIFFUSERS = 1 } td_dit_layout;
@@ -43,6 +44,7 @@ struct td_dit {
     td_ctx *ctx;
     td_backend *be;                      /* holds the uploaded weights; not owned */
     const td_weights *w;
+    td_lora_merged *lora;                /* merged copies the CPU's uploads view; NULL: none */
     td_dit_config cfg;
     td_dit_layout layout;
     td_dit_linear patch;                 /* w viewed as [dim, C_in * pt * ph * pw] */

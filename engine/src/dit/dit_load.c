@@ -2,7 +2,8 @@
  * Building the DiT over a weight store: every tensor is looked up with its
  * expected shape, so a missing or misshapen tensor is reported by name
  * (file, tensor, expected and found shape) before any compute, then
- * uploaded once to the backend (on the CPU a view of the mapped file).
+ * uploaded once to the backend (on the CPU a view of the mapped file, or
+ * of the merged copy where a LoRA changed the tensor).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ typedef struct loader {
     td_backend *be;
     const td_weights *w;
     td_dit_layout l;
+    td_lora_merged *lora;            /* NULL: no LoRA */
 } loader;
 
 /* Replace the host view *t by its upload; *t is zeroed if that fails. */
@@ -21,7 +23,11 @@ static int upload(const loader *ld, td_tensor *t)
 {
     td_tensor host = *t;
     *t = (td_tensor){ 0 };
-    return ld->be->ops->upload(ld->be, &host, t);
+    TD_TRY(ld->be->ops->upload(ld->be, &host, t));
+    /* A backend that copied (CUDA) no longer needs a merged host copy. */
+    if (t->data != host.data)
+        td_lora_merged_release(ld->lora, host.data);
+    return 0;
 }
 
 /* W8A8 block scales stay f32 on every backend (the int8 GEMM rescales with
@@ -51,17 +57,33 @@ static int upload_linear(const loader *ld, td_dit_linear *lin)
     return lin->has_bias ? upload(ld, &lin->b) : 0;
 }
 
+/* The host tensor of the given name and shape: the LoRA-merged copy where
+ * there is one, else the file's. */
+static int fetch(const loader *ld, const char *name, int ndim, const int64_t *shape, td_tensor *out)
+{
+    const td_tensor *merged;
+    TD_TRY(td_weights_get(ld->ctx, ld->w, name, ndim, shape, out));
+    merged = td_lora_merged_find(ld->lora, td_weights_find(ld->w, name));
+    if (merged) {
+        *out = *merged;
+        out->owns = 0;
+    }
+    return 0;
+}
+
 /* The named tensor of the given shape, uploaded. */
 static int get_named(const loader *ld, const char *name, int ndim, const int64_t *shape, td_tensor *out)
 {
-    TD_TRY(td_weights_get(ld->ctx, ld->w, name, ndim, shape, out));
+    TD_TRY(fetch(ld, name, ndim, shape, out));
     return upload(ld, out);
 }
 
 static int get(const loader *ld, td_tensor *out, const char *base, const char *suffix,
                int ndim, const int64_t *shape)
 {
-    return td_weights_getf(ld->ctx, ld->w, out, ndim, shape, "%s.%s", base, suffix);
+    char name[256];
+    snprintf(name, sizeof(name), "%s.%s", base, suffix);
+    return fetch(ld, name, ndim, shape, out);
 }
 
 static int has(const loader *ld, const char *base, const char *suffix)
@@ -140,19 +162,36 @@ static int load_block(const loader *ld, const td_dit_config *c, int i, td_dit_bl
 static int load_patch(const loader *ld, int64_t d, int64_t pk, td_dit_linear *patch)
 {
     const td_tensor *pe = td_weights_find(ld->w, "patch_embedding.weight");
+    const td_tensor *merged = td_lora_merged_find(ld->lora, pe);
+    if (merged)
+        pe = merged;
     if (!td_is_contiguous(pe))
         return td_fail(ld->ctx, TD_EFORMAT, "%s: patch_embedding.weight is not contiguous",
                        td_weights_path(ld->w));
     patch->w = td_view2(pe->data, pe->dtype, d, pk);
-    TD_TRY(td_weights_get(ld->ctx, ld->w, "patch_embedding.bias", 1, &d, &patch->b));
+    TD_TRY(fetch(ld, "patch_embedding.bias", 1, &d, &patch->b));
     patch->has_bias = 1;
     return upload_linear(ld, patch);
+}
+
+/* int8 weights cannot take a low-rank update exactly (it would change their
+ * block scales): the float checkpoint takes the merge, then the quantizer. */
+static int merge_loras(td_ctx *ctx, td_dit *m, const td_dit_opts *opts)
+{
+    if (m->cfg.quant)
+        return td_fail(ctx, TD_EUNSUPPORTED, "%s is a W8A8 (-quant) checkpoint: a LoRA cannot be merged "
+                       "into int8 weights exactly; merge it into the float checkpoint (`turbodiff "
+                       "lora-merge`), then quantize that (`turbodiff quantize`)", td_weights_path(m->w));
+    TD_TRY(td_lora_merge(ctx, m->w, opts->loras, opts->n_loras, &m->lora));
+    td_log(ctx, TD_LOG_INFO, "DiT %s: %d LoRA(s), %d tensors merged", td_weights_path(m->w), opts->n_loras,
+           td_lora_merged_count(m->lora));
+    return 0;
 }
 
 int td_dit_load(td_ctx *ctx, td_backend *be, const td_weights *w, const td_dit_opts *opts, td_dit **out)
 {
     td_dit *m;
-    loader ld = { ctx, be, w, td_dit_detect_layout(w) };
+    loader ld = { ctx, be, w, td_dit_detect_layout(w), NULL };
     int64_t d, np, pk, head_mod[3];
     int rc;
 
@@ -165,8 +204,11 @@ int td_dit_load(td_ctx *ctx, td_backend *be, const td_weights *w, const td_dit_o
     m->w = w;
     m->layout = ld.l;
     rc = td_dit_read_config(ctx, w, ld.l, opts, &m->cfg);
+    if (rc == 0 && opts && opts->n_loras > 0)
+        rc = merge_loras(ctx, m, opts);
     if (rc < 0)
         goto fail;
+    ld.lora = m->lora;
     d = m->cfg.dim;
     np = (int64_t)m->cfg.patch[0] * m->cfg.patch[1] * m->cfg.patch[2];
     pk = m->cfg.in_ch * np;
@@ -245,6 +287,7 @@ static void free_model(td_dit *m)
     for (int i = 0; m->blocks && i < m->cfg.layers; i++)
         free_block(m->be, &m->blocks[i]);
     free(m->blocks);
+    td_lora_merged_free(&m->lora);
     free(m);
 }
 

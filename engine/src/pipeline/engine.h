@@ -17,6 +17,8 @@
 typedef struct td_model_files {
     char *dit, *dit_low, *vae, *t5, *tokenizer;
     int width, height, frames;   /* the native clip a manifest names, else 0 */
+    td_lora *loras;              /* merged into the DiT; paths canonical and owned */
+    int n_loras;
 } td_model_files;
 
 struct td_engine {
@@ -32,10 +34,12 @@ struct td_engine {
 };
 
 /* Fill *files from cfg: explicit paths override what cfg->model_dir holds
- * (its turbodiff.json manifest, else the upstream file names). With neither
- * a directory nor a DiT, the default model's directory (turbodiff.h). */
+ * (its turbodiff.json manifest, else the upstream file names), and cfg's
+ * LoRAs, if any, replace the manifest's "lora". With neither a directory
+ * nor a DiT, the default model's directory (turbodiff.h). */
 int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *files);
 void td_model_files_free(td_model_files *files);
+/* Same files and the same LoRAs with the same scales in the same order. */
 int td_model_files_equal(const td_model_files *a, const td_model_files *b);
 
 /* Parse "auto", "cpu", "cuda", "cuda:N", "cudaN" into "cpu" / "cuda:N". */

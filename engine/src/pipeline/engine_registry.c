@@ -9,7 +9,7 @@
  * no common owner object through which a caller-owned registry could be
  * passed. A registry object owned by the caller would therefore make sharing
  * impossible for the library's main user. The state is kept minimal: a list
- * of open engines keyed by their canonical files and device, guarded by a
+ * of open engines keyed by their canonical files, LoRAs and device, guarded by a
  * statically initialised mutex (no init-order or teardown question), and it
  * is empty whenever no engine is open.
  */

@@ -155,6 +155,49 @@ static int read_native_clip(td_ctx *ctx, const char *path, const char *key, json
     return 0;
 }
 
+static int add_lora(td_ctx *ctx, td_model_files *f, const char *dir, const char *path, double scale)
+{
+    td_lora *grown = realloc(f->loras, (size_t)(f->n_loras + 1) * sizeof(*grown));
+    char *p;
+    if (!grown)
+        return td_fail(ctx, TD_ENOMEM, "out of memory for the LoRA list");
+    f->loras = grown;
+    p = !dir || path[0] == '/' ? strdup(path) : join(dir, path);
+    if (!p)
+        return td_fail(ctx, TD_ENOMEM, "out of memory for the LoRA list");
+    f->loras[f->n_loras].path = p;
+    f->loras[f->n_loras].scale = scale;
+    f->n_loras++;
+    return 0;
+}
+
+/* One entry of "lora": "FILE" (scale 1) or {"file": "FILE", "scale": S}. */
+static int read_lora_entry(td_ctx *ctx, const char *dir, const char *path, json_t *e, td_model_files *f)
+{
+    json_t *file, *scale;
+    if (json_is_string(e))
+        return add_lora(ctx, f, dir, json_string_value(e), 1.0);
+    file = json_is_object(e) ? json_object_get(e, "file") : NULL;
+    scale = json_is_object(e) ? json_object_get(e, "scale") : NULL;
+    if (!json_is_string(file) || (scale && !json_is_number(scale)) ||
+        json_object_size(e) != 1u + (scale != NULL))
+        return td_fail(ctx, TD_EFORMAT, "%s: each \"lora\" entry must be a file name or "
+                       "{\"file\": NAME, \"scale\": NUMBER}", path);
+    return add_lora(ctx, f, dir, json_string_value(file), scale ? json_number_value(scale) : 1.0);
+}
+
+/* "lora": one entry or a list of them, merged in that order. */
+static int read_loras(td_ctx *ctx, const char *dir, const char *path, json_t *val, td_model_files *f)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(val))
+        return read_lora_entry(ctx, dir, path, val, f);
+    json_array_foreach(val, i, e)
+        TD_TRY(read_lora_entry(ctx, dir, path, e, f));
+    return 0;
+}
+
 static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_model_files *f)
 {
     json_error_t jerr;
@@ -172,6 +215,11 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
         int i;
         if (!strcmp(key, "name"))
             continue;
+        if (!strcmp(key, "lora")) {
+            if ((ret = read_loras(ctx, dir, path, val, f)) < 0)
+                break;
+            continue;
+        }
         if (!strcmp(key, "size") || !strcmp(key, "frames")) {
             if ((ret = read_native_clip(ctx, path, key, val, f)) < 0)
                 break;
@@ -181,7 +229,7 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
             ;
         if (i == F_COUNT) {
             ret = td_fail(ctx, TD_EFORMAT, "%s: unknown key \"%s\" (expected name, dit, dit_low, "
-                          "vae, t5, tokenizer, size, frames)", path, key);
+                          "vae, t5, tokenizer, lora, size, frames)", path, key);
             break;
         }
         if (!json_is_string(val)) {
@@ -258,6 +306,48 @@ static const char *default_model_dir(td_ctx *ctx)
     return NULL;
 }
 
+/* *s replaced by its realpath, which must be a readable regular file. */
+static int canonicalize(td_ctx *ctx, const char *what, char **s)
+{
+    struct stat st;
+    char *canon = realpath(*s, NULL);
+    if (!canon)
+        return td_fail(ctx, errno == ENOMEM ? TD_ENOMEM : TD_ENOTFOUND, "%s file '%s': %s", what, *s,
+                       strerror(errno));
+    free(*s);
+    *s = canon;
+    if (access(canon, R_OK))
+        return td_fail(ctx, TD_EIO, "%s file '%s': %s", what, canon, strerror(errno));
+    if (stat(canon, &st) || !S_ISREG(st.st_mode))
+        return td_fail(ctx, TD_EINVAL, "%s file '%s' is not a regular file", what, canon);
+    return 0;
+}
+
+static void free_loras(td_model_files *f)
+{
+    for (int i = 0; i < f->n_loras; i++)
+        free((char *)f->loras[i].path);
+    free(f->loras);
+    f->loras = NULL;
+    f->n_loras = 0;
+}
+
+/* The caller's LoRAs, not the manifest's: paths as given (relative to the
+ * working directory, as the other explicit files are). */
+static int replace_loras(td_ctx *ctx, const td_engine_config *cfg, td_model_files *f)
+{
+    free_loras(f);
+    if (!cfg->loras || cfg->n_loras < 0)
+        return td_fail(ctx, TD_EINVAL, "n_loras is %d but the LoRA list is %s", cfg->n_loras,
+                       cfg->loras ? "given" : "NULL");
+    for (int i = 0; i < cfg->n_loras; i++) {
+        if (!cfg->loras[i].path || !*cfg->loras[i].path)
+            return td_fail(ctx, TD_EINVAL, "LoRA %d has no file path", i + 1);
+        TD_TRY(add_lora(ctx, f, NULL, cfg->loras[i].path, cfg->loras[i].scale));
+    }
+    return 0;
+}
+
 int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *f)
 {
     const char *explicit_path[F_COUNT] = { cfg->dit, cfg->dit_low, cfg->vae, cfg->t5, cfg->tokenizer };
@@ -274,7 +364,7 @@ int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_fi
         goto fail;
 
     for (int i = 0; i < F_COUNT; i++) {
-        char **s = slot(f, i), *canon;
+        char **s = slot(f, i);
         if (explicit_path[i] && *explicit_path[i]) {
             free(*s);
             if (!(*s = strdup(explicit_path[i]))) {
@@ -296,25 +386,17 @@ int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_fi
                               names);
             goto fail;
         }
-        if (!(canon = realpath(*s, NULL))) {
-            ret = td_fail(ctx, errno == ENOMEM ? TD_ENOMEM : TD_ENOTFOUND, "%s file '%s': %s",
-                          file_key[i], *s, strerror(errno));
+        if ((ret = canonicalize(ctx, file_key[i], s)) < 0)
             goto fail;
-        }
-        free(*s);
-        *s = canon;
-        if (access(canon, R_OK)) {
-            ret = td_fail(ctx, TD_EIO, "%s file '%s': %s", file_key[i], canon, strerror(errno));
+    }
+    if (cfg->n_loras != 0 && (ret = replace_loras(ctx, cfg, f)) < 0)
+        goto fail;
+    for (int i = 0; i < f->n_loras; i++) {
+        char *p = (char *)f->loras[i].path;   /* ours: add_lora allocated it */
+        ret = canonicalize(ctx, "lora", &p);
+        f->loras[i].path = p;
+        if (ret < 0)
             goto fail;
-        }
-        {
-            struct stat st;
-            if (stat(canon, &st) || !S_ISREG(st.st_mode)) {
-                ret = td_fail(ctx, TD_EINVAL, "%s file '%s' is not a regular file",
-                              file_key[i], canon);
-                goto fail;
-            }
-        }
     }
     return 0;
 fail:
@@ -328,6 +410,7 @@ void td_model_files_free(td_model_files *f)
         free(*slot(f, i));
         *slot(f, i) = NULL;
     }
+    free_loras(f);
 }
 
 static int same(const char *a, const char *b)
@@ -337,6 +420,11 @@ static int same(const char *a, const char *b)
 
 int td_model_files_equal(const td_model_files *a, const td_model_files *b)
 {
-    return same(a->dit, b->dit) && same(a->dit_low, b->dit_low) && same(a->vae, b->vae) &&
-           same(a->t5, b->t5) && same(a->tokenizer, b->tokenizer);
+    if (!(same(a->dit, b->dit) && same(a->dit_low, b->dit_low) && same(a->vae, b->vae) &&
+          same(a->t5, b->t5) && same(a->tokenizer, b->tokenizer) && a->n_loras == b->n_loras))
+        return 0;
+    for (int i = 0; i < a->n_loras; i++)
+        if (!same(a->loras[i].path, b->loras[i].path) || a->loras[i].scale != b->loras[i].scale)
+            return 0;
+    return 1;
 }

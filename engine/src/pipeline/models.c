@@ -37,7 +37,7 @@ static int check_pair(td_ctx *ctx, const td_model_files *files, const td_dit_con
 
 static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
 {
-    td_dit_opts opts = { 0 };
+    td_dit_opts opts = { 0, files->loras, files->n_loras };
     TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
     TD_TRY(td_dit_load(ctx, m->be, m->w_dit[expert], &opts, &m->dit[expert]));
     if (expert == TD_EXPERT_HIGH) {
