@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         rc = td_vae_load(be, w, &vae);
     if (rc == 0)
         rc = td_tensor_new(&ctx, &lat, TD_F32, 4,
-                           (int64_t[]){ TD_VAE_Z, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]) });
+                           (int64_t[]){ td_vae_z_dim(vae), atoll(argv[2]), atoll(argv[3]), atoll(argv[4]) });
     if (rc == 0) {
         float *x = lat.data;
         for (int64_t i = 0; i < td_numel(&lat); i++) {

@@ -86,14 +86,15 @@ def save_both(vae, st_path, pth_path, comfy_path=None):
 
 
 def _stats(vae):
-    mean = torch.tensor(vae.config.latents_mean).view(1, 16, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, 16, 1, 1, 1)
+    z = vae.config.z_dim
+    mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1)
     return mean, std
 
 
 @torch.no_grad()
 def decode(vae, latents, dtype=torch.float32):
-    """latents [16, T, h, w] normalised -> frames [3, F, H, W]; dtype float64
+    """latents [z, T, h, w] normalised -> frames [3, F, H, W]; dtype float64
     runs a float64 copy of the model (a reference free of f32 rounding)."""
     mean, std = _stats(vae)
     m = vae if dtype == torch.float32 else copy.deepcopy(vae).to(dtype)
@@ -103,7 +104,7 @@ def decode(vae, latents, dtype=torch.float32):
 
 @torch.no_grad()
 def encode(vae, frames, dtype=torch.float32):
-    """frames [3, F, H, W] -> normalised posterior mean [16, T, h, w]."""
+    """frames [3, F, H, W] -> normalised posterior mean [z, T, h, w]."""
     mean, std = _stats(vae)
     m = vae if dtype == torch.float32 else copy.deepcopy(vae).to(dtype)
     mu = m.encode(torch.from_numpy(frames).to(dtype)[None]).latent_dist.mean

@@ -247,6 +247,25 @@ int main(void)
               strstr(err.msg, "too short"), "a broken DiT fails at open: %d %s", ret, err.msg);
     }
 
+    /* A Wan2.2 VAE (48 latent channels at 1/16) with a Wan2.1 DiT (16 at
+     * the pipeline's 1/8): refused at open, naming both files. */
+    mkdir_rel("vae22");
+    link_fixture("vae22/dit.safetensors", TINY_DIT);
+    link_fixture("vae22/vae.pth", TD_ROOT "/tests/data/vae22/vae22_wan.pth");
+    link_fixture("vae22/t5.safetensors", TINY_T5);
+    link_fixture("vae22/spiece.model", TINY_SPM);
+    {
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/vae22/turbodiff.json", root);
+        f = fopen(path, "w");
+        fputs("{\"dit\": \"dit.safetensors\", \"vae\": \"vae.pth\", \"t5\": "
+              "\"t5.safetensors\", \"tokenizer\": \"spiece.model\"}", f);
+        fclose(f);
+        ret = open_dir("vae22", &b, &err);
+        CHECK(ret == TD_EUNSUPPORTED && !b && strstr(err.msg, "vae22_wan.pth") && strstr(err.msg, "48 latent channels") &&
+              strstr(err.msg, "dit.safetensors"), "a Wan2.2 VAE with a Wan2.1 DiT fails at open: %d %s", ret, err.msg);
+    }
+
     /* A CUDA device where there is none, or in a build without CUDA: a
      * clear refusal at open. */
     td_engine_config_default(&cfg);

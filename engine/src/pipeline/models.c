@@ -35,6 +35,20 @@ static int check_pair(td_ctx *ctx, const td_model_files *files, const td_dit_con
     return 0;
 }
 
+/* The pipeline sizes latents from the DiT's channels at 1/8 of the frame
+ * (the Wan2.1 VAE's factor): a VAE of another latent width or factor, such
+ * as Wan2.2's (48 channels, 1/16), fails at open naming both. */
+static int check_vae(td_ctx *ctx, const td_model_files *files, const td_models *m)
+{
+    int z = td_vae_z_dim(m->vae), s = td_vae_spatial_factor(m->vae);
+    if (z != m->cfg.out_ch || s != 8)
+        return td_fail(ctx, TD_EUNSUPPORTED, "the VAE %s has %d latent channels at 1/%d of the frame; "
+                       "the DiT %s makes %d channels and the pipeline runs the Wan2.1 VAE's 1/8 "
+                       "(the Wan2.2 TI2V-5B pipeline is not wired yet)", files->vae, z, s, files->dit,
+                       m->cfg.out_ch);
+    return 0;
+}
+
 static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
 {
     td_dit_opts opts = { 0, files->loras, files->n_loras };
@@ -119,6 +133,7 @@ static int load_all(td_ctx *ctx, const td_model_files *files, const char *device
     }
     TD_TRY(td_weights_open(ctx, files->vae, &m->w_vae));
     TD_TRY(td_vae_load(m->be, m->w_vae, &m->vae));
+    TD_TRY(check_vae(ctx, files, m));
     return td_text_cache_create(ctx, TEXT_CACHE_ENTRIES, NULL, &m->cache);
 }
 

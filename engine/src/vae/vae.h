@@ -1,12 +1,18 @@
 /*
- * The Wan2.1 VAE (also used by Wan2.2 A14B): a causal 3-D conv encoder and
- * decoder with channel RMS norms, residual blocks, one single-head
- * attention block in the middle, and spatial / spatio-temporal resampling.
+ * The Wan VAEs: a causal 3-D conv encoder and decoder with channel RMS
+ * norms, residual blocks, one single-head attention block in the middle,
+ * and spatial / spatio-temporal resampling. Two generations load through
+ * the same td_vae_load:
+ *   Wan2.1 (also used by Wan2.2 A14B): 16 latent channels, 4x8x8;
+ *   Wan2.2 (TI2V-5B): 48 latent channels, 4x16x16: the pixels are folded
+ *     2x2 into 12 channels before the encoder (and back after the
+ *     decoder), and the down / up blocks are residual, with parameter-free
+ *     shortcuts (channel-group averages down, channel duplicates up).
  *
- * Layouts (batch 1):
- *   frames   [3, F, H, W] in [-1, 1], F = 1 + 4k, H and W multiples of 8;
- *   latents  [16, T, h, w] normalised as Wan does (z = (mu - mean) / std
- *            per channel), T = 1 + (F - 1) / 4, h = H / 8, w = W / 8.
+ * Layouts (batch 1), with z = td_vae_z_dim and s = td_vae_spatial_factor:
+ *   frames   [3, F, H, W] in [-1, 1], F = 1 + 4k, H and W multiples of s;
+ *   latents  [z, T, h, w] normalised as Wan does (z = (mu - mean) / std
+ *            per channel), T = 1 + (F - 1) / 4, h = H / s, w = W / s.
  *
  * Memory: the model runs on the backend it was loaded with. Its weights are
  * uploaded once by td_vae_load; latents going in and out and frames going
@@ -15,24 +21,23 @@
  * frames leave the backend chunk by chunk as host f32: the decoder reads
  * each chunk into a buffer of its own for the frame callback.
  *
- * Time is causal and processed chunk by chunk as Wan does it: the decoder
- * turns the first latent frame into 1 frame and each further one into 4;
- * the encoder takes 1 frame, then 4 at a time. Between chunks only the
- * inputs each causal conv needs (the last 2 frames) are carried, so memory
- * does not grow with the clip length.
+ * Time is causal and processed chunk by chunk as Wan does it (both
+ * generations): the decoder turns the first latent frame into 1 frame and
+ * each further one into 4; the encoder takes 1 frame, then 4 at a time.
+ * Between chunks only the inputs each causal conv needs (the last 2 frames)
+ * are carried, so memory does not grow with the clip length.
  *
- * The architecture (widths, depth, which resamples move time) is read from
- * tensor shapes and key presence; Wan's Wan2.1_VAE.pth / ComfyUI's
- * wan_2.1_vae.safetensors names and diffusers' AutoencoderKLWan names are
- * both accepted.
+ * The architecture (generation, widths, depth, which resamples move time)
+ * is read from tensor shapes and key presence, never the file name; Wan's
+ * names (Wan2.1_VAE.pth, Wan2.2_VAE.pth; ComfyUI's wan_2.1_vae /
+ * wan2.2_vae.safetensors keep them) and diffusers' AutoencoderKLWan names
+ * are both accepted.
  */
 #ifndef TD_VAE_H
 #define TD_VAE_H
 
 #include "../backend/backend.h"
 #include "../io/weights.h"
-
-#define TD_VAE_Z 16   /* latent channels of the Wan2.1 VAE */
 
 typedef struct td_vae td_vae;
 
@@ -48,11 +53,14 @@ void td_vae_free(td_vae **vae);
 /* The backend the model runs on (its inputs and outputs live there). */
 td_backend *td_vae_backend(const td_vae *vae);
 
-/* Spatial factor (8) and temporal factor (4) the model compresses by. */
+/* Spatial factor (Wan2.1: 8, Wan2.2: 16, the 2x2 patch included) and
+ * temporal factor (4) the model compresses by. */
 int td_vae_spatial_factor(const td_vae *vae);
 int td_vae_temporal_factor(const td_vae *vae);
 int td_vae_has_encoder(const td_vae *vae);
-/* Base width (96 for Wan2.1) for logs. */
+/* Latent channels (Wan2.1: 16, Wan2.2: 48). */
+int td_vae_z_dim(const td_vae *vae);
+/* Decoder base width (Wan2.1: 96, Wan2.2: 256) for logs. */
 int td_vae_base_dim(const td_vae *vae);
 
 /* Optional spatial tiling of the decoder: tiles of tile x tile latent
@@ -74,7 +82,7 @@ typedef int (*td_vae_frames_fn)(void *opaque, int64_t first, const td_tensor *fr
 typedef struct td_vae_decoder td_vae_decoder;
 int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *tiling,
                         td_vae_decoder **out);
-/* latents: a backend tensor [16, n, h, w] (n >= 1, any float dtype and
+/* latents: a backend tensor [z, n, h, w] (n >= 1, any float dtype and
  * strides, e.g. a time slice), normalised; frames go to fn chunk by chunk,
  * as host f32. */
 int td_vae_decoder_push(td_vae_decoder *dec, const td_tensor *latents,
@@ -94,7 +102,7 @@ int td_vae_decode_all(td_vae *vae, const td_tensor *latents, const td_vae_tiling
                       td_tensor *out);
 
 /* frames, a backend tensor [3, F, H, W] (any float dtype and strides) ->
- * *out, a new backend tensor [16, T, h, w] in be->act holding the
+ * *out, a new backend tensor [z, T, h, w] in be->act holding the
  * normalised posterior mean; the caller releases it with
  * be->ops->tensor_free. */
 int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out);

@@ -6,10 +6,14 @@
  * chunk rule: the first chunk passes through them without the time conv
  * (upsample: one frame stays one frame; downsample: kept, not strided).
  *
+ * Wan2.2's residual blocks add a parameter-free shortcut of the block's
+ * input per chunk (no cache: each chunk's cells are its own frames).
+ *
  * Every function takes borrowed inputs and returns a new owned tensor.
  * Activations and caches are backend tensors: frame windows, the cache
- * concatenation and the attention's per-frame transposes are backend copies
- * of sliced and permuted views, so no code here touches their memory.
+ * concatenation, the attention's per-frame transposes, the pixel patch and
+ * the shortcuts' cell rearrangements are backend copies of sliced, split
+ * and permuted views, so no code here touches their memory.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +23,7 @@
 int vae_state_init(td_ctx *ctx, vae_state *st, int nslots)
 {
     st->nslots = nslots;
+    st->chunks = 0;
     st->slots = calloc((size_t)(nslots ? nslots : 1), sizeof(*st->slots));
     return st->slots ? 0 : td_fail(ctx, TD_ENOMEM, "vae: cache of %d slots", nslots);
 }
@@ -51,6 +56,78 @@ int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *sr
     TD_TRY(td_tensor_slice(vae->ctx, dst, 1, d0, n, &d));
     TD_TRY(td_tensor_slice(vae->ctx, src, 1, t0, n, &s));
     return vae->be->ops->copy(vae->be, &d, &s, 0);
+}
+
+int vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_tensor *out)
+{
+    char s[96];
+    if (dim < 0 || dim >= t->ndim || t->ndim >= TD_MAX_DIMS || inner < 1 || t->shape[dim] % inner)
+        return td_fail(ctx, TD_ESHAPE, "vae: cannot split dim %d of %s into blocks of %lld", dim,
+                       td_shape_str(t, s, sizeof(s)), (long long)inner);
+    *out = *t;
+    out->owns = 0;
+    for (int i = t->ndim; i > dim + 1; i--) {
+        out->shape[i] = t->shape[i - 1];
+        out->stride[i] = t->stride[i - 1];
+    }
+    out->shape[dim] = t->shape[dim] / inner;
+    out->stride[dim] = t->stride[dim] * inner;
+    out->shape[dim + 1] = inner;
+    out->stride[dim + 1] = t->stride[dim];
+    out->ndim = t->ndim + 1;
+    return 0;
+}
+
+/* x [C, n, H, W] (any strides) as [C, n, h, q, w, r] split into p x p
+ * cells (q the row, r the column within a cell). */
+static int cells_view(td_vae *vae, const td_tensor *x, int64_t p, td_tensor *v)
+{
+    td_tensor a;
+    TD_TRY(vae_split_dim(vae->ctx, x, 3, p, &a));
+    return vae_split_dim(vae->ctx, &a, 2, p, v);
+}
+
+/* y [C*p*p, n, h, w] contiguous as [C, r, q, n, h, w]. */
+static int patched_view(td_vae *vae, const td_tensor *y, int64_t p, td_tensor *v)
+{
+    return td_tensor_reshape(vae->ctx, y, 6,
+                             (int64_t[]){ y->shape[0] / (p * p), p, p, y->shape[1], y->shape[2], y->shape[3] }, v);
+}
+
+int vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y)
+{
+    int64_t p = vae->patch;
+    td_tensor cells, src, dst;
+    int rc;
+    TD_TRY(vae_act_new(vae, y, x->shape[0] * p * p, x->shape[1], x->shape[2] / p, x->shape[3] / p));
+    rc = cells_view(vae, x, p, &cells);
+    if (rc == 0)
+        rc = td_tensor_permute(vae->ctx, &cells, (const int[]){ 0, 5, 3, 1, 2, 4 }, &src);
+    if (rc == 0)
+        rc = patched_view(vae, y, p, &dst);
+    if (rc == 0)
+        rc = vae->be->ops->copy(vae->be, &dst, &src, 0);
+    if (rc < 0)
+        vae_act_free(vae, y);
+    return rc;
+}
+
+int vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y)
+{
+    int64_t p = vae->patch;
+    td_tensor cells, src, dst;
+    int rc;
+    TD_TRY(vae_act_new(vae, y, x->shape[0] / (p * p), x->shape[1], x->shape[2] * p, x->shape[3] * p));
+    rc = cells_view(vae, y, p, &cells);
+    if (rc == 0)
+        rc = td_tensor_permute(vae->ctx, &cells, (const int[]){ 0, 5, 3, 1, 2, 4 }, &dst);
+    if (rc == 0)
+        rc = patched_view(vae, x, p, &src);
+    if (rc == 0)
+        rc = vae->be->ops->copy(vae->be, &dst, &src, 0);
+    if (rc < 0)
+        vae_act_free(vae, y);
+    return rc;
 }
 
 static int64_t conv_out(int64_t in, int64_t pad, int64_t k, int64_t s)
@@ -377,6 +454,145 @@ static int downsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_t
     return rc;
 }
 
+/* x [C, T, H, W] (any strides) as [C, ft, fs, fs, T / ft, H / fs, W / fs]:
+ * the ft x fs x fs cells first, as AvgDown3D and DupUp3D order them. */
+static int cell_major(td_vae *vae, const td_tensor *x, int64_t ft, int64_t fs, td_tensor *v)
+{
+    td_tensor a, b, c;
+    TD_TRY(vae_split_dim(vae->ctx, x, 3, fs, &a));
+    TD_TRY(vae_split_dim(vae->ctx, &a, 2, fs, &b));
+    TD_TRY(vae_split_dim(vae->ctx, &b, 1, ft, &c));
+    return td_tensor_permute(vae->ctx, &c, (const int[]){ 0, 2, 4, 6, 1, 3, 5 }, v);
+}
+
+/* x with ft - T % ft zero frames in front when T is not a multiple of ft
+ * (AvgDown3D's padding; Wan's first chunk is one frame): *xp new, or a
+ * borrowed view of x. */
+static int pad_time(td_vae *vae, const td_tensor *x, int64_t ft, td_tensor *xp)
+{
+    int64_t t = x->shape[1], pad = (ft - t % ft) % ft;
+    td_tensor front;
+    int rc;
+    *xp = *x;
+    xp->owns = 0;
+    if (pad == 0)
+        return 0;
+    TD_TRY(vae_act_new(vae, xp, x->shape[0], t + pad, x->shape[2], x->shape[3]));
+    rc = td_tensor_slice(vae->ctx, xp, 1, 0, pad, &front);
+    if (rc == 0)
+        rc = vae->be->ops->fill(vae->be, &front, 0.0f);
+    if (rc == 0)
+        rc = vae_copy_frames(vae, xp, pad, x, 0, t);
+    if (rc < 0)
+        vae_act_free(vae, xp);
+    return rc;
+}
+
+/* y += AvgDown3D(x): the input's cells moved next to its channels
+ * (one copy into e [cin * cells, T', h, w]), then the mean of each group
+ * of consecutive channels: the first copied, the rest accumulated, times
+ * 1 / group. */
+static int add_avg_down(td_vae *vae, const vae_layer *g, const td_tensor *x, td_tensor *y)
+{
+    td_backend *be = vae->be;
+    int64_t ft = g->ft, fs = g->fs, cells = ft * fs * fs, group = g->cin * cells / g->cout;
+    td_tensor xp = { 0 }, e = { 0 }, sum = { 0 }, src, dst, e3, s3, part;
+    int64_t tq, n;
+    int rc;
+    TD_TRY(pad_time(vae, x, ft, &xp));
+    tq = xp.shape[1] / ft;
+    n = tq * (xp.shape[2] / fs) * (xp.shape[3] / fs);
+    rc = vae_act_new(vae, &e, g->cin * cells, tq, xp.shape[2] / fs, xp.shape[3] / fs);
+    if (rc == 0)
+        rc = cell_major(vae, &xp, ft, fs, &src);
+    if (rc == 0)
+        rc = td_tensor_reshape(vae->ctx, &e, 7, (int64_t[]){ g->cin, ft, fs, fs, tq, e.shape[2], e.shape[3] }, &dst);
+    if (rc == 0)
+        rc = be->ops->copy(be, &dst, &src, 0);
+    vae_act_free(vae, &xp);
+    if (rc == 0)
+        rc = vae_act_new(vae, &sum, g->cout, tq, e.shape[2], e.shape[3]);
+    if (rc == 0)
+        rc = td_tensor_reshape(vae->ctx, &e, 3, (int64_t[]){ g->cout, group, n }, &e3);
+    if (rc == 0)
+        rc = td_tensor_reshape(vae->ctx, &sum, 3, (int64_t[]){ g->cout, 1, n }, &s3);
+    for (int64_t k = 0; rc == 0 && k < group; k++) {
+        rc = td_tensor_slice(vae->ctx, &e3, 1, k, 1, &part);
+        if (rc == 0)
+            rc = be->ops->copy(be, &s3, &part, k > 0);
+    }
+    vae_act_free(vae, &e);
+    if (rc == 0)
+        rc = be->ops->mul(be, &sum, &g->inv_group, &sum);
+    if (rc == 0)
+        rc = be->ops->copy(be, y, &sum, 1);
+    vae_act_free(vae, &sum);
+    return rc;
+}
+
+/* y += DupUp3D(x): each input channel repeated into d [cin, repeats, T,
+ * h, w] (one copy per repeat), whose channels, read as [cout, ft, fs, fs],
+ * fill the output's cells: accumulated into y through a permuted view.
+ * The clip's first chunk keeps only the last of the ft frames per cell, as
+ * Wan trims its first ft - 1 frames. */
+static int add_dup_up(td_vae *vae, const vae_layer *g, const vae_state *st, const td_tensor *x,
+                      td_tensor *y)
+{
+    td_backend *be = vae->be;
+    int64_t ft = g->ft, fs = g->fs, rep = g->cout * ft * fs * fs / g->cin, t = x->shape[1];
+    int first = st->chunks == 0 && ft > 1;
+    td_tensor d = { 0 }, x5, slot, dv = { 0 }, src, dst;
+    int rc;
+    if (first && t != 1)
+        return td_fail(vae->ctx, TD_EINVAL, "vae: the first decoder chunk has %lld frames at a temporal upsample; Wan's has 1",
+                       (long long)t);
+    TD_TRY(be->ops->tensor_new(be, &d, be->act, 5, (int64_t[]){ g->cin, rep, t, x->shape[2], x->shape[3] }));
+    rc = td_tensor_reshape(vae->ctx, x, 5, (int64_t[]){ g->cin, 1, t, x->shape[2], x->shape[3] }, &x5);
+    for (int64_t r = 0; rc == 0 && r < rep; r++) {
+        rc = td_tensor_slice(vae->ctx, &d, 1, r, 1, &slot);
+        if (rc == 0)
+            rc = be->ops->copy(be, &slot, &x5, 0);
+    }
+    if (rc == 0)
+        rc = td_tensor_reshape(vae->ctx, &d, 7, (int64_t[]){ g->cout, ft, fs, fs, t, x->shape[2], x->shape[3] }, &dv);
+    src = dv;
+    if (rc == 0 && first)
+        rc = td_tensor_slice(vae->ctx, &dv, 1, ft - 1, 1, &src);
+    if (rc == 0)
+        rc = cell_major(vae, y, first ? 1 : ft, fs, &dst);
+    if (rc == 0)
+        rc = be->ops->copy(be, &dst, &src, 1);
+    vae_act_free(vae, &d);
+    return rc;
+}
+
+static int run_layer(td_vae *vae, const vae_layer *l, vae_state *st, const td_tensor *x, td_tensor *y);
+
+/* A Wan2.2 residual block: its layers, then its shortcut of the input. */
+static int run_block(td_vae *vae, const vae_layer *g, vae_state *st, const td_tensor *x, td_tensor *y)
+{
+    td_tensor cur = *x, next = { 0 };
+    int rc = 0;
+    cur.owns = 0;   /* borrowed until the first layer makes a new one */
+    for (int j = 0; j < g->nsub; j++) {
+        rc = run_layer(vae, &g->sub[j], st, &cur, &next);
+        vae_act_free(vae, &cur);
+        if (rc < 0)
+            return rc;
+        cur = next;
+    }
+    if (g->kind == VAE_DOWNBLOCK)
+        rc = add_avg_down(vae, g, x, &cur);
+    else if (g->has_dup)
+        rc = add_dup_up(vae, g, st, x, &cur);
+    if (rc < 0) {
+        vae_act_free(vae, &cur);
+        return rc;
+    }
+    *y = cur;
+    return 0;
+}
+
 static int run_layer(td_vae *vae, const vae_layer *l, vae_state *st, const td_tensor *x, td_tensor *y)
 {
     switch (l->kind) {
@@ -387,6 +603,9 @@ static int run_layer(td_vae *vae, const vae_layer *l, vae_state *st, const td_te
     case VAE_UP2D:
     case VAE_UP3D:
         return upsample(vae, l, st, x, y);
+    case VAE_DOWNBLOCK:
+    case VAE_UPBLOCK:
+        return run_block(vae, l, st, x, y);
     default:
         return downsample(vae, l, st, x, y);
     }
@@ -413,5 +632,7 @@ int vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tenso
         return rc;
     rc = causal_conv(vae, &st->slots[net->nslots - 1], &next, &net->conv_out, 1, 1, y);
     vae_act_free(vae, &next);
+    if (rc == 0)
+        st->chunks++;
     return rc;
 }

@@ -20,7 +20,7 @@
 
 typedef struct tile {
     int64_t y0, x0, th, tw;   /* latent rectangle */
-    td_tensor weight;         /* [th*8, tw*8] blend weights over its pixels (tiled only) */
+    td_tensor weight;         /* [th*s, tw*s] blend weights over its pixels (tiled only) */
     vae_state st;
 } tile;
 
@@ -30,6 +30,7 @@ struct td_vae_decoder {
     int ntiles;
     tile *tiles;
     td_tensor frames;         /* host f32 [3, 4, H, W]: the chunk handed to the callback */
+    int64_t sf;               /* pixels per latent pixel (the patch included) */
     int64_t next_frame;
 };
 
@@ -162,7 +163,7 @@ static int setup_tiles(td_vae_decoder *d, const td_vae_tiling *tl)
 {
     td_ctx *ctx = d->vae->ctx;
     int64_t ts = tl ? tl->tile : 0, ov = tl ? tl->overlap : 0;
-    blend b = { .sf = d->vae->dec.sfactor };
+    blend b = { .sf = d->sf };
     int rc = 0;
 
     if (ts > 0 && (ov < 0 || ov >= ts))
@@ -217,10 +218,11 @@ int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *
     d->vae = vae;
     d->h = h;
     d->w = w;
+    d->sf = td_vae_spatial_factor(vae);
     rc = setup_tiles(d, tiling);
     if (rc == 0)
         rc = td_tensor_new(vae->ctx, &d->frames, TD_F32, 4,
-                           (int64_t[]){ net->cout, net->tfactor, h * net->sfactor, w * net->sfactor });
+                           (int64_t[]){ net->cout / (vae->patch * vae->patch), net->tfactor, h * d->sf, w * d->sf });
     if (rc < 0) {
         td_vae_decoder_close(&d);
         return rc;
@@ -229,36 +231,43 @@ int td_vae_decoder_open(td_vae *vae, int64_t h, int64_t w, const td_vae_tiling *
     return 0;
 }
 
-/* One tile's latent frame (already denormalised) through post_quant and the
- * decoder: z [16, 1, h, w] whole frame -> *y [3, n, th*8, tw*8]. */
+/* One tile's latent frame (already denormalised) through post_quant, the
+ * decoder and out of the pixel patch: z [z, 1, h, w] whole frame ->
+ * *y [3, n, th*s, tw*s]. */
 static int decode_tile(td_vae_decoder *d, tile *t, const td_tensor *z, td_tensor *y)
 {
     static const td_conv3d_params p1 = { { 1, 1, 1 }, 0, 0, 0, 0 };
     td_vae *vae = d->vae;
-    td_tensor crop = *z, pq = { 0 }, rows, view;
+    td_tensor crop = *z, pq = { 0 }, patched = { 0 }, rows, view;
     int rc = 0;
     crop.owns = 0;   /* borrowed when the tile is the whole frame */
     if (t->th != d->h || t->tw != d->w) {
         TD_TRY(td_tensor_slice(vae->ctx, z, 2, t->y0, t->th, &rows));
         TD_TRY(td_tensor_slice(vae->ctx, &rows, 3, t->x0, t->tw, &view));
-        TD_TRY(vae_act_new(vae, &crop, TD_VAE_Z, 1, t->th, t->tw));
+        TD_TRY(vae_act_new(vae, &crop, vae->z, 1, t->th, t->tw));
         rc = vae->be->ops->copy(vae->be, &crop, &view, 0);
     }
     if (rc == 0)
         rc = vae_conv_new(vae, &crop, &vae->post_quant, &p1, &pq);
     vae_act_free(vae, &crop);
-    if (rc == 0)
+    if (rc == 0 && vae->patch == 1)
         rc = vae_net_chunk(vae, &vae->dec, &t->st, &pq, y);
+    else if (rc == 0) {
+        rc = vae_net_chunk(vae, &vae->dec, &t->st, &pq, &patched);
+        if (rc == 0)
+            rc = vae_unpatchify(vae, &patched, y);
+        vae_act_free(vae, &patched);
+    }
     vae_act_free(vae, &pq);
     return rc;
 }
 
-/* Tile t's frames ty [3, n, th*8, tw*8], weighted, added into its
+/* Tile t's frames ty [3, n, th*s, tw*s], weighted, added into its
  * rectangle of out [3, n, H, W] (ty is scaled in place). */
 static int blend_tile(td_vae_decoder *d, const tile *t, td_tensor *ty, td_tensor *out)
 {
     td_backend *be = d->vae->be;
-    int64_t sf = d->vae->dec.sfactor;
+    int64_t sf = d->sf;
     td_tensor rows, dst;
     TD_TRY(be->ops->mul(be, ty, &t->weight, ty));
     TD_TRY(td_tensor_slice(be->ctx, out, 2, t->y0 * sf, ty->shape[2], &rows));
@@ -271,7 +280,7 @@ static int blend_tile(td_vae_decoder *d, const tile *t, td_tensor *ty, td_tensor
 static int decode_tiles(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
 {
     td_vae *vae = d->vae;
-    int64_t sf = vae->dec.sfactor;
+    int64_t sf = d->sf;
     td_tensor ty = { 0 };
     int rc = 0;
     for (int i = 0; rc == 0 && i < d->ntiles; i++) {
@@ -289,7 +298,7 @@ static int decode_tiles(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
     return rc;
 }
 
-/* Decode latent frame z [16, 1, h, w] (denormalised) into *out [3, n, H, W],
+/* Decode latent frame z [z, 1, h, w] (denormalised) into *out [3, n, H, W],
  * clamped to [-1, 1]. */
 static int decode_chunk(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
 {
@@ -333,12 +342,12 @@ int td_vae_decoder_push(td_vae_decoder *d, const td_tensor *lat, td_vae_frames_f
     char s[96];
     int rc = 0;
 
-    if (!lat || !vae_is_float(lat->dtype) || lat->ndim != 4 || lat->shape[0] != TD_VAE_Z || lat->shape[1] < 1 ||
+    if (!lat || !vae_is_float(lat->dtype) || lat->ndim != 4 || lat->shape[0] != vae->z || lat->shape[1] < 1 ||
         lat->shape[2] != d->h || lat->shape[3] != d->w)
-        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be float [%d, T>=1, %lld, %lld]",
-                       lat ? td_shape_str(lat, s, sizeof(s)) : "(none)", TD_VAE_Z, (long long)d->h,
+        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be float [%lld, T>=1, %lld, %lld]",
+                       lat ? td_shape_str(lat, s, sizeof(s)) : "(none)", (long long)vae->z, (long long)d->h,
                        (long long)d->w);
-    TD_TRY(vae_act_new(vae, &z, TD_VAE_Z, 1, d->h, d->w));
+    TD_TRY(vae_act_new(vae, &z, vae->z, 1, d->h, d->w));
     for (int64_t t = 0; rc == 0 && t < lat->shape[1]; t++) {
         rc = vae_copy_frames(vae, &z, 0, lat, t, 1);
         if (rc == 0)
@@ -359,9 +368,9 @@ int td_vae_decode(td_vae *vae, const td_tensor *latents, const td_vae_tiling *ti
     td_vae_decoder *d;
     char s[96];
     int rc;
-    if (!latents || latents->ndim != 4 || latents->shape[0] != TD_VAE_Z)
-        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be [%d, T, h, w]",
-                       latents ? td_shape_str(latents, s, sizeof(s)) : "(none)", TD_VAE_Z);
+    if (!latents || latents->ndim != 4 || latents->shape[0] != vae->z)
+        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be [%lld, T, h, w]",
+                       latents ? td_shape_str(latents, s, sizeof(s)) : "(none)", (long long)vae->z);
     TD_TRY(td_vae_decoder_open(vae, latents->shape[2], latents->shape[3], tiling, &d));
     rc = td_vae_decoder_push(d, latents, fn, opaque);
     td_vae_decoder_close(&d);
@@ -387,15 +396,15 @@ static int collect_frames(void *opaque, int64_t first, const td_tensor *f)
 int td_vae_decode_all(td_vae *vae, const td_tensor *latents, const td_vae_tiling *tiling,
                       td_tensor *out)
 {
-    int64_t sf = vae->dec.sfactor, tf = vae->dec.tfactor;
+    int64_t sf = td_vae_spatial_factor(vae), tf = vae->dec.tfactor;
     collect col = { out };
     char s[96];
     int rc;
-    if (!latents || latents->ndim != 4 || latents->shape[0] != TD_VAE_Z || latents->shape[1] < 1)
-        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be [%d, T>=1, h, w]",
-                       latents ? td_shape_str(latents, s, sizeof(s)) : "(none)", TD_VAE_Z);
+    if (!latents || latents->ndim != 4 || latents->shape[0] != vae->z || latents->shape[1] < 1)
+        return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be [%lld, T>=1, h, w]",
+                       latents ? td_shape_str(latents, s, sizeof(s)) : "(none)", (long long)vae->z);
     TD_TRY(td_tensor_new(vae->ctx, out, TD_F32, 4,
-                         (int64_t[]){ vae->dec.cout, 1 + tf * (latents->shape[1] - 1),
+                         (int64_t[]){ vae->dec.cout / (vae->patch * vae->patch), 1 + tf * (latents->shape[1] - 1),
                                       latents->shape[2] * sf, latents->shape[3] * sf }));
     rc = td_vae_decode(vae, latents, tiling, collect_frames, &col);
     if (rc < 0)

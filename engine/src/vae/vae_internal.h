@@ -20,9 +20,18 @@ typedef struct vae_conv {
     td_tensor b;   /* [Co], uploaded */
 } vae_conv;
 
-enum vae_kind { VAE_RES, VAE_ATTN, VAE_UP2D, VAE_UP3D, VAE_DOWN2D, VAE_DOWN3D };
+enum vae_kind {
+    VAE_RES, VAE_ATTN, VAE_UP2D, VAE_UP3D, VAE_DOWN2D, VAE_DOWN3D,
+    /* Wan2.2's residual blocks: sub-layers (residual blocks, then at most
+     * one resample) plus a parameter-free shortcut from the block's input:
+     * DOWNBLOCK adds the input averaged over ft x fs x fs cells and groups
+     * of channels (AvgDown3D); UPBLOCK, when it resamples, adds the input
+     * with channels duplicated into ft x fs x fs cells (DupUp3D). */
+    VAE_DOWNBLOCK, VAE_UPBLOCK,
+};
 
-typedef struct vae_layer {
+typedef struct vae_layer vae_layer;
+struct vae_layer {
     int kind;
     int64_t cin, cout;
     td_tensor norm1, norm2;  /* RES: the two gammas; ATTN: norm1 (uploaded) */
@@ -31,7 +40,13 @@ typedef struct vae_layer {
     vae_conv shortcut;       /* RES when cin != cout */
     int has_shortcut;
     int slot;                /* first cache slot (RES: 2, UP3D/DOWN3D: 1) */
-} vae_layer;
+    /* DOWNBLOCK / UPBLOCK */
+    vae_layer *sub;
+    int nsub;
+    int ft, fs;              /* shortcut cell: time and space factor */
+    int has_dup;             /* UPBLOCK: adds the DupUp3D shortcut */
+    td_tensor inv_group;     /* DOWNBLOCK: [1] holding 1 / channels averaged */
+};
 
 /* An encoder or a decoder: conv_in, the layers (down or up blocks with the
  * middle block flattened in), head norm + SiLU + conv_out. */
@@ -46,6 +61,10 @@ typedef struct vae_net {
     int tfactor, sfactor;    /* time and space factor of its resamples */
 } vae_net;
 
+/* Latent channels the per-channel statistics are known for: Wan2.1 (16)
+ * and Wan2.2 (48). */
+#define TD_VAE_ZMAX 48
+
 /* The per-channel latent statistics as scale_shift vectors: decode is
  * z * std + mean; encode is (mu - mean) * inv_std, taken as two exact steps
  * mu * 1 + (-mean), then * inv_std + 0, so it rounds as the subtraction and
@@ -58,12 +77,16 @@ struct td_vae {
     const td_weights *weights;
     int has_encoder;
     int64_t base_dim;
+    int64_t z;               /* latent channels */
+    /* Pixel patch folded into channels around the nets (Wan2.2: 2, the nets
+     * see 3 * 2 * 2 = 12 channels at half the size; Wan2.1: 1). */
+    int64_t patch;
     vae_net enc, dec;
     vae_conv quant, post_quant;  /* 1x1x1 convs around the latent */
     /* Host values the stats are uploaded from: the CPU backend's upload is
      * a view, so they live as long as the model. */
-    float stat_host[VAE_NSTATS][TD_VAE_Z];
-    td_tensor stat[VAE_NSTATS];  /* uploaded [16] vectors */
+    float stat_host[VAE_NSTATS][TD_VAE_ZMAX];
+    td_tensor stat[VAE_NSTATS];  /* uploaded [z] vectors */
 };
 
 /* One cache slot per causal conv (and per temporal resample): the last
@@ -78,6 +101,7 @@ typedef struct vae_slot {
 typedef struct vae_state {
     vae_slot *slots;
     int nslots;
+    int64_t chunks;          /* chunks done (DupUp3D trims the first) */
 } vae_state;
 
 /* Inputs (latents, frames) may come in any float dtype and any strides:
@@ -98,6 +122,16 @@ void vae_act_free(td_vae *vae, td_tensor *t);
  * (same C, H, W; any strides), through the backend's copy. */
 int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
                     int64_t n);
+
+/* Dimension dim of t (any strides) seen as [n / inner, inner]: a view
+ * with one more dim. */
+int vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_tensor *out);
+
+/* Pixels [C, n, p*h, p*w] (any strides) <-> the nets' patched channels
+ * [C*p*p, n, h, w] (contiguous), channel c*p*p + pw*p + ph as Wan's
+ * rearrange "c f (h q) (w r) -> (c r q) f h w"; one backend copy each. */
+int vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y);
+int vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y);
 
 /* One chunk through a net: x [cin, T, H, W] (contiguous activation) -> *y
  * (new, owned by the caller). */
