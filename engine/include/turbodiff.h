@@ -84,7 +84,9 @@ typedef struct td_lora {
 
 typedef struct td_engine_config {
     const char *model_dir;   /* upstream file names or turbodiff.json manifest */
-    const char *dit;         /* explicit files override what model_dir finds */
+    const char *dit;         /* explicit files override what model_dir finds; a
+                              * relative name is looked up in model_dir first,
+                              * then in the current directory */
     const char *dit_low;     /* low-noise expert of a Wan2.2 A14B pair */
     const char *vae;
     const char *t5;

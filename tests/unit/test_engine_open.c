@@ -146,6 +146,43 @@ int main(void)
     CHECK(ret == TD_EINVAL && strstr(err.msg, "choose one with the dit option"), "%d %s", ret,
           err.msg);
 
+    /* ... and dit chooses: a name relative to the directory, a path below
+     * it, an absolute path, or a path relative to the current directory
+     * all select that file (they are the same set, so they share a). */
+    {
+        char dir[400], abs_dit[512], cwd[512];
+        const char *names[] = { "TurboWan2.1-T2V-1.3B-480P-quant.pth",
+                                "ckpt/TurboWan2.1-T2V-1.3B-480P-quant.pth", abs_dit };
+        mkdir_rel("turbo/ckpt");
+        link_fixture("turbo/ckpt/TurboWan2.1-T2V-1.3B-480P-quant.pth", TINY_DIT);
+        snprintf(dir, sizeof(dir), "%s/turbo", root);
+        snprintf(abs_dit, sizeof(abs_dit), "%s/TurboWan2.1-T2V-1.3B-480P-quant.pth", dir);
+        for (int i = 0; i < 3; i++) {
+            td_engine_config_default(&cfg);
+            cfg.model_dir = dir;
+            cfg.dit = names[i];
+            ret = td_engine_open(&cfg, &c, &err);
+            CHECK(ret == 0 && c, "dit=%s in an ambiguous directory: %d %s", names[i], ret, err.msg);
+            td_engine_release(&c);
+        }
+        if (getcwd(cwd, sizeof(cwd)) && !chdir(root)) {
+            td_engine_config_default(&cfg);
+            cfg.model_dir = "turbo";
+            cfg.dit = "turbo/TurboWan2.1-T2V-1.3B-480P-quant.pth";
+            ret = td_engine_open(&cfg, &c, &err);
+            CHECK(ret == 0 && c, "dit relative to the current directory: %d %s", ret, err.msg);
+            td_engine_release(&c);
+            CHECK(chdir(cwd) == 0, "back to %s", cwd);
+        }
+        /* Choosing the other one loads that one (here a one-byte file). */
+        td_engine_config_default(&cfg);
+        cfg.model_dir = dir;
+        cfg.dit = "TurboWan2.1-T2V-1.3B-480P.pth";
+        ret = td_engine_open(&cfg, &c, &err);
+        CHECK(ret < 0 && !c && strstr(err.msg, "TurboWan2.1-T2V-1.3B-480P.pth") &&
+              !strstr(err.msg, "choose one"), "dit= the bf16 file: %d %s", ret, err.msg);
+    }
+
     /* Releasing both users frees it; a new open builds a fresh engine. */
     td_engine_release(&a);
     td_engine_release(&b);

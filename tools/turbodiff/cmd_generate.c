@@ -5,10 +5,16 @@
  * as the VAE decodes them (or are kept for a float .npy); a progress line
  * goes to stderr and, with --json, per-stage timings to stdout.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "core/tensor.h"
@@ -28,6 +34,8 @@ typedef struct gen_out {
     char msg[sizeof(((td_error *)0)->msg)];   /* what failed, for the error line */
     double stage_end[TD_STAGE_DONE + 1];
     int json;
+    int tty;                 /* stderr is a terminal: progress redraws one line with \r */
+    int line_open;           /* a \r progress line is on the terminal, not yet ended */
 } gen_out;
 
 static const char *const stage_name[] = { "text", "image", "denoise", "decode", "done" };
@@ -37,7 +45,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: turbodiff generate [--model DIR | --dit F --vae F --t5 F [--tokenizer F]]\n"
         "                          (--prompt TEXT | --context-from EMB.npy) [--image START.png]\n"
-        "                          (--out CLIP.y4m | --png-dir DIR | --save-frames F.npy) [options]\n"
+        "                          (-o CLIP.y4m | --png-dir DIR | --save-frames F.npy) [options]\n"
         "  --model DIR          model directory (upstream file names or turbodiff.json);\n"
         "                       default: $TURBODIFF_MODEL_DIR, else the installed default model\n"
         "  --dit/--vae/--t5/--tokenizer F   explicit files, override the directory\n"
@@ -48,13 +56,14 @@ static void usage(FILE *f)
         "  --context-from F     precomputed text embedding [L, text_dim] f32 .npy\n"
         "  --image F            image-to-video: animate this PNG (needs an i2v DiT)\n"
         "  --adaptive           keep the image's aspect ratio at the area of --size\n"
-        "  --out F              write the clip as .y4m (8-bit 4:2:0, 16 fps)\n"
+        "  -o, --out F          write the clip as .y4m (8-bit 4:2:0, 16 fps); '-' is standard\n"
+        "                       output (turbodiff generate ... -o - | ffmpeg -i - clip.mp4)\n"
         "  --png-dir DIR        write frame_00000.png ... into DIR (which must exist)\n"
         "  --save-frames F      write the frames as float32 .npy [F, H, W, 3] in [0, 1]\n"
         "  --size WxH           multiples of 16 (default: the model's native size, else 832x480)\n"
         "  --frames N           exactly N frames (default: the model's native count, else 81)\n"
         "  --steps N            rCM steps 1..4 (default 4)\n"
-        "  --seed N             noise seed (default 0)\n"
+        "  --seed N             noise seed (default 0; -1: a random one, printed)\n"
         "  --sigma-max S        initial sigma (default: 80 text-to-video, 200 image-to-video)\n"
         "  --boundary B         A14B expert switch in (0, 1) (default 0.9)\n"
         "  --attention MODE     full, sla or sagesla (default sla; full if the DiT has no SLA weights)\n"
@@ -117,25 +126,40 @@ static int on_frame(void *opaque, const td_frame *fr)
     return 0;
 }
 
+/* On a terminal the progress line is redrawn in place; into a file or a
+ * pipe (a render farm's log) each update is a line of its own. */
 static void on_progress(void *opaque, const td_progress *p)
 {
     gen_out *o = opaque;
     if (p->stage >= 0 && p->stage <= TD_STAGE_DONE)
         o->stage_end[p->stage] = p->total_seconds;
     if (p->stage == TD_STAGE_DONE) {
-        fprintf(stderr, "\rturbodiff: done in %.1f s%30s\n", p->total_seconds, "");
+        if (o->tty)
+            fprintf(stderr, "\rturbodiff: done in %.1f s%30s\n", p->total_seconds, "");
+        else
+            fprintf(stderr, "turbodiff: done in %.1f s\n", p->total_seconds);
+        o->line_open = 0;
         return;
     }
     /* ETA from the mean time per completed step of this stage */
     double eta = p->step > 0 ? p->stage_seconds / p->step * (p->steps - p->step) : 0;
-    fprintf(stderr, "\rturbodiff: %-7s %d/%d  %.1f s  eta %.1f s ", stage_name[p->stage], p->step,
-            p->steps, p->total_seconds, eta);
+    fprintf(stderr, "%sturbodiff: %-7s %d/%d  %.1f s  eta %.1f s%s", o->tty ? "\r" : "",
+            stage_name[p->stage], p->step, p->steps, p->total_seconds, eta, o->tty ? " " : "\n");
+    o->line_open = o->tty;
+}
+
+/* Ends an open progress line first, so a message never shares it. */
+static void end_progress_line(gen_out *o)
+{
+    if (o->line_open)
+        fputc('\n', stderr);
+    o->line_open = 0;
 }
 
 static void on_log(void *opaque, int level, const char *msg)
 {
-    (void)opaque;
-    fprintf(stderr, "\nturbodiff: %s%s\n", level <= TD_LOG_WARNING ? "warning: " : "", msg);
+    end_progress_line(opaque);
+    fprintf(stderr, "turbodiff: %s%s\n", level <= TD_LOG_WARNING ? "warning: " : "", msg);
 }
 
 static int parse_attention(const char *s)
@@ -182,6 +206,61 @@ static void print_json(const gen_out *o, const td_job *job)
     printf("}, \"total\": %.3f}\n", o->stage_end[TD_STAGE_DONE]);
 }
 
+/* --seed: 0 to 2^64-1, or -1 for a random seed as FFmpeg's seed options
+ * take it (32 bits, like av_get_random_seed). */
+static int parse_seed(const char *v, uint64_t *seed)
+{
+    char *end;
+    uint32_t r;
+
+    if (!strcmp(v, "-1")) {
+        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+            r = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
+        *seed = r;
+        return 1;
+    }
+    errno = 0;
+    *seed = strtoull(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end || errno) {
+        fprintf(stderr, "turbodiff generate: bad value '%s' for --seed (0 to %llu, or -1 for a "
+                "random seed)\n", v, (unsigned long long)UINT64_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* What can be written where, checked before the engine opens so that a
+ * mistake costs nothing: --out is a .y4m or '-' (standard output), and
+ * --png-dir must be an existing directory. */
+static int check_outputs(const char *out, const char *png_dir, int json)
+{
+    const char *dot = out ? strrchr(out, '.') : NULL;
+    struct stat st;
+
+    if (out && strcmp(out, "-") && (!dot || strchr(dot, '/') || strcasecmp(dot, ".y4m"))) {
+        fprintf(stderr, "turbodiff generate: --out %s: the CLI writes .y4m video (--out CLIP.y4m, "
+                "or --out - for standard output), PNG frames (--png-dir DIR) or float frames "
+                "(--save-frames F.npy); for other formats pipe the y4m to ffmpeg: "
+                "turbodiff generate ... --out - | ffmpeg -i - %s\n", out, out);
+        return -1;
+    }
+    if (out && !strcmp(out, "-") && json) {
+        fprintf(stderr, "turbodiff generate: --out - and --json both write to standard output; "
+                "drop one\n");
+        return -1;
+    }
+    if (png_dir && stat(png_dir, &st)) {
+        fprintf(stderr, "turbodiff generate: --png-dir %s: %s (the directory must exist)\n",
+                png_dir, strerror(errno));
+        return -1;
+    }
+    if (png_dir && !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "turbodiff generate: --png-dir %s is not a directory\n", png_dir);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     td_engine_config cfg;
@@ -193,7 +272,7 @@ int cmd_generate(int argc, char **argv)
     gen_out o = { 0 };
     const char *out = NULL, *context = NULL, *image = NULL, *save = NULL;
     uint8_t *image_rgb = NULL;
-    int w, h, size_given = 0, frames_given = 0, rc = 0;
+    int w, h, size_given = 0, frames_given = 0, random_seed = 0, rc = 0;
     lora_args lora = { 0 };
 
     td_engine_config_default(&cfg);
@@ -228,7 +307,7 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "--prompt")) job.prompt = v;
         else if (!strcmp(a, "--context-from")) context = v;
         else if (!strcmp(a, "--image")) image = v;
-        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--out") || !strcmp(a, "-o")) out = v;
         else if (!strcmp(a, "--png-dir")) o.png_dir = v;
         else if (!strcmp(a, "--save-frames")) save = v;
         else if (!strcmp(a, "--size")) {
@@ -236,7 +315,10 @@ int cmd_generate(int argc, char **argv)
             if (sscanf(v, "%dx%d", &job.width, &job.height) != 2) end = (char *)v;
         } else if (!strcmp(a, "--frames")) frames_given = 1, job.frames = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--steps")) job.steps = (int)strtol(v, &end, 10);
-        else if (!strcmp(a, "--seed")) job.seed = strtoull(v, &end, 10);
+        else if (!strcmp(a, "--seed")) {
+            if ((random_seed = parse_seed(v, &job.seed)) < 0)
+                return 2;
+        }
         else if (!strcmp(a, "--sigma-max")) job.sigma_max = strtod(v, &end);
         else if (!strcmp(a, "--boundary")) job.boundary = strtod(v, &end);
         else if (!strcmp(a, "--topk")) job.topk = strtod(v, &end);
@@ -257,6 +339,11 @@ int cmd_generate(int argc, char **argv)
                 "DIR or --save-frames F.npy\n");
         return 2;
     }
+    if (check_outputs(out, o.png_dir, o.json) < 0)
+        return 2;
+    o.tty = isatty(STDERR_FILENO);
+    if (random_seed)
+        fprintf(stderr, "turbodiff: seed %llu\n", (unsigned long long)job.seed);
     if (context && load_context(&ctx, context, &job, &emb) < 0)
         rc = TD_EINVAL;
     if (rc == 0 && image && load_image(&ctx, image, &job, &image_rgb) < 0)
@@ -267,6 +354,7 @@ int cmd_generate(int argc, char **argv)
     job.on_frame = on_frame;
     job.on_progress = on_progress;
     job.log = on_log;
+    job.log_opaque = &o;
     job.opaque = &o;
     job.error = &err;
     if (rc == 0)
@@ -281,7 +369,7 @@ int cmd_generate(int argc, char **argv)
     if (rc == 0 && save && !(o.all = malloc(sizeof(float) * 3 * (size_t)w * h * (size_t)job.frames)))
         snprintf(err.msg, sizeof(err.msg), "out of memory for %d frames of %dx%d (--save-frames)",
                  job.frames, w, h), rc = TD_ENOMEM;
-    if (rc == 0 && out && !(o.y4m.f = fopen(out, "wb")))
+    if (rc == 0 && out && !(o.y4m.f = strcmp(out, "-") ? fopen(out, "wb") : stdout))
         snprintf(err.msg, sizeof(err.msg), "cannot create %s", out), rc = TD_EIO;
     if (rc == 0)
         rc = td_job_run(eng, &job);
@@ -294,8 +382,10 @@ int cmd_generate(int argc, char **argv)
         if ((rc = td_npy_write(&ctx, save, &t)) < 0)
             snprintf(err.msg, sizeof(err.msg), "%s", ctx.errmsg);
     }
-    if (rc < 0)
-        fprintf(stderr, "\nturbodiff generate: %s\n", err.msg);
+    if (rc < 0) {
+        end_progress_line(&o);
+        fprintf(stderr, "turbodiff generate: %s\n", err.msg);
+    }
     else if (o.json)
         print_json(&o, &job);
     td_engine_release(&eng);

@@ -248,7 +248,10 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
     return ret;
 }
 
-static int from_dir(td_ctx *ctx, const char *dir, td_model_files *f)
+/* A component the user named is not searched for, so a directory holding
+ * two DiT checkpoints is not ambiguous once dit names one. */
+static int from_dir(td_ctx *ctx, const char *dir, const char *const *explicit_path,
+                    td_model_files *f)
 {
     struct stat st;
     char *manifest;
@@ -265,7 +268,8 @@ static int from_dir(td_ctx *ctx, const char *dir, td_model_files *f)
         ret = read_manifest(ctx, dir, manifest, f);
     else
         for (int i = 0; i < F_COUNT && !ret; i++)
-            ret = scan_component(ctx, dir, i, slot(f, i));
+            if (!(explicit_path[i] && *explicit_path[i]))
+                ret = scan_component(ctx, dir, i, slot(f, i));
     free(manifest);
     return ret;
 }
@@ -348,6 +352,20 @@ static int replace_loras(td_ctx *ctx, const td_engine_config *cfg, td_model_file
     return 0;
 }
 
+/* An explicit file: a relative name is looked up in the model directory
+ * first (dit=TurboWan2.1-T2V-1.3B-480P-quant.pth beside model=...), then
+ * taken as given, relative to the current directory. */
+static char *explicit_file(const char *dir, const char *name)
+{
+    if (dir && name[0] != '/') {
+        char *in_dir = join(dir, name);
+        if (!in_dir || !access(in_dir, F_OK))
+            return in_dir;
+        free(in_dir);
+    }
+    return strdup(name);
+}
+
 int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_files *f)
 {
     const char *explicit_path[F_COUNT] = { cfg->dit, cfg->dit_low, cfg->vae, cfg->t5, cfg->tokenizer };
@@ -360,14 +378,14 @@ int td_model_files_resolve(td_ctx *ctx, const td_engine_config *cfg, td_model_fi
             return ctx->err;
         td_log(ctx, TD_LOG_VERBOSE, "no model given: using the default model in %s", dir);
     }
-    if (dir && (ret = from_dir(ctx, dir, f)) < 0)
+    if (dir && (ret = from_dir(ctx, dir, explicit_path, f)) < 0)
         goto fail;
 
     for (int i = 0; i < F_COUNT; i++) {
         char **s = slot(f, i);
         if (explicit_path[i] && *explicit_path[i]) {
             free(*s);
-            if (!(*s = strdup(explicit_path[i]))) {
+            if (!(*s = explicit_file(dir, explicit_path[i]))) {
                 ret = td_fail(ctx, TD_ENOMEM, "out of memory");
                 goto fail;
             }

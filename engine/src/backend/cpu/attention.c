@@ -137,7 +137,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                     sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
                     q->stride[0], k->stride[0], v->stride[0], out->stride[0],
                     (sq + ATT_BQ - 1) / ATT_BQ, scale, 0 };
-    td_cpu_blas_threads(be, 1);
+    td_cpu_blas_serial();
     td_pool_for(td_cpu_pool(be), h * a.nqt, 1, att_tasks, &a);
     if (atomic_load(&a.failed))
         return td_fail(be->ctx, TD_ENOMEM, "attention: cannot allocate tile buffers");

@@ -6,10 +6,9 @@
  * Kc in chunks of whole input channels (about CONV_KT rows): the column
  * buffer never exceeds CONV_KT x CONV_PT floats plus one output row. The
  * matching [Co, chunk] slice of w is widened next to it when the weight is
- * not f32. The pool builds the columns; sgemm (caller thread, OpenBLAS
- * threads) accumulates each chunk into y.
+ * not f32. The pool builds the columns; td_cpu_sgemm (fixed tiles on the
+ * pool) accumulates each chunk into y.
  */
-#include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +127,6 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
             return TD_ENOMEM;
         col = scr;
         wt = scr + kchunk * npos_max;
-        td_cpu_blas_threads(be, 0);
         for (int64_t o = 0; o < to; o++) {
             for (int64_t y0 = 0; y0 < ho; y0 += rows_per) {
                 int64_t nrows = ho - y0 < rows_per ? ho - y0 : rows_per, npos = nrows * wo;
@@ -149,8 +147,8 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
                         a = wt;
                         lda = nk;
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)co, (int)npos, (int)nk,
-                                1.0f, a, (int)lda, col, (int)npos, c0 ? 1.0f : 0.0f, yt, (int)(to * plane));
+                    td_cpu_sgemm(be, 0, 0, co, npos, nk, 1.0f, a, lda, col, npos,
+                                 c0 ? 1.0f : 0.0f, yt, to * plane);
                 }
             }
         }

@@ -3,17 +3,13 @@
  * scratch helpers, and one entry point per op (each defined in the file
  * named after its concern). Everything computes in f32.
  *
- * Threading, two patterns that never mix: (1) sgemm from the caller thread
- * with OpenBLAS at the pool's thread count, the pool only running the loops
- * between calls (f32 linear, f32 matmul of fewer batches than threads,
- * conv3d's im2col and bias); (2) OpenBLAS at one thread and every pool
- * worker running whole tiles or batches, sgemm included, with no hand-off
- * between threads until the op ends (bf16/f16 linear and matmul, f32
- * matmul of as many batches as threads or more, W8A8, attention, SLA):
- * used where (1) would make threads wait on each other between many small
- * sgemm calls. Each op sets OpenBLAS's process-wide count itself
- * (td_cpu_blas_threads). Nothing ever calls a threaded sgemm from inside a
- * pool worker.
+ * Threading: OpenBLAS always runs at one thread, and the pool's workers run
+ * whole tiles, sgemm included, with no hand-off between threads until the
+ * op ends. Every tile is fixed by the shape alone, never by the thread
+ * count, so each sum is taken in the same order however many threads run
+ * and results do not depend on the count (DESIGN.md). OpenBLAS's own
+ * threading splits its work by its thread count and its edge kernels sum
+ * in another order, so it is not used.
  */
 #ifndef TD_BACKEND_CPU_H
 #define TD_BACKEND_CPU_H
@@ -25,7 +21,7 @@
 
 typedef struct td_cpu {
     td_arena arena;
-    int nthreads;          /* pool threads, and OpenBLAS's count */
+    int nthreads;          /* pool threads */
     float *scratch;        /* tile buffers (widened weights, im2col, ...) */
     size_t scratch_floats;
 } td_cpu;
@@ -37,12 +33,15 @@ static inline td_pool *td_cpu_pool(td_backend *be) { return be->ctx->pool; }
  * themselves; its content does not survive the op. NULL + TD_ENOMEM. */
 float *td_cpu_scratch(td_backend *be, size_t n);
 
-/* OpenBLAS's thread count is process-wide, so each op sets what it needs
- * right before its sgemm calls (a few ns): the backend's thread count for
- * sgemm from the caller thread, one for sgemm inside pool workers. Two
- * backends with different pools in one process then stay correct and use
- * their own counts, as long as they do not run ops at the same instant. */
-void td_cpu_blas_threads(td_backend *be, int serial);
+/* OpenBLAS's thread count is process-wide and other code may change it, so
+ * each op sets it to one right before its sgemm calls (a few ns). */
+void td_cpu_blas_serial(void);
+
+/* c[m, n] = alpha op(a) op(b) + beta c (row-major, as cblas_sgemm) on tiles
+ * fixed by m and n, each a single-threaded sgemm on the pool. */
+void td_cpu_sgemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                  float beta, float *c, int64_t ldc);
 
 /* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE with a message naming op --- */
 /* Contiguous TD_F32 activation. */

@@ -34,9 +34,9 @@ float *td_cpu_scratch(td_backend *be, size_t n)
     return c->scratch;
 }
 
-void td_cpu_blas_threads(td_backend *be, int serial)
+void td_cpu_blas_serial(void)
 {
-    openblas_set_num_threads(serial ? 1 : td_cpu_of(be)->nthreads);
+    openblas_set_num_threads(1);
 }
 
 static int cpu_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)

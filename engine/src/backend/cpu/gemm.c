@@ -1,20 +1,24 @@
 /*
  * Linear layers and the batched matmul, through OpenBLAS sgemm. A linear is
- * the matmul y = x w^T of one batch, plus its bias, so both run mm_run.
+ * the matmul y = x w^T of one batch, plus its bias.
  *
- * f32 operands go to one sgemm call per batch as they are: threaded by
- * OpenBLAS from the caller thread, or, when there are at least as many
- * batches as threads, whole batches on the pool with single-threaded
- * sgemm (attention-like stacks of small products, which OpenBLAS would
- * not split well). bf16/f16 b is widened one tile at a time (at most
- * LINEAR_TILE floats per thread, reused) and each tile is one sgemm over
- * all M rows of every batch that uses it, so widening costs N*K
- * conversions per matrix of b however large M and B are, and no
- * whole-matrix f32 copy ever exists. There the pool splits N into one part
- * per thread and each part widens and multiplies its own tiles with
- * single-threaded sgemm (see cpu.h): no thread waits on another between
- * tiles, which measured 2-6 % faster than widening on the pool between
- * threaded sgemm calls.
+ * Every product is cut into tiles of C fixed by the shape alone (K whole
+ * or, for widened weights, in fixed chunks) and each tile is one
+ * single-threaded sgemm run by one pool worker. So each
+ * element of C is summed by the same kernel in the same order however many
+ * threads run, and results do not depend on the thread count (DESIGN.md).
+ * OpenBLAS's own threading does not give that: it splits M and N by its
+ * thread count, and its edge kernels sum in another order (a 17x33x9000
+ * product differs between 1 and 2 threads), so it is never used.
+ *
+ * The tiles are numbered column band by column band and the pool gives
+ * each thread one contiguous run of them. bf16/f16 weights (b) are widened
+ * one band x K chunk at a time into the thread's own tile (LINEAR_BAND x
+ * LINEAR_KMAX floats) and that widened tile serves every row tile of the
+ * band the thread holds, so widening costs about N*K conversions per
+ * matrix however large M is, and no whole-matrix f32 copy ever exists. A
+ * batched matmul runs its batches one after the other, each cut the same
+ * way.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -23,8 +27,7 @@
 
 #include "cpu.h"
 
-#define LINEAR_TILE ((int64_t)1 << 20)   /* floats of widened weight per tile */
-#define LINEAR_KMAX 4096                 /* K split beyond this */
+#define LINEAR_KMAX 2048   /* K chunk of a widened tile: LINEAR_BAND x 2048 floats, 4 MB */
 
 typedef struct {
     float *y;
@@ -60,7 +63,99 @@ static int add_bias(td_backend *be, const td_tensor *bias, float *y, int64_t m, 
     return 0;
 }
 
-/* One matmul in sgemm terms; the tile fields are the widened path's. */
+/* How a product is cut. Each tile makes sgemm pack the operand it shares
+ * with the other tiles again, about 1/(2 x tile extent) floats per flop, so
+ * tiles are long: a plain product is cut along one side only, into about
+ * GEMM_TILES pieces of at least GEMM_MIN_EXTENT (1024-row tiles cost 2-4 %
+ * single-threaded against one whole sgemm, where cutting both sides into
+ * 256 x 512 cost 16 %). Widened weights come in bands of LINEAR_BAND
+ * columns. */
+#define GEMM_TILES 32
+#define GEMM_MIN_EXTENT 512
+#define LINEAR_BAND 512
+
+typedef struct tile_grid {
+    int64_t m, n, tm, tn, nmt, ntiles, parts;
+} tile_grid;
+
+/* Tiles of tm x tn (the last ones ragged), numbered column band by band. */
+static tile_grid grid_of(td_backend *be, int64_t m, int64_t n, int64_t tm, int64_t tn)
+{
+    tile_grid g = { m, n, tm, tn, (m + tm - 1) / tm, 0, td_cpu_of(be)->nthreads };
+    g.ntiles = g.nmt * ((n + tn - 1) / tn);
+    if (g.parts > g.ntiles)
+        g.parts = g.ntiles;
+    return g;
+}
+
+/* The extent of a cut side: about len / GEMM_TILES, a multiple of 64, at
+ * least GEMM_MIN_EXTENT (and never past len). */
+static int64_t cut_extent(int64_t len)
+{
+    int64_t e = ((len + GEMM_TILES - 1) / GEMM_TILES + 63) & ~(int64_t)63;
+    e = e < GEMM_MIN_EXTENT ? GEMM_MIN_EXTENT : e;
+    return e < len ? e : len;
+}
+
+/* Part t's tiles [*i0, *i1): which thread runs a tile changes with the
+ * count, what the tile is does not. */
+static void grid_part(const tile_grid *g, int64_t t, int64_t *i0, int64_t *i1)
+{
+    *i0 = t * g->ntiles / g->parts;
+    *i1 = (t + 1) * g->ntiles / g->parts;
+}
+
+/* Tile i: rows [*m0, *m0 + *mt), columns [*n0, *n0 + *nt). */
+static void grid_tile(const tile_grid *g, int64_t i, int64_t *m0, int64_t *mt, int64_t *n0,
+                      int64_t *nt)
+{
+    *n0 = i / g->nmt * g->tn;
+    *m0 = i % g->nmt * g->tm;
+    *mt = g->m - *m0 < g->tm ? g->m - *m0 : g->tm;
+    *nt = g->n - *n0 < g->tn ? g->n - *n0 : g->tn;
+}
+
+typedef struct {
+    tile_grid g;
+    int trans_a, trans_b;
+    int64_t k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} gemm_args;
+
+static void gemm_part(void *arg, int64_t t0, int64_t t1)
+{
+    const gemm_args *a = arg;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t i0, i1, m0, mt, n0, nt;
+        grid_part(&a->g, t, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) {
+            grid_tile(&a->g, i, &m0, &mt, &n0, &nt);
+            cblas_sgemm(CblasRowMajor, a->trans_a ? CblasTrans : CblasNoTrans,
+                        a->trans_b ? CblasTrans : CblasNoTrans, (int)mt, (int)nt, (int)a->k,
+                        a->alpha, a->a + (a->trans_a ? m0 : m0 * a->lda), (int)a->lda,
+                        a->b + (a->trans_b ? n0 * a->ldb : n0), (int)a->ldb, a->beta,
+                        a->c + m0 * a->ldc + n0, (int)a->ldc);
+        }
+    }
+}
+
+void td_cpu_sgemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                  float beta, float *c, int64_t ldc)
+{
+    /* Rows when there are enough for two tiles: cutting the columns makes
+     * OpenBLAS repack a as often, but measured 5-10 % slower. */
+    tile_grid g = m >= 2 * GEMM_MIN_EXTENT ? grid_of(be, m, n, cut_extent(m), n)
+                                           : grid_of(be, m, n, m, cut_extent(n));
+    gemm_args ga = { g, trans_a, trans_b, k, lda, ldb, ldc, alpha, beta, a, b, c };
+    td_cpu_blas_serial();
+    td_pool_for(td_cpu_pool(be), ga.g.parts, 1, gemm_part, &ga);
+}
+
+/* One matmul in sgemm terms (td_check_matmul's dims) and, for a widened
+ * b, its tiling. */
 typedef struct {
     td_matmul_dims d;
     const float *a;
@@ -69,59 +164,56 @@ typedef struct {
     int trans_b;
     float alpha, beta;
     float *y;
-    int64_t kb, nb, per;
-    float *scratch;   /* one nb x kb tile per part */
+    tile_grid g;
+    int64_t kb, batch;   /* K chunk; the batch being run */
+    float *scratch;      /* one LINEAR_BAND x kb tile per part */
 } mm_args;
 
-static void mm_f32_batches(void *arg, int64_t i0, int64_t i1)
-{
-    const mm_args *p = arg;
-    const td_matmul_dims *d = &p->d;
-    for (int64_t i = i0; i < i1; i++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasTrans : CblasNoTrans, (int)d->m, (int)d->n,
-                    (int)d->k, p->alpha, p->a + i * d->sa, (int)d->lda, (const float *)p->b + i * d->sb,
-                    (int)d->ldb, p->beta, p->y + i * d->sy, (int)d->ldy);
-}
-
-/* Columns [n0, n0 + nt) x depth [k0, k0 + kt) of b's matrix bb, widened
- * into tile as it lies in b: [nt, kt] when trans_b, else [kt, nt]. Returns
- * the tile's row stride. */
-static int64_t widen_b_tile(const mm_args *p, int64_t bb, int64_t n0, int64_t nt, int64_t k0, int64_t kt,
-                            float *tile)
+/* Columns [n0, n0 + nt) x depth [k0, k0 + kt) of the current batch's
+ * matrix of b, widened into tile as it lies in b: [nt, kt] when trans_b,
+ * else [kt, nt]. Returns the tile's row stride. */
+static int64_t widen_b_tile(const mm_args *p, int64_t n0, int64_t nt, int64_t k0, int64_t kt, float *tile)
 {
     size_t es = td_dtype_size(p->bdt);
     int64_t rows = p->trans_b ? nt : kt, cols = p->trans_b ? kt : nt;
-    int64_t first = bb * p->d.sb + (p->trans_b ? n0 * p->d.ldb + k0 : k0 * p->d.ldb + n0);
+    int64_t first = p->batch * p->d.sb + (p->trans_b ? n0 * p->d.ldb + k0 : k0 * p->d.ldb + n0);
     const unsigned char *src = (const unsigned char *)p->b + (size_t)first * es;
     for (int64_t r = 0; r < rows; r++)
         td_to_f32(p->bdt, src + (size_t)(r * p->d.ldb) * es, tile + r * cols, (size_t)cols);
     return cols;
 }
 
-/* Part t of a widened-b matmul: output columns [t*per, (t+1)*per), walked
- * in tiles of nb columns x kb depth, each widened into the part's own tile
- * and multiplied by a single-threaded sgemm over all M rows of each batch
- * that uses that matrix of b (all of them where b is shared). */
-static void mm_widened_part(void *arg, int64_t t0, int64_t t1)
+/* Part t of a widened-b product: for each column band it holds, each K
+ * chunk of the band is widened once into the part's tile and multiplied
+ * into every row tile of the band the part holds. */
+static void widened_part(void *arg, int64_t t0, int64_t t1)
 {
     const mm_args *p = arg;
     const td_matmul_dims *d = &p->d;
-    int64_t nbb = d->sb ? d->batch : 1;
+    const float *a = p->a + p->batch * d->sa;
+    float *y = p->y + p->batch * d->sy;
     for (int64_t t = t0; t < t1; t++) {
-        float *tile = p->scratch + t * p->nb * p->kb;
-        int64_t nend = (t + 1) * p->per < d->n ? (t + 1) * p->per : d->n;
-        for (int64_t bb = 0; bb < nbb; bb++)
-            for (int64_t n0 = t * p->per; n0 < nend; n0 += p->nb) {
-                int64_t nt = nend - n0 < p->nb ? nend - n0 : p->nb;
-                for (int64_t k0 = 0; k0 < d->k; k0 += p->kb) {
-                    int64_t kt = d->k - k0 < p->kb ? d->k - k0 : p->kb;
-                    int64_t ldt = widen_b_tile(p, bb, n0, nt, k0, kt, tile);
-                    for (int64_t i = nbb > 1 ? bb : 0; i < (nbb > 1 ? bb + 1 : d->batch); i++)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasTrans : CblasNoTrans,
-                                    (int)d->m, (int)nt, (int)kt, p->alpha, p->a + i * d->sa + k0, (int)d->lda,
-                                    tile, (int)ldt, k0 ? 1.0f : p->beta, p->y + i * d->sy + n0, (int)d->ldy);
+        float *tile = p->scratch + t * LINEAR_BAND * p->kb;
+        int64_t i0, i1, m0, mt, n0, nt;
+        grid_part(&p->g, t, &i0, &i1);
+        while (i0 < i1) {
+            /* the run of row tiles [i0, band_end) shares one column band */
+            int64_t band_end = (i0 / p->g.nmt + 1) * p->g.nmt;
+            if (band_end > i1)
+                band_end = i1;
+            grid_tile(&p->g, i0, &m0, &mt, &n0, &nt);
+            for (int64_t k0 = 0; k0 < d->k; k0 += p->kb) {
+                int64_t kt = d->k - k0 < p->kb ? d->k - k0 : p->kb;
+                int64_t ldt = widen_b_tile(p, n0, nt, k0, kt, tile);
+                for (int64_t i = i0; i < band_end; i++) {
+                    grid_tile(&p->g, i, &m0, &mt, &n0, &nt);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasTrans : CblasNoTrans,
+                                (int)mt, (int)nt, (int)kt, p->alpha, a + m0 * d->lda + k0, (int)d->lda,
+                                tile, (int)ldt, k0 ? 1.0f : p->beta, y + m0 * d->ldy + n0, (int)d->ldy);
                 }
             }
+            i0 = band_end;
+        }
     }
 }
 
@@ -137,37 +229,31 @@ static void mm_scale_y(const mm_args *p)
         }
 }
 
-/* The checked matmul p (td_check_matmul's dims) on the CPU. */
+/* The checked matmul p on the CPU, batch after batch. */
 static int mm_run(td_backend *be, mm_args *p)
 {
     const td_matmul_dims *d = &p->d;
-    int threads = td_cpu_of(be)->nthreads;
 
     if (d->batch == 0 || d->m == 0 || d->n == 0)
         return 0;
     if (d->k == 0) {
         mm_scale_y(p);
-    } else if (p->bdt == TD_F32) {
-        int per_batch = d->batch > 1 && d->batch >= threads;
-        td_cpu_blas_threads(be, per_batch);
-        if (per_batch)
-            td_pool_for(td_cpu_pool(be), d->batch, 1, mm_f32_batches, p);
-        else
-            mm_f32_batches(p, 0, d->batch);
-    } else {
-        p->kb = d->k < LINEAR_KMAX ? d->k : LINEAR_KMAX;
-        p->nb = LINEAR_TILE / p->kb;
-        if (p->nb > 16)
-            p->nb &= ~(int64_t)15;
-        if (p->nb > d->n)
-            p->nb = d->n;
-        p->per = (d->n + threads - 1) / threads;
-        p->scratch = td_cpu_scratch(be, (size_t)(threads * p->nb * p->kb));
-        if (!p->scratch)
-            return TD_ENOMEM;
-        td_cpu_blas_threads(be, 1);
-        td_pool_for(td_cpu_pool(be), threads, 1, mm_widened_part, p);
+        return 0;
     }
+    if (p->bdt == TD_F32) {
+        for (int64_t i = 0; i < d->batch; i++)
+            td_cpu_sgemm(be, 0, p->trans_b, d->m, d->n, d->k, p->alpha, p->a + i * d->sa, d->lda,
+                         (const float *)p->b + i * d->sb, d->ldb, p->beta, p->y + i * d->sy, d->ldy);
+        return 0;
+    }
+    p->g = grid_of(be, d->m, d->n, cut_extent(d->m), LINEAR_BAND);
+    p->kb = d->k < LINEAR_KMAX ? d->k : LINEAR_KMAX;
+    p->scratch = td_cpu_scratch(be, (size_t)(p->g.parts * LINEAR_BAND * p->kb));
+    if (!p->scratch)
+        return TD_ENOMEM;
+    td_cpu_blas_serial();
+    for (p->batch = 0; p->batch < d->batch; p->batch++)
+        td_pool_for(td_cpu_pool(be), p->g.parts, 1, widened_part, p);
     return 0;
 }
 

@@ -379,7 +379,7 @@ int td_cpu_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     }
 
     /* Small tiles from every pool worker: OpenBLAS must not fan out too. */
-    td_cpu_blas_threads(be, 1);
+    td_cpu_blas_serial();
     td_pool_for(ctx->pool, j.H, 1, sla_head_stats, &j);
     if (!atomic_load(&j.nomem))
         td_pool_for(ctx->pool, (int64_t)j.H * j.nq, 1, sla_blocks, &j);

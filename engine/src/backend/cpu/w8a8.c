@@ -191,7 +191,7 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
         xs = xqf + nxq;
         ba.xqf = xqf;
         ba.xs = xs;
-        td_cpu_blas_threads(be, 1);
+        td_cpu_blas_serial();
         for (int64_t m0 = 0; m0 < m && !atomic_load(&ba.failed); m0 += W8_MT) {
             ba.mt = m - m0 < W8_MT ? m - m0 : W8_MT;
             ba.y = yd + m0 * n;

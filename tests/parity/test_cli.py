@@ -1,0 +1,90 @@
+"""turbodiff generate as scripts and render farms use it: where the clip
+goes (-o, --out -, refused extensions, --png-dir checked before any work),
+--seed -1, progress lines in a log file, and the order of `turbodiff --help`.
+
+The committed tiny model set (tests/data/pipeline, 64x32 x 5 frames) keeps
+each run well under a second.
+"""
+import pathlib
+import re
+import subprocess
+
+from conftest import run_td
+
+MODEL = pathlib.Path(__file__).resolve().parents[1] / "data" / "pipeline"
+GEN = ["generate", "--model", MODEL, "--prompt", "a red circle", "--steps", 1, "--threads", 1]
+
+
+def test_o_is_out(td_cli, tmp_path):
+    run_td(td_cli, *GEN, "-o", tmp_path / "a.y4m")
+    run_td(td_cli, *GEN, "--out", tmp_path / "b.y4m")
+    a = (tmp_path / "a.y4m").read_bytes()
+    assert a.startswith(b"YUV4MPEG2 ") and a == (tmp_path / "b.y4m").read_bytes()
+
+
+def test_out_dash_is_standard_output(td_cli, tmp_path):
+    p = subprocess.run([str(td_cli), *map(str, GEN), "--out", "-"], capture_output=True,
+                       cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert not (tmp_path / "-").exists(), "no file named '-'"
+    run_td(td_cli, *GEN, "--out", tmp_path / "f.y4m")
+    assert p.stdout == (tmp_path / "f.y4m").read_bytes()
+    q = run_td(td_cli, *GEN, "--out", "-", "--json", check=False)
+    assert q.returncode != 0 and "standard output" in q.stderr
+
+
+def test_other_extensions_are_refused_before_work(td_cli, tmp_path):
+    for name in ("x.mp4", "x.mkv", "x", "x.y4m.mp4", "clip.y4m/x"):
+        p = run_td(td_cli, *GEN, "--out", tmp_path / name, check=False)
+        assert p.returncode != 0, name
+        assert ".y4m" in p.stderr and "--png-dir" in p.stderr and ".npy" in p.stderr, p.stderr
+        assert "denoise" not in p.stderr, "refused before generating"
+        assert not (tmp_path / name).exists(), f"nothing written to {name}"
+    run_td(td_cli, *GEN, "--out", tmp_path / "UPPER.Y4M")
+
+
+def test_png_dir_missing_fails_before_generating(td_cli, tmp_path):
+    p = run_td(td_cli, *GEN, "--png-dir", tmp_path / "missing", check=False)
+    assert p.returncode != 0 and "missing" in p.stderr and "must exist" in p.stderr, p.stderr
+    assert "denoise" not in p.stderr and "done" not in p.stderr, "refused before generating"
+    (tmp_path / "file").write_text("x")
+    p = run_td(td_cli, *GEN, "--png-dir", tmp_path / "file", check=False)
+    assert p.returncode != 0 and "not a directory" in p.stderr, p.stderr
+    (tmp_path / "frames").mkdir()
+    run_td(td_cli, *GEN, "--png-dir", tmp_path / "frames")
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 5
+
+
+def test_seed_minus_one_is_random_and_printed(td_cli, tmp_path):
+    seeds = []
+    for name in "ab":
+        p = run_td(td_cli, *GEN, "--seed", -1, "--out", tmp_path / f"{name}.y4m", "--json")
+        m = re.search(r"seed (\d+)", p.stderr)
+        assert m, p.stderr
+        seeds.append(int(m.group(1)))
+        assert f'"seed": {seeds[-1]}' in p.stdout
+        assert seeds[-1] < 2**32, "a 32-bit seed, as FFmpeg's random seeds"
+    assert seeds[0] != seeds[1] and (tmp_path / "a.y4m").read_bytes() != (tmp_path / "b.y4m").read_bytes()
+    # The printed seed gives the clip again.
+    run_td(td_cli, *GEN, "--seed", seeds[0], "--out", tmp_path / "again.y4m")
+    assert (tmp_path / "again.y4m").read_bytes() == (tmp_path / "a.y4m").read_bytes()
+    for bad in ("-2", "x", "1e3", "18446744073709551616"):
+        p = run_td(td_cli, *GEN, "--seed", bad, "--out", tmp_path / "c.y4m", check=False)
+        assert p.returncode != 0 and "--seed" in p.stderr, (bad, p.stderr)
+
+
+def test_progress_without_a_terminal_is_one_line_per_update(td_cli, tmp_path):
+    p = run_td(td_cli, *GEN, "--out", tmp_path / "a.y4m")
+    assert "\r" not in p.stderr, repr(p.stderr)
+    lines = p.stderr.splitlines()
+    assert any(re.match(r"turbodiff: denoise +1/1", ln) for ln in lines), lines
+    assert any(ln.startswith("turbodiff: done in") for ln in lines), lines
+    assert "" not in lines, "no blank lines"
+
+
+def test_help_lists_generate_first_and_debug_last(td_cli):
+    out = run_td(td_cli, "--help").stdout
+    cmds = [ln.split(None, 1) for ln in out.splitlines() if ln.startswith("  ")]
+    assert cmds[0][0] == "generate", cmds
+    debug = [i for i, (_, summary) in enumerate(cmds) if summary.startswith("debug:")]
+    assert debug and debug == list(range(len(cmds) - len(debug), len(cmds))), cmds
