@@ -225,6 +225,7 @@ static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
         [TD_MODE_EXTEND] = "the input, then 1 clip continuing its last frame",
     };
     double seconds = s->clip_frames * av_q2d(av_inv_q(s->rate));
+    int fps = td_engine_native_fps(s->engine);
     char clips[64];
 
     if (ctx->nb_inputs)
@@ -240,12 +241,13 @@ static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
            s->device, !ctx->nb_inputs && !s->loop && !s->clips ?
            "; for longer video set loop=1 (with -t or -frames:v on the output), clips=, "
            "or frames= / duration=" : "");
-    /* Wan models move at 16 fps: another rate only relabels the frames. */
-    if (av_cmp_q(s->rate, (AVRational){ 16, 1 }) && !(ctx->nb_inputs && s->mode == TD_MODE_EXTEND))
-        av_log(ctx, AV_LOG_WARNING, "rate %d/%d: the model generates 16 fps motion, which plays "
-               "%.2fx as fast at this rate; to change the frame rate keep rate=16 and add the "
-               "fps filter (e.g. fps=%d/%d)\n", s->rate.num, s->rate.den,
-               av_q2d(s->rate) / 16, s->rate.num, s->rate.den);
+    /* Wan models move at their own rate (16 fps, TI2V-5B 24): another
+     * rate only relabels the frames. */
+    if (av_cmp_q(s->rate, (AVRational){ fps, 1 }) && !(ctx->nb_inputs && s->mode == TD_MODE_EXTEND))
+        av_log(ctx, AV_LOG_WARNING, "rate %d/%d: the model generates %d fps motion, which plays "
+               "%.2fx as fast at this rate; to change the frame rate keep rate=%d and add the "
+               "fps filter (e.g. fps=%d/%d)\n", s->rate.num, s->rate.den, fps,
+               av_q2d(s->rate) / fps, fps, s->rate.num, s->rate.den);
 }
 
 /* lora[i] with lora_scale[i] (1 where the scale list is shorter). */
@@ -360,6 +362,9 @@ int ff_turbodiff_init(AVFilterContext *ctx)
                               frames_unset ? &s->clip_frames : NULL))
         av_log(ctx, AV_LOG_VERBOSE, "the model's own clip: %dx%d, %d frames\n",
                s->w, s->h, s->clip_frames);
+    /* No rate (nor a duration counted at the default one): the model's own. */
+    if (av_opt_is_set_to_default_by_name(s, "rate", 0) > 0 && s->duration <= 0)
+        s->rate = (AVRational){ td_engine_native_fps(s->engine), 1 };
     log_plan(ctx, s);
 
     s->queue = av_calloc(s->queue_size, sizeof(*s->queue));

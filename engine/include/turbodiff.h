@@ -22,7 +22,7 @@ extern "C" {
  * program built against one MAJOR.MINOR passes structs laid out for it, so
  * it must refuse a library of another (td_version says which is loaded). */
 #define TD_VERSION_MAJOR 0
-#define TD_VERSION_MINOR 2
+#define TD_VERSION_MINOR 3
 #define TD_VERSION_MICRO 0
 #define TD_VERSION_INT (TD_VERSION_MAJOR << 16 | TD_VERSION_MINOR << 8 | TD_VERSION_MICRO)
 
@@ -118,14 +118,27 @@ const char *td_engine_errmsg(const td_engine *eng);
 /* The clip the model set was made for, when its turbodiff.json names it
  * ("size": "WxH" and/or "frames": N): returns 1 and fills the non-NULL
  * outputs it names, else returns 0; what it does not name is left as is. Callers use it for sizes the user left
- * unset (a toy model trained at 64x64 gives noise at 832x480). */
+ * unset (a toy model trained at 64x64 gives noise at 832x480). Without a
+ * manifest's size or frames, a Wan2.2 TI2V-5B DiT names its own:
+ * 1280x704, 121 frames. */
 int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames);
+
+/* The frame rate the model set's motion was trained at: 24 for Wan2.2
+ * TI2V-5B, 16 for the other Wan models. Callers label frames with it when
+ * the user sets no rate (another rate plays the motion faster or slower). */
+int td_engine_native_fps(const td_engine *eng);
 
 /* ---------------------------------------------------------------------------
  * Job: one generation request, run synchronously on the calling thread.
  * ------------------------------------------------------------------------- */
 
 enum td_attention { TD_ATTN_FULL = 0, TD_ATTN_SLA = 1, TD_ATTN_SAGESLA = 2 };
+/* AUTO: rCM for TurboDiffusion's distilled checkpoints (those carrying SLA
+ * projections or W8A8 weights) and for the Wan2.1 T2V / Wan2.2 I2V A14B
+ * DiTs TurboDiffusion distills; flow matching with CFG for the models it
+ * publishes no distilled checkpoint of (Wan2.2 TI2V-5B, the Wan2.2 T2V
+ * A14B pair). An undistilled Wan2.1 or I2V A14B file needs FLOW. */
+enum td_sampler { TD_SAMPLER_AUTO = 0, TD_SAMPLER_RCM = 1, TD_SAMPLER_FLOW = 2 };
 enum td_frame_format { TD_FRAME_RGB24 = 0, TD_FRAME_RGBF32 = 1 };
 enum td_stage { TD_STAGE_TEXT = 0, TD_STAGE_IMAGE_ENCODE, TD_STAGE_DENOISE,
                 TD_STAGE_DECODE, TD_STAGE_DONE };
@@ -159,14 +172,26 @@ typedef struct td_job {
     ptrdiff_t image_linesize;
     int adaptive_resolution; /* keep the image's aspect at width x height's area */
     int width, height, frames;
-    int steps;               /* 1..4 */
+    int steps;               /* rCM steps, 1..4 */
     double sigma_max;        /* <= 0: the model's default (80 t2v, 200 i2v) */
     uint64_t seed;
     int attention;           /* enum td_attention */
     double topk;             /* SLA key-block fraction, (0, 1] */
     int ode;                 /* deterministic rCM update instead of fresh noise */
-    double boundary;         /* A14B expert switch, <= 0: 0.9 */
+    double boundary;         /* A14B expert switch, <= 0: 0.875 for a text-to-video
+                                pair, 0.9 for image-to-video (Wan2.2's configs) */
     int frame_format;        /* enum td_frame_format */
+    /* The sampler (enum td_sampler) and, for flow matching (UniPC, as
+     * diffusers' Wan pipelines), its settings; each <= 0 (NULL) is the
+     * model's own (Wan2.2's configs): TI2V-5B 50 steps, shift 5, guidance
+     * 5; T2V A14B 40 steps, shift 12, guidance 4 high / 3 low; I2V A14B 40
+     * steps, shift 5, guidance 3.5; Wan2.1 50 steps, shift 5, guidance 5. */
+    int sampler;
+    int flow_steps;          /* 1..1000 */
+    double shift;
+    double guidance;         /* classifier-free guidance scale; 1: none */
+    double guidance_low;     /* the low-noise expert's */
+    const char *negative_prompt; /* NULL: Wan's default negative prompt */
     td_frame_fn on_frame;
     td_progress_fn on_progress;
     void *opaque;

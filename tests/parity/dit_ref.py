@@ -71,3 +71,20 @@ def reference(m, x, t, ctx):
                  torch.as_tensor(ctx, dtype=torch.float64)[None], return_dict=False)[0][0]
     m.to(torch.float32)
     return out.numpy()
+
+
+def reference_first(m, x, t, t_first, ctx):
+    """diffusers forward in f64 with per-token timesteps, as WanPipeline's
+    expand_timesteps path builds them: [1, S] with the first latent frame's
+    tokens at t_first and the others at t."""
+    md = m.to(torch.float64)
+    pt, ph, pw = m.config.patch_size
+    F, H, W = x.shape[1:]
+    mask = torch.ones(F // pt, H // ph, W // pw, dtype=torch.float64)
+    mask[0] = 0
+    ts = (mask * t + (1 - mask) * t_first).flatten()[None]
+    with torch.no_grad():
+        out = md(torch.as_tensor(x, dtype=torch.float64)[None], ts,
+                 torch.as_tensor(ctx, dtype=torch.float64)[None], return_dict=False)[0][0]
+    m.to(torch.float32)
+    return out.numpy()

@@ -140,6 +140,8 @@ static void set_cases(tc_suite *s)
     s->cases[TC_W8A8] = (tc_case){ "t2v W8A8", s->w8a8_dir, t2v, 0 };
     s->cases[TC_I2V] = (tc_case){ "i2v expert pair", s->i2v_dir, i2v, 0 };
     s->cases[TC_I2V_LOW] = (tc_case){ "i2v expert pair, low memory", s->i2v_dir, i2v, 1 };
+    s->cases[TC_TI2V] = (tc_case){ "TI2V-5B t2v", s->ti2v_dir, t2v, 0 };
+    s->cases[TC_TI2V_I2V] = (tc_case){ "TI2V-5B i2v", s->ti2v_dir, i2v, 0 };
 }
 
 int tc_suite_make(td_ctx *ctx, test_rng *r, tc_suite *s)
@@ -147,7 +149,8 @@ int tc_suite_make(td_ctx *ctx, test_rng *r, tc_suite *s)
     memset(s, 0, sizeof(*s));
     set_cases(s);
     if (path_of(s->t2v_dir, sizeof(s->t2v_dir), tc_root(), "tests/data/pipeline") ||
-        path_of(s->i2v_dir, sizeof(s->i2v_dir), s->t2v_dir, "i2v"))
+        path_of(s->i2v_dir, sizeof(s->i2v_dir), s->t2v_dir, "i2v") ||
+        path_of(s->ti2v_dir, sizeof(s->ti2v_dir), s->t2v_dir, "ti2v"))
         return td_fail(ctx, TD_EINVAL, "fixture root too long: %s", tc_root());
     for (size_t i = 0; i < sizeof(s->image); i++)
         s->image[i] = (uint8_t)(test_next(r) >> 56);
@@ -227,6 +230,7 @@ int tc_run(td_engine *eng, const tc_want *want, int cancel_at_step, tc_clip *c, 
     job.height = TC_H;
     job.frames = TC_FRAMES;
     job.seed = 11;
+    job.flow_steps = 3;   /* TI2V: flow matching, 2 DiT calls per step */
     job.attention = want->attention;
     job.topk = 0.5;
     job.frame_format = TD_FRAME_RGBF32;

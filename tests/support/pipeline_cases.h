@@ -4,7 +4,9 @@
  * text-to-video with full attention, with SLA (the tiny DiT given random
  * proj_l), with W8A8 (the tiny DiT quantized by td_dit_quantize), the SLA
  * model with full attention (what SLA must differ from), and image-to-video
- * on the A14B-style expert pair, resident and with low memory. Each case
+ * on the A14B-style expert pair, resident and with low memory, and Wan2.2
+ * TI2V-5B (48-channel DiT, Wan2.2 VAE, flow matching with CFG) text- and
+ * image-to-video. Each case
  * makes one 64x32, 5-frame RGBF32 clip with a fixed seed; the tests compare
  * clips across backends and between cases.
  *
@@ -61,6 +63,8 @@ enum {
     TC_W8A8,         /* t2v, the quantized model */
     TC_I2V,          /* i2v expert pair, resident */
     TC_I2V_LOW,      /* i2v expert pair, low memory */
+    TC_TI2V,         /* TI2V-5B text-to-video (flow matching, CFG) */
+    TC_TI2V_I2V,     /* TI2V-5B image-to-video */
     TC_NCASES
 };
 
@@ -68,7 +72,7 @@ enum {
  * copies of the t2v one (in a fresh /tmp folder), and a random image. The
  * cases point into the suite's strings and image: keep it in place. */
 typedef struct tc_suite {
-    char t2v_dir[1024], i2v_dir[1024];
+    char t2v_dir[1024], i2v_dir[1024], ti2v_dir[1024];
     char tmp[32], sla_dir[64], w8a8_dir[64];
     uint8_t image[TC_IMAGE_W * TC_IMAGE_H * 3];
     tc_case cases[TC_NCASES];

@@ -94,6 +94,8 @@ int main(void)
           "W8A8 gives the same frames as full attention in f32");
     CHECK(tc_clips_equal(&cpu[TC_I2V], &cpu[TC_I2V_LOW]),
           "low memory residency changes the i2v frames");
+    CHECK(cpu[TC_TI2V].rgb && !tc_clips_equal(&cpu[TC_TI2V], &cpu[TC_TI2V_I2V]),
+          "TI2V-5B image-to-video gives the text-to-video frames");
     test_cancel(&s);
 
     tc_suite_remove(&s);

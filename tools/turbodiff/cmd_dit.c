@@ -28,8 +28,8 @@ enum { MODE_FORWARD, MODE_T2V, MODE_I2V };
 
 typedef struct dit_args {
     const char *dit, *dit_low, *cond, *latents, *context, *out, *noise, *save, *vae;
-    double t, topk, sigma_max, boundary;
-    int heads, threads, steps, frames, width, height, ode, text_len, has_t, has_boundary;
+    double t, t_first, topk, sigma_max, boundary;
+    int heads, threads, steps, frames, width, height, ode, text_len, has_t, has_t_first, has_boundary;
     unsigned long long seed;
     td_dit_attn attn;
     lora_args lora;
@@ -43,6 +43,8 @@ static void usage(FILE *f, int mode)
                    "                             [--lora FILE[=SCALE]]...\n"
                    "  X.npy: [C_in, F, H, W] f32 latents; C.npy: [L, text_dim] f32 (no padding is added)\n"
                    "  --t: the DiT timestep as the model takes it (rectified-flow t * 1000)\n"
+                   "  --t-first T: the first latent frame's tokens take timestep T (Wan2.2 TI2V's\n"
+                   "               per-token timesteps; 0 for a clean image frame; default --t)\n"
                    "  --heads: attention heads (default dim / 128, Wan's head_dim)\n"
                    "  --attention sla needs an SLA checkpoint (proj_l); --topk default 0.1\n"
                    "  --lora: merge a LoRA into the DiT at load, SCALE default 1 (repeatable)\n");
@@ -128,6 +130,9 @@ static int parse(int argc, char **argv, int mode, dit_args *a)
         else if (!t2v && !strcmp(o, "--t")) {
             a->t = atof(v);
             a->has_t = 1;
+        } else if (!t2v && !strcmp(o, "--t-first")) {
+            a->t_first = atof(v);
+            a->has_t_first = 1;
         } else if (!t2v && !strcmp(o, "--context"))
             a->context = v;
         else if (!strcmp(o, "--out"))
@@ -257,7 +262,8 @@ static int dit_forward(session *s, const dit_args *a)
     if (rc == 0)
         rc = be->ops->tensor_new(be, &od, be->act, 4, out.shape);
     if (rc == 0)
-        rc = td_dit_forward(s->dit, NULL, &xd, a->t, &cd, &a->attn, &od);
+        rc = td_dit_forward_first(s->dit, NULL, &xd, a->t, a->has_t_first ? a->t_first : a->t, &cd,
+                                  &a->attn, &od);
     if (rc == 0)
         rc = be->ops->read(be, &od, &out);
     if (rc == 0)

@@ -65,7 +65,14 @@ static void usage(FILE *f)
         "  --steps N            rCM steps 1..4 (default 4)\n"
         "  --seed N             noise seed (default 0; -1: a random one, printed)\n"
         "  --sigma-max S        initial sigma (default: 80 text-to-video, 200 image-to-video)\n"
-        "  --boundary B         A14B expert switch in (0, 1) (default 0.9)\n"
+        "  --boundary B         A14B expert switch in (0, 1) (default: the model's, 0.875 t2v, 0.9 i2v)\n"
+        "  --sampler S          auto (default: rcm for distilled checkpoints, flow for Wan2.2\n"
+        "                       TI2V-5B and T2V A14B), rcm, or flow (UniPC with guidance)\n"
+        "  --flow-steps N       flow matching steps 1..1000 (default: the model's, e.g. 50)\n"
+        "  --shift S            flow matching sigma shift (default: the model's, e.g. 5)\n"
+        "  --guidance G         classifier-free guidance scale, 1: none (default: the model's)\n"
+        "  --guidance-low G     the low-noise expert's guidance (default: the model's)\n"
+        "  --negative-prompt T  what guidance steers away from (default: Wan's negative prompt)\n"
         "  --attention MODE     full, sla or sagesla (default sla; full if the DiT has no SLA weights)\n"
         "  --topk K             SLA key-block fraction in (0, 1] (default 0.1)\n"
         "  --ode                deterministic rCM steps\n"
@@ -160,6 +167,12 @@ static void on_log(void *opaque, int level, const char *msg)
 {
     end_progress_line(opaque);
     fprintf(stderr, "turbodiff: %s%s\n", level <= TD_LOG_WARNING ? "warning: " : "", msg);
+}
+
+static int parse_sampler(const char *s)
+{
+    return !strcmp(s, "auto") ? TD_SAMPLER_AUTO : !strcmp(s, "rcm") ? TD_SAMPLER_RCM
+         : !strcmp(s, "flow") ? TD_SAMPLER_FLOW : -1;
 }
 
 static int parse_attention(const char *s)
@@ -321,6 +334,14 @@ int cmd_generate(int argc, char **argv)
         }
         else if (!strcmp(a, "--sigma-max")) job.sigma_max = strtod(v, &end);
         else if (!strcmp(a, "--boundary")) job.boundary = strtod(v, &end);
+        else if (!strcmp(a, "--flow-steps")) job.flow_steps = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--shift")) job.shift = strtod(v, &end);
+        else if (!strcmp(a, "--guidance")) job.guidance = strtod(v, &end);
+        else if (!strcmp(a, "--guidance-low")) job.guidance_low = strtod(v, &end);
+        else if (!strcmp(a, "--negative-prompt")) job.negative_prompt = v;
+        else if (!strcmp(a, "--sampler")) {
+            if ((job.sampler = parse_sampler(v)) < 0) end = (char *)v;
+        }
         else if (!strcmp(a, "--topk")) job.topk = strtod(v, &end);
         else if (!strcmp(a, "--threads")) cfg.threads = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--attention")) {

@@ -15,6 +15,15 @@
  *     x += m5 * ffn2(gelu_tanh(ffn0(layernorm(x) * (1 + m4) + m3)))
  *   out     = unpatchify(head(layernorm(x) * (1 + h1) + h0)), h = head.modulation + e
  *
+ * Per-token timesteps (Wan2.2 TI2V, diffusers' expand_timesteps): the
+ * tokens of the first latent frame may take their own timestep (0 for the
+ * clean image frame of image-to-video). e and e0 are then computed for
+ * each distinct timestep (rows of the plan's tables) and every modulation
+ * above applies to the token rows of its timestep: tokens are frame-major,
+ * so those rows are one leading run of the [S, dim] buffers, and each
+ * modulate / gated add runs on a row slice. The same values diffusers
+ * gets from its per-token time MLP, without running it S times.
+ *
  * LayerNorms without affine and RMSNorms (over the full width, before the
  * head split) use eps 1e-6. SLA mode replaces the self-attention's softmax
  * attention with the backend's sla_attention (BLKQ 128, BLKK 64, as
@@ -64,23 +73,76 @@ static int add_modulation(td_dit *m, const td_tensor *table, const td_tensor *e,
     return be->ops->add(be, dst, e, dst);
 }
 
+/* The token rows of each distinct timestep: segment k is rows
+ * [first[k], first[k] + rows[k]) of the [S, dim] buffers, modulated with
+ * the tables of timestep t[k] (row k of e / e0, rows 6k.. of plan->mod). */
+typedef struct segs {
+    int n;
+    int64_t first[TD_DIT_MAX_TIMES], rows[TD_DIT_MAX_TIMES];
+    double t[TD_DIT_MAX_TIMES];
+} segs;
+
+/* One segment when every token has one timestep (no first-frame timestep,
+ * the same value, or a clip of one latent frame), else the first latent
+ * frame's tokens then the rest. */
+static void make_segs(const td_dit_plan *b, const td_dit_config *c, double t, double t_first, segs *s)
+{
+    int64_t n0 = b->S / (b->F / c->patch[0]);
+    if (t_first == t || n0 == b->S) {
+        *s = (segs){ 1, { 0 }, { b->S }, { n0 == b->S ? t_first : t } };
+        return;
+    }
+    *s = (segs){ 2, { 0, n0 }, { n0, b->S - n0 }, { t_first, t } };
+}
+
+/* Segment k's rows of a [S, d] buffer (a view). */
+static int seg_rows(td_ctx *ctx, const td_tensor *t, const segs *s, int k, td_tensor *out)
+{
+    return td_tensor_slice(ctx, t, 0, s->first[k], s->rows[k], out);
+}
+
+/* b->n = b->n * (1 + scale) + shift per segment, shift and scale rows
+ * i_shift, i_shift + 1 of the segment's modulation. */
+static int modulate_segs(td_dit *m, td_dit_plan *b, const segs *s, int i_shift)
+{
+    td_tensor rows, sh, sc;
+    for (int k = 0; k < s->n; k++) {
+        TD_TRY(seg_rows(m->ctx, &b->n, s, k, &rows));
+        TD_TRY(row(m->ctx, &b->mod, 6 * k + i_shift, &sh));
+        TD_TRY(row(m->ctx, &b->mod, 6 * k + i_shift + 1, &sc));
+        TD_TRY(m->be->ops->modulate(m->be, &rows, &sh, &sc, &rows));
+    }
+    return 0;
+}
+
+/* b->x += b->o * gate per segment, gate row i_gate of its modulation. */
+static int gated_segs(td_dit *m, td_dit_plan *b, const segs *s, int i_gate)
+{
+    td_tensor x, o, gate;
+    for (int k = 0; k < s->n; k++) {
+        TD_TRY(seg_rows(m->ctx, &b->x, s, k, &x));
+        TD_TRY(seg_rows(m->ctx, &b->o, s, k, &o));
+        TD_TRY(row(m->ctx, &b->mod, 6 * k + i_gate, &gate));
+        TD_TRY(m->be->ops->add_gated(m->be, &x, &o, &gate));
+    }
+    return 0;
+}
+
 /* [S, dim] viewed as [S, heads, head_dim]. */
 static td_tensor heads_view(const td_tensor *t, const td_dit_config *c)
 {
     return td_view3(t->data, t->dtype, t->shape[0], c->heads, c->head_dim);
 }
 
-static int self_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b, const td_dit_attn *attn)
+static int self_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b, const segs *s,
+                          const td_dit_attn *attn)
 {
     const td_dit_config *c = &m->cfg;
     td_backend *be = m->be;
-    td_tensor sh, sc, gate, qh, kh, vh, ah;
+    td_tensor qh, kh, vh, ah;
 
-    TD_TRY(row(m->ctx, &b->mod, 0, &sh));
-    TD_TRY(row(m->ctx, &b->mod, 1, &sc));
-    TD_TRY(row(m->ctx, &b->mod, 2, &gate));
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
-    TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
+    TD_TRY(modulate_segs(m, b, s, 0));
     TD_TRY(linear(be, &b->n, &bk->sq, &b->q));
     TD_TRY(linear(be, &b->n, &bk->sk, &b->k));
     TD_TRY(linear(be, &b->n, &bk->sv, &b->v));
@@ -98,7 +160,7 @@ static int self_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b, con
     else
         TD_TRY(be->ops->attention(be, &qh, &kh, &vh, NULL, 1.0f / sqrtf((float)c->head_dim), 0, &ah));
     TD_TRY(linear(be, &b->a, &bk->so, &b->o));
-    return be->ops->add_gated(be, &b->x, &b->o, &gate);
+    return gated_segs(m, b, s, 2);
 }
 
 static int cross_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b)
@@ -122,20 +184,17 @@ static int cross_attention(td_dit *m, const td_dit_block *bk, td_dit_plan *b)
     return be->ops->add(be, &b->x, &b->o, &b->x);
 }
 
-static int feed_forward(td_dit *m, const td_dit_block *bk, td_dit_plan *b)
+static int feed_forward(td_dit *m, const td_dit_block *bk, td_dit_plan *b, const segs *s)
 {
     td_backend *be = m->be;
-    td_tensor ff = prefix(&b->ff, 2, (int64_t[]){ b->S, m->cfg.ffn_dim }), sh, sc, gate;
+    td_tensor ff = prefix(&b->ff, 2, (int64_t[]){ b->S, m->cfg.ffn_dim });
 
-    TD_TRY(row(m->ctx, &b->mod, 3, &sh));
-    TD_TRY(row(m->ctx, &b->mod, 4, &sc));
-    TD_TRY(row(m->ctx, &b->mod, 5, &gate));
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
-    TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
+    TD_TRY(modulate_segs(m, b, s, 3));
     TD_TRY(linear(be, &b->n, &bk->ffn0, &ff));
     TD_TRY(be->ops->gelu_tanh(be, &ff, &ff));
     TD_TRY(linear(be, &ff, &bk->ffn2, &b->o));
-    return be->ops->add_gated(be, &b->x, &b->o, &gate);
+    return gated_segs(m, b, s, 5);
 }
 
 /* x [C, F, H, W] as the 7-D [C, tp, pt, hp, ph, wp, pw]. */
@@ -223,40 +282,62 @@ static int check_plan(td_dit *m, const td_dit_plan *p, const td_tensor *x, const
     return 0;
 }
 
-/* e [1, dim] and e0 [1, 6 dim] from the timestep, whose sinusoid is made on
- * the host in f64 and written to the backend. */
-static int time_embedding(td_dit *m, double timestep, td_dit_plan *b)
+/* Rows [0, n) of a plan table (a view). */
+static int first_rows(td_ctx *ctx, const td_tensor *t, int64_t n, td_tensor *out)
+{
+    return td_tensor_slice(ctx, t, 0, 0, n, out);
+}
+
+/* e [n, dim] and e0 [n, 6 dim], row k from timestep s->t[k], whose
+ * sinusoid is made on the host in f64 and written to the backend. */
+static int time_embedding(td_dit *m, const segs *s, td_dit_plan *b)
 {
     td_backend *be = m->be;
-    td_tensor host = td_view2(b->sinus_host, TD_F32, 1, m->cfg.freq_dim);
-    td_dit_time_embedding(timestep, m->cfg.freq_dim, b->sinus_host);
-    TD_TRY(be->ops->write(be, &b->sinus, &host));
-    TD_TRY(linear(be, &b->sinus, &m->time0, &b->th));
-    TD_TRY(be->ops->silu(be, &b->th, &b->th));
-    TD_TRY(linear(be, &b->th, &m->time2, &b->e));
-    TD_TRY(be->ops->silu(be, &b->e, &b->th));
-    return linear(be, &b->th, &m->tproj, &b->e0);
+    int f = m->cfg.freq_dim;
+    td_tensor host = td_view2(b->sinus_host, TD_F32, s->n, f), sinus, th, e, e0;
+
+    for (int k = 0; k < s->n; k++)
+        td_dit_time_embedding(s->t[k], f, b->sinus_host + (size_t)k * f);
+    TD_TRY(first_rows(m->ctx, &b->sinus, s->n, &sinus));
+    TD_TRY(first_rows(m->ctx, &b->th, s->n, &th));
+    TD_TRY(first_rows(m->ctx, &b->e, s->n, &e));
+    TD_TRY(first_rows(m->ctx, &b->e0, s->n, &e0));
+    TD_TRY(be->ops->write(be, &sinus, &host));
+    TD_TRY(linear(be, &sinus, &m->time0, &th));
+    TD_TRY(be->ops->silu(be, &th, &th));
+    TD_TRY(linear(be, &th, &m->time2, &e));
+    TD_TRY(be->ops->silu(be, &e, &th));
+    return linear(be, &th, &m->tproj, &e0);
+}
+
+/* The 6 modulation rows of segment k: the table plus row k of src (e0 for
+ * a block, e for the head's 2 rows). */
+static int seg_modulation(td_dit *m, td_dit_plan *b, const td_tensor *table, const td_tensor *src,
+                          int k, int rows)
+{
+    td_tensor dst, e;
+    TD_TRY(td_tensor_slice(m->ctx, &b->mod, 0, 6 * k, rows, &dst));
+    TD_TRY(td_tensor_slice(m->ctx, src, 0, k, 1, &e));
+    return add_modulation(m, table, &e, &dst);
 }
 
 /* The head: layernorm, (head.modulation + e) shift / scale, linear, unpatchify. */
-static int head(td_dit *m, td_dit_plan *b, td_tensor *out)
+static int head(td_dit *m, td_dit_plan *b, const segs *s, td_tensor *out)
 {
     const td_dit_config *c = &m->cfg;
     td_backend *be = m->be;
     int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
-    td_tensor hm, sh, sc, rows = prefix(&b->ff, 2, (int64_t[]){ b->S, c->out_ch * np });
+    td_tensor rows = prefix(&b->ff, 2, (int64_t[]){ b->S, c->out_ch * np });
 
-    TD_TRY(td_tensor_slice(m->ctx, &b->mod, 0, 0, 2, &hm));
-    TD_TRY(add_modulation(m, &m->head_mod, &b->e, &hm));
-    TD_TRY(row(m->ctx, &hm, 0, &sh));
-    TD_TRY(row(m->ctx, &hm, 1, &sc));
+    for (int k = 0; k < s->n; k++)
+        TD_TRY(seg_modulation(m, b, &m->head_mod, &b->e, k, 2));
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
-    TD_TRY(be->ops->modulate(be, &b->n, &sh, &sc, &b->n));
+    TD_TRY(modulate_segs(m, b, s, 0));
     TD_TRY(linear(be, &b->n, &m->head, &rows));
     return unpatchify(m, &rows, out);
 }
 
-static int forward(td_dit *m, td_dit_plan *b, const td_tensor *x, double timestep, const td_tensor *context,
+static int forward(td_dit *m, td_dit_plan *b, const td_tensor *x, const segs *s, const td_tensor *context,
                    const td_dit_attn *attn, td_tensor *out)
 {
     td_backend *be = m->be;
@@ -266,26 +347,29 @@ static int forward(td_dit *m, td_dit_plan *b, const td_tensor *x, double timeste
 
     TD_TRY(patchify(m, x, &patches));
     TD_TRY(linear(be, &patches, &m->patch, &b->x));
-    TD_TRY(time_embedding(m, timestep, b));
+    TD_TRY(time_embedding(m, s, b));
     TD_TRY(linear(be, context, &m->text0, &b->ctx_in));
     TD_TRY(be->ops->gelu_tanh(be, &b->ctx_in, &b->ctx_in));
     TD_TRY(linear(be, &b->ctx_in, &m->text2, &b->ctx));
 
     for (int i = 0; i < c->layers; i++) {
         const td_dit_block *bk = &m->blocks[i];
-        TD_TRY(add_modulation(m, &bk->mod, &b->e0, &b->mod));
-        TD_TRY(self_attention(m, bk, b, attn));
+        for (int k = 0; k < s->n; k++)
+            TD_TRY(seg_modulation(m, b, &bk->mod, &b->e0, k, 6));
+        TD_TRY(self_attention(m, bk, b, s, attn));
         TD_TRY(cross_attention(m, bk, b));
-        TD_TRY(feed_forward(m, bk, b));
+        TD_TRY(feed_forward(m, bk, b, s));
     }
-    return head(m, b, out);
+    return head(m, b, s, out);
 }
 
-int td_dit_forward(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
-                   const td_tensor *context, const td_dit_attn *attn, td_tensor *out)
+int td_dit_forward_first(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
+                         double first_timestep, const td_tensor *context, const td_dit_attn *attn,
+                         td_tensor *out)
 {
     static const td_dit_attn full = { TD_DIT_ATTN_FULL, 0 };
     td_dit_plan *own = NULL;
+    segs s;
     int rc;
     if (!attn)
         attn = &full;
@@ -294,7 +378,14 @@ int td_dit_forward(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double ti
         TD_TRY(check_plan(dit, plan, x, context));
     else
         TD_TRY(td_dit_plan_new(dit, x->shape[1], x->shape[2], x->shape[3], context->shape[0], &own));
-    rc = forward(dit, plan ? plan : own, x, timestep, context, attn, out);
+    make_segs(plan ? plan : own, &dit->cfg, timestep, first_timestep, &s);
+    rc = forward(dit, plan ? plan : own, x, &s, context, attn, out);
     td_dit_plan_free(&own);
     return rc;
+}
+
+int td_dit_forward(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
+                   const td_tensor *context, const td_dit_attn *attn, td_tensor *out)
+{
+    return td_dit_forward_first(dit, plan, x, timestep, timestep, context, attn, out);
 }

@@ -32,6 +32,9 @@ typedef struct td_dit_config {
     int in_ch, out_ch, text_dim, freq_dim;
     int patch[3];        /* t, h, w */
     int i2v;             /* 36 input channels: Wan2.2 A14B I2V */
+    int ti2v;            /* 48 channels in and out (the Wan2.2 VAE's latents):
+                            Wan2.2 TI2V-5B, text- and image-to-video in one
+                            model, the image entering as the first latent frame */
     int quant;           /* block linears are TurboDiffusion W8A8 */
     int has_proj_l;      /* every block carries an SLA proj_l */
 } td_dit_config;
@@ -88,6 +91,16 @@ void td_dit_plan_free(td_dit_plan **plan);
  */
 int td_dit_forward(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
                    const td_tensor *context, const td_dit_attn *attn, td_tensor *out);
+/*
+ * The same with per-token timesteps as Wan2.2 TI2V takes them (diffusers'
+ * WanTransformer3DModel given a [1, S] timestep, as WanPipeline's
+ * expand_timesteps path builds it): the tokens of the first latent frame
+ * (the first patch[0] frames) take first_timestep, every other token
+ * timestep. Image-to-video passes 0 for the clean image frame.
+ */
+int td_dit_forward_first(td_dit *dit, td_dit_plan *plan, const td_tensor *x, double timestep,
+                         double first_timestep, const td_tensor *context, const td_dit_attn *attn,
+                         td_tensor *out);
 /* Release the model and every tensor it uploaded. */
 void td_dit_free(td_dit **dit);
 

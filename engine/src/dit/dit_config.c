@@ -12,8 +12,10 @@
  * split): Wan fixes head_dim = 128 (1.3B: 1536 = 12 x 128; 14B: 5120 =
  * 40 x 128), so heads = dim / 128 unless opts->heads says otherwise.
  * 36 input channels is Wan2.2 A14B I2V (16 noisy + 4 mask + 16 image
- * latents, concatenated by the caller); Wan2.1 I2V's CLIP image branch
- * (img_emb) is not supported.
+ * latents, concatenated by the caller); 48 in and out is Wan2.2 TI2V-5B
+ * (dim 3072, 30 layers, 24 heads: the Wan2.2 VAE's latents, the image as
+ * the first latent frame); Wan2.1 I2V's CLIP image branch (img_emb) is not
+ * supported.
  */
 #include <stdio.h>
 
@@ -111,6 +113,7 @@ int td_dit_read_config(td_ctx *ctx, const td_weights *w, td_dit_layout l,
         return td_fail(ctx, TD_EINVAL, "%s: head_dim %d (dim %d / %d heads) must be even and >= 6 for 3-D RoPE",
                        path, cfg->head_dim, cfg->dim, cfg->heads);
     cfg->i2v = cfg->in_ch == 36;
+    cfg->ti2v = cfg->in_ch == 48 && cfg->out_ch == 48;
     td_dit_key_name(l, DK_SA_Q, 0, name, sizeof(name));
     {
         char q8[220];

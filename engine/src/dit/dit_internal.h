@@ -53,6 +53,10 @@ struct td_dit {
     td_dit_block *blocks;
 };
 
+/* Distinct timesteps one forward takes: one, or Wan2.2 TI2V's two (the
+ * first latent frame's and the others'). */
+#define TD_DIT_MAX_TIMES 2
+
 /* The activations of one forward pass (dit_plan.c), in be->act. */
 struct td_dit_plan {
     td_backend *be;
@@ -62,9 +66,10 @@ struct td_dit_plan {
     td_tensor ff;                        /* [S, max(ffn, C_in np, C_out np)]: also patch / head rows */
     td_tensor ctx_in, ctx, ck, cv;       /* [L, dim] */
     td_tensor cos_t, sin_t;              /* RoPE [S, head_dim / 2], written once */
-    td_tensor sinus, th, e, e0;          /* [1, freq], [1, dim], [1, dim], [1, 6 dim] */
-    td_tensor mod;                       /* [6, dim]: block (and head) modulation */
-    float *sinus_host;                   /* [freq]: the timestep sinusoid before its write */
+    /* Per distinct timestep k < TD_DIT_MAX_TIMES, row k of: */
+    td_tensor sinus, th, e, e0;          /* [n, freq], [n, dim], [n, dim], [n, 6 dim] */
+    td_tensor mod;                       /* [n * 6, dim]: block (and head) modulation, 6 rows per k */
+    float *sinus_host;                   /* [n, freq]: the timestep sinusoids before their write */
 };
 
 /* A plan fits a model when backend, widths, channels and patch agree. */

@@ -54,14 +54,14 @@ static int alloc_buffers(td_dit_plan *p)
         TD_TRY(new2(be, ld[i], L, d));
     TD_TRY(new2(be, &p->cos_t, S, c->head_dim / 2));
     TD_TRY(new2(be, &p->sin_t, S, c->head_dim / 2));
-    TD_TRY(new2(be, &p->sinus, 1, c->freq_dim));
-    TD_TRY(new2(be, &p->th, 1, d));
-    TD_TRY(new2(be, &p->e, 1, d));
-    TD_TRY(new2(be, &p->e0, 1, 6 * d));
-    TD_TRY(new2(be, &p->mod, 6, d));
-    p->sinus_host = malloc(sizeof(float) * (size_t)c->freq_dim);
+    TD_TRY(new2(be, &p->sinus, TD_DIT_MAX_TIMES, c->freq_dim));
+    TD_TRY(new2(be, &p->th, TD_DIT_MAX_TIMES, d));
+    TD_TRY(new2(be, &p->e, TD_DIT_MAX_TIMES, d));
+    TD_TRY(new2(be, &p->e0, TD_DIT_MAX_TIMES, 6 * d));
+    TD_TRY(new2(be, &p->mod, TD_DIT_MAX_TIMES * 6, d));
+    p->sinus_host = malloc(sizeof(float) * (size_t)(TD_DIT_MAX_TIMES * c->freq_dim));
     if (!p->sinus_host)
-        return td_fail(be->ctx, TD_ENOMEM, "dit: timestep sinusoid of %d values", c->freq_dim);
+        return td_fail(be->ctx, TD_ENOMEM, "dit: timestep sinusoids of %d values", c->freq_dim);
     return 0;
 }
 

@@ -189,18 +189,36 @@ void td_engine_release(td_engine **peng)
         engine_free(eng);
 }
 
+/* The manifest's size and frames, else the model's own (models.h). */
 int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames)
 {
     const td_model_files *f = eng ? &eng->files : NULL;
-    if (!f || (!f->width && !f->frames))
+    td_model_defaults d;
+    int w, h, n;
+    if (!f)
         return 0;
-    if (width && f->width)
-        *width = f->width;
-    if (height && f->height)
-        *height = f->height;
-    if (frames && f->frames)
-        *frames = f->frames;
+    td_models_defaults(eng->models, &d);
+    w = f->width ? f->width : d.width;
+    h = f->width ? f->height : d.height;
+    n = f->frames ? f->frames : d.frames;
+    if (!w && !n)
+        return 0;
+    if (width && w)
+        *width = w;
+    if (height && w)
+        *height = h;
+    if (frames && n)
+        *frames = n;
     return 1;
+}
+
+int td_engine_native_fps(const td_engine *eng)
+{
+    td_model_defaults d;
+    if (!eng)
+        return 16;
+    td_models_defaults(eng->models, &d);
+    return d.fps;
 }
 
 const char *td_engine_errmsg(const td_engine *eng)

@@ -1,8 +1,16 @@
 /*
  * One job, end to end: prompt -> tokenizer -> umT5; for image-to-video the
- * image -> VAE encoder -> conditioning (image_cond.h); rCM over the Wan DiT
- * (or the two experts of an A14B pair) -> streaming VAE decode -> frames
- * through the job's callback.
+ * image -> VAE encoder -> conditioning (image_cond.h); rCM, or flow
+ * matching with classifier-free guidance (the negative prompt encoded the
+ * same way), over the Wan DiT (or the two experts of an A14B pair) ->
+ * streaming VAE decode -> frames through the job's callback.
+ *
+ * Wan2.2 TI2V-5B (a 48-channel DiT with the Wan2.2 VAE, latents at 1/16):
+ * text-to-video as any DiT; image-to-video as diffusers'
+ * WanImageToVideoPipeline with expand_timesteps runs it: the image alone
+ * is encoded into one latent frame, which replaces the first latent frame
+ * of every DiT input (the sampler's own first frame is never seen), whose
+ * tokens take timestep 0; the decoded clip starts from it.
  * Runs on the engine's context under its run lock (engine.h), on the models
  * the engine loaded when it opened.
  *
@@ -22,10 +30,27 @@
 #include "engine.h"
 #include "image_cond.h"
 #include "models.h"
+#include "sample/flow_match.h"
 #include "sample/rcm.h"
 #include "text/prompt_clean.h"
 
 #define TD_TEXT_LEN 512   /* Wan pads the umT5 output to 512 rows */
+
+/* wan/configs/shared_config.py: sample_neg_prompt, what Wan's pipelines
+ * guide away from when no negative prompt is given. */
+static const char WAN_NEGATIVE_PROMPT[] =
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
+    "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，"
+    "毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+
+struct run;
+
+/* A denoiser's view of the run: the context it attends to (the prompt's,
+ * or the negative prompt's for CFG's unconditional pass). */
+typedef struct den_ref {
+    struct run *r;
+    const td_tensor *context;
+} den_ref;
 
 typedef struct run {
     td_engine *eng;
@@ -34,7 +59,10 @@ typedef struct run {
     td_backend *be;          /* the models' backend: every tensor below is on it */
     td_dit_attn attn;
     td_tensor context;       /* [512, text_dim] */
-    td_tensor xin;           /* i2v: the DiT input [16 noisy + 20 conditioning, T, h, w] */
+    td_tensor neg_context;   /* CFG: the negative prompt's [512, text_dim] */
+    td_tensor xin;           /* i2v: the DiT input [16 noisy + 20 conditioning, T, h, w];
+                                TI2V i2v: [48, T, h, w], the image's latent frame first */
+    td_tensor first;         /* TI2V i2v: the image's latent frame [48, 1, h, w] */
     td_dit_plan *plan;       /* buffers and RoPE tables for this job's size (both experts) */
     int expert;              /* the expert of the last DiT call */
     double t0, stage_t0;
@@ -93,74 +121,115 @@ static int given_context(run *r, int text_dim)
     return r->be->ops->write(r->be, &rows, &host);
 }
 
-/* A new prompt through the tokenizer and umT5 into r->context, and a host
- * copy of it into the engine's cache. */
-static int encode_prompt(run *r, const char *encoder_id)
+/* A new prompt through the tokenizer and umT5 into dst, and a host copy of
+ * it into the engine's cache. */
+static int encode_prompt(run *r, const char *encoder_id, const char *prompt, td_tensor *dst)
 {
     td_ctx *ctx = &r->eng->ctx;
-    const td_job *job = r->job;
     int32_t ids[TD_TEXT_LEN];
     char *clean = NULL;
     td_tensor host = { 0 };
     int n = 0, rc;
 
     TD_TRY(td_models_load_text(ctx, &r->eng->files, r->m));
-    if (r->m->t5->dims.d_model != r->context.shape[1])
+    if (r->m->t5->dims.d_model != dst->shape[1])
         return td_fail(ctx, TD_ESHAPE, "text encoder %s gives %lld-wide embeddings but the DiT "
                        "%s takes %lld", r->eng->files.t5, (long long)r->m->t5->dims.d_model,
-                       r->eng->files.dit, (long long)r->context.shape[1]);
-    TD_TRY(td_prompt_clean(ctx, job->prompt, &clean));
+                       r->eng->files.dit, (long long)dst->shape[1]);
+    TD_TRY(td_prompt_clean(ctx, prompt, &clean));
     rc = td_tokenizer_encode(ctx, r->m->tok, clean, TD_TEXT_LEN, ids, &n);
     free(clean);
     if (rc == 0)
-        rc = td_umt5_encode(r->m->t5, r->be, ids, n, &r->context);
+        rc = td_umt5_encode(r->m->t5, r->be, ids, n, dst);
     if (rc == 0)
-        rc = td_tensor_new(ctx, &host, TD_F32, 2, r->context.shape);
+        rc = td_tensor_new(ctx, &host, TD_F32, 2, dst->shape);
     if (rc == 0)
-        rc = r->be->ops->read(r->be, &r->context, &host);
+        rc = r->be->ops->read(r->be, dst, &host);
     if (rc == 0)
-        rc = td_text_cache_put(ctx, r->m->cache, encoder_id, job->prompt, &host);
+        rc = td_text_cache_put(ctx, r->m->cache, encoder_id, prompt, &host);
     td_tensor_free(&host);
     if (r->m->low_memory)
         td_models_release_text(r->m);
     return rc;
 }
 
-/* The [512, text_dim] context the DiT attends to (Wan pads the encoder's
- * rows with zeros up to 512): given by the caller, else the prompt cleaned
- * as Wan cleans it, tokenized and encoded, once per prompt per engine. */
-static int text_stage(run *r, int text_dim)
+/* A [512, text_dim] context the DiT attends to (Wan pads the encoder's
+ * rows with zeros up to 512) into dst, a new backend tensor: the prompt
+ * cleaned as Wan cleans it, tokenized and encoded, once per prompt per
+ * engine. */
+static int prompt_context(run *r, const char *prompt, int text_dim, td_tensor *dst)
 {
     td_ctx *ctx = &r->eng->ctx;
     char id[1024];
     td_tensor cached = { 0 };
     int hit;
 
-    TD_TRY(r->be->ops->tensor_new(r->be, &r->context, r->be->act, 2,
-                                  (int64_t[]){ TD_TEXT_LEN, text_dim }));
-    if (r->job->context)
-        return given_context(r, text_dim);
-    progress(r, TD_STAGE_TEXT, 0, 1);
+    TD_TRY(r->be->ops->tensor_new(r->be, dst, r->be->act, 2, (int64_t[]){ TD_TEXT_LEN, text_dim }));
     TD_TRY(td_text_encoder_identity(ctx, r->eng->files.t5, id, sizeof(id)));
-    hit = td_text_cache_get(ctx, r->m->cache, id, r->job->prompt, &cached);
+    hit = td_text_cache_get(ctx, r->m->cache, id, prompt, &cached);
     if (hit < 0)
         return hit;
     if (hit && cached.shape[1] != text_dim)
         hit = td_fail(ctx, TD_ESHAPE, "the cached embedding is %lld wide but the DiT %s takes %d",
                       (long long)cached.shape[1], r->eng->files.dit, text_dim);
     else if (hit)
-        hit = r->be->ops->write(r->be, &r->context, &cached);
+        hit = r->be->ops->write(r->be, dst, &cached);
     else
-        hit = encode_prompt(r, id);
+        hit = encode_prompt(r, id, prompt, dst);
     td_tensor_free(&cached);
-    TD_TRY(hit);
+    return hit;
+}
+
+/* The prompt's context (given by the caller, else encoded) and, for
+ * classifier-free guidance, the negative prompt's. */
+static int text_stage(run *r, int text_dim, int negative)
+{
+    const char *neg = r->job->negative_prompt ? r->job->negative_prompt : WAN_NEGATIVE_PROMPT;
+
+    if (r->job->context) {
+        TD_TRY(r->be->ops->tensor_new(r->be, &r->context, r->be->act, 2,
+                                      (int64_t[]){ TD_TEXT_LEN, text_dim }));
+        TD_TRY(given_context(r, text_dim));
+        if (!negative)
+            return 0;
+    }
+    progress(r, TD_STAGE_TEXT, 0, 1);
+    if (!r->job->context)
+        TD_TRY(prompt_context(r, r->job->prompt, text_dim, &r->context));
+    if (negative)
+        TD_TRY(prompt_context(r, neg, text_dim, &r->neg_context));
     progress(r, TD_STAGE_TEXT, 1, 1);
     return 0;
 }
 
+/* TI2V image-to-video: the image alone through the VAE encoder into
+ * r->first [48, 1, h, w] (normalised latents, as diffusers' prepare_latents
+ * with expand_timesteps), and the DiT input buffer r->xin. */
+static int ti2v_image_stage(run *r, const td_tensor *img, const int64_t *lat_shape)
+{
+    td_ctx *ctx = &r->eng->ctx;
+    td_backend *be = r->be;
+    td_tensor one = { 0 }, img4;
+    int rc;
+
+    if (!td_vae_has_encoder(r->m->vae))
+        return td_fail(ctx, TD_ENOTFOUND, "image-to-video needs the VAE's encoder, and the VAE "
+                       "file %s has decoder weights only", r->eng->files.vae);
+    TD_TRY(td_tensor_reshape(ctx, img, 4, (int64_t[]){ 3, 1, img->shape[1], img->shape[2] }, &img4));
+    TD_TRY(be->ops->tensor_new(be, &one, be->act, 4, img4.shape));
+    rc = be->ops->write(be, &one, &img4);
+    if (rc == 0)
+        rc = td_vae_encode(r->m->vae, &one, &r->first);
+    be->ops->tensor_free(be, &one);
+    if (rc == 0)
+        rc = be->ops->tensor_new(be, &r->xin, be->act, 4, lat_shape);
+    return rc;
+}
+
 /* The DiT input of an image-to-video job: its conditioning channels filled
- * once here, the noisy channels by each denoiser call. */
-static int image_stage(run *r, int width, int height, int64_t frames)
+ * once here (TI2V: the image's latent frame), the noisy channels by each
+ * denoiser call. */
+static int image_stage(run *r, int width, int height, int64_t frames, const int64_t *lat_shape)
 {
     td_ctx *ctx = &r->eng->ctx;
     td_backend *be = r->be;
@@ -175,6 +244,13 @@ static int image_stage(run *r, int width, int height, int64_t frames)
                job->image_height, width, height);
     rc = td_image_prepare(ctx, job->image, job->image_width, job->image_height,
                           job->image_linesize, width, height, &img);
+    if (rc == 0 && cfg->ti2v) {
+        rc = ti2v_image_stage(r, &img, lat_shape);
+        td_tensor_free(&img);
+        if (rc == 0)
+            progress(r, TD_STAGE_IMAGE_ENCODE, 1, 1);
+        return rc;
+    }
     if (rc == 0)
         rc = td_i2v_condition(ctx, r->m->vae, &img, frames, &y);
     td_tensor_free(&img);
@@ -195,9 +271,23 @@ static int image_stage(run *r, int width, int height, int64_t frames)
     return rc;
 }
 
+/* TI2V image-to-video: the DiT input is x with its first latent frame
+ * replaced by the image's, whose tokens take timestep 0 (diffusers:
+ * (1 - mask) * condition + mask * latents, timestep mask * t). */
+static int ti2v_forward(run *r, td_dit *dit, const td_tensor *x, double t, const td_tensor *context,
+                        td_tensor *v)
+{
+    td_tensor frame0;
+    TD_TRY(r->be->ops->copy(r->be, &r->xin, x, 0));
+    TD_TRY(td_tensor_slice(&r->eng->ctx, &r->xin, 1, 0, 1, &frame0));
+    TD_TRY(r->be->ops->copy(r->be, &frame0, &r->first, 0));
+    return td_dit_forward_first(dit, r->plan, &r->xin, t * 1000.0, 0.0, context, &r->attn, v);
+}
+
 static int denoise(void *opaque, int expert, const td_tensor *x, double t, td_tensor *v)
 {
-    run *r = opaque;
+    den_ref *d = opaque;
+    run *r = d->r;
     const td_tensor *in = r->xin.data ? &r->xin : x;
     td_dit *dit;
     td_tensor noisy;
@@ -209,11 +299,13 @@ static int denoise(void *opaque, int expert, const td_tensor *x, double t, td_te
     TD_TRY(td_models_expert(&r->eng->ctx, &r->eng->files, r->m, expert, &dit));
     if (!r->plan)
         TD_TRY(td_dit_plan_new(dit, x->shape[1], x->shape[2], x->shape[3], TD_TEXT_LEN, &r->plan));
+    if (r->first.data)
+        return ti2v_forward(r, dit, x, t, d->context, v);
     if (r->xin.data) {
         TD_TRY(td_tensor_slice(&r->eng->ctx, &r->xin, 0, 0, x->shape[0], &noisy));
         TD_TRY(r->be->ops->copy(r->be, &noisy, x, 0));
     }
-    return td_dit_forward(dit, r->plan, in, t * 1000.0, &r->context, &r->attn, v);
+    return td_dit_forward(dit, r->plan, in, t * 1000.0, d->context, &r->attn, v);
 }
 
 static void on_step(void *opaque, int step, int steps, double t_next)
@@ -260,18 +352,21 @@ static int decode_stage(run *r, const td_tensor *lat)
     td_vae_decoder *dec = NULL;
     td_tensor all = { 0 }, one;
     int64_t T = lat->shape[1], h = lat->shape[2], w = lat->shape[3];
-    int rc;
+    int s = td_vae_spatial_factor(r->m->vae), rc;
 
-    r->rgb = malloc((size_t)(h * 8) * (size_t)(w * 8) * 3 * 4);
+    r->rgb = malloc((size_t)(h * s) * (size_t)(w * s) * 3 * 4);
     if (!r->rgb)
         return td_fail(ctx, TD_ENOMEM, "out of memory for one %lldx%lld frame",
-                       (long long)w * 8, (long long)h * 8);
+                       (long long)w * s, (long long)h * s);
     progress(r, TD_STAGE_DECODE, 0, (int)T);
     rc = td_vae_decoder_open(r->m->vae, h, w, NULL, &dec);
     if (rc == 0)
         rc = be->ops->tensor_new(be, &all, be->act, 4, lat->shape);
     if (rc == 0)
         rc = be->ops->write(be, &all, lat);
+    /* TI2V image-to-video: the clip starts from the image's latent frame */
+    if (rc == 0 && r->first.data && (rc = td_tensor_slice(ctx, &all, 1, 0, 1, &one)) == 0)
+        rc = be->ops->copy(be, &one, &r->first, 0);
     for (int64_t t = 0; rc == 0 && t < T; t++) {
         rc = td_tensor_slice(ctx, &all, 1, t, 1, &one);
         if (rc == 0)
@@ -312,16 +407,19 @@ void td_job_output_size(const td_job *job, int *width, int *height)
         *width = job->width, *height = job->height;
 }
 
-/* The model set fits the job: an image for an i2v DiT, none for a t2v one. */
+/* The model set fits the job: an image for an i2v DiT, none for a t2v one
+ * (TI2V-5B does both). */
 static int check_task(run *r)
 {
     const td_dit_config *cfg = &r->m->cfg;
+    if (cfg->ti2v)
+        return 0;
     if (cfg->i2v && !r->job->image)
         return td_fail(&r->eng->ctx, TD_EINVAL, "%s is an image-to-video DiT (%d input "
                        "channels): give an image", r->eng->files.dit, cfg->in_ch);
     if (!cfg->i2v && r->job->image)
         return td_fail(&r->eng->ctx, TD_EINVAL, "%s is a text-to-video DiT (%d input channels): "
-                       "image-to-video needs an i2v model (36 input channels)",
+                       "image-to-video needs an i2v model (36 input channels, or TI2V-5B's 48)",
                        r->eng->files.dit, cfg->in_ch);
     return 0;
 }
@@ -331,22 +429,77 @@ static void run_free(run *r)
 {
     td_dit_plan_free(&r->plan);
     r->be->ops->tensor_free(r->be, &r->xin);
+    r->be->ops->tensor_free(r->be, &r->first);
     r->be->ops->tensor_free(r->be, &r->context);
+    r->be->ops->tensor_free(r->be, &r->neg_context);
+}
+
+/* The sampler the job asks for, else the model's (models.h). */
+static int choose_sampler(const td_job *job, const td_model_defaults *d)
+{
+    return job->sampler != TD_SAMPLER_AUTO ? job->sampler : d->sampler;
+}
+
+static int run_rcm(run *r, const td_model_defaults *d, td_denoiser *cond, td_sample_io *io, td_tensor *x)
+{
+    const td_job *job = r->job;
+    td_rcm_params p;
+
+    td_rcm_params_default(&p);
+    p.steps = job->steps;
+    p.sigma_max = job->sigma_max > 0 ? job->sigma_max : job->image ? 200 : 80;
+    p.ode = job->ode;
+    p.two_experts = r->m->pair;
+    p.boundary = job->boundary > 0 ? job->boundary : d->boundary;
+    progress(r, TD_STAGE_DENOISE, 0, p.steps);
+    return td_rcm_sample(&r->eng->ctx, &p, cond, io, x);
+}
+
+/* Flow matching (UniPC) with classifier-free guidance: the job's settings,
+ * else the model's. */
+static int run_flow(run *r, const td_model_defaults *d, td_denoiser *cond, td_denoiser *uncond,
+                    td_sample_io *io, td_tensor *x)
+{
+    const td_job *job = r->job;
+    td_flow_params p;
+
+    td_flow_params_default(&p);
+    p.steps = job->flow_steps > 0 ? job->flow_steps : d->flow_steps;
+    p.shift = job->shift > 0 ? job->shift : d->shift;
+    p.guidance = job->guidance > 0 ? job->guidance : d->guidance;
+    p.guidance_low = job->guidance_low > 0 ? job->guidance_low : d->guidance_low;
+    p.two_experts = r->m->pair;
+    p.boundary = job->boundary > 0 ? job->boundary : d->boundary;
+    progress(r, TD_STAGE_DENOISE, 0, p.steps);
+    return td_flow_sample(&r->eng->ctx, &p, cond, uncond, io, x);
+}
+
+/* Whether a flow run guides (and so needs the negative prompt). */
+static int flow_guided(const td_job *job, const td_model_defaults *d, int pair)
+{
+    double g = job->guidance > 0 ? job->guidance : d->guidance;
+    double gl = job->guidance_low > 0 ? job->guidance_low : d->guidance_low;
+    return g > 1 || (pair && gl > 1);
 }
 
 int td_generate(td_engine *eng, const td_job *job)
 {
     td_ctx *ctx = &eng->ctx;
     run r = { .eng = eng, .job = job, .m = eng->models, .be = eng->models->be, .stage = -1 };
-    td_rcm_params p;
     td_sample_io io = { .noise = { .seed = job->seed }, .be = r.be, .cancel = job->cancel,
                         .on_step = on_step, .step_opaque = &r };
-    td_denoiser den = { denoise, &r };
+    den_ref dc = { &r, &r.context }, du = { &r, &r.neg_context };
+    td_denoiser cond = { denoise, &dc }, uncond = { denoise, &du };
+    td_model_defaults d;
     td_tensor x = { 0 };
-    int width, height, rc;
-    int64_t latent_frames = 1 + (job->frames + 2) / 4;
+    int width, height, rc, sampler, guided;
+    int s = td_vae_spatial_factor(r.m->vae);
+    int64_t latent_frames = 1 + (job->frames + 2) / 4, lat[4];
 
     r.t0 = r.stage_t0 = now();
+    td_models_defaults(r.m, &d);
+    sampler = choose_sampler(job, &d);
+    guided = sampler == TD_SAMPLER_FLOW && flow_guided(job, &d, r.m->pair);
     TD_TRY(check_task(&r));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);
@@ -354,28 +507,23 @@ int td_generate(td_engine *eng, const td_job *job)
         return td_fail(ctx, TD_EINVAL, "adaptive resolution gives %dx%d for the %dx%d image: "
                        "more than 4096 pixels on a side", width, height, job->image_width,
                        job->image_height);
+    if (width % s || height % s)
+        return td_fail(ctx, TD_EINVAL, "size %dx%d: the VAE %s compresses by %d, so width and height "
+                       "must be multiples of %d", width, height, eng->files.vae, s, s);
+    lat[0] = r.m->cfg.out_ch, lat[1] = latent_frames, lat[2] = height / s, lat[3] = width / s;
+    td_log(ctx, TD_LOG_VERBOSE, "sampler: %s", sampler == TD_SAMPLER_FLOW ? "flow matching (UniPC)" : "rCM");
 
-    td_rcm_params_default(&p);
-    p.steps = job->steps;
-    p.sigma_max = job->sigma_max > 0 ? job->sigma_max : job->image ? 200 : 80;
-    p.ode = job->ode;
-    p.two_experts = eng->files.dit_low != NULL;
-    if (job->boundary > 0)
-        p.boundary = job->boundary;
-
-    rc = text_stage(&r, r.m->cfg.text_dim);
+    rc = text_stage(&r, r.m->cfg.text_dim, guided);
     if (rc == 0 && job->image)
-        rc = image_stage(&r, width, height, 1 + 4 * (latent_frames - 1));
+        rc = image_stage(&r, width, height, 1 + 4 * (latent_frames - 1), lat);
     if (rc == 0 && cancelled(&r))
         rc = td_fail(ctx, TD_ECANCELLED, "cancelled");
-    /* The sampler's state is host f32 / f64, as upstream keeps it (rcm.h). */
+    /* The sampler's state is host f32 / f64, as upstream keeps it (sample.h). */
     if (rc == 0)
-        rc = td_tensor_new(ctx, &x, TD_F32, 4, (int64_t[]){ r.m->cfg.out_ch, latent_frames,
-                                                            height / 8, width / 8 });
-    if (rc == 0) {
-        progress(&r, TD_STAGE_DENOISE, 0, p.steps);
-        rc = td_rcm_sample(ctx, &p, &den, &io, &x);
-    }
+        rc = td_tensor_new(ctx, &x, TD_F32, 4, lat);
+    if (rc == 0)
+        rc = sampler == TD_SAMPLER_FLOW ? run_flow(&r, &d, &cond, guided ? &uncond : NULL, &io, &x)
+                                        : run_rcm(&r, &d, &cond, &io, &x);
     td_dit_plan_free(&r.plan);   /* the DiT's activations go before the VAE's come */
     if (rc == 0)
         rc = decode_stage(&r, &x);

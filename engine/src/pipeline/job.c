@@ -41,6 +41,24 @@ static int check_side(td_ctx *ctx, const char *name, int v)
                    "are %d and %d", name, v, lo, hi);
 }
 
+static int validate_flow(td_ctx *ctx, const td_job *job)
+{
+    if (job->sampler < TD_SAMPLER_AUTO || job->sampler > TD_SAMPLER_FLOW)
+        return td_fail(ctx, TD_EINVAL, "sampler %d: expected auto (0), rcm (1) or flow (2)", job->sampler);
+    if (job->flow_steps < 0 || job->flow_steps > 1000)
+        return td_fail(ctx, TD_EINVAL, "flow_steps %d is out of range: flow matching samples in 1 to "
+                       "1000 steps (0: the model's own)", job->flow_steps);
+    if (!isfinite(job->shift) || job->shift > 100)
+        return td_fail(ctx, TD_EINVAL, "shift %g is out of range: use a value in (0, 100], or 0 for "
+                       "the model's own", job->shift);
+    if (!isfinite(job->guidance) || !isfinite(job->guidance_low) || job->guidance > 100 ||
+        job->guidance_low > 100)
+        return td_fail(ctx, TD_EINVAL, "guidance %g / guidance_low %g is out of range: use a value in "
+                       "(0, 100] (1: no guidance), or 0 for the model's own", job->guidance,
+                       job->guidance_low);
+    return 0;
+}
+
 static int validate(td_ctx *ctx, const td_job *job)
 {
     if ((!job->prompt || !*job->prompt) && !job->context)
@@ -76,7 +94,8 @@ static int validate(td_ctx *ctx, const td_job *job)
                        "blocks SLA keeps, in (0, 1]", job->topk);
     if (!isfinite(job->boundary) || job->boundary >= 1)
         return td_fail(ctx, TD_EINVAL, "boundary %g is out of range: use a value in (0, 1), "
-                       "or 0 for the default 0.9", job->boundary);
+                       "or 0 for the model's (0.875 text-to-video, 0.9 image-to-video)", job->boundary);
+    TD_TRY(validate_flow(ctx, job));
     if (job->frame_format != TD_FRAME_RGB24 && job->frame_format != TD_FRAME_RGBF32)
         return td_fail(ctx, TD_EINVAL, "frame_format %d: expected RGB24 (0) or RGBF32 (1)",
                        job->frame_format);

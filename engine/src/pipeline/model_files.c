@@ -23,18 +23,24 @@ static const char *const file_key[F_COUNT] = { "dit", "dit_low", "vae", "t5", "t
 
 /* Upstream names, "subdir/pattern" relative to the model directory, in order
  * of preference. NULL ends each list. */
-static const char *const known_names[F_COUNT][12] = {
+static const char *const known_names[F_COUNT][16] = {
     [F_DIT] = { "TurboWan2.1-T2V-*.pth", "TurboWan2.2-I2V-A14B-high-*.pth",
                 "wan2.1_t2v_*.safetensors", "wan2.1_i2v_*.safetensors",
-                "wan2.2_i2v_high_noise_*.safetensors",
+                "wan2.2_i2v_high_noise_*.safetensors", "wan2.2_t2v_high_noise_*.safetensors",
+                "wan2.2_ti2v_5B_*.safetensors",
+                "high_noise_model/diffusion_pytorch_model.safetensors",
+                "high_noise_model/diffusion_pytorch_model.safetensors.index.json",
                 "diffusion_pytorch_model.safetensors",
                 "diffusion_pytorch_model.safetensors.index.json",
                 "transformer/diffusion_pytorch_model.safetensors",
                 "transformer/diffusion_pytorch_model.safetensors.index.json", NULL },
     [F_DIT_LOW] = { "TurboWan2.2-I2V-A14B-low-*.pth", "wan2.2_i2v_low_noise_*.safetensors",
+                    "wan2.2_t2v_low_noise_*.safetensors",
+                    "low_noise_model/diffusion_pytorch_model.safetensors",
+                    "low_noise_model/diffusion_pytorch_model.safetensors.index.json",
                     "transformer_2/diffusion_pytorch_model.safetensors",
                     "transformer_2/diffusion_pytorch_model.safetensors.index.json", NULL },
-    [F_VAE] = { "Wan2.1_VAE.pth", "wan_2.1_vae.safetensors",
+    [F_VAE] = { "Wan2.1_VAE.pth", "wan_2.1_vae.safetensors", "Wan2.2_VAE.pth", "wan2.2_vae.safetensors",
                 "vae/diffusion_pytorch_model.safetensors", NULL },
     [F_T5] = { "models_t5_umt5-xxl-enc-bf16.pth", "umt5_xxl_fp16.safetensors",
                "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoder/model.safetensors",

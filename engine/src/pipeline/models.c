@@ -35,18 +35,42 @@ static int check_pair(td_ctx *ctx, const td_model_files *files, const td_dit_con
     return 0;
 }
 
-/* The pipeline sizes latents from the DiT's channels at 1/8 of the frame
- * (the Wan2.1 VAE's factor): a VAE of another latent width or factor, such
- * as Wan2.2's (48 channels, 1/16), fails at open naming both. */
+/* The pipeline sizes latents from the VAE (its channels and factor): the
+ * DiT must make the VAE's latent channels, and take them (plus the i2v
+ * conditioning) at its patch size. A Wan2.1 VAE (16 channels, 1/8) with a
+ * TI2V-5B DiT (48), or the Wan2.2 VAE (48, 1/16) with a Wan2.1 DiT, fails
+ * at open naming both. */
 static int check_vae(td_ctx *ctx, const td_model_files *files, const td_models *m)
 {
     int z = td_vae_z_dim(m->vae), s = td_vae_spatial_factor(m->vae);
-    if (z != m->cfg.out_ch || s != 8)
-        return td_fail(ctx, TD_EUNSUPPORTED, "the VAE %s has %d latent channels at 1/%d of the frame; "
-                       "the DiT %s makes %d channels and the pipeline runs the Wan2.1 VAE's 1/8 "
-                       "(the Wan2.2 TI2V-5B pipeline is not wired yet)", files->vae, z, s, files->dit,
-                       m->cfg.out_ch);
+    if (z != m->cfg.out_ch)
+        return td_fail(ctx, TD_EUNSUPPORTED, "the VAE %s has %d latent channels (at 1/%d of the frame) but "
+                       "the DiT %s makes %d: %s", files->vae, z, s, files->dit, m->cfg.out_ch,
+                       m->cfg.out_ch == 48 ? "Wan2.2 TI2V-5B needs the Wan2.2 VAE (Wan2.2_VAE.pth)"
+                                           : "Wan2.1 and Wan2.2 A14B DiTs need the Wan2.1 VAE (Wan2.1_VAE.pth)");
     return 0;
+}
+
+void td_models_defaults(const td_models *m, td_model_defaults *d)
+{
+    const td_dit_config *c = &m->cfg;
+    int distilled = c->has_proj_l || c->quant;
+
+    *d = (td_model_defaults){ .fps = 16, .sampler = TD_SAMPLER_RCM, .flow_steps = 50, .shift = 5.0,
+                              .guidance = 5.0, .guidance_low = 5.0, .boundary = 0.9 };
+    if (c->ti2v) {
+        /* wan_ti2v_5B.py: 1280*704, 121 frames at 24 fps, UniPC 50 steps */
+        d->width = 1280, d->height = 704, d->frames = 121, d->fps = 24;
+        d->sampler = distilled ? TD_SAMPLER_RCM : TD_SAMPLER_FLOW;
+    } else if (m->pair && !c->i2v) {
+        /* wan_t2v_A14B.py: boundary 0.875, guidance (3.0 low, 4.0 high) */
+        d->sampler = distilled ? TD_SAMPLER_RCM : TD_SAMPLER_FLOW;
+        d->flow_steps = 40, d->shift = 12.0, d->guidance = 4.0, d->guidance_low = 3.0;
+        d->boundary = 0.875;
+    } else if (c->i2v) {
+        /* wan_i2v_A14B.py: boundary 0.9, guidance (3.5, 3.5) */
+        d->flow_steps = 40, d->guidance = d->guidance_low = 3.5;
+    }
 }
 
 static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
@@ -124,6 +148,7 @@ static int load_all(td_ctx *ctx, const td_model_files *files, const char *device
     if (m->low_memory)
         td_models_release_text(m);
     TD_TRY(td_models_expert(ctx, files, m, TD_EXPERT_HIGH, &dit));
+    m->pair = files->dit_low != NULL;
     /* Both experts up front, so a bad pair fails at open; low memory then
      * keeps the high one, which the first step needs. */
     if (files->dit_low) {

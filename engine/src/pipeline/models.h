@@ -35,11 +35,34 @@ typedef struct td_models {
     td_weights *w_dit[2], *w_vae, *w_t5;
     td_dit *dit[2];          /* TD_EXPERT_HIGH (or the only DiT), TD_EXPERT_LOW */
     td_dit_config cfg;       /* of dit[TD_EXPERT_HIGH]; an A14B pair must agree */
+    int pair;                /* a high- and low-noise expert pair */
     td_vae *vae;
     td_umt5 *t5;             /* NULL while released (low memory) */
     td_tokenizer *tok;
     td_text_cache *cache;    /* embeddings of the prompts seen */
 } td_models;
+
+/*
+ * What a job that leaves a setting to the model runs with: the model's own
+ * clip and frame rate, and its sampler, from Wan's configs (wan/configs/
+ * wan_ti2v_5B.py, wan_t2v_A14B.py, wan_i2v_A14B.py, wan_t2v_14B.py). The
+ * kind of model is read from the DiT's shapes: 48 channels is TI2V-5B, 36
+ * an I2V A14B expert, two 16-channel experts a T2V A14B pair.
+ * Which sampler a distilled or undistilled checkpoint takes (turbodiff.h,
+ * td_sampler): TurboDiffusion's distilled checkpoints carry SLA
+ * projections or W8A8 weights, and the Wan2.1 T2V / I2V A14B DiTs are the
+ * ones it distills, so they default to rCM; TI2V-5B and a T2V A14B pair,
+ * which it publishes no distilled checkpoint of, default to flow matching.
+ */
+typedef struct td_model_defaults {
+    int width, height, frames;   /* 0: no clip of its own */
+    int fps;
+    int sampler;                 /* TD_SAMPLER_RCM or TD_SAMPLER_FLOW */
+    int flow_steps;
+    double shift, guidance, guidance_low, boundary;
+} td_model_defaults;
+
+void td_models_defaults(const td_models *m, td_model_defaults *d);
 
 /* Map, upload and check every file of the set on the backend make gives for
  * device (its arena sized for the text encoder's longest prompt), as the
