@@ -16,10 +16,11 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
                 libopenblas-dev libjansson-dev zlib1g-dev \
                 python3 python3-venv python3-pip git ca-certificates \
                 valgrind \
-                libfreetype-dev libharfbuzz-dev fonts-dejavu-core xz-utils
+                libfreetype-dev libharfbuzz-dev fonts-dejavu-core xz-utils \
+                libx264-dev
 
 .PHONY: all deps venv build build-asan build-fuzz check check-unit check-asan \
-        check-valgrind check-fuzz check-parity check-ffmpeg check-toy ffmpeg demo clean
+        check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy ffmpeg demo clean
 
 all: build
 
@@ -99,6 +100,12 @@ check-ffmpeg: ffmpeg
 	TURBODIFF_MODEL=$(ROOT)/tests/data/pipeline TURBODIFF_I2V_MODEL=$(ROOT)/tests/data/pipeline/i2v \
 	    tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
 
+# Every ffmpeg / turbodiff command of README.md and of the filter docs, as
+# written, against this build (tiny models stand in for the named ones).
+check-docs: build ffmpeg
+	python3 tests/ffmpeg/doc_commands.py $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1) \
+	    $(BUILD)/tools/turbodiff
+
 # The default model (models/toy) through the built ffmpeg with no model
 # option: 50 fixed prompt/seed pairs must show the named colour, background
 # and motion in at least 80% of the clips, and a repeat must be identical.
@@ -106,7 +113,7 @@ check-toy: ffmpeg venv
 	env -u TURBODIFF_MODEL_DIR $(VENV)/bin/python tools/toy/evaluate.py \
 	    --ffmpeg $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)/ffmpeg --n 50 --min-pass 0.8
 
-check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg check-toy
+check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy
 	@echo "turbodiff: all test tiers passed"
 
 demo: build ffmpeg

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "libavutil/avstring.h"
+#include "libavutil/common.h"
 #include "libavutil/file.h"
 #include "libavutil/imgutils.h"
 #include "libavutil/log.h"
@@ -186,7 +187,9 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
     job->sigma_max = s->sigma_max;
     job->attention = s->attention;
     job->topk = s->topk;
-    job->frame_format = TD_FRAME_RGB24;
+    /* yuv420p is made from the library's float frames, so that the 4:2:0
+     * conversion does not round twice. */
+    job->frame_format = s->pix_fmt == AV_PIX_FMT_YUV420P ? TD_FRAME_RGBF32 : TD_FRAME_RGB24;
     job->adaptive_resolution = 0;
 }
 
@@ -285,6 +288,7 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     if ((ret = check_library_version(ctx)) < 0)
         return ret;
     atomic_init(&s->cancel, 0);
+    s->pix_fmt = AV_PIX_FMT_RGB24;
     s->next_seed = s->seed;
     s->next_topk = s->topk;
 
@@ -391,6 +395,93 @@ typedef struct ClipState {
     int err;             /* why on_frame stopped the job, when it did */
 } ClipState;
 
+static float clip01(float v)
+{
+    return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+}
+
+/* BT.709 luma weights; Kg = 1 - Kr - Kb. */
+#define TD_KR 0.2126f
+#define TD_KB 0.0722f
+
+/* The library's float R'G'B' (nominally [0, 1], clipped as the 8-bit path
+ * clips) to BT.709 limited-range yuv420p. Chroma is left-sited, the MPEG-2
+ * and H.264 default that encoders assume: [1 2 1]/4 across the even column,
+ * the two rows averaged. */
+static void rgbf32_to_yuv420p(AVFrame *out, const td_frame *f)
+{
+    const float *src = f->data;
+    ptrdiff_t stride = f->linesize / sizeof(float);
+    int w = f->width, h = f->height;
+
+    for (int y = 0; y < h; y++) {
+        const float *row = src + y * stride;
+        uint8_t *dst = out->data[0] + y * out->linesize[0];
+        for (int x = 0; x < w; x++) {
+            float r = clip01(row[3 * x]), g = clip01(row[3 * x + 1]), b = clip01(row[3 * x + 2]);
+            float luma = TD_KR * r + (1.0f - TD_KR - TD_KB) * g + TD_KB * b;
+            dst[x] = lrintf(16.0f + 219.0f * luma);
+        }
+    }
+    for (int cy = 0; cy < AV_CEIL_RSHIFT(h, 1); cy++) {
+        const float *rows[2] = { src + 2 * cy * stride,
+                                 src + FFMIN(2 * cy + 1, h - 1) * stride };
+        uint8_t *u = out->data[1] + cy * out->linesize[1];
+        uint8_t *v = out->data[2] + cy * out->linesize[2];
+        for (int cx = 0; cx < AV_CEIL_RSHIFT(w, 1); cx++) {
+            const int cols[3] = { FFMAX(2 * cx - 1, 0), 2 * cx, FFMIN(2 * cx + 1, w - 1) };
+            const float weight[3] = { 0.125f, 0.25f, 0.125f };
+            float rgb[3] = { 0 }, luma;
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 3; j++)
+                    for (int c = 0; c < 3; c++)
+                        rgb[c] += weight[j] * clip01(rows[i][3 * cols[j] + c]);
+            luma = TD_KR * rgb[0] + (1.0f - TD_KR - TD_KB) * rgb[1] + TD_KB * rgb[2];
+            u[cx] = lrintf(128.0f + 224.0f * (rgb[2] - luma) / (2.0f * (1.0f - TD_KB)));
+            v[cx] = lrintf(128.0f + 224.0f * (rgb[0] - luma) / (2.0f * (1.0f - TD_KR)));
+        }
+    }
+}
+
+/* A frame of the negotiated format from one the library delivered, tagged
+ * with what it is: Wan's training colours are sRGB / BT.709 video. */
+static int frame_from_td(AVFrame **out, const td_frame *f, enum AVPixelFormat pix_fmt)
+{
+    int want = pix_fmt == AV_PIX_FMT_YUV420P ? TD_FRAME_RGBF32 : TD_FRAME_RGB24;
+    AVFrame *frame;
+    int ret;
+
+    if (f->format != want)
+        return AVERROR_BUG;
+    if (!(frame = av_frame_alloc()))
+        return AVERROR(ENOMEM);
+    frame->width = f->width;
+    frame->height = f->height;
+    frame->format = pix_fmt;
+    if ((ret = av_frame_get_buffer(frame, 0)) < 0) {
+        av_frame_free(&frame);
+        return ret;
+    }
+    frame->color_primaries = AVCOL_PRI_BT709;
+    frame->color_trc = AVCOL_TRC_IEC61966_2_1;
+    if (pix_fmt == AV_PIX_FMT_YUV420P) {
+        rgbf32_to_yuv420p(frame, f);
+        frame->color_range = AVCOL_RANGE_MPEG;
+        frame->colorspace = AVCOL_SPC_BT709;
+        frame->chroma_location = AVCHROMA_LOC_LEFT;
+    } else {
+        av_image_copy_plane(frame->data[0], frame->linesize[0], f->data, f->linesize,
+                            3 * f->width, f->height);
+        frame->color_range = AVCOL_RANGE_JPEG;
+        frame->colorspace = AVCOL_SPC_RGB;
+    }
+    /* Every frame stands on its own. */
+    frame->flags |= AV_FRAME_FLAG_KEY;
+    frame->pict_type = AV_PICTURE_TYPE_I;
+    *out = frame;
+    return 0;
+}
+
 static int on_frame(void *opaque, const td_frame *f)
 {
     ClipState *cs = opaque;
@@ -403,31 +494,8 @@ static int on_frame(void *opaque, const td_frame *f)
         return atomic_load(&s->cancel);
     /* Stopping the job here makes it return TD_ECANCELLED; cs->err keeps
      * the real reason, so that it is not taken for a cancel. */
-    if (f->format != TD_FRAME_RGB24) {
-        cs->err = AVERROR_BUG;
+    if ((cs->err = frame_from_td(&frame, f, s->pix_fmt)) < 0)
         return 1;
-    }
-    if (!(frame = av_frame_alloc())) {
-        cs->err = AVERROR(ENOMEM);
-        return 1;
-    }
-    frame->width = f->width;
-    frame->height = f->height;
-    frame->format = AV_PIX_FMT_RGB24;
-    if ((cs->err = av_frame_get_buffer(frame, 0)) < 0) {
-        av_frame_free(&frame);
-        return 1;
-    }
-    av_image_copy_plane(frame->data[0], frame->linesize[0], f->data, f->linesize,
-                        3 * f->width, f->height);
-    /* What the VAE decodes to: full-range RGB in Wan's training colours,
-     * sRGB / BT.709 video. Every frame stands on its own. */
-    frame->color_range = AVCOL_RANGE_JPEG;
-    frame->color_primaries = AVCOL_PRI_BT709;
-    frame->color_trc = AVCOL_TRC_IEC61966_2_1;
-    frame->colorspace = AVCOL_SPC_RGB;
-    frame->flags |= AV_FRAME_FLAG_KEY;
-    frame->pict_type = AV_PICTURE_TYPE_I;
     av_dict_set(&frame->metadata, "lavfi.turbodiff.prompt", cs->prompt, 0);
     snprintf(num, sizeof(num), "%"PRIu64, cs->seed);
     av_dict_set(&frame->metadata, "lavfi.turbodiff.seed", num, 0);

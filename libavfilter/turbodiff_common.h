@@ -41,6 +41,7 @@
 #include <turbodiff.h>
 
 #include "libavutil/frame.h"
+#include "libavutil/pixfmt.h"
 #include "libavutil/rational.h"
 #include "libavutil/thread.h"
 #include "avfilter.h"
@@ -83,6 +84,7 @@ typedef struct TurboDiffContext {
     char **prompt_lines;
     int nb_prompt_lines;
     int clip_frames;     /* frames generated per clip (job.frames) */
+    enum AVPixelFormat pix_fmt; /* of the output: set before the worker starts */
     int skip_first;      /* drop each clip's frame 0 (extend continues the input) */
 
     pthread_t worker;

@@ -49,10 +49,32 @@ static av_cold void uninit(AVFilterContext *ctx)
     ff_turbodiff_uninit(ctx);
 }
 
+/* yuv420p first: what encoders and pipes (yuv4mpegpipe) take without
+ * -pix_fmt, made in BT.709 limited range from the library's float frames;
+ * rgb24 for RGB consumers, as the library rounds it. */
+static int query_formats(const AVFilterContext *ctx,
+                         AVFilterFormatsConfig **cfg_in,
+                         AVFilterFormatsConfig **cfg_out)
+{
+    static const enum AVPixelFormat pix_fmts[] = {
+        AV_PIX_FMT_YUV420P, AV_PIX_FMT_RGB24, AV_PIX_FMT_NONE
+    };
+    int ret;
+
+    if ((ret = ff_set_common_color_spaces2(ctx, cfg_in, cfg_out,
+                                           ff_make_formats_list_singleton(AVCOL_SPC_BT709))) < 0 ||
+        (ret = ff_set_common_color_ranges2(ctx, cfg_in, cfg_out,
+                                           ff_make_formats_list_singleton(AVCOL_RANGE_MPEG))) < 0)
+        return ret;
+    return ff_set_common_formats_from_list2(ctx, cfg_in, cfg_out, pix_fmts);
+}
+
 static int config_props(AVFilterLink *outlink)
 {
     TurboDiffContext *s = outlink->src->priv;
     FilterLink *l = ff_filter_link(outlink);
+
+    s->pix_fmt = outlink->format;
 
     outlink->w = s->w;
     outlink->h = s->h;
@@ -117,6 +139,6 @@ const FFFilter ff_vsrc_turbodiff = {
     .uninit          = uninit,
     .activate        = activate,
     FILTER_OUTPUTS(turbodiff_outputs),
-    FILTER_SINGLE_PIXFMT(AV_PIX_FMT_RGB24),
+    FILTER_QUERY_FUNC2(query_formats),
     .process_command = ff_turbodiff_process_command,
 };

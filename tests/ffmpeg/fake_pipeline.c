@@ -5,7 +5,8 @@
  * generation pipeline exists. It draws a frame whose pixels depend on the
  * seed, the prompt, the input image and the frame index, honours the cancel
  * flag and the on_frame return value like the real pipeline must, and
- * sleeps TD_FAKE_FRAME_MS per frame to look like work. TD_FAKE_FAIL_AT=N
+ * sleeps TD_FAKE_FRAME_MS per frame to look like work. It delivers the
+ * frame_format asked for (RGBF32: the same pixels as floats in [0, 1]). TD_FAKE_FAIL_AT=N
  * makes the job that would deliver the process's frame N (from 0) fail there
  * with TD_ENOMEM, as a device running out of memory mid-clip would.
  * Everything else (engine open, validation) is the real library.
@@ -28,6 +29,9 @@ int td_job_run(td_engine *eng, const td_job *job)
     struct timespec pause = { 0, (ms_env ? atol(ms_env) : 2) * 1000000L };
     uint32_t h = 2166136261u;
     uint8_t *rgb;
+    float *rgbf = NULL;
+    int f32 = job->frame_format == TD_FRAME_RGBF32;
+    size_t n = (size_t)job->width * job->height * 3;
     int ret = td_job_validate(eng, job);
 
     if (ret < 0)
@@ -37,17 +41,21 @@ int td_job_run(td_engine *eng, const td_job *job)
     h ^= (uint32_t)job->seed * 2654435761u;
     if (job->image)
         h ^= job->image[0] << 8 | job->image[job->image_linesize * (job->image_height / 2) + 3];
-    if (!(rgb = malloc((size_t)job->width * job->height * 3)))
+    if (!(rgb = malloc(n)) || (f32 && !(rgbf = malloc(n * sizeof(*rgbf))))) {
+        free(rgb);
         return TD_ENOMEM;
+    }
     for (int s = 1; s <= job->steps && job->on_progress; s++) {
         td_progress pr = { .stage = TD_STAGE_DENOISE, .step = s, .steps = job->steps };
         job->on_progress(job->opaque, &pr);
     }
     for (int i = 0; i < job->frames; i++) {
         td_frame f = { .index = i, .width = job->width, .height = job->height,
-                       .format = TD_FRAME_RGB24, .data = rgb, .linesize = 3 * job->width };
+                       .format = job->frame_format, .data = f32 ? (void *)rgbf : rgb,
+                       .linesize = 3 * job->width * (f32 ? sizeof(*rgbf) : 1) };
         if (job->cancel && __atomic_load_n(job->cancel, __ATOMIC_RELAXED)) {
             free(rgb);
+            free(rgbf);
             return TD_ECANCELLED;
         }
         nanosleep(&pause, NULL);
@@ -58,16 +66,21 @@ int td_job_run(td_engine *eng, const td_job *job)
                          "out of memory (TD_FAKE_FAIL_AT=%s)", fail_env);
             }
             free(rgb);
+            free(rgbf);
             return TD_ENOMEM;
         }
-        for (size_t k = 0; k < (size_t)job->width * job->height * 3; k++)
+        for (size_t k = 0; k < n; k++)
             rgb[k] = (uint8_t)(h >> (k % 3 * 8)) + (uint8_t)(k / 3 % job->width) + (uint8_t)i * 7;
+        for (size_t k = 0; f32 && k < n; k++)
+            rgbf[k] = rgb[k] / 255.0f;
         if (job->on_frame(job->opaque, &f)) {
             free(rgb);
+            free(rgbf);
             return TD_ECANCELLED;
         }
     }
     free(rgb);
+    free(rgbf);
     if (job->on_progress) {
         td_progress pr = { .stage = TD_STAGE_DONE };
         job->on_progress(job->opaque, &pr);

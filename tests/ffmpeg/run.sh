@@ -129,7 +129,8 @@ gen_suite() {
     # frame count, size, pix_fmt, time base, continuous pts across 2 clips
     got=$(probe -i "turbodiff=$M:prompt=a:seed=1:frames=5:clips=2" -show_entries \
           stream=width,height,pix_fmt,time_base:frame=pts -of csv=p=0 | tr '\n' ' ')
-    want="0 1 2 3 4 5 6 7 8 9 64,32,rgb24,1/16 "  # ffprobe prints frames first
+    # yuv420p is what a consumer taking any format gets (rgb24 on request)
+    want="0 1 2 3 4 5 6 7 8 9 64,32,yuv420p,1/16 "  # ffprobe prints frames first
     [ "$got" = "$want" ] && ok "$label frames-size-pts" || bad "$label frames-size-pts: got '$got' want '$want'"
 
     # framemd5: same seed identical, other seed different
@@ -178,12 +179,46 @@ gen_suite() {
         grep -q "clip 0: denoise 1/1, .*eta" <<<"$got" && grep -q "plays 1.88x as fast" <<<"$got" &&
         ok "$label plan, hint, ETA and rate warning at info" || bad "$label plan/ETA/rate at info" "$got"
 
-    # frames are tagged as what they are (full-range RGB, BT.709/sRGB) and are
-    # all key frames
-    got=$(probe -i "turbodiff=$M:prompt=a:seed=1:frames=2" -show_entries \
-          frame=key_frame,color_range,color_space,color_primaries,color_transfer -of csv=p=0 | sort -u | tr '\n' ' ')
-    [ "$got" = "1,pc,gbr,bt709,iec61966-2-1 " ] && ok "$label frame colour tags and key frames" ||
-        bad "$label frame colour tags and key frames: '$got'"
+    # frames are tagged as what they are (limited-range BT.709 yuv420p with
+    # left-sited chroma by default, full-range RGB when rgb24 is asked for;
+    # BT.709 primaries, sRGB transfer) and are all key frames
+    for f in "yuv420p 1,tv,bt709,bt709,iec61966-2-1,left" "rgb24 1,pc,gbr,bt709,iec61966-2-1,unspecified"; do
+        set -- $f
+        got=$(probe -i "turbodiff=$M:prompt=a:seed=1:frames=2,format=$1" -show_entries \
+              frame=key_frame,color_range,color_space,color_primaries,color_transfer,chroma_location \
+              -of csv=p=0 | sort -u | tr '\n' ' ')
+        [ "$got" = "$2 " ] && ok "$label $1 frame colour tags and key frames" ||
+            bad "$label $1 frame colour tags and key frames: '$got' want '$2'"
+    done
+
+    # common pipelines without -pix_fmt: a yuv4mpeg pipe, and an mp4 that
+    # reads back the range and colours of its frames
+    run -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3" -f yuv4mpegpipe - > "$tmp/o.y4m" 2> "$tmp/y4m.err"
+    # the header line, then "FRAME\n" and 64x32 4:2:0 (3072 bytes) per frame
+    got="$(head -n 1 "$tmp/o.y4m" | cut -d' ' -f1-7), $((($(wc -c < "$tmp/o.y4m") - $(head -n 1 "$tmp/o.y4m" | wc -c)) / 3078)) frames"
+    [ "$got" = "YUV4MPEG2 W64 H32 F16:1 Ip A1:1 C420mpeg2, 3 frames" ] && ok "$label yuv4mpegpipe without -pix_fmt" ||
+        bad "$label yuv4mpegpipe without -pix_fmt: '$got'" "$(cat "$tmp/y4m.err")"
+    got=
+    run -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3" -c:v mpeg4 -y "$tmp/tags.mp4" &&
+        got=$(timeout "$T" "$ffprobe" -v error -show_entries \
+              stream=pix_fmt,color_range,color_space,color_primaries,color_transfer -of csv=p=0 "$tmp/tags.mp4")
+    [ "$got" = "yuv420p,tv,bt709,iec61966-2-1,bt709" ] && ok "$label mp4 reads back its colour tags ($got)" ||
+        bad "$label mp4 colour tags: '$got'"
+
+    # the yuv420p frames are the rgb24 ones in BT.709 limited range: luma
+    # within 2 levels of swscale's conversion of the rgb24 frames, each
+    # chroma plane's mean within 2 (chroma siting may differ per pixel)
+    run -f lavfi -i "turbodiff=$M:prompt=a:seed=3:frames=2" -f rawvideo - > "$tmp/yuv" &&
+    run -f lavfi -i "turbodiff=$M:prompt=a:seed=3:frames=2,format=rgb24,scale=out_color_matrix=bt709:out_range=tv,format=yuv420p" \
+        -f rawvideo - > "$tmp/yuv.ref"
+    got=$(paste <(od -An -v -tu1 -w1 "$tmp/yuv") <(od -An -v -tu1 -w1 "$tmp/yuv.ref") | awk '
+        { i = (NR - 1) % 3072; p = i < 2048 ? 0 : i < 2560 ? 1 : 2; d = $1 - $2
+          if (p == 0 && (d > 2 || d < -2)) bad++; sum[p] += d; n[p]++ }
+        END { printf "%d %d %.2f %.2f", NR, bad, sum[1] / n[1], sum[2] / n[2] }')
+    set -- $got
+    [ "${1:-0}" = 6144 ] && [ "$2" = 0 ] && awk -v u="$3" -v v="$4" 'BEGIN { exit !(u < 2 && u > -2 && v < 2 && v > -2) }' &&
+        ok "$label yuv420p matches the rgb24 frames (chroma mean offsets $3 $4)" ||
+        bad "$label yuv420p vs rgb24: bytes, luma pixels off by more than 2, chroma mean offsets: '$got'"
 
     # the output closes after 3 frames of a long clip: the job is cancelled
     # and ffmpeg ends long before the clip would (60 frames x 100 ms)

@@ -44,7 +44,7 @@ def main():
     manifest = {"name": "tiny random image-to-video pair (test fixture: draws noise)",
                 "dit": "dit_high.safetensors", "dit_low": "dit_low.safetensors",
                 "vae": "../../vae/vae_wan.pth", "t5": "../umt5.safetensors",
-                "tokenizer": "../../text/spiece.model"}
+                "tokenizer": "../../text/spiece.model", "size": "64x32", "frames": 5}
     (i2v / "turbodiff.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -12,7 +12,8 @@
 #                       tried when asked)
 # environment: FFMPEG_CONFIGURE_EXTRA, more flags for FFmpeg's configure
 # configuration:
-#   --minimal           what tests/ffmpeg needs, nothing else (default)
+#   --minimal           what tests/ffmpeg and the docs' commands need, nothing
+#                       else (default; libx264 when libx264-dev is installed)
 #   --full              for users: plus libx264, libx265, libvpx, libsvtav1,
 #                       libfreetype where their Debian dev packages are installed
 #   --cuda / --no-cuda  libturbodiff with or without its CUDA backend (built
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --no-cuda)  cuda=OFF ;;
     --builddir) builddir=$2; shift ;;
     -j*)        jobs=${1#-j} ;;
-    -h|--help)  sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help)  sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "build-ffmpeg: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -126,12 +127,21 @@ if [ "$config" = minimal ]; then
     else
         log "libfreetype-dev or libharfbuzz-dev is not installed: building without drawtext"
     fi
+    # libx264 for the README's and the filter docs' -c:v libx264 (make
+    # demo's build; GPL, as Debian's own ffmpeg is).
+    encoders=
+    if have x264; then
+        flags+=(--enable-gpl --enable-libx264)
+        encoders=,libx264
+    else
+        log "libx264-dev is not installed: building without libx264"
+    fi
     flags+=(--disable-everything --disable-autodetect --disable-asm --disable-network
             --enable-zlib --enable-filter=$filters --enable-indev=lavfi
             --enable-protocol=file,pipe
             --enable-muxer=rawvideo,framemd5,framecrc,null,image2,mov,mp4,yuv4mpegpipe
             --enable-demuxer=image2,mov,rawvideo,yuv4mpegpipe
-            --enable-encoder=png,rawvideo,mpeg4,wrapped_avframe,pcm_s16le
+            --enable-encoder=png,rawvideo,mpeg4,wrapped_avframe,pcm_s16le${encoders:-}
             --enable-decoder=png,rawvideo,mpeg4,wrapped_avframe
             --enable-parser=png,mpeg4video)
 else
