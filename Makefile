@@ -70,6 +70,7 @@ check-valgrind: build
 	@set -e; for t in $(VALGRIND_TESTS); do \
 	    echo "valgrind: $$t"; \
 	    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	        --suppressions=$(ROOT)/tests/valgrind.supp \
 	        $(BUILD)/tests/$$t | tail -n 1; \
 	    test $${PIPESTATUS[0]} -eq 0; \
 	done
