@@ -243,3 +243,41 @@ int td_check_rel_pos_bias(td_ctx *ctx, const td_tensor *table, const int32_t *bu
                        td_shape_str(table, a, sizeof(a)), td_shape_str(y, b, sizeof(b)));
     return td_check_lookup(ctx, "rel_pos_bias", table, bucket, 2 * y->shape[1] - 1, "bucket");
 }
+
+int td_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t)
+{
+    char s[96];
+    if (!t || (!t->data && td_numel(t) > 0))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s is missing", op, name);
+    if (t->dtype != be->act)
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be %s on the %s backend", op, name,
+                       td_shape_str(t, s, sizeof(s)), td_dtype_name(be->act), be->ops->name);
+    if (!td_is_contiguous(t))
+        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be contiguous",
+                       op, name, td_shape_str(t, s, sizeof(s)));
+    return 0;
+}
+
+int td_check_float_vec(td_ctx *ctx, const char *op, const char *name, const td_tensor *t, int64_t n)
+{
+    char s[96];
+    if (!t || (!t->data && td_numel(t) > 0))
+        return td_fail(ctx, TD_EINVAL, "%s: %s is missing", op, name);
+    if (t->dtype != TD_F32 && t->dtype != TD_BF16 && t->dtype != TD_F16)
+        return td_fail(ctx, TD_EINVAL, "%s: %s %s must be f32, bf16 or f16",
+                       op, name, td_shape_str(t, s, sizeof(s)));
+    if (!td_is_contiguous(t) || td_numel(t) != n)
+        return td_fail(ctx, TD_ESHAPE, "%s: %s %s must be contiguous with %lld elements",
+                       op, name, td_shape_str(t, s, sizeof(s)), (long long)n);
+    return 0;
+}
+
+int td_check_same_rows(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *y)
+{
+    char a[96], b[96];
+    int64_t lx = x->ndim ? x->shape[x->ndim - 1] : 1, ly = y->ndim ? y->shape[y->ndim - 1] : 1;
+    if (td_numel(x) != td_numel(y) || lx != ly)
+        return td_fail(ctx, TD_ESHAPE, "%s: output %s does not match input %s",
+                       op, td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
+    return 0;
+}

@@ -47,6 +47,14 @@ int td_check_linear_shapes(td_ctx *ctx, const char *op, const td_tensor *x, cons
 int td_check_attention(td_ctx *ctx, const td_tensor *q, const td_tensor *k, const td_tensor *v,
                        const td_tensor *bias, int64_t kv_len, const td_tensor *out);
 
+/* An activation: present, contiguous, in the backend's activation dtype
+ * (the message names the backend). */
+int td_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t);
+/* A float vector (f32, bf16 or f16), contiguous, of exactly n elements. */
+int td_check_float_vec(td_ctx *ctx, const char *op, const char *name, const td_tensor *t, int64_t n);
+/* A row-wise op's input and output: same element count and last dim. */
+int td_check_same_rows(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *y);
+
 /* write / read / copy: src and dst present with the same shape. */
 int td_check_transfer(td_ctx *ctx, const char *op, const td_tensor *src, const td_tensor *dst);
 

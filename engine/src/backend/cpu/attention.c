@@ -127,7 +127,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     sk = k->shape[0];
     h = q->shape[1];
     if (bias)
-        TD_TRY(td_cpu_check_act(be, "attention", "bias", bias));
+        TD_TRY(td_check_act(be, "attention", "bias", bias));
     TD_TRY(td_check_attention(be->ctx, q, k, v, bias, kv_len, out));
     if (sq == 0 || h == 0 || out->shape[2] == 0)
         return 0;

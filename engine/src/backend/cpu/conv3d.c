@@ -87,9 +87,9 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     float *scr, *col, *wt;
     int wf32;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_weight(be, op, "w", w));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "y", y));
     TD_TRY(td_check_conv3d(be->ctx, op, x, w, y, p));
     ci = x->shape[0]; t = x->shape[1]; h = x->shape[2]; wd = x->shape[3];
     co = w->shape[0]; kt = w->shape[2]; kh = w->shape[3]; kw = w->shape[4];
@@ -101,7 +101,7 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
                        op, td_shape_str(y, s3, sizeof(s3)), (long long)co, (long long)to, (long long)ho,
                        (long long)wo, td_shape_str(x, s1, sizeof(s1)), td_shape_str(w, s2, sizeof(s2)));
     if (bias)
-        TD_TRY(td_cpu_check_vec(be, op, "bias", bias, co));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, co));
     kvol = kt * kh * kw;
     kc = ci * kvol;
     plane = ho * wo;

@@ -43,19 +43,14 @@ void td_cpu_sgemm(td_backend *be, int trans_a, int trans_b, int64_t m, int64_t n
                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                   float beta, float *c, int64_t ldc);
 
-/* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE with a message naming op --- */
-/* Contiguous TD_F32 activation. */
-int td_cpu_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t);
+/* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE with a message naming op ---
+ * (the ones both backends need are op_check.h's) */
 /* Contiguous f32/bf16/f16 weight. */
 int td_cpu_check_weight(td_backend *be, const char *op, const char *name, const td_tensor *t);
-/* Contiguous float vector (any shape) of exactly n elements. */
-int td_cpu_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n);
-/* Same element count and last dim (a row-wise op's in/out pair). */
 /* y[M, N] = x[M, K] w[N, K]^T: x and y fit a weight of n x k (w_name and w
  * for the message), bias is NULL or [N], sizes fit sgemm's ints; *m out. */
 int td_cpu_check_linear_io(td_backend *be, const char *op, const td_tensor *x, const char *w_name,
                            const td_tensor *w, const td_tensor *bias, const td_tensor *y, int64_t *m);
-int td_cpu_check_same_rows(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y);
 static inline int64_t td_cpu_lastdim(const td_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
 /* A float vector as f32: the tensor's own data when it already is f32,

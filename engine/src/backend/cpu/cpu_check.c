@@ -12,20 +12,6 @@ static int is_float(td_dtype t)
     return t == TD_F32 || t == TD_BF16 || t == TD_F16;
 }
 
-int td_cpu_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t)
-{
-    char s[96];
-    if (!t || (!t->data && td_numel(t) > 0))
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s is missing", op, name);
-    if (t->dtype != TD_F32)
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be f32 on the cpu backend",
-                       op, name, td_shape_str(t, s, sizeof(s)));
-    if (!td_is_contiguous(t))
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be contiguous",
-                       op, name, td_shape_str(t, s, sizeof(s)));
-    return 0;
-}
-
 int td_cpu_check_weight(td_backend *be, const char *op, const char *name, const td_tensor *t)
 {
     char s[96];
@@ -37,25 +23,6 @@ int td_cpu_check_weight(td_backend *be, const char *op, const char *name, const 
     if (!td_is_contiguous(t))
         return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be contiguous",
                        op, name, td_shape_str(t, s, sizeof(s)));
-    return 0;
-}
-
-int td_cpu_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n)
-{
-    char s[96];
-    TD_TRY(td_cpu_check_weight(be, op, name, t));
-    if (td_numel(t) != n)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: %s %s must hold %lld elements",
-                       op, name, td_shape_str(t, s, sizeof(s)), (long long)n);
-    return 0;
-}
-
-int td_cpu_check_same_rows(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y)
-{
-    char a[96], b[96];
-    if (td_numel(x) != td_numel(y) || td_cpu_lastdim(x) != td_cpu_lastdim(y))
-        return td_fail(be->ctx, TD_ESHAPE, "%s: output %s does not match input %s",
-                       op, td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
     return 0;
 }
 
@@ -105,7 +72,7 @@ int td_cpu_check_linear_io(td_backend *be, const char *op, const td_tensor *x, c
 
     TD_TRY(td_check_linear_shapes(be->ctx, op, x, w_name, w, y, m));
     if (bias)
-        TD_TRY(td_cpu_check_vec(be, op, "bias", bias, n));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, n));
     if (*m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
         return td_fail(be->ctx, TD_EINVAL, "%s: x %s is past sgemm's 32-bit sizes", op,
                        td_shape_str(x, a, sizeof(a)));

@@ -265,9 +265,9 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     int64_t n, k, m;
     mm_args p;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_weight(be, op, "w", w));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (w->ndim != 2)
         return td_fail(be->ctx, TD_ESHAPE, "%s: w %s must be [N, K]", op, td_shape_str(w, a, sizeof(a)));
     n = w->shape[0];

@@ -12,7 +12,7 @@ int td_cpu_embed(td_backend *be, const td_tensor *table, const int32_t *ids, int
     int64_t d;
     size_t row;
     TD_TRY(td_cpu_check_weight(be, "embed", "table", table));
-    TD_TRY(td_cpu_check_act(be, "embed", "y", y));
+    TD_TRY(td_check_act(be, "embed", "y", y));
     TD_TRY(td_check_embed(be->ctx, table, ids, n, y));
     d = table->shape[1];
     row = (size_t)d * td_dtype_size(table->dtype);
@@ -28,7 +28,7 @@ int td_cpu_rel_pos_bias(td_backend *be, const td_tensor *table, const int32_t *b
     float *owned;
     const float *t;
     TD_TRY(td_cpu_check_weight(be, "rel_pos_bias", "table", table));
-    TD_TRY(td_cpu_check_act(be, "rel_pos_bias", "y", y));
+    TD_TRY(td_check_act(be, "rel_pos_bias", "y", y));
     TD_TRY(td_check_rel_pos_bias(be->ctx, table, bucket, y));
     heads = y->shape[0];
     n = y->shape[1];

@@ -69,14 +69,14 @@ static int run_rows(td_backend *be, const char *op, const td_tensor *x, const td
     row_args a;
     int rc = 0;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     c = td_cpu_lastdim(x);
     if (weight)
-        TD_TRY(td_cpu_check_vec(be, op, "weight", weight, c));
+        TD_TRY(td_check_float_vec(be->ctx, op, "weight", weight, c));
     if (bias)
-        TD_TRY(td_cpu_check_vec(be, op, "bias", bias, c));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, c));
     if (!(eps >= 0.0f))
         return td_fail(be->ctx, TD_EINVAL, "%s: eps %g must be >= 0", op, eps);
     if (c == 0)
@@ -154,8 +154,8 @@ int td_cpu_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *
     int64_t c;
     int rc = 0;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (x->ndim < 1 || y->ndim != x->ndim)
         return td_fail(be->ctx, TD_ESHAPE, "%s: x %s and y %s must be [C, ...] alike", op,
                        td_shape_str(x, s1, sizeof(s1)), td_shape_str(y, s2, sizeof(s2)));
@@ -166,9 +166,9 @@ int td_cpu_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *
     c = x->shape[0];
     if (!gamma)
         return td_fail(be->ctx, TD_EINVAL, "%s: gamma is missing", op);
-    TD_TRY(td_cpu_check_vec(be, op, "gamma", gamma, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "gamma", gamma, c));
     if (bias)
-        TD_TRY(td_cpu_check_vec(be, op, "bias", bias, c));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, c));
     if (c == 0)
         return 0;
     a = (crms_args){ x->data, NULL, NULL, y->data, c, td_numel(x) / c };

@@ -101,9 +101,9 @@ static void softmax_rows(void *arg, int64_t r0, int64_t r1)
 static int unary(td_backend *be, const char *op, const td_tensor *x, td_tensor *y, td_range_fn fn)
 {
     pw_args p;
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     p = (pw_args){ .a = x->data, .y = y->data };
     td_pool_for(td_cpu_pool(be), td_numel(x), PW_CHUNK, fn, &p);
     return 0;
@@ -124,9 +124,9 @@ int td_cpu_softmax(td_backend *be, const td_tensor *x, td_tensor *y)
     static const char op[] = "softmax";
     pw_args p;
     int64_t c;
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     c = td_cpu_lastdim(x);
     if (c == 0)
         return 0;
@@ -143,10 +143,10 @@ static int binary(td_backend *be, const char *op, const td_tensor *a, const td_t
     float *owned;
     pw_args p;
 
-    TD_TRY(td_cpu_check_act(be, op, "a", a));
+    TD_TRY(td_check_act(be, op, "a", a));
     TD_TRY(td_cpu_check_weight(be, op, "b", b));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, op, a, y));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, a, y));
     n = td_numel(a);
     nb = td_numel(b);
     if (nb == 0 ? n != 0 : n % nb != 0)
@@ -181,12 +181,12 @@ int td_cpu_modulate(td_backend *be, const td_tensor *x, const td_tensor *shift,
     pw_args p;
     int rc = 0;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     c = td_cpu_lastdim(x);
-    TD_TRY(td_cpu_check_vec(be, op, "shift", shift, c));
-    TD_TRY(td_cpu_check_vec(be, op, "scale", scale, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "shift", shift, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, c));
     if (c == 0)
         return 0;
     p = (pw_args){ .a = x->data, .y = y->data, .c_len = c };
@@ -206,11 +206,11 @@ int td_cpu_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td_
     int64_t c;
     pw_args p;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     c = td_cpu_lastdim(x);
-    TD_TRY(td_cpu_check_vec(be, op, "gate", gate, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "gate", gate, c));
     if (c == 0)
         return 0;
     p = (pw_args){ .a = y->data, .y = x->data, .c_len = c };
@@ -234,9 +234,9 @@ static void clamp_range(void *arg, int64_t i0, int64_t i1)
 int td_cpu_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y)
 {
     pw_args p;
-    TD_TRY(td_cpu_check_act(be, "clamp", "x", x));
-    TD_TRY(td_cpu_check_act(be, "clamp", "y", y));
-    TD_TRY(td_cpu_check_same_rows(be, "clamp", x, y));
+    TD_TRY(td_check_act(be, "clamp", "x", x));
+    TD_TRY(td_check_act(be, "clamp", "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, "clamp", x, y));
     if (!(lo <= hi))
         return td_fail(be->ctx, TD_EINVAL, "clamp: bounds [%g, %g] are not ordered", lo, hi);
     p = (pw_args){ .a = x->data, .y = y->data, .lo = lo, .hi = hi };
@@ -266,14 +266,14 @@ int td_cpu_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scal
     pw_args p;
     int rc = 0;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (x->ndim < 1 || y->ndim != x->ndim || td_numel(x) != td_numel(y) || y->shape[0] != x->shape[0])
         return td_fail(be->ctx, TD_ESHAPE, "%s: y %s does not match x %s", op,
                        td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
     c = x->shape[0];
-    TD_TRY(td_cpu_check_vec(be, op, "scale", scale, c));
-    TD_TRY(td_cpu_check_vec(be, op, "shift", shift, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "shift", shift, c));
     if (td_numel(x) == 0)
         return 0;
     p = (pw_args){ .a = x->data, .y = y->data, .c_len = td_numel(x) / c };

@@ -37,10 +37,10 @@ int td_cpu_rope(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
     char s1[96], s2[96], s3[96];
     rope_args a;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
-    TD_TRY(td_cpu_check_act(be, op, "cos", cos_t));
-    TD_TRY(td_cpu_check_act(be, op, "sin", sin_t));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "cos", cos_t));
+    TD_TRY(td_check_act(be, op, "sin", sin_t));
     if (x->ndim != 3 || y->ndim != 3 || x->shape[0] != y->shape[0] || x->shape[1] != y->shape[1] ||
         x->shape[2] != y->shape[2] || x->shape[2] % 2)
         return td_fail(be->ctx, TD_ESHAPE, "%s: x %s and y %s must be the same [S, H, D] with D even",

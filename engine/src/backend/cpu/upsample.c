@@ -33,8 +33,8 @@ int td_cpu_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw, 
     int ok;
     up_args a;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (fh < 1 || fw < 1)
         return td_fail(be->ctx, TD_EINVAL, "%s: factors %dx%d must be >= 1", op, fh, fw);
     ok = nd >= 2 && y->ndim == nd && y->shape[nd - 2] == x->shape[nd - 2] * fh &&

@@ -162,8 +162,8 @@ int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
     float *scr, *xqf, *xs, *yd;
     band_args ba;
 
-    TD_TRY(td_cpu_check_act(be, op, "x", x));
-    TD_TRY(td_cpu_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     TD_TRY(td_check_w8a8_weight(be->ctx, op, wq, wscale));
     n = wq->shape[0];
     k = wq->shape[1];

@@ -62,12 +62,6 @@ int td_cuda_check_weight(td_backend *be, const char *op, const char *name, const
 /* The kernels' view of a float tensor with its strides (up to 8 dims). */
 td_kstrided td_cuda_strided(const td_tensor *t);
 
-/* --- argument checks: 0 or TD_EINVAL/TD_ESHAPE naming the op ------------- */
-/* Contiguous bf16 activation in device memory. */
-int td_cuda_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t);
-/* Contiguous f32/bf16/f16 vector of exactly n elements (NULL ok when optional). */
-int td_cuda_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n);
-int td_cuda_check_same(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y);
 static inline int64_t td_cuda_lastdim(const td_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 /* The kernels' view of an optional float tensor. */
 td_kvec td_cuda_vec(const td_tensor *t);

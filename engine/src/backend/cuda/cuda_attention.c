@@ -8,7 +8,7 @@
 static int check_shd(td_backend *be, const char *name, const td_tensor *t)
 {
     char s[96];
-    TD_TRY(td_cuda_check_act(be, "attention", name, t));
+    TD_TRY(td_check_act(be, "attention", name, t));
     if (t->ndim != 3)
         return td_fail(be->ctx, TD_ESHAPE, "attention: %s %s must be [S, H, D]", name,
                        td_shape_str(t, s, sizeof(s)));
@@ -33,7 +33,7 @@ int td_cuda_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     d = q->shape[2];
     dv = v->shape[2];
     if (bias)
-        TD_TRY(td_cuda_check_vec(be, "attention", "bias", bias, h * sq * sk));
+        TD_TRY(td_check_float_vec(be->ctx, "attention", "bias", bias, h * sq * sk));
     TD_TRY(td_check_attention(be->ctx, q, k, v, bias, kv_len, out));
     if (sq == 0 || h == 0 || dv == 0)
         return 0;

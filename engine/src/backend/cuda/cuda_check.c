@@ -6,43 +6,6 @@
 
 #include "cuda.h"
 
-int td_cuda_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t)
-{
-    char s[96];
-    if (!t || (!t->data && td_numel(t) > 0))
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s is missing", op, name);
-    if (t->dtype != TD_BF16)
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be bf16 on the cuda backend",
-                       op, name, td_shape_str(t, s, sizeof(s)));
-    if (!td_is_contiguous(t))
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be contiguous",
-                       op, name, td_shape_str(t, s, sizeof(s)));
-    return 0;
-}
-
-int td_cuda_check_vec(td_backend *be, const char *op, const char *name, const td_tensor *t, int64_t n)
-{
-    char s[96];
-    if (!t || (!t->data && td_numel(t) > 0))
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s is missing", op, name);
-    if (t->dtype != TD_F32 && t->dtype != TD_BF16 && t->dtype != TD_F16)
-        return td_fail(be->ctx, TD_EINVAL, "%s: %s %s must be f32, bf16 or f16",
-                       op, name, td_shape_str(t, s, sizeof(s)));
-    if (!td_is_contiguous(t) || td_numel(t) != n)
-        return td_fail(be->ctx, TD_ESHAPE, "%s: %s %s must be contiguous with %lld elements",
-                       op, name, td_shape_str(t, s, sizeof(s)), (long long)n);
-    return 0;
-}
-
-int td_cuda_check_same(td_backend *be, const char *op, const td_tensor *x, const td_tensor *y)
-{
-    char a[96], b[96];
-    if (td_numel(x) != td_numel(y) || td_cuda_lastdim(x) != td_cuda_lastdim(y))
-        return td_fail(be->ctx, TD_ESHAPE, "%s: output %s does not match input %s",
-                       op, td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
-    return 0;
-}
-
 td_kvec td_cuda_vec(const td_tensor *t)
 {
     td_kvec v = { NULL, TD_K_F32 };

@@ -21,8 +21,8 @@ int td_cuda_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     td_bf16_bits *col;
     int rc = 0;
 
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     TD_TRY(td_cuda_check_weight(be, op, "w", w));
     TD_TRY(td_check_conv3d(be->ctx, op, x, w, y, p));
     g = (td_kconv3d){ x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], w->shape[4],
@@ -31,7 +31,7 @@ int td_cuda_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     g.ho = y->shape[2];
     g.wo = y->shape[3];
     if (bias)
-        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, co));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, co));
     kc = g.ci * g.kt * g.kh * g.kw;
     npos = y->shape[1] * g.ho * g.wo;
     if (co == 0 || npos == 0)

@@ -24,11 +24,11 @@ static uint32_t align_of(const void *p)
 static int check_linear_io(td_backend *be, const char *op, const td_tensor *x, const char *w_name,
                            const td_tensor *w, const td_tensor *bias, const td_tensor *y, int64_t *m)
 {
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     TD_TRY(td_check_linear_shapes(be->ctx, op, x, w_name, w, y, m));
     if (bias)
-        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, w->shape[0]));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, w->shape[0]));
     return 0;
 }
 

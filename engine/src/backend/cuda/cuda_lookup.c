@@ -35,7 +35,7 @@ int td_cuda_embed(td_backend *be, const td_tensor *table, const int32_t *ids, in
     int rc;
 
     TD_TRY(check_table(be, op, table));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "y", y));
     TD_TRY(td_check_embed(be->ctx, table, ids, n, y));
     if (n == 0 || table->shape[1] == 0)
         return 0;
@@ -56,7 +56,7 @@ int td_cuda_rel_pos_bias(td_backend *be, const td_tensor *table, const int32_t *
     int rc;
 
     TD_TRY(check_table(be, op, table));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "y", y));
     TD_TRY(td_check_rel_pos_bias(be->ctx, table, bucket, y));
     heads = y->shape[0];
     n = y->shape[1];

@@ -13,9 +13,9 @@ static cudaStream_t stream(td_backend *be)
 
 static int rows(td_backend *be, const char *op, const td_tensor *x, td_tensor *y, int64_t *m, int64_t *n)
 {
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
-    TD_TRY(td_cuda_check_same(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     *n = td_cuda_lastdim(x);
     *m = *n ? td_numel(x) / *n : 0;
     if (*m > 0x7fffffff)
@@ -31,9 +31,9 @@ int td_cuda_layernorm(td_backend *be, const td_tensor *x, const td_tensor *weigh
     int64_t m, n;
     TD_TRY(rows(be, op, x, y, &m, &n));
     if (weight)
-        TD_TRY(td_cuda_check_vec(be, op, "weight", weight, n));
+        TD_TRY(td_check_float_vec(be->ctx, op, "weight", weight, n));
     if (bias)
-        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, n));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, n));
     return td_cuda_check(be, tdk_layernorm(stream(be), x->data, m, n, td_cuda_vec(weight),
                                            td_cuda_vec(bias), eps, y->data), op);
 }
@@ -45,7 +45,7 @@ int td_cuda_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor *weight,
     int64_t m, n;
     TD_TRY(rows(be, op, x, y, &m, &n));
     if (weight)
-        TD_TRY(td_cuda_check_vec(be, op, "weight", weight, n));
+        TD_TRY(td_check_float_vec(be->ctx, op, "weight", weight, n));
     return td_cuda_check(be, tdk_rmsnorm(stream(be), x->data, m, n, td_cuda_vec(weight), eps, y->data), op);
 }
 
@@ -64,16 +64,16 @@ int td_cuda_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor 
     static const char op[] = "channel_rmsnorm";
     char a[96], b[96];
     int64_t c, n;
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (x->ndim < 1 || y->ndim != x->ndim || memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim))
         return td_fail(be->ctx, TD_ESHAPE, "%s: x %s and y %s must be the same [C, ...]", op,
                        td_shape_str(x, a, sizeof(a)), td_shape_str(y, b, sizeof(b)));
     c = x->shape[0];
     n = c ? td_numel(x) / c : 0;
-    TD_TRY(td_cuda_check_vec(be, op, "gamma", gamma, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "gamma", gamma, c));
     if (bias)
-        TD_TRY(td_cuda_check_vec(be, op, "bias", bias, c));
+        TD_TRY(td_check_float_vec(be->ctx, op, "bias", bias, c));
     return td_cuda_check(be, tdk_channel_rmsnorm(stream(be), x->data, c, n, td_cuda_vec(gamma),
                                                  td_cuda_vec(bias), y->data), op);
 }
@@ -81,9 +81,9 @@ int td_cuda_channel_rmsnorm(td_backend *be, const td_tensor *x, const td_tensor 
 static int unary(td_backend *be, const char *op, td_kunary f, const td_tensor *x, td_tensor *y)
 {
     TD_TRY(td_cuda_enter(be));
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
-    TD_TRY(td_cuda_check_same(be, op, x, y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, x, y));
     return td_cuda_check(be, tdk_unary(stream(be), f, x->data, td_numel(x), y->data), op);
 }
 
@@ -105,15 +105,15 @@ static int binary(td_backend *be, const char *op, td_kbinary f, const td_tensor 
     TD_TRY(td_cuda_enter(be));
     char s1[96], s2[96];
     int64_t n, nb;
-    TD_TRY(td_cuda_check_act(be, op, "a", a));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
-    TD_TRY(td_cuda_check_same(be, op, a, y));
+    TD_TRY(td_check_act(be, op, "a", a));
+    TD_TRY(td_check_act(be, op, "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, op, a, y));
     n = td_numel(a);
     nb = b ? td_numel(b) : 0;
     if (!b || (nb == 0 ? n != 0 : n % nb != 0))
         return td_fail(be->ctx, TD_ESHAPE, "%s: b %s does not broadcast over a %s", op,
                        b ? td_shape_str(b, s1, sizeof(s1)) : "(missing)", td_shape_str(a, s2, sizeof(s2)));
-    TD_TRY(td_cuda_check_vec(be, op, "b", b, nb));
+    TD_TRY(td_check_float_vec(be->ctx, op, "b", b, nb));
     return td_cuda_check(be, tdk_binary(stream(be), f, a->data, n, td_cuda_vec(b), nb, y->data), op);
 }
 
@@ -134,8 +134,8 @@ int td_cuda_modulate(td_backend *be, const td_tensor *x, const td_tensor *shift,
     static const char op[] = "modulate";
     int64_t m, c;
     TD_TRY(rows(be, op, x, y, &m, &c));
-    TD_TRY(td_cuda_check_vec(be, op, "shift", shift, c));
-    TD_TRY(td_cuda_check_vec(be, op, "scale", scale, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "shift", shift, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, c));
     return td_cuda_check(be, tdk_modulate(stream(be), x->data, m, c, td_cuda_vec(shift),
                                           td_cuda_vec(scale), y->data), op);
 }
@@ -146,7 +146,7 @@ int td_cuda_add_gated(td_backend *be, td_tensor *x, const td_tensor *y, const td
     static const char op[] = "add_gated";
     int64_t m, c;
     TD_TRY(rows(be, op, y, x, &m, &c));
-    TD_TRY(td_cuda_check_vec(be, op, "gate", gate, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "gate", gate, c));
     return td_cuda_check(be, tdk_add_gated(stream(be), x->data, y->data, m, c, td_cuda_vec(gate)), op);
 }
 
@@ -156,14 +156,14 @@ int td_cuda_rope(td_backend *be, const td_tensor *x, const td_tensor *cos_t,
     TD_TRY(td_cuda_enter(be));
     static const char op[] = "rope";
     char s1[96], s2[96];
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (x->ndim != 3 || y->ndim != 3 || x->shape[0] != y->shape[0] || x->shape[1] != y->shape[1] ||
         x->shape[2] != y->shape[2] || x->shape[2] % 2)
         return td_fail(be->ctx, TD_ESHAPE, "%s: x %s and y %s must be the same [S, H, D] with D even",
                        op, td_shape_str(x, s1, sizeof(s1)), td_shape_str(y, s2, sizeof(s2)));
-    TD_TRY(td_cuda_check_vec(be, op, "cos", cos_t, x->shape[0] * (x->shape[2] / 2)));
-    TD_TRY(td_cuda_check_vec(be, op, "sin", sin_t, x->shape[0] * (x->shape[2] / 2)));
+    TD_TRY(td_check_float_vec(be->ctx, op, "cos", cos_t, x->shape[0] * (x->shape[2] / 2)));
+    TD_TRY(td_check_float_vec(be->ctx, op, "sin", sin_t, x->shape[0] * (x->shape[2] / 2)));
     return td_cuda_check(be, tdk_rope(stream(be), x->data, x->shape[0], x->shape[1], x->shape[2],
                                       td_cuda_vec(cos_t), td_cuda_vec(sin_t), y->data), op);
 }
@@ -174,8 +174,8 @@ int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw,
     static const char op[] = "upsample_nearest";
     char s1[96], s2[96];
     int nd = x ? x->ndim : 0;
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (nd < 2 || y->ndim != nd || fh < 1 || fw < 1 || y->shape[nd - 2] != x->shape[nd - 2] * fh ||
         y->shape[nd - 1] != x->shape[nd - 1] * fw || td_numel(y) != td_numel(x) * fh * fw)
         return td_fail(be->ctx, TD_ESHAPE, "%s: y %s is not x %s upsampled by %dx%d", op,
@@ -189,9 +189,9 @@ int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw,
 int td_cuda_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y)
 {
     TD_TRY(td_cuda_enter(be));
-    TD_TRY(td_cuda_check_act(be, "clamp", "x", x));
-    TD_TRY(td_cuda_check_act(be, "clamp", "y", y));
-    TD_TRY(td_cuda_check_same(be, "clamp", x, y));
+    TD_TRY(td_check_act(be, "clamp", "x", x));
+    TD_TRY(td_check_act(be, "clamp", "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, "clamp", x, y));
     if (!(lo <= hi))
         return td_fail(be->ctx, TD_EINVAL, "clamp: bounds [%g, %g] are not ordered", lo, hi);
     return td_cuda_check(be, tdk_clamp(stream(be), x->data, td_numel(x), lo, hi, y->data), "clamp");
@@ -204,14 +204,14 @@ int td_cuda_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *sca
     static const char op[] = "scale_shift";
     char a[96], b[96];
     int64_t c;
-    TD_TRY(td_cuda_check_act(be, op, "x", x));
-    TD_TRY(td_cuda_check_act(be, op, "y", y));
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
     if (x->ndim < 1 || y->ndim != x->ndim || td_numel(x) != td_numel(y) || y->shape[0] != x->shape[0])
         return td_fail(be->ctx, TD_ESHAPE, "%s: y %s does not match x %s", op,
                        td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
     c = x->shape[0];
-    TD_TRY(td_cuda_check_vec(be, op, "scale", scale, c));
-    TD_TRY(td_cuda_check_vec(be, op, "shift", shift, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, c));
+    TD_TRY(td_check_float_vec(be->ctx, op, "shift", shift, c));
     if (td_numel(x) == 0)
         return 0;
     return td_cuda_check(be, tdk_scale_shift(stream(be), x->data, c, td_numel(x) / c, td_cuda_vec(scale),

@@ -13,7 +13,7 @@
 static int check_qkv(td_backend *be, const char *name, const td_tensor *t, const td_tensor *ref)
 {
     char a[96], b[96];
-    TD_TRY(td_cuda_check_act(be, "sla_attention", name, t));
+    TD_TRY(td_check_act(be, "sla_attention", name, t));
     if (t->ndim != 3 || memcmp(t->shape, ref->shape, sizeof(int64_t) * 3))
         return td_fail(be->ctx, TD_ESHAPE, "sla_attention: %s %s must be [S, H, D] like q %s", name,
                        td_shape_str(t, a, sizeof(a)), td_shape_str(ref, b, sizeof(b)));
@@ -58,7 +58,7 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
                        proj_w ? td_shape_str(proj_w, a, sizeof(a)) : "(missing)", (long long)D, (long long)D);
     TD_TRY(td_cuda_check_weight(be, op, "proj_l weight", proj_w));
     if (proj_b)
-        TD_TRY(td_cuda_check_vec(be, op, "proj_l bias", proj_b, D));
+        TD_TRY(td_check_float_vec(be->ctx, op, "proj_l bias", proj_b, D));
     nq = (S + blk_q - 1) / blk_q;
     nk = (S + blk_k - 1) / blk_k;
     if (D % 2 || D > 128 || nk > 4096 || H > 65535 || nq > 65535 || S > 0x7fffffff / 2)
