@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 int td_cuda_check_act(td_backend *be, const char *op, const char *name, const td_tensor *t)
 {
