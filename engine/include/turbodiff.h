@@ -6,6 +6,7 @@
  * message of the last error is kept per engine (td_engine_errmsg) or, for
  * calls made before an engine exists, in the caller's td_error.
  * The library never prints, never exits and never aborts.
+
  */
 #ifndef TURBODIFF_H
 #define TURBODIFF_H
@@ -30,7 +31,7 @@ extern "C" {
 #endif
 
 /* While MAJOR is 0, every change to a type or a function of this header
- * bumps MINOR (and engine/CMakeLists.txt's project version with it): a
+ * bumps MINOR (and the root CMakeLists.txt's project version with it): a
  * program built against one MAJOR.MINOR passes structs laid out for it, so
  * it must refuse a library of another (td_version says which is loaded). */
 #define TD_VERSION_MAJOR 0
