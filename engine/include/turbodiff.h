@@ -6,7 +6,47 @@
  * message of the last error is kept per engine (td_engine_errmsg) or, for
  * calls made before an engine exists, in the caller's td_error.
  * The library never prints, never exits and never aborts.
-
+ *
+ * Example: open an engine, run a job, receive its frames (here as raw RGB24
+ * on stdout: `./a.out | ffplay -f rawvideo -pixel_format rgb24
+ * -video_size 64x64 -`). Build: cc example.c $(pkg-config --cflags --libs
+ * turbodiff). tests/CMakeLists.txt compiles and runs this text as written.
+ *
+ *   #include <stdio.h>
+ *   #include <turbodiff.h>
+ *
+ *   static int on_frame(void *opaque, const td_frame *f)
+ *   {
+ *       const uint8_t *row = f->data;
+ *       for (int y = 0; y < f->height; y++, row += f->linesize)
+ *           fwrite(row, 3, f->width, opaque);
+ *       return 0;  // non-zero would stop the job
+ *   }
+ *
+ *   int main(void)
+ *   {
+ *       td_engine_config cfg;
+ *       td_engine *eng;
+ *       td_error err;
+ *       td_engine_config_default(&cfg);  // no model named: the default model
+ *       if (td_engine_open(&cfg, &eng, &err) < 0) {
+ *           fprintf(stderr, "%s\n", err.msg);
+ *           return 1;
+ *       }
+ *
+ *       td_job job;
+ *       td_job_default(&job);
+ *       job.prompt = "a red circle moves right on a blue background";
+ *       td_engine_native_clip(eng, &job.width, &job.height, &job.frames);
+ *       job.on_frame = on_frame;  // called once per frame, in order
+ *       job.opaque = stdout;
+ *       int ret = td_job_run(eng, &job);  // synchronous, on this thread
+ *       if (ret < 0)
+ *           fprintf(stderr, "%s\n", td_engine_errmsg(eng));
+ *
+ *       td_engine_release(&eng);
+ *       return ret < 0;
+ *   }
  */
 #ifndef TURBODIFF_H
 #define TURBODIFF_H
