@@ -24,6 +24,19 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
 
 all: build
 
+# make demo and make check install what is missing first; make build (and
+# every other target) alone never runs apt-get. Order-only, so that under
+# make -j the packages are in place before anything builds.
+NEED_DEPS := $(if $(filter deps demo check,$(MAKECMDGOALS)),deps)
+
+# The tree is configured from the root CMakeLists.txt. A build directory
+# configured from engine/ (before it existed) is reset rather than refused.
+CMAKE_ROOT_CACHE = @grep -qsx 'CMAKE_HOME_DIRECTORY:INTERNAL=$(ROOT)' $(1)/CMakeCache.txt || \
+    rm -rf $(1)/CMakeCache.txt $(1)/CMakeFiles
+# Warnings are errors in the developer's builds; packagers configure with
+# cmake directly and leave TD_WERROR off.
+CMAKE_FLAGS = -DTD_WERROR=ON
+
 # Install only what dpkg says is missing, so a set-up machine skips apt.
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -35,25 +48,28 @@ deps:
 
 # Python is for tests and fixtures only: the library never needs it.
 venv: $(VENV)/.installed
-$(VENV)/.installed: tests/parity/requirements.txt
+$(VENV)/.installed: tests/parity/requirements.txt | $(NEED_DEPS)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r tests/parity/requirements.txt
 	touch $@
 
-build: deps
-	cmake -S engine -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+build: | $(NEED_DEPS)
+	$(call CMAKE_ROOT_CACHE,$(BUILD))
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 
 # Sanitized tests build with clang, so the tree is also kept warning-free
 # under a second compiler.
-build-asan: deps
-	CC=clang cmake -S engine -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON -DTD_CUDA=OFF
+build-asan: | $(NEED_DEPS)
+	$(call CMAKE_ROOT_CACHE,$(BUILD_ASAN))
+	CC=clang cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTD_SANITIZE=ON -DTD_CUDA=OFF $(CMAKE_FLAGS)
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 
-build-fuzz: deps
-	CC=clang cmake -S engine -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	    -DTD_FUZZ=ON -DTD_SANITIZE=ON -DTD_CUDA=OFF
+build-fuzz: | $(NEED_DEPS)
+	$(call CMAKE_ROOT_CACHE,$(BUILD_FUZZ))
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DTD_FUZZ=ON -DTD_SANITIZE=ON -DTD_CUDA=OFF $(CMAKE_FLAGS)
 	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target fuzzers
 
 check-unit: build
@@ -93,7 +109,7 @@ check-parity: build venv
 # FFmpeg 8.1 from Debian's source package, minimal configuration, built once
 # under build-ffmpeg/ (re-runs only rebuild what changed).
 FFMPEG_BUILD ?= $(ROOT)/build-ffmpeg
-ffmpeg: deps
+ffmpeg: | $(NEED_DEPS)
 	tools/ffmpeg/build-ffmpeg.sh --debian 8.1 --minimal --builddir $(FFMPEG_BUILD) -j$(JOBS)
 
 # Real generation runs on the committed tiny random model set.
@@ -114,10 +130,10 @@ check-toy: ffmpeg venv
 	env -u TURBODIFF_MODEL_DIR $(VENV)/bin/python tools/toy/evaluate.py \
 	    --ffmpeg $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)/ffmpeg --n 50 --min-pass 0.8
 
-check: check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy
+check: deps check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy
 	@echo "turbodiff: all test tiers passed"
 
-demo: build ffmpeg
+demo: deps build ffmpeg
 	@bash tools/demo.sh $(BUILD) $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
 
 clean:

@@ -6,6 +6,47 @@
  * message of the last error is kept per engine (td_engine_errmsg) or, for
  * calls made before an engine exists, in the caller's td_error.
  * The library never prints, never exits and never aborts.
+ *
+ * Example: open an engine, run a job, receive its frames (here as raw RGB24
+ * on stdout: `./a.out | ffplay -f rawvideo -pixel_format rgb24
+ * -video_size 64x64 -`). Build: cc example.c $(pkg-config --cflags --libs
+ * turbodiff). tests/CMakeLists.txt compiles and runs this text as written.
+ *
+ *   #include <stdio.h>
+ *   #include <turbodiff.h>
+ *
+ *   static int on_frame(void *opaque, const td_frame *f)
+ *   {
+ *       const uint8_t *row = f->data;
+ *       for (int y = 0; y < f->height; y++, row += f->linesize)
+ *           fwrite(row, 3, f->width, opaque);
+ *       return 0;  // non-zero would stop the job
+ *   }
+ *
+ *   int main(void)
+ *   {
+ *       td_engine_config cfg;
+ *       td_engine *eng;
+ *       td_error err;
+ *       td_engine_config_default(&cfg);  // no model named: the default model
+ *       if (td_engine_open(&cfg, &eng, &err) < 0) {
+ *           fprintf(stderr, "%s\n", err.msg);
+ *           return 1;
+ *       }
+ *
+ *       td_job job;
+ *       td_job_default(&job);
+ *       job.prompt = "a red circle moves right on a blue background";
+ *       td_engine_native_clip(eng, &job.width, &job.height, &job.frames);
+ *       job.on_frame = on_frame;  // called once per frame, in order
+ *       job.opaque = stdout;
+ *       int ret = td_job_run(eng, &job);  // synchronous, on this thread
+ *       if (ret < 0)
+ *           fprintf(stderr, "%s\n", td_engine_errmsg(eng));
+ *
+ *       td_engine_release(&eng);
+ *       return ret < 0;
+ *   }
  */
 #ifndef TURBODIFF_H
 #define TURBODIFF_H
@@ -13,12 +54,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* TD_API marks the functions libturbodiff.so exports. The library's
+ * objects are compiled with -fvisibility=hidden and TD_SHARED, so these
+ * are its only dynamic symbols: its internals (td_* helpers of every
+ * stage) stay out of the symbol table of each process that loads it.
+ * Users of the library define nothing; the attribute on a declaration
+ * they include changes nothing for them. */
+#if defined(TD_SHARED) && (defined(__GNUC__) || defined(__clang__))
+#define TD_API __attribute__((visibility("default")))
+#else
+#define TD_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* While MAJOR is 0, every change to a type or a function of this header
- * bumps MINOR (and engine/CMakeLists.txt's project version with it): a
+ * bumps MINOR (and the root CMakeLists.txt's project version with it): a
  * program built against one MAJOR.MINOR passes structs laid out for it, so
  * it must refuse a library of another (td_version says which is loaded). */
 #define TD_VERSION_MAJOR 0
@@ -27,7 +80,7 @@ extern "C" {
 #define TD_VERSION_INT (TD_VERSION_MAJOR << 16 | TD_VERSION_MINOR << 8 | TD_VERSION_MICRO)
 
 /* The version of the library loaded at run time, as TD_VERSION_INT. */
-unsigned td_version(void);
+TD_API unsigned td_version(void);
 
 enum {
     TD_OK           = 0,
@@ -44,7 +97,7 @@ enum {
 };
 
 /* A short static name for an error code ("invalid argument", ...). */
-const char *td_strerror(int err);
+TD_API const char *td_strerror(int err);
 
 /* Log levels follow FFmpeg's ordering so the filters can map them 1:1. */
 enum td_log_level {
@@ -106,14 +159,14 @@ typedef struct td_engine_config {
 } td_engine_config;
 
 /* Set every field to its default (threads 0, device auto, log level info). */
-void td_engine_config_default(td_engine_config *cfg);
+TD_API void td_engine_config_default(td_engine_config *cfg);
 
 /* Open or share an engine. Two calls naming the same files return the same
  * engine with its reference count raised. On failure *out is NULL and err
  * (if not NULL) holds the message. */
-int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err);
-void td_engine_release(td_engine **eng);
-const char *td_engine_errmsg(const td_engine *eng);
+TD_API int td_engine_open(const td_engine_config *cfg, td_engine **out, td_error *err);
+TD_API void td_engine_release(td_engine **eng);
+TD_API const char *td_engine_errmsg(const td_engine *eng);
 
 /* The clip the model set was made for, when its turbodiff.json names it
  * ("size": "WxH" and/or "frames": N): returns 1 and fills the non-NULL
@@ -121,12 +174,12 @@ const char *td_engine_errmsg(const td_engine *eng);
  * unset (a toy model trained at 64x64 gives noise at 832x480). Without a
  * manifest's size or frames, a Wan2.2 TI2V-5B DiT names its own:
  * 1280x704, 121 frames. */
-int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames);
+TD_API int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *frames);
 
 /* The frame rate the model set's motion was trained at: 24 for Wan2.2
  * TI2V-5B, 16 for the other Wan models. Callers label frames with it when
  * the user sets no rate (another rate plays the motion faster or slower). */
-int td_engine_native_fps(const td_engine *eng);
+TD_API int td_engine_native_fps(const td_engine *eng);
 
 /* ---------------------------------------------------------------------------
  * Job: one generation request, run synchronously on the calling thread.
@@ -215,21 +268,21 @@ typedef struct td_job {
 } td_job;
 
 /* Defaults: 832x480, 81 frames, 4 steps, sla, topk 0.1, seed 0, RGB24. */
-void td_job_default(td_job *job);
+TD_API void td_job_default(td_job *job);
 
 /* Check a job against the engine without running it; the message names the
  * offending field and, for sizes, the nearest valid values. eng may be NULL:
  * then the checks that need no model run, so a caller can reject bad options
  * before loading anything. */
-int td_job_validate(td_engine *eng, const td_job *job);
+TD_API int td_job_validate(td_engine *eng, const td_job *job);
 
-int td_job_run(td_engine *eng, const td_job *job);
+TD_API int td_job_run(td_engine *eng, const td_job *job);
 
 /* The size of the frames a job delivers: width x height, or with
  * adaptive_resolution the aspect ratio of an image_width x image_height
  * image at that area, each side a multiple of 16. Only the image's size is
  * read, so a caller can size its output before the image arrives. */
-void td_job_output_size(const td_job *job, int *width, int *height);
+TD_API void td_job_output_size(const td_job *job, int *width, int *height);
 
 #ifdef __cplusplus
 }

@@ -58,7 +58,12 @@ log() { echo "build-ffmpeg: $*" >&2; }
 # 1. libturbodiff, installed where FFmpeg's configure will look.
 prefix=$builddir/turbodiff-prefix
 [ -n "$cuda" ] || { [ $config = full ] && cuda=ON || cuda=OFF; }
-cmake -S "$root/engine" -B "$builddir/turbodiff-build" -DCMAKE_BUILD_TYPE=Release \
+# (a build directory configured from engine/, as before the root
+# CMakeLists.txt, starts over)
+grep -qsx "CMAKE_HOME_DIRECTORY:INTERNAL=$root" "$builddir/turbodiff-build/CMakeCache.txt" ||
+    rm -rf "$builddir/turbodiff-build/CMakeCache.txt" "$builddir/turbodiff-build/CMakeFiles"
+cmake -S "$root" -B "$builddir/turbodiff-build" -DCMAKE_BUILD_TYPE=Release \
+      -DTD_BUILD_TESTS=OFF -DTD_BUILD_BENCH=OFF \
       -DTD_CUDA=$cuda -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
 cmake --build "$builddir/turbodiff-build" -j"$jobs" --target turbodiff_static turbodiff_shared turbodiff >/dev/null
 cmake --install "$builddir/turbodiff-build" >/dev/null

@@ -25,7 +25,7 @@ OUTDIR=${1:-$ROOT/build-gpu/carry}
 BUILD=$ROOT/build-gpu/cmake
 JOBS=${JOBS:-2}
 
-cmake -S "$ROOT/engine" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTD_CUDA=ON -DTD_CUDA_ARCHS=90-real
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTD_CUDA=ON -DTD_CUDA_ARCHS=90-real
 cmake --build "$BUILD" -j"$JOBS" --target test_cuda_ops test_cuda_pipeline bench_cuda_block
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR/bin" "$OUTDIR/lib"

@@ -23,8 +23,8 @@
 #ifndef TD_BACKEND_H
 #define TD_BACKEND_H
 
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 typedef struct td_backend td_backend;
 

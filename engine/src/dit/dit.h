@@ -22,8 +22,8 @@
 #ifndef TD_DIT_H
 #define TD_DIT_H
 
-#include "../backend/backend.h"
-#include "../io/weights.h"
+#include "backend/backend.h"
+#include "io/weights.h"
 
 typedef struct td_dit td_dit;
 

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../backend/cpu/cpu.h"
-#include "../io/safetensors_write.h"
+#include "backend/cpu/cpu.h"
+#include "io/safetensors_write.h"
 #include "dit_internal.h"
 #include "dit_quantize.h"
 

@@ -21,7 +21,7 @@
 #ifndef TD_DIT_QUANTIZE_H
 #define TD_DIT_QUANTIZE_H
 
-#include "../io/weights.h"
+#include "io/weights.h"
 
 /*
  * Write the quantized copy of w to out_path (safetensors; stored names kept,

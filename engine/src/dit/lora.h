@@ -36,7 +36,7 @@
 #ifndef TD_DIT_LORA_H
 #define TD_DIT_LORA_H
 
-#include "../io/weights.h"
+#include "io/weights.h"
 
 /* The merged copies of the DiT tensors the LoRAs change, each in its base
  * tensor's dtype and shape; everything else is read from the base file. */

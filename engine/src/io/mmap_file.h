@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/ctx.h"
+#include "core/ctx.h"
 
 typedef enum td_bytes_kind {
     TD_BYTES_NONE = 0,   /* empty, or borrowed memory that is not ours to free */

@@ -5,8 +5,8 @@
 #ifndef TD_IO_NPY_H
 #define TD_IO_NPY_H
 
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 /* Read into a new owned tensor, widened to f32 (from f32, f64, f16, bf16-as-
  * V2 is not supported; integer arrays are read as their own dtype). */

@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 typedef enum td_pk_kind {
     TD_PK_NONE, TD_PK_BOOL, TD_PK_INT, TD_PK_FLOAT, TD_PK_STR,

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/ctx.h"
+#include "core/ctx.h"
 
 /* Largest side and pixel count accepted (a 16k square). */
 #define TD_PNG_MAX_SIDE 16384

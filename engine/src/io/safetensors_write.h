@@ -11,8 +11,8 @@
 #ifndef TD_IO_SAFETENSORS_WRITE_H
 #define TD_IO_SAFETENSORS_WRITE_H
 
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 typedef struct td_st_item {
     const char *name;

@@ -16,8 +16,8 @@
 #ifndef TD_IO_WEIGHTS_H
 #define TD_IO_WEIGHTS_H
 
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 typedef struct td_weights td_weights;
 

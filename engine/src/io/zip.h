@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/ctx.h"
+#include "core/ctx.h"
 
 typedef struct td_zip_entry {
     const char *name;      /* into the central directory, not NUL-terminated */

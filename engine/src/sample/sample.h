@@ -25,9 +25,9 @@
 
 #include <stdint.h>
 
-#include "../backend/backend.h"
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "backend/backend.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 /* Which expert of a Wan2.2 A14B pair a call is for; single models get 0. */
 enum { TD_EXPERT_HIGH = 0, TD_EXPERT_LOW = 1 };

@@ -11,7 +11,7 @@
 #ifndef TD_TEXT_PROMPT_CLEAN_H
 #define TD_TEXT_PROMPT_CLEAN_H
 
-#include "../core/ctx.h"
+#include "core/ctx.h"
 
 /* A new NUL-terminated string in *out (the caller frees it). */
 int td_prompt_clean(td_ctx *ctx, const char *text, char **out);

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/ctx.h"
+#include "core/ctx.h"
 
 /* sentencepiece's SentencePiece.Type */
 enum { TD_PIECE_NORMAL = 1, TD_PIECE_UNKNOWN = 2, TD_PIECE_CONTROL = 3,

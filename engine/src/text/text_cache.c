@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/sha256.h"
+#include "core/sha256.h"
 
 #define MAGIC "TDEMB001"
 #define HEAD_BYTES (8 + 32 + 16)   /* magic, key, rows and cols (u64 LE) */

@@ -15,8 +15,8 @@
 #ifndef TD_TEXT_CACHE_H
 #define TD_TEXT_CACHE_H
 
-#include "../core/ctx.h"
-#include "../core/tensor.h"
+#include "core/ctx.h"
+#include "core/tensor.h"
 
 typedef struct td_text_cache td_text_cache;
 

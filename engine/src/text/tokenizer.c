@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../io/weights.h"
+#include "io/weights.h"
 #include "normalizer.h"
 #include "spm_model.h"
 #include "tokenizer_json.h"

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "../core/ctx.h"
+#include "core/ctx.h"
 
 typedef struct td_tokenizer td_tokenizer;
 

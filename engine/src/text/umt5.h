@@ -23,8 +23,8 @@
 #ifndef TD_TEXT_UMT5_H
 #define TD_TEXT_UMT5_H
 
-#include "../backend/backend.h"
-#include "../io/weights.h"
+#include "backend/backend.h"
+#include "io/weights.h"
 
 /* Rows of the context the DiT reads (Wan's text_len). */
 #define TD_UMT5_TEXT_LEN 512

@@ -36,8 +36,8 @@
 #ifndef TD_VAE_H
 #define TD_VAE_H
 
-#include "../backend/backend.h"
-#include "../io/weights.h"
+#include "backend/backend.h"
+#include "io/weights.h"
 
 typedef struct td_vae td_vae;
 

@@ -20,7 +20,7 @@
 
 #include "vae_internal.h"
 
-int vae_state_init(td_ctx *ctx, vae_state *st, int nslots)
+int td_vae_state_init(td_ctx *ctx, vae_state *st, int nslots)
 {
     st->nslots = nslots;
     st->chunks = 0;
@@ -28,26 +28,26 @@ int vae_state_init(td_ctx *ctx, vae_state *st, int nslots)
     return st->slots ? 0 : td_fail(ctx, TD_ENOMEM, "vae: cache of %d slots", nslots);
 }
 
-void vae_state_free(td_vae *vae, vae_state *st)
+void td_vae_state_free(td_vae *vae, vae_state *st)
 {
     for (int i = 0; st->slots && i < st->nslots; i++)
-        vae_act_free(vae, &st->slots[i].frames);
+        td_vae_act_free(vae, &st->slots[i].frames);
     free(st->slots);
     st->slots = NULL;
 }
 
-int vae_act_new(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w)
+int td_vae_act_new(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w)
 {
     td_backend *be = vae->be;
     return be->ops->tensor_new(be, t, be->act, 4, (int64_t[]){ c, n, h, w });
 }
 
-void vae_act_free(td_vae *vae, td_tensor *t)
+void td_vae_act_free(td_vae *vae, td_tensor *t)
 {
     vae->be->ops->tensor_free(vae->be, t);
 }
 
-int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
+int td_vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
                     int64_t n)
 {
     td_tensor d, s;
@@ -58,7 +58,7 @@ int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *sr
     return vae->be->ops->copy(vae->be, &d, &s, 0);
 }
 
-int vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_tensor *out)
+int td_vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_tensor *out)
 {
     char s[96];
     if (dim < 0 || dim >= t->ndim || t->ndim >= TD_MAX_DIMS || inner < 1 || t->shape[dim] % inner)
@@ -83,8 +83,8 @@ int vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_te
 static int cells_view(td_vae *vae, const td_tensor *x, int64_t p, td_tensor *v)
 {
     td_tensor a;
-    TD_TRY(vae_split_dim(vae->ctx, x, 3, p, &a));
-    return vae_split_dim(vae->ctx, &a, 2, p, v);
+    TD_TRY(td_vae_split_dim(vae->ctx, x, 3, p, &a));
+    return td_vae_split_dim(vae->ctx, &a, 2, p, v);
 }
 
 /* y [C*p*p, n, h, w] contiguous as [C, r, q, n, h, w]. */
@@ -94,12 +94,12 @@ static int patched_view(td_vae *vae, const td_tensor *y, int64_t p, td_tensor *v
                              (int64_t[]){ y->shape[0] / (p * p), p, p, y->shape[1], y->shape[2], y->shape[3] }, v);
 }
 
-int vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y)
+int td_vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y)
 {
     int64_t p = vae->patch;
     td_tensor cells, src, dst;
     int rc;
-    TD_TRY(vae_act_new(vae, y, x->shape[0] * p * p, x->shape[1], x->shape[2] / p, x->shape[3] / p));
+    TD_TRY(td_vae_act_new(vae, y, x->shape[0] * p * p, x->shape[1], x->shape[2] / p, x->shape[3] / p));
     rc = cells_view(vae, x, p, &cells);
     if (rc == 0)
         rc = td_tensor_permute(vae->ctx, &cells, (const int[]){ 0, 5, 3, 1, 2, 4 }, &src);
@@ -108,16 +108,16 @@ int vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y)
     if (rc == 0)
         rc = vae->be->ops->copy(vae->be, &dst, &src, 0);
     if (rc < 0)
-        vae_act_free(vae, y);
+        td_vae_act_free(vae, y);
     return rc;
 }
 
-int vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y)
+int td_vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y)
 {
     int64_t p = vae->patch;
     td_tensor cells, src, dst;
     int rc;
-    TD_TRY(vae_act_new(vae, y, x->shape[0] / (p * p), x->shape[1], x->shape[2] * p, x->shape[3] * p));
+    TD_TRY(td_vae_act_new(vae, y, x->shape[0] / (p * p), x->shape[1], x->shape[2] * p, x->shape[3] * p));
     rc = cells_view(vae, y, p, &cells);
     if (rc == 0)
         rc = td_tensor_permute(vae->ctx, &cells, (const int[]){ 0, 5, 3, 1, 2, 4 }, &dst);
@@ -126,7 +126,7 @@ int vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y)
     if (rc == 0)
         rc = vae->be->ops->copy(vae->be, &dst, &src, 0);
     if (rc < 0)
-        vae_act_free(vae, y);
+        td_vae_act_free(vae, y);
     return rc;
 }
 
@@ -135,17 +135,17 @@ static int64_t conv_out(int64_t in, int64_t pad, int64_t k, int64_t s)
     return in + pad < k ? 0 : (in + pad - k) / s + 1;
 }
 
-int vae_conv_new(td_vae *vae, const td_tensor *x, const vae_conv *c, const td_conv3d_params *p,
+int td_vae_conv_new(td_vae *vae, const td_tensor *x, const vae_conv *c, const td_conv3d_params *p,
                  td_tensor *y)
 {
     const int64_t *k = c->w.shape;
     int rc;
-    TD_TRY(vae_act_new(vae, y, k[0], conv_out(x->shape[1], p->pad_t_front + p->pad_t_back, k[2], p->stride[0]),
+    TD_TRY(td_vae_act_new(vae, y, k[0], conv_out(x->shape[1], p->pad_t_front + p->pad_t_back, k[2], p->stride[0]),
                        conv_out(x->shape[2], 2 * p->pad_h, k[3], p->stride[1]),
                        conv_out(x->shape[3], 2 * p->pad_w, k[4], p->stride[2])));
     rc = vae->be->ops->conv3d(vae->be, x, &c->w, &c->b, p, y);
     if (rc < 0)
-        vae_act_free(vae, y);
+        td_vae_act_free(vae, y);
     return rc;
 }
 
@@ -156,11 +156,11 @@ static int keep_last(td_vae *vae, vae_slot *s, const td_tensor *cat, int64_t kee
     const int64_t *sh = s->frames.shape;
     if (!s->frames.data || sh[0] != cat->shape[0] || sh[2] != cat->shape[2] || sh[3] != cat->shape[3]) {
         td_tensor fresh;
-        TD_TRY(vae_act_new(vae, &fresh, cat->shape[0], keep, cat->shape[2], cat->shape[3]));
-        vae_act_free(vae, &s->frames);
+        TD_TRY(td_vae_act_new(vae, &fresh, cat->shape[0], keep, cat->shape[2], cat->shape[3]));
+        td_vae_act_free(vae, &s->frames);
         s->frames = fresh;
     }
-    TD_TRY(vae_copy_frames(vae, &s->frames, 0, cat, total - nk, nk));
+    TD_TRY(td_vae_copy_frames(vae, &s->frames, 0, cat, total - nk, nk));
     s->n = nk;
     return 0;
 }
@@ -178,19 +178,19 @@ static int causal_conv(td_vae *vae, vae_slot *s, const td_tensor *x, const vae_c
 
     cat.owns = 0;   /* borrowed unless the cache is prepended below */
     if (s->n > 0) {
-        TD_TRY(vae_act_new(vae, &cat, x->shape[0], s->n + t, x->shape[2], x->shape[3]));
-        rc = vae_copy_frames(vae, &cat, 0, &s->frames, 0, s->n);
+        TD_TRY(td_vae_act_new(vae, &cat, x->shape[0], s->n + t, x->shape[2], x->shape[3]));
+        rc = td_vae_copy_frames(vae, &cat, 0, &s->frames, 0, s->n);
         if (rc == 0)
-            rc = vae_copy_frames(vae, &cat, s->n, x, 0, t);
+            rc = td_vae_copy_frames(vae, &cat, s->n, x, 0, t);
     }
     if (rc == 0)
-        rc = vae_conv_new(vae, &cat, c, &p, y);
+        rc = td_vae_conv_new(vae, &cat, c, &p, y);
     if (rc == 0 && keep > 0) {
         rc = keep_last(vae, s, &cat, keep);
         if (rc < 0)
-            vae_act_free(vae, y);
+            td_vae_act_free(vae, y);
     }
-    vae_act_free(vae, &cat);
+    td_vae_act_free(vae, &cat);
     return rc;
 }
 
@@ -202,14 +202,14 @@ static int norm_silu(td_vae *vae, const td_tensor *x, const td_tensor *gamma, td
     td_tensor xv, yv;
     int rc;
     TD_TRY(td_tensor_reshape(vae->ctx, x, 2, (int64_t[]){ c, n }, &xv));
-    TD_TRY(vae_act_new(vae, y, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
+    TD_TRY(td_vae_act_new(vae, y, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
     rc = td_tensor_reshape(vae->ctx, y, 2, (int64_t[]){ c, n }, &yv);
     if (rc == 0)
         rc = be->ops->channel_rmsnorm(be, &xv, gamma, NULL, &yv);
     if (rc == 0)
         rc = be->ops->silu(be, &yv, &yv);
     if (rc < 0)
-        vae_act_free(vae, y);
+        td_vae_act_free(vae, y);
     return rc;
 }
 
@@ -219,23 +219,23 @@ static int res_block(td_vae *vae, const vae_layer *l, vae_state *st, const td_te
     td_tensor a = { 0 }, b = { 0 }, h = { 0 };
     int rc;
     if (l->has_shortcut)
-        TD_TRY(vae_conv_new(vae, x, &l->shortcut, &p1, &h));
+        TD_TRY(td_vae_conv_new(vae, x, &l->shortcut, &p1, &h));
     rc = norm_silu(vae, x, &l->norm1, &a);
     if (rc == 0)
         rc = causal_conv(vae, &st->slots[l->slot], &a, &l->conv1, 1, 1, &b);
-    vae_act_free(vae, &a);
+    td_vae_act_free(vae, &a);
     if (rc == 0)
         rc = norm_silu(vae, &b, &l->norm2, &a);
-    vae_act_free(vae, &b);
+    td_vae_act_free(vae, &b);
     if (rc == 0)
         rc = causal_conv(vae, &st->slots[l->slot + 1], &a, &l->conv2, 1, 1, y);
-    vae_act_free(vae, &a);
+    td_vae_act_free(vae, &a);
     if (rc == 0) {
         rc = vae->be->ops->add(vae->be, y, l->has_shortcut ? &h : x, y);
         if (rc < 0)
-            vae_act_free(vae, y);
+            td_vae_act_free(vae, y);
     }
-    vae_act_free(vae, &h);
+    td_vae_act_free(vae, &h);
     return rc;
 }
 
@@ -277,15 +277,15 @@ static int attn_block(td_vae *vae, const vae_layer *l, const td_tensor *x, td_te
     int rc;
 
     TD_TRY(td_tensor_reshape(vae->ctx, x, 2, (int64_t[]){ c, nt * s }, &xv));
-    TD_TRY(vae_act_new(vae, &n, c, nt, x->shape[2], x->shape[3]));
+    TD_TRY(td_vae_act_new(vae, &n, c, nt, x->shape[2], x->shape[3]));
     rc = td_tensor_reshape(vae->ctx, &n, 2, (int64_t[]){ c, nt * s }, &nv);
     if (rc == 0)
         rc = be->ops->channel_rmsnorm(be, &xv, &l->norm1, NULL, &nv);
     if (rc == 0)
-        rc = vae_conv_new(vae, &n, &l->conv1, &p1, &qkv);
-    vae_act_free(vae, &n);
+        rc = td_vae_conv_new(vae, &n, &l->conv1, &p1, &qkv);
+    td_vae_act_free(vae, &n);
     if (rc == 0)
-        rc = vae_act_new(vae, &o, c, nt, x->shape[2], x->shape[3]);
+        rc = td_vae_act_new(vae, &o, c, nt, x->shape[2], x->shape[3]);
     for (int i = 0; rc == 0 && i < 4; i++)
         rc = be->ops->tensor_new(be, &buf[i], be->act, 3, (int64_t[]){ s, 1, c });
     if (rc == 0)
@@ -295,15 +295,15 @@ static int attn_block(td_vae *vae, const vae_layer *l, const td_tensor *x, td_te
     for (int64_t t = 0; rc == 0 && t < nt; t++)
         rc = attn_frame(vae, &qkv3, &o3, t, buf);
     for (int i = 0; i < 4; i++)
-        vae_act_free(vae, &buf[i]);
-    vae_act_free(vae, &qkv);
+        td_vae_act_free(vae, &buf[i]);
+    td_vae_act_free(vae, &qkv);
     if (rc == 0)
-        rc = vae_conv_new(vae, &o, &l->conv2, &p1, y);
-    vae_act_free(vae, &o);
+        rc = td_vae_conv_new(vae, &o, &l->conv2, &p1, y);
+    td_vae_act_free(vae, &o);
     if (rc == 0) {
         rc = be->ops->add(be, y, x, y);
         if (rc < 0)
-            vae_act_free(vae, y);
+            td_vae_act_free(vae, y);
     }
     return rc;
 }
@@ -317,26 +317,26 @@ static int up_spatial(td_vae *vae, const vae_layer *l, const td_tensor *x, td_te
     int64_t c = x->shape[0], nt = x->shape[1], h = x->shape[2], w = x->shape[3];
     td_tensor fin = { 0 }, up = { 0 }, fo = { 0 };
     int rc;
-    TD_TRY(vae_act_new(vae, y, l->cout, nt, 2 * h, 2 * w));
-    rc = vae_act_new(vae, &fin, c, 1, h, w);
+    TD_TRY(td_vae_act_new(vae, y, l->cout, nt, 2 * h, 2 * w));
+    rc = td_vae_act_new(vae, &fin, c, 1, h, w);
     if (rc == 0)
-        rc = vae_act_new(vae, &up, c, 1, 2 * h, 2 * w);
+        rc = td_vae_act_new(vae, &up, c, 1, 2 * h, 2 * w);
     if (rc == 0)
-        rc = vae_act_new(vae, &fo, l->cout, 1, 2 * h, 2 * w);
+        rc = td_vae_act_new(vae, &fo, l->cout, 1, 2 * h, 2 * w);
     for (int64_t t = 0; rc == 0 && t < nt; t++) {
-        rc = vae_copy_frames(vae, &fin, 0, x, t, 1);
+        rc = td_vae_copy_frames(vae, &fin, 0, x, t, 1);
         if (rc == 0)
             rc = be->ops->upsample_nearest(be, &fin, 2, 2, &up);
         if (rc == 0)
             rc = be->ops->conv3d(be, &up, &l->conv1.w, &l->conv1.b, &p, &fo);
         if (rc == 0)
-            rc = vae_copy_frames(vae, y, t, &fo, 0, 1);
+            rc = td_vae_copy_frames(vae, y, t, &fo, 0, 1);
     }
-    vae_act_free(vae, &fin);
-    vae_act_free(vae, &up);
-    vae_act_free(vae, &fo);
+    td_vae_act_free(vae, &fin);
+    td_vae_act_free(vae, &up);
+    td_vae_act_free(vae, &fo);
     if (rc < 0)
-        vae_act_free(vae, y);
+        td_vae_act_free(vae, y);
     return rc;
 }
 
@@ -347,7 +347,7 @@ static int interleave_time(td_vae *vae, const td_tensor *tc, td_tensor *doubled)
     int64_t c = tc->shape[0] / 2, nt = tc->shape[1], hw = tc->shape[2] * tc->shape[3];
     td_tensor src4, src, dst;
     int rc;
-    TD_TRY(vae_act_new(vae, doubled, c, 2 * nt, tc->shape[2], tc->shape[3]));
+    TD_TRY(td_vae_act_new(vae, doubled, c, 2 * nt, tc->shape[2], tc->shape[3]));
     rc = td_tensor_reshape(vae->ctx, tc, 4, (int64_t[]){ 2, c, nt, hw }, &src4);
     if (rc == 0)
         rc = td_tensor_permute(vae->ctx, &src4, (const int[]){ 1, 2, 0, 3 }, &src);
@@ -356,7 +356,7 @@ static int interleave_time(td_vae *vae, const td_tensor *tc, td_tensor *doubled)
     if (rc == 0)
         rc = vae->be->ops->copy(vae->be, &dst, &src, 0);
     if (rc < 0)
-        vae_act_free(vae, doubled);
+        td_vae_act_free(vae, doubled);
     return rc;
 }
 
@@ -371,10 +371,10 @@ static int upsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_ten
     }
     TD_TRY(causal_conv(vae, s, x, &l->conv2, 1, 0, &tc));
     rc = interleave_time(vae, &tc, &doubled);
-    vae_act_free(vae, &tc);
+    td_vae_act_free(vae, &tc);
     if (rc == 0)
         rc = up_spatial(vae, l, &doubled, y);
-    vae_act_free(vae, &doubled);
+    td_vae_act_free(vae, &doubled);
     return rc;
 }
 
@@ -388,10 +388,10 @@ static int down_spatial(td_vae *vae, const vae_layer *l, const td_tensor *x, td_
     int64_t ho = conv_out(h + 1, 0, 3, 2), wo = conv_out(w + 1, 0, 3, 2);
     td_tensor pad = { 0 }, fo = { 0 }, rows, inner;
     int rc;
-    TD_TRY(vae_act_new(vae, y, l->cout, nt, ho, wo));
-    rc = vae_act_new(vae, &pad, c, 1, h + 1, w + 1);
+    TD_TRY(td_vae_act_new(vae, y, l->cout, nt, ho, wo));
+    rc = td_vae_act_new(vae, &pad, c, 1, h + 1, w + 1);
     if (rc == 0)
-        rc = vae_act_new(vae, &fo, l->cout, 1, ho, wo);
+        rc = td_vae_act_new(vae, &fo, l->cout, 1, ho, wo);
     if (rc == 0)
         rc = be->ops->fill(be, &pad, 0.0f);
     if (rc == 0)
@@ -399,16 +399,16 @@ static int down_spatial(td_vae *vae, const vae_layer *l, const td_tensor *x, td_
     if (rc == 0)
         rc = td_tensor_slice(vae->ctx, &rows, 3, 0, w, &inner);
     for (int64_t t = 0; rc == 0 && t < nt; t++) {
-        rc = vae_copy_frames(vae, &inner, 0, x, t, 1);
+        rc = td_vae_copy_frames(vae, &inner, 0, x, t, 1);
         if (rc == 0)
             rc = be->ops->conv3d(be, &pad, &l->conv1.w, &l->conv1.b, &p, &fo);
         if (rc == 0)
-            rc = vae_copy_frames(vae, y, t, &fo, 0, 1);
+            rc = td_vae_copy_frames(vae, y, t, &fo, 0, 1);
     }
-    vae_act_free(vae, &pad);
-    vae_act_free(vae, &fo);
+    td_vae_act_free(vae, &pad);
+    td_vae_act_free(vae, &fo);
     if (rc < 0)
-        vae_act_free(vae, y);
+        td_vae_act_free(vae, y);
     return rc;
 }
 
@@ -428,11 +428,11 @@ static int downsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_t
     }
     nt = sp.shape[1];
     if (!s->seen) {
-        rc = vae_act_new(vae, &s->frames, sp.shape[0], 1, sp.shape[2], sp.shape[3]);
+        rc = td_vae_act_new(vae, &s->frames, sp.shape[0], 1, sp.shape[2], sp.shape[3]);
         if (rc == 0)
-            rc = vae_copy_frames(vae, &s->frames, 0, &sp, nt - 1, 1);
+            rc = td_vae_copy_frames(vae, &s->frames, 0, &sp, nt - 1, 1);
         if (rc < 0) {
-            vae_act_free(vae, &sp);
+            td_vae_act_free(vae, &sp);
             return rc;
         }
         s->n = 1;
@@ -440,17 +440,17 @@ static int downsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_t
         *y = sp;
         return 0;
     }
-    rc = vae_act_new(vae, &cat, sp.shape[0], nt + 1, sp.shape[2], sp.shape[3]);
+    rc = td_vae_act_new(vae, &cat, sp.shape[0], nt + 1, sp.shape[2], sp.shape[3]);
     if (rc == 0)
-        rc = vae_copy_frames(vae, &cat, 0, &s->frames, 0, 1);
+        rc = td_vae_copy_frames(vae, &cat, 0, &s->frames, 0, 1);
     if (rc == 0)
-        rc = vae_copy_frames(vae, &cat, 1, &sp, 0, nt);
+        rc = td_vae_copy_frames(vae, &cat, 1, &sp, 0, nt);
     if (rc == 0)
-        rc = vae_copy_frames(vae, &s->frames, 0, &sp, nt - 1, 1);
+        rc = td_vae_copy_frames(vae, &s->frames, 0, &sp, nt - 1, 1);
     if (rc == 0)
-        rc = vae_conv_new(vae, &cat, &l->conv2, &p, y);
-    vae_act_free(vae, &cat);
-    vae_act_free(vae, &sp);
+        rc = td_vae_conv_new(vae, &cat, &l->conv2, &p, y);
+    td_vae_act_free(vae, &cat);
+    td_vae_act_free(vae, &sp);
     return rc;
 }
 
@@ -459,9 +459,9 @@ static int downsample(td_vae *vae, const vae_layer *l, vae_state *st, const td_t
 static int cell_major(td_vae *vae, const td_tensor *x, int64_t ft, int64_t fs, td_tensor *v)
 {
     td_tensor a, b, c;
-    TD_TRY(vae_split_dim(vae->ctx, x, 3, fs, &a));
-    TD_TRY(vae_split_dim(vae->ctx, &a, 2, fs, &b));
-    TD_TRY(vae_split_dim(vae->ctx, &b, 1, ft, &c));
+    TD_TRY(td_vae_split_dim(vae->ctx, x, 3, fs, &a));
+    TD_TRY(td_vae_split_dim(vae->ctx, &a, 2, fs, &b));
+    TD_TRY(td_vae_split_dim(vae->ctx, &b, 1, ft, &c));
     return td_tensor_permute(vae->ctx, &c, (const int[]){ 0, 2, 4, 6, 1, 3, 5 }, v);
 }
 
@@ -477,14 +477,14 @@ static int pad_time(td_vae *vae, const td_tensor *x, int64_t ft, td_tensor *xp)
     xp->owns = 0;
     if (pad == 0)
         return 0;
-    TD_TRY(vae_act_new(vae, xp, x->shape[0], t + pad, x->shape[2], x->shape[3]));
+    TD_TRY(td_vae_act_new(vae, xp, x->shape[0], t + pad, x->shape[2], x->shape[3]));
     rc = td_tensor_slice(vae->ctx, xp, 1, 0, pad, &front);
     if (rc == 0)
         rc = vae->be->ops->fill(vae->be, &front, 0.0f);
     if (rc == 0)
-        rc = vae_copy_frames(vae, xp, pad, x, 0, t);
+        rc = td_vae_copy_frames(vae, xp, pad, x, 0, t);
     if (rc < 0)
-        vae_act_free(vae, xp);
+        td_vae_act_free(vae, xp);
     return rc;
 }
 
@@ -502,16 +502,16 @@ static int add_avg_down(td_vae *vae, const vae_layer *g, const td_tensor *x, td_
     TD_TRY(pad_time(vae, x, ft, &xp));
     tq = xp.shape[1] / ft;
     n = tq * (xp.shape[2] / fs) * (xp.shape[3] / fs);
-    rc = vae_act_new(vae, &e, g->cin * cells, tq, xp.shape[2] / fs, xp.shape[3] / fs);
+    rc = td_vae_act_new(vae, &e, g->cin * cells, tq, xp.shape[2] / fs, xp.shape[3] / fs);
     if (rc == 0)
         rc = cell_major(vae, &xp, ft, fs, &src);
     if (rc == 0)
         rc = td_tensor_reshape(vae->ctx, &e, 7, (int64_t[]){ g->cin, ft, fs, fs, tq, e.shape[2], e.shape[3] }, &dst);
     if (rc == 0)
         rc = be->ops->copy(be, &dst, &src, 0);
-    vae_act_free(vae, &xp);
+    td_vae_act_free(vae, &xp);
     if (rc == 0)
-        rc = vae_act_new(vae, &sum, g->cout, tq, e.shape[2], e.shape[3]);
+        rc = td_vae_act_new(vae, &sum, g->cout, tq, e.shape[2], e.shape[3]);
     if (rc == 0)
         rc = td_tensor_reshape(vae->ctx, &e, 3, (int64_t[]){ g->cout, group, n }, &e3);
     if (rc == 0)
@@ -521,12 +521,12 @@ static int add_avg_down(td_vae *vae, const vae_layer *g, const td_tensor *x, td_
         if (rc == 0)
             rc = be->ops->copy(be, &s3, &part, k > 0);
     }
-    vae_act_free(vae, &e);
+    td_vae_act_free(vae, &e);
     if (rc == 0)
         rc = be->ops->mul(be, &sum, &g->inv_group, &sum);
     if (rc == 0)
         rc = be->ops->copy(be, y, &sum, 1);
-    vae_act_free(vae, &sum);
+    td_vae_act_free(vae, &sum);
     return rc;
 }
 
@@ -562,7 +562,7 @@ static int add_dup_up(td_vae *vae, const vae_layer *g, const vae_state *st, cons
         rc = cell_major(vae, y, first ? 1 : ft, fs, &dst);
     if (rc == 0)
         rc = be->ops->copy(be, &dst, &src, 1);
-    vae_act_free(vae, &d);
+    td_vae_act_free(vae, &d);
     return rc;
 }
 
@@ -576,7 +576,7 @@ static int run_block(td_vae *vae, const vae_layer *g, vae_state *st, const td_te
     cur.owns = 0;   /* borrowed until the first layer makes a new one */
     for (int j = 0; j < g->nsub; j++) {
         rc = run_layer(vae, &g->sub[j], st, &cur, &next);
-        vae_act_free(vae, &cur);
+        td_vae_act_free(vae, &cur);
         if (rc < 0)
             return rc;
         cur = next;
@@ -586,7 +586,7 @@ static int run_block(td_vae *vae, const vae_layer *g, vae_state *st, const td_te
     else if (g->has_dup)
         rc = add_dup_up(vae, g, st, x, &cur);
     if (rc < 0) {
-        vae_act_free(vae, &cur);
+        td_vae_act_free(vae, &cur);
         return rc;
     }
     *y = cur;
@@ -611,7 +611,7 @@ static int run_layer(td_vae *vae, const vae_layer *l, vae_state *st, const td_te
     }
 }
 
-int vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tensor *x, td_tensor *y)
+int td_vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tensor *x, td_tensor *y)
 {
     td_tensor cur = { 0 }, next = { 0 };
     int rc;
@@ -621,17 +621,17 @@ int vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tenso
     TD_TRY(causal_conv(vae, &st->slots[0], x, &net->conv_in, 1, 1, &cur));
     for (int i = 0; i < net->nlayers; i++) {
         rc = run_layer(vae, &net->layers[i], st, &cur, &next);
-        vae_act_free(vae, &cur);
+        td_vae_act_free(vae, &cur);
         if (rc < 0)
             return rc;
         cur = next;
     }
     rc = norm_silu(vae, &cur, &net->head_norm, &next);
-    vae_act_free(vae, &cur);
+    td_vae_act_free(vae, &cur);
     if (rc < 0)
         return rc;
     rc = causal_conv(vae, &st->slots[net->nslots - 1], &next, &net->conv_out, 1, 1, y);
-    vae_act_free(vae, &next);
+    td_vae_act_free(vae, &next);
     if (rc == 0)
         st->chunks++;
     return rc;

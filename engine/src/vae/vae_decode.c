@@ -70,8 +70,8 @@ void td_vae_decoder_close(td_vae_decoder **dec)
     if (!dec || !*dec)
         return;
     for (int i = 0; (*dec)->tiles && i < (*dec)->ntiles; i++) {
-        vae_state_free((*dec)->vae, &(*dec)->tiles[i].st);
-        vae_act_free((*dec)->vae, &(*dec)->tiles[i].weight);
+        td_vae_state_free((*dec)->vae, &(*dec)->tiles[i].st);
+        td_vae_act_free((*dec)->vae, &(*dec)->tiles[i].weight);
     }
     free((*dec)->tiles);
     td_tensor_free(&(*dec)->frames);
@@ -191,7 +191,7 @@ static int setup_tiles(td_vae_decoder *d, const td_vae_tiling *tl)
             t->x0 = b.xs[j];
             t->th = b.ny > 1 ? ts : d->h;
             t->tw = b.nx > 1 ? ts : d->w;
-            rc = vae_state_init(ctx, &t->st, d->vae->dec.nslots);
+            rc = td_vae_state_init(ctx, &t->st, d->vae->dec.nslots);
             if (rc == 0 && b.ny * b.nx > 1)
                 rc = tile_weight(d, &b, i, j, t);
         }
@@ -244,21 +244,21 @@ static int decode_tile(td_vae_decoder *d, tile *t, const td_tensor *z, td_tensor
     if (t->th != d->h || t->tw != d->w) {
         TD_TRY(td_tensor_slice(vae->ctx, z, 2, t->y0, t->th, &rows));
         TD_TRY(td_tensor_slice(vae->ctx, &rows, 3, t->x0, t->tw, &view));
-        TD_TRY(vae_act_new(vae, &crop, vae->z, 1, t->th, t->tw));
+        TD_TRY(td_vae_act_new(vae, &crop, vae->z, 1, t->th, t->tw));
         rc = vae->be->ops->copy(vae->be, &crop, &view, 0);
     }
     if (rc == 0)
-        rc = vae_conv_new(vae, &crop, &vae->post_quant, &p1, &pq);
-    vae_act_free(vae, &crop);
+        rc = td_vae_conv_new(vae, &crop, &vae->post_quant, &p1, &pq);
+    td_vae_act_free(vae, &crop);
     if (rc == 0 && vae->patch == 1)
-        rc = vae_net_chunk(vae, &vae->dec, &t->st, &pq, y);
+        rc = td_vae_net_chunk(vae, &vae->dec, &t->st, &pq, y);
     else if (rc == 0) {
-        rc = vae_net_chunk(vae, &vae->dec, &t->st, &pq, &patched);
+        rc = td_vae_net_chunk(vae, &vae->dec, &t->st, &pq, &patched);
         if (rc == 0)
-            rc = vae_unpatchify(vae, &patched, y);
-        vae_act_free(vae, &patched);
+            rc = td_vae_unpatchify(vae, &patched, y);
+        td_vae_act_free(vae, &patched);
     }
-    vae_act_free(vae, &pq);
+    td_vae_act_free(vae, &pq);
     return rc;
 }
 
@@ -286,15 +286,15 @@ static int decode_tiles(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
     for (int i = 0; rc == 0 && i < d->ntiles; i++) {
         rc = decode_tile(d, &d->tiles[i], z, &ty);
         if (rc == 0 && i == 0)
-            rc = vae_act_new(vae, out, ty.shape[0], ty.shape[1], d->h * sf, d->w * sf);
+            rc = td_vae_act_new(vae, out, ty.shape[0], ty.shape[1], d->h * sf, d->w * sf);
         if (rc == 0 && i == 0)
             rc = vae->be->ops->fill(vae->be, out, 0.0f);
         if (rc == 0)
             rc = blend_tile(d, &d->tiles[i], &ty, out);
-        vae_act_free(vae, &ty);
+        td_vae_act_free(vae, &ty);
     }
     if (rc < 0)
-        vae_act_free(vae, out);
+        td_vae_act_free(vae, out);
     return rc;
 }
 
@@ -310,7 +310,7 @@ static int decode_chunk(td_vae_decoder *d, const td_tensor *z, td_tensor *out)
         TD_TRY(decode_tiles(d, z, out));
     rc = be->ops->clamp(be, out, -1.0f, 1.0f, out);
     if (rc < 0)
-        vae_act_free(d->vae, out);
+        td_vae_act_free(d->vae, out);
     return rc;
 }
 
@@ -347,18 +347,18 @@ int td_vae_decoder_push(td_vae_decoder *d, const td_tensor *lat, td_vae_frames_f
         return td_fail(vae->ctx, TD_ESHAPE, "vae: latents %s must be float [%lld, T>=1, %lld, %lld]",
                        lat ? td_shape_str(lat, s, sizeof(s)) : "(none)", (long long)vae->z, (long long)d->h,
                        (long long)d->w);
-    TD_TRY(vae_act_new(vae, &z, vae->z, 1, d->h, d->w));
+    TD_TRY(td_vae_act_new(vae, &z, vae->z, 1, d->h, d->w));
     for (int64_t t = 0; rc == 0 && t < lat->shape[1]; t++) {
-        rc = vae_copy_frames(vae, &z, 0, lat, t, 1);
+        rc = td_vae_copy_frames(vae, &z, 0, lat, t, 1);
         if (rc == 0)
             rc = be->ops->scale_shift(be, &z, &vae->stat[VAE_STD], &vae->stat[VAE_MEAN], &z);
         if (rc == 0)
             rc = decode_chunk(d, &z, &frames);
         if (rc == 0)
             rc = deliver(d, &frames, fn, opaque);
-        vae_act_free(vae, &frames);
+        td_vae_act_free(vae, &frames);
     }
-    vae_act_free(vae, &z);
+    td_vae_act_free(vae, &z);
     return rc;
 }
 

@@ -14,12 +14,12 @@ static int input_chunk(td_vae *vae, const td_tensor *frames, int64_t t0, int64_t
     int rc;
     if (vae->patch > 1) {
         TD_TRY(td_tensor_slice(vae->ctx, frames, 1, t0, n, &slice));
-        return vae_patchify(vae, &slice, chunk);
+        return td_vae_patchify(vae, &slice, chunk);
     }
-    TD_TRY(vae_act_new(vae, chunk, frames->shape[0], n, frames->shape[2], frames->shape[3]));
-    rc = vae_copy_frames(vae, chunk, 0, frames, t0, n);
+    TD_TRY(td_vae_act_new(vae, chunk, frames->shape[0], n, frames->shape[2], frames->shape[3]));
+    rc = td_vae_copy_frames(vae, chunk, 0, frames, t0, n);
     if (rc < 0)
-        vae_act_free(vae, chunk);
+        td_vae_act_free(vae, chunk);
     return rc;
 }
 
@@ -32,11 +32,11 @@ static int encode_chunk(td_vae *vae, vae_state *st, const td_tensor *frames, int
     td_tensor chunk = { 0 }, y = { 0 };
     int rc;
     TD_TRY(input_chunk(vae, frames, t0, n, &chunk));
-    rc = vae_net_chunk(vae, net, st, &chunk, &y);
-    vae_act_free(vae, &chunk);
+    rc = td_vae_net_chunk(vae, net, st, &chunk, &y);
+    td_vae_act_free(vae, &chunk);
     if (rc == 0)
-        rc = vae_conv_new(vae, &y, &vae->quant, &p1, q);
-    vae_act_free(vae, &y);
+        rc = td_vae_conv_new(vae, &y, &vae->quant, &p1, q);
+    td_vae_act_free(vae, &y);
     return rc;
 }
 
@@ -49,7 +49,7 @@ static int store_latents(td_vae *vae, td_tensor *q, td_tensor *out, int64_t lt0)
     TD_TRY(td_tensor_slice(vae->ctx, q, 0, 0, vae->z, &mu));
     TD_TRY(be->ops->scale_shift(be, &mu, &vae->stat[VAE_ONE], &vae->stat[VAE_NEG_MEAN], &mu));
     TD_TRY(be->ops->scale_shift(be, &mu, &vae->stat[VAE_INV_STD], &vae->stat[VAE_ZERO], &mu));
-    return vae_copy_frames(vae, out, lt0, &mu, 0, mu.shape[1]);
+    return td_vae_copy_frames(vae, out, lt0, &mu, 0, mu.shape[1]);
 }
 
 int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
@@ -78,8 +78,8 @@ int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
     h = frames->shape[2] / sf;
     w = frames->shape[3] / sf;
     T = 1 + (nf - 1) / tf;
-    TD_TRY(vae_act_new(vae, out, vae->z, T, h, w));
-    rc = vae_state_init(vae->ctx, &st, net->nslots);
+    TD_TRY(td_vae_act_new(vae, out, vae->z, T, h, w));
+    rc = td_vae_state_init(vae->ctx, &st, net->nslots);
     while (rc == 0 && t0 < nf) {
         int64_t n = t0 == 0 ? 1 : tf;
         rc = encode_chunk(vae, &st, frames, t0, n, &q);
@@ -90,14 +90,14 @@ int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out)
             rc = store_latents(vae, &q, out, lt0);
         if (rc == 0)
             lt0 += q.shape[1];
-        vae_act_free(vae, &q);
+        td_vae_act_free(vae, &q);
         t0 += n;
     }
-    vae_state_free(vae, &st);
+    td_vae_state_free(vae, &st);
     if (rc == 0 && lt0 != T)
         rc = td_fail(vae->ctx, TD_ESHAPE, "vae: encoder made %lld latent frames, expected %lld",
                      (long long)lt0, (long long)T);
     if (rc < 0)
-        vae_act_free(vae, out);
+        td_vae_act_free(vae, out);
     return rc;
 }

@@ -111,37 +111,37 @@ static inline int vae_is_float(td_dtype t)
     return t == TD_F32 || t == TD_BF16 || t == TD_F16;
 }
 
-int vae_state_init(td_ctx *ctx, vae_state *st, int nslots);
-void vae_state_free(td_vae *vae, vae_state *st);
+int td_vae_state_init(td_ctx *ctx, vae_state *st, int nslots);
+void td_vae_state_free(td_vae *vae, vae_state *st);
 
 /* A new activation [c, n, h, w] in the backend's dtype, uninitialised;
- * release with vae_act_free (any order). */
-int vae_act_new(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w);
-void vae_act_free(td_vae *vae, td_tensor *t);
+ * release with td_vae_act_free (any order). */
+int td_vae_act_new(td_vae *vae, td_tensor *t, int64_t c, int64_t n, int64_t h, int64_t w);
+void td_vae_act_free(td_vae *vae, td_tensor *t);
 /* Frames [t0, t0 + n) of src [C, T, H, W] into frames [d0, d0 + n) of dst
  * (same C, H, W; any strides), through the backend's copy. */
-int vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
+int td_vae_copy_frames(td_vae *vae, td_tensor *dst, int64_t d0, const td_tensor *src, int64_t t0,
                     int64_t n);
 
 /* Dimension dim of t (any strides) seen as [n / inner, inner]: a view
  * with one more dim. */
-int vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_tensor *out);
+int td_vae_split_dim(td_ctx *ctx, const td_tensor *t, int dim, int64_t inner, td_tensor *out);
 
 /* Pixels [C, n, p*h, p*w] (any strides) <-> the nets' patched channels
  * [C*p*p, n, h, w] (contiguous), channel c*p*p + pw*p + ph as Wan's
  * rearrange "c f (h q) (w r) -> (c r q) f h w"; one backend copy each. */
-int vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y);
-int vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y);
+int td_vae_patchify(td_vae *vae, const td_tensor *x, td_tensor *y);
+int td_vae_unpatchify(td_vae *vae, const td_tensor *x, td_tensor *y);
 
 /* One chunk through a net: x [cin, T, H, W] (contiguous activation) -> *y
  * (new, owned by the caller). */
-int vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tensor *x,
+int td_vae_net_chunk(td_vae *vae, const vae_net *net, vae_state *st, const td_tensor *x,
                   td_tensor *y);
 /* A plain (non-causal, no cache) conv: *y new. */
-int vae_conv_new(td_vae *vae, const td_tensor *x, const vae_conv *c,
+int td_vae_conv_new(td_vae *vae, const td_tensor *x, const vae_conv *c,
                  const td_conv3d_params *p, td_tensor *y);
 
 /* Read the architecture and weights (vae_load.c). */
-int vae_build(td_vae *vae);
+int td_vae_build(td_vae *vae);
 
 #endif

@@ -489,7 +489,7 @@ static int read_patch(td_vae *vae)
     return 0;
 }
 
-int vae_build(td_vae *vae)
+int td_vae_build(td_vae *vae)
 {
     const td_weights *w = vae->weights;
     int diffusers = td_weights_find(w, "decoder.conv_in.weight") != NULL;
@@ -562,7 +562,7 @@ int td_vae_load(td_backend *be, const td_weights *w, td_vae **out)
     vae->be = be;
     vae->ctx = be->ctx;
     vae->weights = w;
-    rc = vae_build(vae);
+    rc = td_vae_build(vae);
     if (rc < 0) {
         td_vae_free(&vae);
         return rc;

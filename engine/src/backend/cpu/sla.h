@@ -2,7 +2,7 @@
 #ifndef TD_BACKEND_CPU_SLA_H
 #define TD_BACKEND_CPU_SLA_H
 
-#include "../backend.h"
+#include "backend/backend.h"
 
 int td_cpu_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                          const td_tensor *v, const td_tensor *proj_w, const td_tensor *proj_b,

@@ -3,7 +3,7 @@
  * softmax kernel of kernels/attention.cu (head dims up to 512: the VAE's
  * middle attention has head dim = channels).
  */
-#include "cuda.h"
+#include "cuda_internal.h"
 
 static int check_shd(td_backend *be, const char *name, const td_tensor *t)
 {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 #define ARENA_ALIGN 256
 #define LT_WORKSPACE (32u << 20)   /* cuBLASLt's recommended size for Hopper */

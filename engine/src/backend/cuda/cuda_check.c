@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 td_kvec td_cuda_vec(const td_tensor *t)
 {

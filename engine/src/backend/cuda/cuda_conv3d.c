@@ -5,7 +5,7 @@
  * padding are both zeros read by im2col past the input's ends) walked in chunks whose bf16 column buffer fits
  * CONV_COL_BYTES of arena scratch, and all of Kc in one f32-accumulated GEMM.
  */
-#include "cuda.h"
+#include "cuda_internal.h"
 
 #define CONV_COL_BYTES ((size_t)256 << 20)
 

@@ -9,7 +9,7 @@
  */
 #include <string.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 static int is_float(td_dtype t)
 {

@@ -6,7 +6,7 @@
  */
 #include <stdint.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 #define QB 128
 

@@ -4,7 +4,7 @@
  * on the host (op_check.c) before they cross, so a kernel never reads past
  * its table; they cross in one copy to pool memory, freed in stream order.
  */
-#include "cuda.h"
+#include "cuda_internal.h"
 
 static int check_table(td_backend *be, const char *op, const td_tensor *table)
 {

@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 static cudaStream_t stream(td_backend *be)
 {

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cuda.h"
+#include "cuda_internal.h"
 
 static int check_qkv(td_backend *be, const char *name, const td_tensor *t, const td_tensor *ref)
 {

@@ -4,8 +4,8 @@
  * (each defined in the file named after its concern). Activations are bf16
  * in device memory; the kernels are in kernels/ behind td_kernels.h.
  */
-#ifndef TD_BACKEND_CUDA_H
-#define TD_BACKEND_CUDA_H
+#ifndef TD_BACKEND_CUDA_INTERNAL_H
+#define TD_BACKEND_CUDA_INTERNAL_H
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
