@@ -1,7 +1,9 @@
 /*
  * CPU GEMM throughput at DiT linear shapes: our linear op with f32 and bf16
  * weights (and the W8A8 op) against a plain cblas_sgemm of the same product
- * in the same process and thread count. Prints GFLOP/s and the ratios.
+ * in the same process and thread count. Prints GFLOP/s and the ratios;
+ * W8A8 twice: on the path this CPU gets (int8 dot products where it has
+ * VNNI) and forced onto the widen + sgemm path every CPU has.
  * Usage: bench_gemm [threads [M K N reps]]   (default: all cores, the
  * three shapes below); one shape on the command line lets
  * gemm_vs_torch.py alternate it with torch under the same machine load.
@@ -12,6 +14,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/pool.h"
 
 static double now(void)
@@ -65,13 +68,16 @@ int main(int argc, char **argv)
     }
     openblas_set_num_threads(td_pool_threads(ctx.pool));
     printf("threads %d (pool), openblas %d\n", td_pool_threads(ctx.pool), openblas_get_num_threads());
-    printf("%-18s %10s %10s %10s %10s %8s %8s %8s\n", "M x K x N", "sgemm", "lin f32", "lin bf16",
-           "w8a8", "f32/bl", "bf16/bl", "w8a8/bl");
+    printf("w8a8 path: %s\n", td_cpu_of(be)->w8a8_path == TD_W8_AVX512VNNI ? "avx512-vnni"
+                               : td_cpu_of(be)->w8a8_path == TD_W8_AVXVNNI ? "avx-vnni" : "sgemm");
+    printf("%-18s %10s %10s %10s %10s %8s %8s %8s %10s %8s %8s\n", "M x K x N", "sgemm", "lin f32", "lin bf16",
+           "w8a8", "f32/bl", "bf16/bl", "w8a8/bl", "w8a8 sg", "w8sg/bl", "w8/f32");
     for (size_t s = 0; s < count; s++) {
         int64_t m = list[s].m, k = list[s].k, n = list[s].n;
         int64_t nkb = (k + 127) / 128, nnb = (n + 127) / 128;
         td_tensor x, w, wb, wq, ws, y;
-        double flop = 2.0 * m * n * k, best[4] = { 1e30, 1e30, 1e30, 1e30 };
+        double flop = 2.0 * m * n * k, best[5] = { 1e30, 1e30, 1e30, 1e30, 1e30 };
+        td_w8_path path = td_cpu_of(be)->w8a8_path;
 
         if (td_tensor_new(&ctx, &x, TD_F32, 2, (int64_t[]){ m, k }) < 0 ||
             td_tensor_new(&ctx, &w, TD_F32, 2, (int64_t[]){ n, k }) < 0 ||
@@ -110,11 +116,19 @@ int main(int argc, char **argv)
             be->ops->linear_w8a8(be, &x, &wq, &ws, NULL, &y);
             t = now() - t0;
             best[3] = t < best[3] ? t : best[3];
+            td_cpu_of(be)->w8a8_path = TD_W8_SGEMM;
+            t0 = now();
+            be->ops->linear_w8a8(be, &x, &wq, &ws, NULL, &y);
+            t = now() - t0;
+            td_cpu_of(be)->w8a8_path = path;
+            best[4] = t < best[4] ? t : best[4];
         }
-        printf("%5lldx%5lldx%5lld %10.1f %10.1f %10.1f %10.1f %8.3f %8.3f %8.3f   GFLOP/s (best of %d)\n",
+        printf("%5lldx%5lldx%5lld %10.1f %10.1f %10.1f %10.1f %8.3f %8.3f %8.3f %10.1f %8.3f %8.3f"
+               "   GFLOP/s (best of %d)\n",
                (long long)m, (long long)k, (long long)n, flop / best[0] * 1e-9, flop / best[1] * 1e-9,
                flop / best[2] * 1e-9, flop / best[3] * 1e-9, best[0] / best[1], best[0] / best[2],
-               best[0] / best[3], list[s].reps);
+               best[0] / best[3], flop / best[4] * 1e-9, best[0] / best[4], best[1] / best[3],
+               list[s].reps);
         td_tensor_free(&x); td_tensor_free(&w); td_tensor_free(&wb);
         td_tensor_free(&wq); td_tensor_free(&ws); td_tensor_free(&y);
     }

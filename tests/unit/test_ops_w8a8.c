@@ -1,7 +1,9 @@
 /* W8A8 linear: activation quantization bit-exact against the definition
  * (128x128 blocks, amax floored at 1e-8, x * (128/amax) rounded half to
  * even, saturated to [-128, 127], scale amax/128), the output against a
- * double evaluation of the same blocked sum, ragged M/N/K; plus errors. */
+ * double evaluation of the same blocked sum, ragged M/N/K, on every block
+ * product path this CPU runs (widen + sgemm, AVX-VNNI, AVX512-VNNI), and
+ * the paths' outputs bit for bit the same; plus errors. */
 #include "ops_common.h"
 #include "backend/cpu/cpu.h"
 
@@ -108,6 +110,57 @@ static void test_errors(ops_env *e, test_rng *r)
     td_tensor_free(&s1); td_tensor_free(&y);
 }
 
+static const char *path_name(td_w8_path p)
+{
+    return p == TD_W8_SGEMM ? "sgemm" : p == TD_W8_AVXVNNI ? "avx-vnni" : "avx512-vnni";
+}
+
+/* Every int8 path gives the sgemm path's bits: random weights over the
+ * whole int8 range, activations with outliers (so blocks saturate at -128
+ * and 127), ragged M (micro-tile rows), N (panel columns) and K (the
+ * kernels' 4-byte step and the last 128 block). */
+static void test_paths_agree(ops_env *e, test_rng *r)
+{
+    static const int64_t shapes[][3] = {
+        { 1, 1, 1 }, { 7, 3, 5 }, { 13, 129, 33 }, { 9, 515, 47 }, { 130, 256, 259 },
+        { 600, 300, 700 }, { 517, 1538, 96 },
+    };
+    td_cpu *c = td_cpu_of(e->be);
+    int ran = 0;
+
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+        int64_t xs[2] = { m, k }, ws[2] = { n, k }, ys[2] = { m, n };
+        int64_t ss[2] = { (n + 127) / 128, (k + 127) / 128 }, bs[1] = { n };
+        td_tensor x = rand_tensor(e, r, 2, xs, 3.0f), wq = zero_tensor(e, TD_I8, 2, ws);
+        td_tensor wsc = rand_tensor(e, r, 2, ss, 0.01f), b = rand_tensor(e, r, 1, bs, 1.0f);
+        td_tensor ref = zero_tensor(e, TD_F32, 2, ys), y = zero_tensor(e, TD_F32, 2, ys);
+
+        for (int64_t j = 0; j < n * k; j++)
+            ((int8_t *)wq.data)[j] = (int8_t)(test_next(r) & 0xff);
+        for (int64_t j = 0; j < m * k; j += 97)
+            ((float *)x.data)[j] = (j & 1 ? -1 : 1) * 50.0f;
+        c->w8a8_path = TD_W8_SGEMM;
+        CHECK_OK(e, e->be->ops->linear_w8a8(e->be, &x, &wq, &wsc, &b, &ref));
+        for (td_w8_path p = TD_W8_AVXVNNI; p <= TD_W8_AVX512VNNI; p++) {
+            if (!td_cpu_w8a8_supported(p))
+                continue;
+            c->w8a8_path = p;
+            memset(y.data, 0xff, td_nbytes(&y));
+            CHECK_OK(e, e->be->ops->linear_w8a8(e->be, &x, &wq, &wsc, &b, &y));
+            CHECK(!memcmp(y.data, ref.data, td_nbytes(&y)), "w8a8 %s differs from sgemm at %lldx%lldx%lld",
+                  path_name(p), (long long)m, (long long)k, (long long)n);
+            ran |= 1 << p;
+        }
+        td_tensor_free(&x); td_tensor_free(&wq); td_tensor_free(&wsc); td_tensor_free(&b);
+        td_tensor_free(&ref); td_tensor_free(&y);
+    }
+    c->w8a8_path = td_cpu_w8a8_best();
+    printf("w8a8 paths compared with sgemm:%s%s (best here: %s)\n",
+           ran & (1 << TD_W8_AVXVNNI) ? " avx-vnni" : "", ran & (1 << TD_W8_AVX512VNNI) ? " avx512-vnni" : "",
+           path_name(c->w8a8_path));
+}
+
 int main(void)
 {
     static const int64_t ms[] = { 1, 7, 130, 257 }, ks[] = { 1, 3, 129, 300 }, ns[] = { 1, 5, 131, 259 };
@@ -116,11 +169,17 @@ int main(void)
     if (ops_env_init(&e) < 0)
         return 1;
     test_ties();
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 4; l++)
-                one(&e, &r, ms[i], ks[j], ns[l], (i + j + l) % 2);
-    one(&e, &r, 600, 256, 700, 1);   /* several row bands and weight tiles */
+    for (td_w8_path p = TD_W8_SGEMM; p <= TD_W8_AVX512VNNI; p++) {
+        if (!td_cpu_w8a8_supported(p))
+            continue;
+        td_cpu_of(e.be)->w8a8_path = p;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 4; l++)
+                    one(&e, &r, ms[i], ks[j], ns[l], (i + j + l) % 2);
+        one(&e, &r, 600, 256, 700, 1);   /* several row bands and weight tiles */
+    }
+    test_paths_agree(&e, &r);
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

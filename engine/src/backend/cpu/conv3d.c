@@ -1,5 +1,21 @@
 /*
- * 3-D convolution as tiled im2col + sgemm. y[Co, P] = w[Co, Kc] col[Kc, P]
+ * 3-D convolution. Stride 1 in every dim (every conv of the VAE decoder)
+ * runs as an implicit GEMM, the rest as im2col + sgemm.
+ *
+ * Implicit GEMM: each pool task owns a tile of whole output rows of one
+ * frame. It copies the input rows the tile reads, zero-padded, into a
+ * window [Ci][kt][rows][Wp] (Wp = W + 2 pad_w), and computes the tile at
+ * Wp positions per row: then, for a tap (dt, dh, dw), the input each output
+ * position reads is the window shifted by dh * Wp + dw, a plain [Ci, P]
+ * matrix, and the tile is kt*kh*kw single-threaded sgemm calls
+ * y[Co, P] += w_tap[Co, Ci] win_tap[Ci, P] accumulated in tap order. The
+ * last kw - 1 positions of each row are junk (they wrap into the next row)
+ * and are not copied out. No column matrix: the input is read once per tile
+ * from the window, which stays in cache, instead of 27 times from memory.
+ * Tiles are fixed by the shape, so the sums do not depend on the thread
+ * count (cpu.h).
+ *
+ * im2col + sgemm (strided convs). y[Co, P] = w[Co, Kc] col[Kc, P]
  * with Kc = Ci*kt*kh*kw and P = To*Ho*Wo. A full im2col of a VAE layer
  * (Kc = 384*27 at 832x480) would be tens of GB, so the output is walked in
  * tiles of whole output rows inside one frame (about CONV_PT positions) and
@@ -9,6 +25,8 @@
  * not f32. The pool builds the columns; td_cpu_sgemm (fixed tiles on the
  * pool) accumulates each chunk into y.
  */
+#include <cblas.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +35,141 @@
 
 #define CONV_PT 4096
 #define CONV_KT 1152
+#define ICONV_NP 2048          /* output positions (padded width) per tile */
+#define ICONV_WIN (1 << 20)    /* floats of input window per tile */
+
+typedef struct {
+    const float *x, *wr;            /* input; weights by tap (see weights_by_tap) */
+    float *y;
+    int64_t ci, t, h, w, co, kt, kh, kw;
+    int64_t to, ho, wo, wp, rows;   /* output dims, padded width, rows per tile */
+    const td_conv3d_params *p;
+    atomic_int failed;
+} iconv_args;
+
+/* The zero-padded input rows of the tile at output rows y0.. of frame o. */
+static void iconv_window(const iconv_args *a, int64_t o, int64_t y0, float *win)
+{
+    int64_t rin = a->rows + a->kh - 1, pw = a->p->pad_w;
+    for (int64_t c = 0; c < a->ci; c++)
+        for (int64_t dt = 0; dt < a->kt; dt++) {
+            int64_t ti = o - a->p->pad_t_front + dt;
+            float *d = win + (c * a->kt + dt) * rin * a->wp;
+            for (int64_t r = 0; r < rin; r++, d += a->wp) {   /* past nr + kh - 1: junk reads only */
+                int64_t hi = y0 - a->p->pad_h + r;
+                if (ti < 0 || ti >= a->t || hi < 0 || hi >= a->h) {
+                    memset(d, 0, sizeof(float) * (size_t)a->wp);
+                    continue;
+                }
+                memset(d, 0, sizeof(float) * (size_t)pw);
+                memcpy(d + pw, a->x + ((c * a->t + ti) * a->h + hi) * a->w, sizeof(float) * (size_t)a->w);
+                memset(d + pw + a->w, 0, sizeof(float) * (size_t)(a->wp - pw - a->w));
+            }
+        }
+}
+
+/* Tile [Co, n] at yt (row stride ldy) from the window: sgemm per tap. */
+static void tile_sgemm(const iconv_args *a, const float *win, int64_t n, float *yt, int64_t ldy)
+{
+    int64_t rin = a->rows + a->kh - 1, ldb = a->kt * rin * a->wp, tap = 0;
+    for (int64_t dt = 0; dt < a->kt; dt++)
+        for (int64_t dh = 0; dh < a->kh; dh++)
+            for (int64_t dw = 0; dw < a->kw; dw++, tap++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)a->co, (int)n, (int)a->ci,
+                            1.0f, a->wr + tap * a->co * a->ci, (int)a->ci,
+                            win + dt * rin * a->wp + dh * a->wp + dw, (int)ldb,
+                            tap ? 1.0f : 0.0f, yt, (int)ldy);
+}
+
+static void iconv_tiles(void *arg, int64_t t0, int64_t t1)
+{
+    iconv_args *a = arg;
+    int64_t rin = a->rows + a->kh - 1, ldb = a->kt * rin * a->wp, np = a->rows * a->wp;
+    int64_t per_frame = (a->ho + a->rows - 1) / a->rows, nwin = a->ci * ldb;
+    int64_t slack = a->kw;
+    float *win = malloc(sizeof(float) * (size_t)(nwin + slack + a->co * np)), *yt;
+
+    if (!win) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
+    yt = win + nwin + slack;
+    /* the last tap's view runs kw - 1 floats past the window, into junk positions */
+    memset(win + nwin, 0, sizeof(float) * (size_t)slack);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t o = t / per_frame, y0 = (t % per_frame) * a->rows;
+        int64_t nr = a->ho - y0 < a->rows ? a->ho - y0 : a->rows, n = nr * a->wp;
+        iconv_window(a, o, y0, win);
+        tile_sgemm(a, win, n, yt, n);
+        for (int64_t c = 0; c < a->co; c++)
+            for (int64_t r = 0; r < nr; r++)
+                memcpy(a->y + ((c * a->to + o) * a->ho + y0 + r) * a->wo, yt + c * n + r * a->wp,
+                       sizeof(float) * (size_t)a->wo);
+    }
+    free(win);
+}
+
+typedef struct {
+    const td_tensor *w;
+    float *wr;
+    int64_t ci, kvol;
+    atomic_int failed;
+} wtap_args;
+
+/* w[Co, Ci, kvol] (any float dtype) -> wr[kvol][Co][Ci] f32, by rows of Co. */
+static void weights_by_tap(void *arg, int64_t c0, int64_t c1)
+{
+    wtap_args *a = arg;
+    int64_t co = a->w->shape[0], nrow = a->ci * a->kvol;
+    size_t esz = td_dtype_size(a->w->dtype);
+    float *row = malloc(sizeof(float) * (size_t)nrow);
+
+    if (!row) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
+    for (int64_t c = c0; c < c1; c++) {
+        td_to_f32(a->w->dtype, (const unsigned char *)a->w->data + (size_t)(c * nrow) * esz, row, (size_t)nrow);
+        for (int64_t i = 0; i < a->ci; i++)
+            for (int64_t k = 0; k < a->kvol; k++)
+                a->wr[(k * co + c) * a->ci + i] = row[i * a->kvol + k];
+    }
+    free(row);
+}
+
+/* The stride-1 conv (see the top of the file); y without bias. */
+static int conv_implicit(td_backend *be, const td_tensor *x, const td_tensor *w,
+                         const td_conv3d_params *p, td_tensor *y)
+{
+    iconv_args a = { .x = x->data, .y = y->data, .ci = x->shape[0], .t = x->shape[1],
+                     .h = x->shape[2], .w = x->shape[3], .co = w->shape[0], .kt = w->shape[2],
+                     .kh = w->shape[3], .kw = w->shape[4], .to = y->shape[1], .ho = y->shape[2],
+                     .wo = y->shape[3], .p = p };
+    int64_t kvol = a.kt * a.kh * a.kw, budget;
+    wtap_args wa = { .w = w, .ci = a.ci, .kvol = kvol };
+
+    a.wp = a.w + 2 * (int64_t)p->pad_w;
+    /* rows per tile: about ICONV_NP positions, the window within ICONV_WIN */
+    a.rows = ICONV_NP / a.wp;
+    budget = ICONV_WIN / (a.ci * a.kt * a.wp) - (a.kh - 1);
+    a.rows = a.rows < budget ? a.rows : budget;
+    a.rows = a.rows < 1 ? 1 : a.rows > a.ho ? a.ho : a.rows;
+    if (a.co * a.rows * a.wp > INT32_MAX || a.ci * a.kt * (a.rows + a.kh - 1) * a.wp > INT32_MAX)
+        return td_fail(be->ctx, TD_EINVAL, "conv3d: a row of x is past sgemm's 32-bit sizes");
+    wa.wr = td_cpu_scratch(be, (size_t)(kvol * a.co * a.ci));
+    if (!wa.wr)
+        return TD_ENOMEM;
+    a.wr = wa.wr;
+    atomic_init(&a.failed, 0);
+    atomic_init(&wa.failed, 0);
+    td_pool_for(td_cpu_pool(be), a.co, 8, weights_by_tap, &wa);
+    td_cpu_blas_serial();
+    if (!atomic_load(&wa.failed))
+        td_pool_for(td_cpu_pool(be), a.to * ((a.ho + a.rows - 1) / a.rows), 1, iconv_tiles, &a);
+    if (atomic_load(&a.failed) || atomic_load(&wa.failed))
+        return td_fail(be->ctx, TD_ENOMEM, "conv3d: cannot allocate tile buffers");
+    return 0;
+}
 
 typedef struct {
     const float *x;
@@ -112,6 +265,8 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
         return 0;
     if (kc == 0) {
         memset(y->data, 0, (size_t)(co * to * plane) * sizeof(float));
+    } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1) {
+        TD_TRY(conv_implicit(be, x, w, p, y));
     } else {
         rows_per = wo >= CONV_PT ? 1 : CONV_PT / wo;
         if (rows_per > ho)

@@ -18,12 +18,14 @@
 #include "backend/op_check.h"
 #include "core/arena.h"
 #include "core/pool.h"
+#include "w8a8.h"
 
 typedef struct td_cpu {
     td_arena arena;
     int nthreads;          /* pool threads */
     float *scratch;        /* tile buffers (widened weights, im2col, ...) */
     size_t scratch_floats;
+    td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
 } td_cpu;
 
 static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }

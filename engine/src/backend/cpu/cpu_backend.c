@@ -159,6 +159,7 @@ int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
     be->act = TD_F32;
     be->priv = c;
     c->nthreads = td_pool_threads(ctx->pool);
+    c->w8a8_path = td_cpu_w8a8_best();
     *out = be;
     return 0;
 }
