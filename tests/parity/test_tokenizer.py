@@ -3,6 +3,7 @@ normalization, byte fallback) on a generated multilingual corpus; our ids vs
 sentencepiece's and vs Hugging Face tokenizers' (converted from the same
 model, as transformers' T5 tokenizer is) on thousands of strings.
 """
+import importlib
 import random
 
 import numpy as np
@@ -77,7 +78,10 @@ def ours(td_cli, tmp_path, tokenizer, texts):
 
 def hf_tokenizer(model, sp):
     """tokenizers' Unigram built by transformers' own T5 converter."""
-    import transformers.convert_slow_tokenizer as convert
+    # The module by its import path: once something has imported the
+    # package-level function of the same name (peft does), `import
+    # transformers.convert_slow_tokenizer as convert` binds that function.
+    convert = importlib.import_module("transformers.convert_slow_tokenizer")
 
     class Slow:   # the attributes the converter reads off a slow T5 tokenizer
         vocab_file = str(model)
