@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "libavutil/attributes.h"
 #include "libavutil/avstring.h"
 #include "libavutil/common.h"
 #include "libavutil/file.h"
@@ -82,7 +83,7 @@ static void job_log_cb(void *opaque, int level, const char *msg)
 
 /* 480p/720p at an aspect ratio: Wan's own sizes for 16:9 and 9:16, otherwise
  * the same pixel area at that aspect, rounded to multiples of 16. */
-static int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
+static av_cold int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
 {
     double area, a = av_q2d(s->aspect);
     int lines;
@@ -115,7 +116,7 @@ static int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
 
 /* A prompts line with its surrounding white space cut, or NULL when it is
  * not a prompt (blank, or a # comment). */
-static char *prompt_from_line(char *line)
+static av_cold char *prompt_from_line(char *line)
 {
     char *end;
 
@@ -126,7 +127,7 @@ static char *prompt_from_line(char *line)
     return *line && *line != '#' ? line : NULL;
 }
 
-static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
+static av_cold int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
 {
     uint8_t *buf;
     size_t size;
@@ -197,7 +198,7 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
  * time; a libturbodiff of another ABI (see TD_VERSION_MINOR) would read them
  * wrongly, so refuse it before the first call that takes one. From 1.0 on, a
  * newer minor only adds, but an older one lacks what this file may use. */
-static int check_library_version(AVFilterContext *ctx)
+static av_cold int check_library_version(AVFilterContext *ctx)
 {
     unsigned v = td_version();
     unsigned major = v >> 16, minor = v >> 8 & 0xff;
@@ -220,7 +221,7 @@ static int options_only(void *opaque, const td_frame *f)
 /* Say at info, before the first step, what the options will produce:
  * -t or -frames:v on the output cannot lengthen what the filter makes, so
  * a user asking for more than one clip holds needs the hint. */
-static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
+static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
 {
     static const char *const i2v_clips[] = {
         [TD_MODE_FIRST] = "1 clip from the first input frame",
@@ -254,7 +255,7 @@ static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
 }
 
 /* lora[i] with lora_scale[i] (1 where the scale list is shorter). */
-static int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora **out)
+static av_cold int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora **out)
 {
     td_lora *l;
 
@@ -276,7 +277,7 @@ static int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora
     return 0;
 }
 
-int ff_turbodiff_init(AVFilterContext *ctx)
+av_cold int ff_turbodiff_init(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
     td_engine_config cfg;
@@ -348,7 +349,7 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     cfg.t5 = s->t5;
     cfg.tokenizer = s->tokenizer;
     cfg.device = s->device;
-    cfg.threads = s->threads;
+    cfg.threads = ff_filter_get_nb_threads(ctx);
     cfg.low_memory = s->low_memory;
     cfg.log = log_cb;
     cfg.log_opaque = ctx;
@@ -525,6 +526,7 @@ static const char *const stage_name[] = {
 static void on_progress(void *opaque, const td_progress *p)
 {
     ClipState *cs = opaque;
+    const TurboDiffContext *s = cs->ctx->priv;
     const char *name = p->stage >= 0 && p->stage <= TD_STAGE_DONE ? stage_name[p->stage] : "?";
 
     /* ETA of the stage from the mean time of its completed steps, as the
@@ -532,9 +534,10 @@ static void on_progress(void *opaque, const td_progress *p)
     double eta = p->step > 0 ? p->stage_seconds / p->step * (p->steps - p->step) : 0;
 
     if (p->stage == TD_STAGE_DONE)
-        av_log(cs->ctx, AV_LOG_INFO, "clip %d generated in %.2fs\n", cs->index, p->total_seconds);
+        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %d frames, seed %"PRIu64", generated in %.2fs\n",
+               cs->index, s->clip_frames, cs->seed, p->total_seconds);
     else
-        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %s %d/%d, %.2fs, eta %.2fs (total %.2fs)\n",
+        av_log(cs->ctx, AV_LOG_VERBOSE, "clip %d: %s %d/%d, %.2fs, eta %.2fs (total %.2fs)\n",
                cs->index, name, p->step, p->steps, p->stage_seconds, eta, p->total_seconds);
 }
 
@@ -615,7 +618,7 @@ static void *worker(void *arg)
         job.log_level = av_log_get_level();
         job.error = &err;
 
-        av_log(ctx, AV_LOG_INFO, "clip %d: seed %"PRIu64", prompt \"%s\"\n", cs.index, cs.seed,
+        av_log(ctx, AV_LOG_VERBOSE, "clip %d: seed %"PRIu64", prompt \"%s\"\n", cs.index, cs.seed,
                prompt);
         ret = td_job_run(s->engine, &job);
         av_frame_free(&image);
@@ -763,7 +766,7 @@ void ff_turbodiff_cancel(AVFilterContext *ctx)
     pthread_mutex_unlock(&s->lock);
 }
 
-void ff_turbodiff_uninit(AVFilterContext *ctx)
+av_cold void ff_turbodiff_uninit(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
 
