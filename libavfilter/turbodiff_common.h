@@ -71,42 +71,42 @@ typedef struct TurboDiffContext {
     int loop;
     int queue_size;
     int low_memory;
-    char **lora;         /* merged into the DiT at init, in order */
+    char **lora;         ///< merged into the DiT at init, in order
     unsigned nb_lora;
-    double *lora_scale;  /* lora_scale[i] scales lora[i]; missing ones are 1 */
+    double *lora_scale;  ///< lora_scale[i] scales lora[i]; missing ones are 1
     unsigned nb_lora_scale;
-    int mode;            /* image-to-video only: enum TurboDiffMode */
-    int adaptive;        /* image-to-video only */
+    int mode;            ///< image-to-video only: enum TurboDiffMode
+    int adaptive;        ///< image-to-video only
 
     /* state */
     td_engine *engine;
     char **prompt_lines;
     int nb_prompt_lines;
-    int clip_frames;     /* frames generated per clip (job.frames) */
-    enum AVPixelFormat pix_fmt; /* of the output: set before the worker starts */
-    int skip_first;      /* drop each clip's frame 0 (extend continues the input) */
+    int clip_frames;     ///< frames generated per clip (job.frames)
+    enum AVPixelFormat pix_fmt; ///< of the output: set before the worker starts
+    int skip_first;      ///< drop each clip's frame 0 (extend continues the input)
 
     pthread_t worker;
     int worker_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    atomic_int cancel;   /* also read by libturbodiff through td_job.cancel */
+    atomic_int cancel;   ///< also read by libturbodiff through td_job.cancel
 
     /* guarded by lock */
     AVFrame **queue;
     int queue_head, queue_count;
     AVFrame *images[TD_MAX_IMAGES];
     int nb_images;
-    int input_done;      /* no more images will come */
+    int input_done;      ///< no more images will come
     int worker_done;
     int worker_err;
-    char *next_prompt;   /* runtime commands land here, used from the next clip */
-    int64_t next_seed;   /* -1: draw one per clip */
+    char *next_prompt;   ///< runtime commands land here, used from the next clip
+    int64_t next_seed;   ///< -1: draw one per clip
     double next_topk;
     int clip_index;
 
     /* worker thread only */
-    char **warnings;     /* job warnings already logged (said once) */
+    char **warnings;     ///< job warnings already logged (said once)
     int nb_warnings;
 
     /* graph thread only */
@@ -117,7 +117,7 @@ typedef struct TurboDiffContext {
 
 enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
 
-/* Options shared by both filters, for their AVOption tables. */
+/** Options shared by both filters, for their AVOption tables. */
 #define TD_OFFSET(x) offsetof(TurboDiffContext, x)
 #define TD_FLAGS  AV_OPT_FLAG_VIDEO_PARAM | AV_OPT_FLAG_FILTERING_PARAM
 #define TD_RFLAGS TD_FLAGS | AV_OPT_FLAG_RUNTIME_PARAM
@@ -158,24 +158,30 @@ int ff_turbodiff_init(AVFilterContext *ctx);
 /** Cancel and join the worker, free everything. */
 void ff_turbodiff_uninit(AVFilterContext *ctx);
 
-/** Stop the job under way (the library reads the flag between denoise
- * steps and VAE chunks) and make no more clips. */
+/**
+ * Stop the job under way (the library reads the flag between denoise
+ * steps and VAE chunks) and make no more clips.
+ */
 void ff_turbodiff_cancel(AVFilterContext *ctx);
 
 /** Start the worker thread if it is not running yet. */
 int ff_turbodiff_start(AVFilterContext *ctx);
 
-/** Hand an image to the worker (image-to-video), taking ownership of it.
- * Returns AVERROR(EAGAIN) without taking it while TD_MAX_IMAGES wait. */
+/**
+ * Hand an image to the worker (image-to-video), taking ownership of it.
+ * Returns AVERROR(EAGAIN) without taking it while TD_MAX_IMAGES wait.
+ */
 int ff_turbodiff_add_image(AVFilterContext *ctx, AVFrame *image);
 /** Whether TD_MAX_IMAGES images wait for the worker (add_image would refuse). */
 int ff_turbodiff_images_full(AVFilterContext *ctx);
 /** No more images: the worker ends after the ones queued. */
 void ff_turbodiff_end_input(AVFilterContext *ctx);
 
-/** Take the next generated frame, waiting at most TD_WAIT_US.
+/**
+ * Take the next generated frame, waiting at most TD_WAIT_US.
  * 0 with *out set; AVERROR(EAGAIN) when none came in time; AVERROR_EOF when
- * the worker finished; another AVERROR when generation failed. */
+ * the worker finished; another AVERROR when generation failed.
+ */
 int ff_turbodiff_next_frame(AVFilterContext *ctx, AVFrame **out);
 
 /** process_command for both filters: prompt, seed and topk from the next clip. */

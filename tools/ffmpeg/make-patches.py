@@ -152,7 +152,7 @@ def git(tree, *args, date=DATE):
                GIT_COMMITTER_NAME=AUTHOR, GIT_COMMITTER_EMAIL="",
                GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date,
                GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, HOME=tree)
-    return subprocess.run(["git", "-c", "core.abbrev=12", "-c", "core.autocrlf=false",
+    return subprocess.run(["git", "-c", "core.abbrev=12", "-c", "core.autocrlf=false", "-c", "gc.auto=0",
                            "-c", "core.excludesFile=" + os.devnull, *args],
                           cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
 
