@@ -106,9 +106,16 @@ log "FFmpeg $version in $src, patches from $(basename "$patchdir")"
 # 3. Patch: the series is the only change made to the tree (it adds the
 # filter sources too). The patches applied are kept in the tree, so that a
 # later series replaces them: the old ones are reverted first.
+# Files the new series leaves as they were keep their time stamps, so that
+# make rebuilds only what changed.
 applied=$src/.turbodiff-series
+touched() { sed -n 's|^+++ b/||p' "$@" | sort -u; }
 if ! diff -rq "$patchdir" "$applied" >/dev/null 2>&1; then
+    declare -A before=()
     if [ -d "$applied" ]; then
+        for f in $(touched "$applied"/*.patch); do
+            [ -f "$src/$f" ] && before[$f]="$(sha1sum < "$src/$f") $(stat -c %Y "$src/$f")"
+        done
         for p in $(ls -r "$applied"/*.patch); do
             log "reverting $(basename "$p")"
             patch -p1 -R -s -d "$src" < "$p"
@@ -119,12 +126,26 @@ if ! diff -rq "$patchdir" "$applied" >/dev/null 2>&1; then
             "give a clean FFmpeg tree (for a tarball, remove $src to unpack it again)"
         exit 1
     fi
+    applied_now=()
     for p in "$patchdir"/*.patch; do
         log "applying $(basename "$p")"
-        patch -p1 -N -s -d "$src" < "$p" ||
-            { log "$(basename "$p") does not apply to FFmpeg $version in $src"; exit 1; }
+        # A dry run first: patch would leave a failing patch half applied.
+        if ! out=$(patch -p1 -N --dry-run -d "$src" < "$p" 2>&1); then
+            echo "$out" >&2
+            log "$(basename "$p") does not apply to FFmpeg $version in $src; taking back the rest"
+            for ((i = ${#applied_now[@]} - 1; i >= 0; i--)); do
+                patch -p1 -R -s -d "$src" < "${applied_now[i]}"
+            done
+            exit 1
+        fi
+        patch -p1 -N -s -d "$src" < "$p"
+        applied_now+=("$p")
     done
     cp -r "$patchdir" "$applied"
+    for f in $(touched "$applied"/*.patch); do
+        old=${before[$f]:-}
+        [ -n "$old" ] && [ "${old% *}" = "$(sha1sum < "$src/$f")" ] && touch -d "@${old##* }" "$src/$f"
+    done
 fi
 
 # 4. Configure (only when the flags changed) and build.
