@@ -139,7 +139,7 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
     { "d",          "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
     { "rate",       "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
     { "r",          "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
-    { "steps",      "sampling steps, 1 to 4", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, 1, 4, TD_FLAGS }, \
+    { "steps",      "sampling steps", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, 1, 4, TD_FLAGS }, \
     { "sigma_max",  "initial noise level (0: the model's default)", TD_OFFSET(sigma_max), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1000, TD_FLAGS }, \
     { "seed",       "noise seed, -1 for a random one (runtime command: from the next clip)", TD_OFFSET(seed), AV_OPT_TYPE_INT64, { .i64 = -1 }, -1, INT64_MAX, TD_RFLAGS }, \
     { "attention",  "attention mode", TD_OFFSET(attention), AV_OPT_TYPE_INT, { .i64 = TD_ATTN_SLA }, 0, 2, TD_FLAGS, .unit = "attention" }, \
