@@ -20,7 +20,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-dev \
                 libx264-dev
 
 .PHONY: all deps venv build build-asan build-fuzz check check-unit check-asan \
-        check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy ffmpeg demo clean
+        check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy check-patches ffmpeg demo clean
 
 all: build
 
@@ -112,10 +112,19 @@ FFMPEG_BUILD ?= $(ROOT)/build-ffmpeg
 ffmpeg: | $(NEED_DEPS)
 	tools/ffmpeg/build-ffmpeg.sh --debian 8.1 --minimal --builddir $(FFMPEG_BUILD) -j$(JOBS)
 
-# Real generation runs on the committed tiny random model set.
+# Real generation runs on the committed tiny random model set; the series'
+# FATE tests run on the installed default model as FATE runs them.
 check-ffmpeg: ffmpeg
 	TURBODIFF_MODEL=$(ROOT)/tests/data/pipeline TURBODIFF_I2V_MODEL=$(ROOT)/tests/data/pipeline/i2v \
 	    tests/ffmpeg/run.sh $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)
+	$(MAKE) -C $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1) fate-turbodiff \
+	    TURBODIFF_I2V_MODEL=$(ROOT)/tests/data/pipeline/i2v
+
+# The committed patch series must be what tools/ffmpeg/make-patches.py makes
+# from libavfilter/ and its pieces (patches/src/, configure-snippets/) on the
+# release trees that make ffmpeg fetched.
+check-patches: ffmpeg
+	tools/ffmpeg/make-patches.py --check
 
 # Every ffmpeg / turbodiff command of README.md and of the filter docs, as
 # written, against this build (tiny models stand in for the named ones).
@@ -130,7 +139,7 @@ check-toy: ffmpeg venv
 	env -u TURBODIFF_MODEL_DIR $(VENV)/bin/python tools/toy/evaluate.py \
 	    --ffmpeg $$(ls -d $(FFMPEG_BUILD)/minimal-8.1.* | sort -V | tail -n 1)/ffmpeg --n 50 --min-pass 0.8
 
-check: deps check-unit check-asan check-valgrind check-fuzz check-parity check-ffmpeg check-docs check-toy
+check: deps check-unit check-asan check-valgrind check-fuzz check-parity check-patches check-ffmpeg check-docs check-toy
 	@echo "turbodiff: all test tiers passed"
 
 demo: deps build ffmpeg

@@ -1,17 +1,19 @@
-# The lines patches/ffmpeg-8.1/0001-*.patch adds to FFmpeg's configure, on
-# their own. Each goes to the place named in the comment above it.
-
-# Help text, in the "External library support" list (alphabetical):
+#@# The lines patches/ffmpeg-*/0001-*.patch adds to FFmpeg's configure, on
+#@# their own. tools/ffmpeg/make-patches.py inserts each block before the
+#@# line that its "#@ before" names (the line must occur once).
+#@#
+#@# Help text, in the "External library support" list (alphabetical):
+#@ before   --enable-libtwolame
   --enable-libturbodiff    enable video generation via libturbodiff [no]
-
-# EXTERNAL_LIBRARY_LIST (alphabetical, after libtorch):
+#@# EXTERNAL_LIBRARY_LIST (alphabetical, after libtorch):
+#@ before     libtwolame
     libturbodiff
-
-# Filter dependencies (with the other *_filter_deps, alphabetical): both
-# filters run generation on their own thread.
+#@# Filter dependencies (alphabetical): both filters run generation on
+#@# their own thread.
+#@ before unsharp_opencl_filter_deps=
 turbodiff_filter_deps="libturbodiff threads"
 turbodiff_i2v_filter_deps="libturbodiff threads"
-
-# Library checks (with the other "enabled lib..." lines): found through
-# turbodiff.pc, which the library's CMake install writes.
-enabled libturbodiff      && require_pkg_config libturbodiff turbodiff turbodiff.h td_engine_open
+#@# Library check: found through turbodiff.pc, which the library's install
+#@# writes; 0.3.0 is the first release with the API the filters use.
+#@ before enabled libtwolame
+enabled libturbodiff      && require_pkg_config libturbodiff "turbodiff >= 0.3.0" turbodiff.h td_engine_open

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "libavutil/attributes.h"
 #include "libavutil/avstring.h"
 #include "libavutil/common.h"
 #include "libavutil/file.h"
@@ -59,10 +60,12 @@ static void log_cb(void *opaque, int level, const char *msg)
     av_log(opaque, level, "%s\n", msg);
 }
 
-/* The log of the jobs, on the worker thread: a warning about the model
+/**
+ * The log of the jobs, on the worker thread: a warning about the model
  * (e.g. a DiT without SLA projections) comes with every clip but says
  * nothing new after the first, so each distinct one is logged once per
- * filter instance. */
+ * filter instance.
+ */
 static void job_log_cb(void *opaque, int level, const char *msg)
 {
     AVFilterContext *ctx = opaque;
@@ -80,18 +83,22 @@ static void job_log_cb(void *opaque, int level, const char *msg)
     av_log(ctx, level, "%s\n", msg);
 }
 
-/* 480p/720p at an aspect ratio: Wan's own sizes for 16:9 and 9:16, otherwise
- * the same pixel area at that aspect, rounded to multiples of 16. */
-static int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
+/**
+ * 480p/720p at an aspect ratio: Wan's own sizes for 16:9 and 9:16, otherwise
+ * the same pixel area at that aspect, rounded to multiples of 16.
+ */
+static av_cold int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
 {
     double area, a = av_q2d(s->aspect);
     int lines;
 
-    if (!strcmp(s->resolution, "480p"))
-        lines = 480, area = 832 * 480;
-    else if (!strcmp(s->resolution, "720p"))
-        lines = 720, area = 1280 * 720;
-    else {
+    if (!strcmp(s->resolution, "480p")) {
+        lines = 480;
+        area  = 832 * 480;
+    } else if (!strcmp(s->resolution, "720p")) {
+        lines = 720;
+        area  = 1280 * 720;
+    } else {
         av_log(ctx, AV_LOG_ERROR, "resolution '%s': expected 480p or 720p\n", s->resolution);
         return AVERROR(EINVAL);
     }
@@ -113,9 +120,11 @@ static int size_from_resolution(AVFilterContext *ctx, TurboDiffContext *s)
     return 0;
 }
 
-/* A prompts line with its surrounding white space cut, or NULL when it is
- * not a prompt (blank, or a # comment). */
-static char *prompt_from_line(char *line)
+/**
+ * A prompts line with its surrounding white space cut, or NULL when it is
+ * not a prompt (blank, or a # comment).
+ */
+static av_cold char *prompt_from_line(char *line)
 {
     char *end;
 
@@ -126,7 +135,7 @@ static char *prompt_from_line(char *line)
     return *line && *line != '#' ? line : NULL;
 }
 
-static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
+static av_cold int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
 {
     uint8_t *buf;
     size_t size;
@@ -174,8 +183,10 @@ static int read_prompts(AVFilterContext *ctx, TurboDiffContext *s)
     return 0;
 }
 
-/* A job from the options, for checks before anything is loaded and as the
- * template of every clip. */
+/**
+ * A job from the options, for checks before anything is loaded and as the
+ * template of every clip.
+ */
 static void job_from_options(TurboDiffContext *s, td_job *job)
 {
     td_job_default(job);
@@ -193,11 +204,13 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
     job->adaptive_resolution = 0;
 }
 
-/* The structs this file fills are laid out as turbodiff.h was at build
+/**
+ * The structs this file fills are laid out as turbodiff.h was at build
  * time; a libturbodiff of another ABI (see TD_VERSION_MINOR) would read them
  * wrongly, so refuse it before the first call that takes one. From 1.0 on, a
- * newer minor only adds, but an older one lacks what this file may use. */
-static int check_library_version(AVFilterContext *ctx)
+ * newer minor only adds, but an older one lacks what this file may use.
+ */
+static av_cold int check_library_version(AVFilterContext *ctx)
 {
     unsigned v = td_version();
     unsigned major = v >> 16, minor = v >> 8 & 0xff;
@@ -211,16 +224,18 @@ static int check_library_version(AVFilterContext *ctx)
     return AVERROR_EXTERNAL;
 }
 
-/* Stands in for the real sink while only the options are checked. */
+/** Stands in for the real sink while only the options are checked. */
 static int options_only(void *opaque, const td_frame *f)
 {
     return 1;
 }
 
-/* Say at info, before the first step, what the options will produce:
+/**
+ * Say at info, before the first step, what the options will produce:
  * -t or -frames:v on the output cannot lengthen what the filter makes, so
- * a user asking for more than one clip holds needs the hint. */
-static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
+ * a user asking for more than one clip holds needs the hint.
+ */
+static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
 {
     static const char *const i2v_clips[] = {
         [TD_MODE_FIRST] = "1 clip from the first input frame",
@@ -253,8 +268,8 @@ static void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
                av_q2d(s->rate) / fps, fps, s->rate.num, s->rate.den);
 }
 
-/* lora[i] with lora_scale[i] (1 where the scale list is shorter). */
-static int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora **out)
+/** lora[i] with lora_scale[i] (1 where the scale list is shorter). */
+static av_cold int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora **out)
 {
     td_lora *l;
 
@@ -276,7 +291,7 @@ static int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s, td_lora
     return 0;
 }
 
-int ff_turbodiff_init(AVFilterContext *ctx)
+av_cold int ff_turbodiff_init(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
     td_engine_config cfg;
@@ -348,7 +363,7 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     cfg.t5 = s->t5;
     cfg.tokenizer = s->tokenizer;
     cfg.device = s->device;
-    cfg.threads = s->threads;
+    cfg.threads = ff_filter_get_nb_threads(ctx);
     cfg.low_memory = s->low_memory;
     cfg.log = log_cb;
     cfg.log_opaque = ctx;
@@ -386,13 +401,13 @@ int ff_turbodiff_init(AVFilterContext *ctx)
     return 0;
 }
 
-/* One clip's frames on their way from the library to the queue. */
+/** One clip's frames on their way from the library to the queue. */
 typedef struct ClipState {
     AVFilterContext *ctx;
     const char *prompt;
     uint64_t seed;
     int index;
-    int err;             /* why on_frame stopped the job, when it did */
+    int err;             ///< why on_frame stopped the job, when it did
 } ClipState;
 
 static float clip01(float v)
@@ -400,14 +415,16 @@ static float clip01(float v)
     return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
 }
 
-/* BT.709 luma weights; Kg = 1 - Kr - Kb. */
+/** BT.709 luma weights; Kg = 1 - Kr - Kb. */
 #define TD_KR 0.2126f
 #define TD_KB 0.0722f
 
-/* The library's float R'G'B' (nominally [0, 1], clipped as the 8-bit path
+/**
+ * The library's float R'G'B' (nominally [0, 1], clipped as the 8-bit path
  * clips) to BT.709 limited-range yuv420p. Chroma is left-sited, the MPEG-2
  * and H.264 default that encoders assume: [1 2 1]/4 across the even column,
- * the two rows averaged. */
+ * the two rows averaged.
+ */
 static void rgbf32_to_yuv420p(AVFrame *out, const td_frame *f)
 {
     const float *src = f->data;
@@ -443,8 +460,10 @@ static void rgbf32_to_yuv420p(AVFrame *out, const td_frame *f)
     }
 }
 
-/* A frame of the negotiated format from one the library delivered, tagged
- * with what it is: Wan's training colours are sRGB / BT.709 video. */
+/**
+ * A frame of the negotiated format from one the library delivered, tagged
+ * with what it is: Wan's training colours are sRGB / BT.709 video.
+ */
 static int frame_from_td(AVFrame **out, const td_frame *f, enum AVPixelFormat pix_fmt)
 {
     int want = pix_fmt == AV_PIX_FMT_YUV420P ? TD_FRAME_RGBF32 : TD_FRAME_RGB24;
@@ -490,7 +509,7 @@ static int on_frame(void *opaque, const td_frame *f)
     char num[32];
     int full;
 
-    if (s->skip_first && f->index == 0)
+    if (s->skip_first && !f->index)
         return atomic_load(&s->cancel);
     /* Stopping the job here makes it return TD_ECANCELLED; cs->err keeps
      * the real reason, so that it is not taken for a cancel. */
@@ -525,6 +544,7 @@ static const char *const stage_name[] = {
 static void on_progress(void *opaque, const td_progress *p)
 {
     ClipState *cs = opaque;
+    const TurboDiffContext *s = cs->ctx->priv;
     const char *name = p->stage >= 0 && p->stage <= TD_STAGE_DONE ? stage_name[p->stage] : "?";
 
     /* ETA of the stage from the mean time of its completed steps, as the
@@ -532,13 +552,14 @@ static void on_progress(void *opaque, const td_progress *p)
     double eta = p->step > 0 ? p->stage_seconds / p->step * (p->steps - p->step) : 0;
 
     if (p->stage == TD_STAGE_DONE)
-        av_log(cs->ctx, AV_LOG_INFO, "clip %d generated in %.2fs\n", cs->index, p->total_seconds);
+        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %d frames, seed %"PRIu64", generated in %.2fs\n",
+               cs->index, s->clip_frames, cs->seed, p->total_seconds);
     else
-        av_log(cs->ctx, AV_LOG_INFO, "clip %d: %s %d/%d, %.2fs, eta %.2fs (total %.2fs)\n",
+        av_log(cs->ctx, AV_LOG_VERBOSE, "clip %d: %s %d/%d, %.2fs, eta %.2fs (total %.2fs)\n",
                cs->index, name, p->step, p->steps, p->stage_seconds, eta, p->total_seconds);
 }
 
-/* Under lock: is there a clip to make? Waits for images (image-to-video). */
+/** Under lock: is there a clip to make? Waits for images (image-to-video). */
 static int wait_for_work(TurboDiffContext *s, int is_i2v)
 {
     if (!is_i2v) {
@@ -615,7 +636,7 @@ static void *worker(void *arg)
         job.log_level = av_log_get_level();
         job.error = &err;
 
-        av_log(ctx, AV_LOG_INFO, "clip %d: seed %"PRIu64", prompt \"%s\"\n", cs.index, cs.seed,
+        av_log(ctx, AV_LOG_VERBOSE, "clip %d: seed %"PRIu64", prompt \"%s\"\n", cs.index, cs.seed,
                prompt);
         ret = td_job_run(s->engine, &job);
         av_frame_free(&image);
@@ -684,7 +705,7 @@ int ff_turbodiff_add_image(AVFilterContext *ctx, AVFrame *image)
     return ret;
 }
 
-void ff_turbodiff_end_input(AVFilterContext *ctx)
+av_cold void ff_turbodiff_end_input(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
 
@@ -763,7 +784,7 @@ void ff_turbodiff_cancel(AVFilterContext *ctx)
     pthread_mutex_unlock(&s->lock);
 }
 
-void ff_turbodiff_uninit(AVFilterContext *ctx)
+av_cold void ff_turbodiff_uninit(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
 

@@ -70,44 +70,43 @@ typedef struct TurboDiffContext {
     int clips;
     int loop;
     int queue_size;
-    int threads;
     int low_memory;
-    char **lora;         /* merged into the DiT at init, in order */
+    char **lora;         ///< merged into the DiT at init, in order
     unsigned nb_lora;
-    double *lora_scale;  /* lora_scale[i] scales lora[i]; missing ones are 1 */
+    double *lora_scale;  ///< lora_scale[i] scales lora[i]; missing ones are 1
     unsigned nb_lora_scale;
-    int mode;            /* image-to-video only: enum TurboDiffMode */
-    int adaptive;        /* image-to-video only */
+    int mode;            ///< image-to-video only: enum TurboDiffMode
+    int adaptive;        ///< image-to-video only
 
     /* state */
     td_engine *engine;
     char **prompt_lines;
     int nb_prompt_lines;
-    int clip_frames;     /* frames generated per clip (job.frames) */
-    enum AVPixelFormat pix_fmt; /* of the output: set before the worker starts */
-    int skip_first;      /* drop each clip's frame 0 (extend continues the input) */
+    int clip_frames;     ///< frames generated per clip (job.frames)
+    enum AVPixelFormat pix_fmt; ///< of the output: set before the worker starts
+    int skip_first;      ///< drop each clip's frame 0 (extend continues the input)
 
     pthread_t worker;
     int worker_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    atomic_int cancel;   /* also read by libturbodiff through td_job.cancel */
+    atomic_int cancel;   ///< also read by libturbodiff through td_job.cancel
 
     /* guarded by lock */
     AVFrame **queue;
     int queue_head, queue_count;
     AVFrame *images[TD_MAX_IMAGES];
     int nb_images;
-    int input_done;      /* no more images will come */
+    int input_done;      ///< no more images will come
     int worker_done;
     int worker_err;
-    char *next_prompt;   /* runtime commands land here, used from the next clip */
-    int64_t next_seed;   /* -1: draw one per clip */
+    char *next_prompt;   ///< runtime commands land here, used from the next clip
+    int64_t next_seed;   ///< -1: draw one per clip
     double next_topk;
     int clip_index;
 
     /* worker thread only */
-    char **warnings;     /* job warnings already logged (said once) */
+    char **warnings;     ///< job warnings already logged (said once)
     int nb_warnings;
 
     /* graph thread only */
@@ -118,7 +117,7 @@ typedef struct TurboDiffContext {
 
 enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
 
-/* Options shared by both filters, for their AVOption tables. */
+/** Options shared by both filters, for their AVOption tables. */
 #define TD_OFFSET(x) offsetof(TurboDiffContext, x)
 #define TD_FLAGS  AV_OPT_FLAG_VIDEO_PARAM | AV_OPT_FLAG_FILTERING_PARAM
 #define TD_RFLAGS TD_FLAGS | AV_OPT_FLAG_RUNTIME_PARAM
@@ -140,46 +139,52 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
     { "d",          "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
     { "rate",       "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
     { "r",          "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
-    { "steps",      "sampling steps, 1 to 4", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, INT_MIN, INT_MAX, TD_FLAGS }, \
+    { "steps",      "sampling steps", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, 1, 4, TD_FLAGS }, \
     { "sigma_max",  "initial noise level (0: the model's default)", TD_OFFSET(sigma_max), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1000, TD_FLAGS }, \
     { "seed",       "noise seed, -1 for a random one (runtime command: from the next clip)", TD_OFFSET(seed), AV_OPT_TYPE_INT64, { .i64 = -1 }, -1, INT64_MAX, TD_RFLAGS }, \
     { "attention",  "attention mode", TD_OFFSET(attention), AV_OPT_TYPE_INT, { .i64 = TD_ATTN_SLA }, 0, 2, TD_FLAGS, .unit = "attention" }, \
         { "full",    "dense attention", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_FULL }, 0, 0, TD_FLAGS, .unit = "attention" }, \
         { "sla",     "sparse-linear attention", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_SLA }, 0, 0, TD_FLAGS, .unit = "attention" }, \
         { "sagesla", "SLA with 8-bit Q/K", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_SAGESLA }, 0, 0, TD_FLAGS, .unit = "attention" }, \
-    { "topk",       "fraction of key blocks SLA attends to, in (0,1] (runtime command: from the next clip)", TD_OFFSET(topk), AV_OPT_TYPE_DOUBLE, { .dbl = 0.1 }, -1, 2, TD_RFLAGS }, \
+    { "topk",       "fraction of key blocks SLA attends to, in (0,1] (runtime command: from the next clip)", TD_OFFSET(topk), AV_OPT_TYPE_DOUBLE, { .dbl = 0.1 }, 0, 1, TD_RFLAGS }, \
     { "device",     "auto, cpu, cuda or cudaN (GPU N)", TD_OFFSET(device), AV_OPT_TYPE_STRING, { .str = "auto" }, 0, 0, TD_FLAGS }, \
-    { "threads",    "CPU threads (0: all cores)", TD_OFFSET(threads), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1024, TD_FLAGS }, \
     { "low_memory", "release and reload model parts to bound memory", TD_OFFSET(low_memory), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TD_FLAGS }, \
     { "lora",       "'|'-separated LoRA files merged into the DiT at init", TD_OFFSET(lora), AV_OPT_TYPE_STRING | AV_OPT_TYPE_FLAG_ARRAY, .default_val.arr = &(const AVOptionArrayDef){ .sep = '|' }, .flags = TD_FLAGS }, \
     { "lora_scale", "'|'-separated scale of each LoRA (default 1)", TD_OFFSET(lora_scale), AV_OPT_TYPE_DOUBLE | AV_OPT_TYPE_FLAG_ARRAY, .default_val.arr = &(const AVOptionArrayDef){ .sep = '|' }, .min = -100, .max = 100, .flags = TD_FLAGS }, \
     { "queue",      "frames generated ahead of the graph", TD_OFFSET(queue_size), AV_OPT_TYPE_INT, { .i64 = 32 }, 1, 1024, TD_FLAGS }
 
-/* Check the options, read the prompts file and open (or share) the engine. */
+/** Check the options, read the prompts file and open (or share) the engine. */
 int ff_turbodiff_init(AVFilterContext *ctx);
-/* Cancel and join the worker, free everything. */
+/** Cancel and join the worker, free everything. */
 void ff_turbodiff_uninit(AVFilterContext *ctx);
 
-/* Stop the job under way (the library reads the flag between denoise
- * steps and VAE chunks) and make no more clips. */
+/**
+ * Stop the job under way (the library reads the flag between denoise
+ * steps and VAE chunks) and make no more clips.
+ */
 void ff_turbodiff_cancel(AVFilterContext *ctx);
 
-/* Start the worker thread if it is not running yet. */
+/** Start the worker thread if it is not running yet. */
 int ff_turbodiff_start(AVFilterContext *ctx);
 
-/* Hand an image to the worker (image-to-video), taking ownership of it.
- * Returns AVERROR(EAGAIN) without taking it while TD_MAX_IMAGES wait. */
+/**
+ * Hand an image to the worker (image-to-video), taking ownership of it.
+ * Returns AVERROR(EAGAIN) without taking it while TD_MAX_IMAGES wait.
+ */
 int ff_turbodiff_add_image(AVFilterContext *ctx, AVFrame *image);
+/** Whether TD_MAX_IMAGES images wait for the worker (add_image would refuse). */
 int ff_turbodiff_images_full(AVFilterContext *ctx);
-/* No more images: the worker ends after the ones queued. */
+/** No more images: the worker ends after the ones queued. */
 void ff_turbodiff_end_input(AVFilterContext *ctx);
 
-/* Take the next generated frame, waiting at most TD_WAIT_US.
+/**
+ * Take the next generated frame, waiting at most TD_WAIT_US.
  * 0 with *out set; AVERROR(EAGAIN) when none came in time; AVERROR_EOF when
- * the worker finished; another AVERROR when generation failed. */
+ * the worker finished; another AVERROR when generation failed.
+ */
 int ff_turbodiff_next_frame(AVFilterContext *ctx, AVFrame **out);
 
-/* process_command for both filters: prompt, seed and topk from the next clip. */
+/** process_command for both filters: prompt, seed and topk from the next clip. */
 int ff_turbodiff_process_command(AVFilterContext *ctx, const char *cmd, const char *arg,
                                  char *res, int res_len, int flags);
 

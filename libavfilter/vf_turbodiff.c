@@ -34,12 +34,14 @@
 
 typedef struct TurboDiffI2VState {
     int in_eof;
-    int submitted;       /* images handed to the worker */
-    AVFrame *last;       /* extend: the latest input frame */
+    int submitted;       ///< images handed to the worker
+    AVFrame *last;       ///< extend: the latest input frame
 } TurboDiffI2VState;
 
-/* The filter's private context: the shared part first, so that the shared
- * option table's offsets hold. */
+/**
+ * The filter's private context: the shared part first, so that the shared
+ * option table's offsets hold.
+ */
 typedef struct TurboDiffI2VContext {
     TurboDiffContext c;
     TurboDiffI2VState st;
@@ -82,8 +84,8 @@ static int config_output(AVFilterLink *outlink)
         if (inlink->w % 16 || inlink->h % 16) {
             av_log(ctx, AV_LOG_ERROR, "mode=extend passes the input through, so its size "
                    "%dx%d must be a multiple of 16; scale it first (e.g. scale=%d:%d)\n",
-                   inlink->w, inlink->h, FFMAX(16, inlink->w / 16 * 16),
-                   FFMAX(16, inlink->h / 16 * 16));
+                   inlink->w, inlink->h, FFMAX(16, inlink->w & ~15),
+                   FFMAX(16, inlink->h & ~15));
             return AVERROR(EINVAL);
         }
         s->w = inlink->w;
@@ -219,7 +221,7 @@ static int activate(AVFilterContext *ctx)
     if ((ret = ff_turbodiff_start(ctx)) < 0)
         return ret;
 
-    if (!s->st.in_eof && (ret = consume_input(ctx)) != 0)
+    if (!s->st.in_eof && (ret = consume_input(ctx)))
         return ret < 0 ? ret : 0;
 
     if (s->st.submitted) {

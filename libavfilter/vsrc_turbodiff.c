@@ -49,9 +49,11 @@ static av_cold void uninit(AVFilterContext *ctx)
     ff_turbodiff_uninit(ctx);
 }
 
-/* yuv420p first: what encoders and pipes (yuv4mpegpipe) take without
+/**
+ * yuv420p first: what encoders and pipes (yuv4mpegpipe) take without
  * -pix_fmt, made in BT.709 limited range from the library's float frames;
- * rgb24 for RGB consumers, as the library rounds it. */
+ * rgb24 for RGB consumers, as the library rounds it.
+ */
 static int query_formats(const AVFilterContext *ctx,
                          AVFilterFormatsConfig **cfg_in,
                          AVFilterFormatsConfig **cfg_out)

@@ -42,7 +42,7 @@ expect_error() {
 
 # --- help lists every option ------------------------------------------------
 common="prompt prompts model dit dit_low vae t5 tokenizer size resolution aspect frames
-        duration rate steps sigma_max seed attention topk device threads low_memory lora lora_scale queue"
+        duration rate steps sigma_max seed attention topk device low_memory lora lora_scale queue"
 for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; do
     name=${f%%:*}
     help=$(timeout "$T" "$ffmpeg" -hide_banner -h filter="$name" 2>&1)
@@ -52,6 +52,10 @@ for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; d
     else bad "-h filter=$name misses:$missing" "$help"; fi
 done
 help=$("$ffmpeg" -hide_banner -h filter=turbodiff 2>&1)
+# each option shows its real range; threads is the generic filter option
+grep -qE "^ +steps .*\(from 1 to 4\)" <<<"$help" && grep -qE "^ +topk .*\(from 0 to 1\)" <<<"$help" &&
+    ! grep -qE "^ +threads " <<<"$help" && ok "help shows the real ranges, no private threads" ||
+    bad "help shows the real ranges, no private threads" "$help"
 grep -q "full" <<<"$help" && grep -q "sagesla" <<<"$help" && ok "help names the attention modes" ||
     bad "help names the attention modes" "$help"
 
@@ -76,11 +80,11 @@ expect_error "missing dit file"   "dit file '/nonexistent-td/dit.pth'" $(src "mo
 expect_error "dir without vae"    "no vae file"              $(src "dit=$model/Wan2.1_VAE.pth") $null
 expect_error "size 850x480"       "nearest valid sizes are 848x480 and 864x480" $(src "model=$model:size=850x480") $null
 expect_error "size 8x480"         "width 8 is out of range"  $(src "model=$model:size=8x480") $null
-expect_error "steps 0"            "steps 0 is out of range"  $(src "model=$model:steps=0") $null
-expect_error "steps 5"            "steps 5 is out of range"  $(src "model=$model:steps=5") $null
+expect_error "steps 0"            "'steps' out of range [1 - 4]"  $(src "model=$model:steps=0") $null
+expect_error "steps 5"            "'steps' out of range [1 - 4]"  $(src "model=$model:steps=5") $null
 expect_error "unknown attention"  "attention"                $(src "model=$model:attention=dense") $null
 expect_error "topk 0"             "topk 0 is out of range"   $(src "model=$model:topk=0") $null
-expect_error "topk 1.5"           "topk 1.5 is out of range" $(src "model=$model:topk=1.5") $null
+expect_error "topk 1.5"           "'topk' out of range [0 - 1]" $(src "model=$model:topk=1.5") $null
 expect_error "frames 0"           "frames 0 is out of range" $(src "model=$model:frames=0") $null
 expect_error "no prompt"          "no prompt"                -f lavfi -i "turbodiff=model=$model" $null
 expect_error "missing prompts"    "prompts file '/nonexistent-td/p.txt'" -f lavfi -i "turbodiff=model=$model:prompts=/nonexistent-td/p.txt" $null
@@ -91,7 +95,7 @@ printf '  \n# a comment\n\t\n' > "$tmp/blank.txt"
 expect_error "prompts file of blanks and comments" "holds no prompt" -f lavfi -i "turbodiff=model=$model:prompts=$tmp/blank.txt" $null
 expect_error "bad device"         "device 'gpu'"             $(src "model=$model:device=gpu") $null
 expect_error "bad resolution"     "resolution '1080p'"       $(src "model=$model:resolution=1080p") $null
-expect_error "i2v steps 5"        "steps 5 is out of range"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
+expect_error "i2v steps 5"        "'steps' out of range [1 - 4]"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
 expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:mode=extend" $null
 
 # A libturbodiff whose interface differs from the one FFmpeg was built with.
@@ -172,12 +176,20 @@ gen_suite() {
     [ "$got" = "first " ] && ok "$label prompts-file-comments" || bad "$label prompts-file-comments: '$got'"
 
     # at info: what will be made before the first step, the hint for longer
-    # video, progress with an ETA; a rate other than the model's 16 fps warns
+    # video, one summary line per clip and no per-step progress; a rate other
+    # than the model's 16 fps warns
     got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info \
           -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3:rate=30" -f null - 2>&1)
     grep -q "1 clip(s) of 3 frames 64x32 at 30/1 fps.*for longer video set loop=1" <<<"$got" &&
-        grep -q "clip 0: denoise 1/1, .*eta" <<<"$got" && grep -q "plays 1.88x as fast" <<<"$got" &&
-        ok "$label plan, hint, ETA and rate warning at info" || bad "$label plan/ETA/rate at info" "$got"
+        [ "$(grep -c "clip 0: 3 frames, seed 1, generated in" <<<"$got")" = 1 ] &&
+        ! grep -q "denoise 1/1" <<<"$got" && grep -q "plays 1.88x as fast" <<<"$got" &&
+        ok "$label plan, a summary per clip and rate warning at info" ||
+        bad "$label plan/summary/rate at info" "$got"
+    # at verbose: per-step progress with an ETA
+    got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v verbose \
+          -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3" -f null - 2>&1)
+    grep -q "clip 0: denoise 1/1, .*eta" <<<"$got" && ok "$label per-step progress at verbose" ||
+        bad "$label per-step progress at verbose" "$got"
 
     # frames are tagged as what they are (limited-range BT.709 yuv420p with
     # left-sited chroma by default, full-range RGB when rgb24 is asked for;

@@ -24,8 +24,8 @@
 # BUILDDIR/turbodiff-prefix; FFmpeg finds it through its turbodiff.pc
 # (PKG_CONFIG_PATH) and runs against it through an rpath. The patch series in
 # patches/ffmpeg-<series>/ wires the filters into configure, the filter list,
-# the docs and FATE; the filter sources are copied from libavfilter/ (one copy
-# of them in this repository). Re-runs reuse every step whose inputs did not
+# the docs and FATE and adds the filter sources (tools/ffmpeg/make-patches.py
+# generates it from libavfilter/). Re-runs reuse every step whose inputs did not
 # change. Prints the path of the built ffmpeg on its last line.
 set -euo pipefail
 
@@ -108,16 +108,50 @@ patchdir=$root/patches/ffmpeg-$major_minor
 [ -d "$patchdir" ] || patchdir=$root/patches/ffmpeg-8.1
 log "FFmpeg $version in $src, patches from $(basename "$patchdir")"
 
-# 3. Patch (once) and copy the filter sources (every time: they are ours).
-if ! grep -q libturbodiff "$src/configure"; then
+# 3. Patch: the series is the only change made to the tree (it adds the
+# filter sources too). The patches applied are kept in the tree, so that a
+# later series replaces them: the old ones are reverted first.
+# Files the new series leaves as they were keep their time stamps, so that
+# make rebuilds only what changed.
+applied=$src/.turbodiff-series
+touched() { sed -n 's|^+++ b/||p' "$@" | sort -u; }
+if ! diff -rq "$patchdir" "$applied" >/dev/null 2>&1; then
+    declare -A before=()
+    if [ -d "$applied" ]; then
+        for f in $(touched "$applied"/*.patch); do
+            [ -f "$src/$f" ] && before[$f]="$(sha1sum < "$src/$f") $(stat -c %Y "$src/$f")"
+        done
+        for p in $(ls -r "$applied"/*.patch); do
+            log "reverting $(basename "$p")"
+            patch -p1 -R -s -d "$src" < "$p"
+        done
+        rm -rf "$applied"
+    elif [ -e "$src/libavfilter/vsrc_turbodiff.c" ] || grep -q libturbodiff "$src/configure"; then
+        log "$src already has turbodiff changes that this script did not record:" \
+            "give a clean FFmpeg tree (for a tarball, remove $src to unpack it again)"
+        exit 1
+    fi
+    applied_now=()
     for p in "$patchdir"/*.patch; do
         log "applying $(basename "$p")"
+        # A dry run first: patch would leave a failing patch half applied.
+        if ! out=$(patch -p1 -N --dry-run -d "$src" < "$p" 2>&1); then
+            echo "$out" >&2
+            log "$(basename "$p") does not apply to FFmpeg $version in $src; taking back the rest"
+            for ((i = ${#applied_now[@]} - 1; i >= 0; i--)); do
+                patch -p1 -R -s -d "$src" < "${applied_now[i]}"
+            done
+            exit 1
+        fi
         patch -p1 -N -s -d "$src" < "$p"
+        applied_now+=("$p")
+    done
+    cp -r "$patchdir" "$applied"
+    for f in $(touched "$applied"/*.patch); do
+        old=${before[$f]:-}
+        [ -n "$old" ] && [ "${old% *}" = "$(sha1sum < "$src/$f")" ] && touch -d "@${old##* }" "$src/$f"
     done
 fi
-for f in "$root"/libavfilter/*.[ch]; do
-    cmp -s "$f" "$src/libavfilter/$(basename "$f")" || cp "$f" "$src/libavfilter/"
-done
 
 # 4. Configure (only when the flags changed) and build.
 flags=(--enable-libturbodiff --disable-doc --disable-debug
@@ -162,7 +196,7 @@ fi
 flags+=(${FFMPEG_CONFIGURE_EXTRA:-})
 out=$builddir/$config-$version
 mkdir -p "$out"
-stamp=$(printf '%s\n' "${flags[@]}" "$src" | sha1sum | cut -c1-16)
+stamp=$(printf '%s\n' "${flags[@]}" "$src" "$(sha1sum < "$src/configure")" | sha1sum | cut -c1-16)
 if [ "$(cat "$out/.configured" 2>/dev/null)" != "$stamp" ]; then
     log "configuring ($config) in $out"
     (cd "$out" && "$src/configure" "${flags[@]}" >configure.log 2>&1) ||
