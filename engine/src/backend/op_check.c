@@ -281,3 +281,27 @@ int td_check_same_rows(td_ctx *ctx, const char *op, const td_tensor *x, const td
                        op, td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
     return 0;
 }
+
+int td_check_clamp(td_backend *be, const td_tensor *x, float lo, float hi, const td_tensor *y)
+{
+    TD_TRY(td_check_act(be, "clamp", "x", x));
+    TD_TRY(td_check_act(be, "clamp", "y", y));
+    TD_TRY(td_check_same_rows(be->ctx, "clamp", x, y));
+    if (!(lo <= hi))
+        return td_fail(be->ctx, TD_EINVAL, "clamp: bounds [%g, %g] are not ordered", lo, hi);
+    return 0;
+}
+
+int td_check_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
+                         const td_tensor *shift, const td_tensor *y)
+{
+    static const char op[] = "scale_shift";
+    char a[96], b[96];
+    TD_TRY(td_check_act(be, op, "x", x));
+    TD_TRY(td_check_act(be, op, "y", y));
+    if (x->ndim < 1 || y->ndim != x->ndim || td_numel(x) != td_numel(y) || y->shape[0] != x->shape[0])
+        return td_fail(be->ctx, TD_ESHAPE, "%s: y %s does not match x %s", op,
+                       td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
+    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, x->shape[0]));
+    return td_check_float_vec(be->ctx, op, "shift", shift, x->shape[0]);
+}

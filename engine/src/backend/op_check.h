@@ -55,6 +55,13 @@ int td_check_float_vec(td_ctx *ctx, const char *op, const char *name, const td_t
 /* A row-wise op's input and output: same element count and last dim. */
 int td_check_same_rows(td_ctx *ctx, const char *op, const td_tensor *x, const td_tensor *y);
 
+/* clamp: activations x and y of the same rows, lo <= hi. */
+int td_check_clamp(td_backend *be, const td_tensor *x, float lo, float hi, const td_tensor *y);
+/* scale_shift: activations x and y [C, ...] of one shape, float vectors
+ * scale and shift [C]. */
+int td_check_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
+                         const td_tensor *shift, const td_tensor *y);
+
 /* write / read / copy: src and dst present with the same shape. */
 int td_check_transfer(td_ctx *ctx, const char *op, const td_tensor *src, const td_tensor *dst);
 

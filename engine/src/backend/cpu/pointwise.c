@@ -234,11 +234,7 @@ static void clamp_range(void *arg, int64_t i0, int64_t i1)
 int td_cpu_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y)
 {
     pw_args p;
-    TD_TRY(td_check_act(be, "clamp", "x", x));
-    TD_TRY(td_check_act(be, "clamp", "y", y));
-    TD_TRY(td_check_same_rows(be->ctx, "clamp", x, y));
-    if (!(lo <= hi))
-        return td_fail(be->ctx, TD_EINVAL, "clamp: bounds [%g, %g] are not ordered", lo, hi);
+    TD_TRY(td_check_clamp(be, x, lo, hi, y));
     p = (pw_args){ .a = x->data, .y = y->data, .lo = lo, .hi = hi };
     td_pool_for(td_cpu_pool(be), td_numel(x), PW_CHUNK, clamp_range, &p);
     return 0;
@@ -259,21 +255,13 @@ static void scale_shift_channels(void *arg, int64_t c0, int64_t c1)
 int td_cpu_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
                        const td_tensor *shift, td_tensor *y)
 {
-    static const char op[] = "scale_shift";
-    char a[96], b[96];
     float *o1 = NULL, *o2 = NULL;
     int64_t c;
     pw_args p;
     int rc = 0;
 
-    TD_TRY(td_check_act(be, op, "x", x));
-    TD_TRY(td_check_act(be, op, "y", y));
-    if (x->ndim < 1 || y->ndim != x->ndim || td_numel(x) != td_numel(y) || y->shape[0] != x->shape[0])
-        return td_fail(be->ctx, TD_ESHAPE, "%s: y %s does not match x %s", op,
-                       td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
+    TD_TRY(td_check_scale_shift(be, x, scale, shift, y));
     c = x->shape[0];
-    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, c));
-    TD_TRY(td_check_float_vec(be->ctx, op, "shift", shift, c));
     if (td_numel(x) == 0)
         return 0;
     p = (pw_args){ .a = x->data, .y = y->data, .c_len = td_numel(x) / c };

@@ -189,31 +189,19 @@ int td_cuda_upsample_nearest(td_backend *be, const td_tensor *x, int fh, int fw,
 int td_cuda_clamp(td_backend *be, const td_tensor *x, float lo, float hi, td_tensor *y)
 {
     TD_TRY(td_cuda_enter(be));
-    TD_TRY(td_check_act(be, "clamp", "x", x));
-    TD_TRY(td_check_act(be, "clamp", "y", y));
-    TD_TRY(td_check_same_rows(be->ctx, "clamp", x, y));
-    if (!(lo <= hi))
-        return td_fail(be->ctx, TD_EINVAL, "clamp: bounds [%g, %g] are not ordered", lo, hi);
+    TD_TRY(td_check_clamp(be, x, lo, hi, y));
     return td_cuda_check(be, tdk_clamp(stream(be), x->data, td_numel(x), lo, hi, y->data), "clamp");
 }
 
 int td_cuda_scale_shift(td_backend *be, const td_tensor *x, const td_tensor *scale,
                         const td_tensor *shift, td_tensor *y)
 {
-    TD_TRY(td_cuda_enter(be));
-    static const char op[] = "scale_shift";
-    char a[96], b[96];
     int64_t c;
-    TD_TRY(td_check_act(be, op, "x", x));
-    TD_TRY(td_check_act(be, op, "y", y));
-    if (x->ndim < 1 || y->ndim != x->ndim || td_numel(x) != td_numel(y) || y->shape[0] != x->shape[0])
-        return td_fail(be->ctx, TD_ESHAPE, "%s: y %s does not match x %s", op,
-                       td_shape_str(y, b, sizeof(b)), td_shape_str(x, a, sizeof(a)));
+    TD_TRY(td_cuda_enter(be));
+    TD_TRY(td_check_scale_shift(be, x, scale, shift, y));
     c = x->shape[0];
-    TD_TRY(td_check_float_vec(be->ctx, op, "scale", scale, c));
-    TD_TRY(td_check_float_vec(be->ctx, op, "shift", shift, c));
     if (td_numel(x) == 0)
         return 0;
     return td_cuda_check(be, tdk_scale_shift(stream(be), x->data, c, td_numel(x) / c, td_cuda_vec(scale),
-                                             td_cuda_vec(shift), y->data), op);
+                                             td_cuda_vec(shift), y->data), "scale_shift");
 }
