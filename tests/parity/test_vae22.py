@@ -17,7 +17,6 @@ LAT_H, LAT_W = 3, 5
 LAYOUTS = ["vae.safetensors", "Wan2.2_VAE.pth", "wan2.2_vae.safetensors"]
 # Tiled vs untiled on a random tiny model: the bound test_vae.py holds the
 # Wan2.1 VAE to (the random mid-block attention spans the whole frame).
-TILE_BOUND = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,11 @@ def test_tiled_within_bound(td_cli, models, tmp_path):
     err = rel_l2(np.load(tmp_path / "tiled.npy"), ref)
     err_diffusers = rel_l2(decode_tiled(vae, lat, 96, 48), ref)
     print(f"tiled (6, overlap 3) vs untiled: rel L2 {err:.3g}; diffusers tiled (96, stride 48) {err_diffusers:.3g}")
-    assert 0 < err < TILE_BOUND
+    # Tiling really happened (err > 0), and its seams cost no more than
+    # diffusers' own tiled decode of the same latents with the same tiles
+    # (ours measured 0.78-0.83 of theirs over seeds; an absolute bound on a
+    # random model's seams was crossed by one seed in CI).
+    assert 0 < err <= err_diffusers
 
 
 def test_errors(td_cli, models, tmp_path):
