@@ -15,8 +15,6 @@ from vae22_ref import save_all, tiny_vae22
 FRAMES = [1, 5, 9, 13]
 LAT_H, LAT_W = 3, 5
 LAYOUTS = ["vae.safetensors", "Wan2.2_VAE.pth", "wan2.2_vae.safetensors"]
-# Tiled vs untiled on a random tiny model: the bound test_vae.py holds the
-# Wan2.1 VAE to (the random mid-block attention spans the whole frame).
 
 
 @pytest.fixture(scope="module")
