@@ -15,16 +15,22 @@
 
 static char root[256];
 
-static void touch(const char *rel)
+/* root/rel holding exactly text. */
+static void write_rel(const char *rel, const char *text)
 {
     char path[512];
     FILE *f;
     snprintf(path, sizeof(path), "%s/%s", root, rel);
     f = fopen(path, "wb");
     if (f) {
-        fputs("x", f);
+        fputs(text, f);
         fclose(f);
     }
+}
+
+static void touch(const char *rel)
+{
+    write_rel(rel, "x");
 }
 
 /* A model file the engine really loads: a link to one of the tiny fixtures. */
@@ -193,26 +199,16 @@ int main(void)
     link_fixture("manifest/vae.safetensors", TINY_VAE);
     link_fixture("manifest/t5.safetensors", TINY_T5);
     link_fixture("manifest/spiece.model", TINY_SPM);
-    {
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/manifest/turbodiff.json", root);
-        f = fopen(path, "w");
-        fputs("{\"name\": \"tiny\", \"dit\": \"dit.safetensors\", \"vae\": \"vae.safetensors\","
-              " \"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\"}", f);
-        fclose(f);
-        ret = open_dir("manifest", &a, &err);
-        CHECK(ret == 0 && a, "manifest open: %d %s", ret, err.msg);
-        f = fopen(path, "w");
-        fputs("{\"dti\": \"dit.safetensors\"}", f);
-        fclose(f);
-        ret = open_dir("manifest", &b, &err);
-        CHECK(ret == TD_EFORMAT && strstr(err.msg, "unknown key \"dti\""), "%d %s", ret, err.msg);
-        f = fopen(path, "w");
-        fputs("{\"dit\": ", f);
-        fclose(f);
-        ret = open_dir("manifest", &b, &err);
-        CHECK(ret == TD_EFORMAT && strstr(err.msg, "turbodiff.json"), "%d %s", ret, err.msg);
-    }
+    write_rel("manifest/turbodiff.json", "{\"name\": \"tiny\", \"dit\": \"dit.safetensors\", "
+              "\"vae\": \"vae.safetensors\", \"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\"}");
+    ret = open_dir("manifest", &a, &err);
+    CHECK(ret == 0 && a, "manifest open: %d %s", ret, err.msg);
+    write_rel("manifest/turbodiff.json", "{\"dti\": \"dit.safetensors\"}");
+    ret = open_dir("manifest", &b, &err);
+    CHECK(ret == TD_EFORMAT && strstr(err.msg, "unknown key \"dti\""), "%d %s", ret, err.msg);
+    write_rel("manifest/turbodiff.json", "{\"dit\": ");
+    ret = open_dir("manifest", &b, &err);
+    CHECK(ret == TD_EFORMAT && strstr(err.msg, "turbodiff.json"), "%d %s", ret, err.msg);
 
     /* Devices. */
     td_engine_config_default(&cfg);
@@ -272,17 +268,11 @@ int main(void)
     link_fixture("broken/vae.safetensors", TINY_VAE);
     link_fixture("broken/t5.safetensors", TINY_T5);
     link_fixture("broken/spiece.model", TINY_SPM);
-    {
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/broken/turbodiff.json", root);
-        f = fopen(path, "w");
-        fputs("{\"dit\": \"dit.safetensors\", \"vae\": \"vae.safetensors\", \"t5\": "
-              "\"t5.safetensors\", \"tokenizer\": \"spiece.model\"}", f);
-        fclose(f);
-        ret = open_dir("broken", &b, &err);
-        CHECK(ret == TD_EFORMAT && !b && strstr(err.msg, "dit.safetensors") &&
-              strstr(err.msg, "too short"), "a broken DiT fails at open: %d %s", ret, err.msg);
-    }
+    write_rel("broken/turbodiff.json", "{\"dit\": \"dit.safetensors\", \"vae\": \"vae.safetensors\", "
+              "\"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\"}");
+    ret = open_dir("broken", &b, &err);
+    CHECK(ret == TD_EFORMAT && !b && strstr(err.msg, "dit.safetensors") &&
+          strstr(err.msg, "too short"), "a broken DiT fails at open: %d %s", ret, err.msg);
 
     /* A Wan2.2 VAE (48 latent channels at 1/16) with a Wan2.1 DiT (16 at
      * the pipeline's 1/8): refused at open, naming both files. */
@@ -291,17 +281,12 @@ int main(void)
     link_fixture("vae22/vae.pth", TD_ROOT "/tests/data/vae22/vae22_wan.pth");
     link_fixture("vae22/t5.safetensors", TINY_T5);
     link_fixture("vae22/spiece.model", TINY_SPM);
-    {
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/vae22/turbodiff.json", root);
-        f = fopen(path, "w");
-        fputs("{\"dit\": \"dit.safetensors\", \"vae\": \"vae.pth\", \"t5\": "
-              "\"t5.safetensors\", \"tokenizer\": \"spiece.model\"}", f);
-        fclose(f);
-        ret = open_dir("vae22", &b, &err);
-        CHECK(ret == TD_EUNSUPPORTED && !b && strstr(err.msg, "vae22_wan.pth") && strstr(err.msg, "48 latent channels") &&
-              strstr(err.msg, "dit.safetensors"), "a Wan2.2 VAE with a Wan2.1 DiT fails at open: %d %s", ret, err.msg);
-    }
+    write_rel("vae22/turbodiff.json", "{\"dit\": \"dit.safetensors\", \"vae\": \"vae.pth\", "
+              "\"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\"}");
+    ret = open_dir("vae22", &b, &err);
+    CHECK(ret == TD_EUNSUPPORTED && !b && strstr(err.msg, "vae22_wan.pth") &&
+          strstr(err.msg, "48 latent channels") && strstr(err.msg, "dit.safetensors"),
+          "a Wan2.2 VAE with a Wan2.1 DiT fails at open: %d %s", ret, err.msg);
 
     /* A CUDA device where there is none, or in a build without CUDA: a
      * clear refusal at open. */
