@@ -196,6 +196,13 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
     job->frames = s->clip_frames;
     job->steps = s->steps;
     job->sigma_max = s->sigma_max;
+    job->sampler = s->sampler;
+    job->flow_steps = s->flow_steps;
+    job->shift = s->shift;
+    job->guidance = s->guidance;
+    job->guidance_low = s->guidance_low;
+    job->negative_prompt = s->negative_prompt;
+    job->boundary = s->boundary;
     job->attention = s->attention;
     job->topk = s->topk;
     /* yuv420p is made from the library's float frames, so that the 4:2:0
@@ -230,6 +237,60 @@ static int options_only(void *opaque, const td_frame *f)
     return 1;
 }
 
+/** The first flow matching option given, or NULL: rCM reads none of them. */
+static const char *flow_option_given(const TurboDiffContext *s)
+{
+    return s->flow_steps       ? "flow_steps"   : s->shift > 0        ? "shift" :
+           s->guidance > 0     ? "guidance"     : s->guidance_low > 0 ? "guidance_low" :
+           s->negative_prompt  ? "negative_prompt" : NULL;
+}
+
+/** The first rCM option given, or NULL: flow matching reads neither. */
+static const char *rcm_option_given(const TurboDiffContext *s)
+{
+    return s->steps != 4 ? "steps" : s->sigma_max > 0 ? "sigma_max" : NULL;
+}
+
+/**
+ * Refuse options the sampler would not read (they would pass silently):
+ * sampler=rcm or flow against the other's options before the model loads,
+ * sampler=auto once it is open, against the sampler the model resolves
+ * it to, so that a user who expected the other sampler learns to ask.
+ */
+static av_cold int check_sampler_options(AVFilterContext *ctx, TurboDiffContext *s)
+{
+    const char *flow_opt = flow_option_given(s), *rcm_opt = rcm_option_given(s);
+    td_job job;
+
+    if (s->sampler == TD_SAMPLER_RCM && flow_opt) {
+        av_log(ctx, AV_LOG_ERROR, "%s is a flow matching option, but sampler=rcm: drop %s, "
+               "or set sampler=flow\n", flow_opt, flow_opt);
+        return AVERROR(EINVAL);
+    }
+    if (s->sampler == TD_SAMPLER_FLOW && rcm_opt) {
+        av_log(ctx, AV_LOG_ERROR, "%s is an rCM option, but sampler=flow: drop %s (flow matching "
+               "reads flow_steps, shift and guidance), or set sampler=rcm\n", rcm_opt, rcm_opt);
+        return AVERROR(EINVAL);
+    }
+    if (!s->engine || s->sampler != TD_SAMPLER_AUTO)
+        return 0;
+    job_from_options(s, &job);
+    td_job_resolve(s->engine, &job);
+    if (job.sampler == TD_SAMPLER_RCM && flow_opt) {
+        av_log(ctx, AV_LOG_ERROR, "%s is a flow matching option, but this model samples with "
+               "rCM (a TurboDiffusion checkpoint, or a DiT it distills): set sampler=flow to "
+               "sample with flow matching, or drop %s\n", flow_opt, flow_opt);
+        return AVERROR(EINVAL);
+    }
+    if (job.sampler == TD_SAMPLER_FLOW && rcm_opt) {
+        av_log(ctx, AV_LOG_ERROR, "%s is an rCM option, but this model samples with flow "
+               "matching (%d steps; flow_steps sets them): drop %s, or set sampler=rcm\n",
+               rcm_opt, job.flow_steps, rcm_opt);
+        return AVERROR(EINVAL);
+    }
+    return 0;
+}
+
 /**
  * Say at info, before the first step, what the options will produce:
  * -t or -frames:v on the output cannot lengthen what the filter makes, so
@@ -244,7 +305,22 @@ static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
     };
     double seconds = s->clip_frames * av_q2d(av_inv_q(s->rate));
     int fps = td_engine_native_fps(s->engine);
-    char clips[64];
+    char clips[64], sampler[128];
+    td_job job;
+
+    /* The sampler the model's defaults resolve to, with its steps: flow
+     * matching takes 40 or 50 where rCM takes 1 to 4 (two passes each when
+     * it guides), which a user should know before the first one. */
+    job_from_options(s, &job);
+    td_job_resolve(s->engine, &job);
+    if (job.sampler == TD_SAMPLER_FLOW && job.guidance_low != job.guidance)
+        snprintf(sampler, sizeof(sampler), "flow matching %d steps, shift %g, guidance %g "
+                 "(low-noise expert %g)", job.flow_steps, job.shift, job.guidance, job.guidance_low);
+    else if (job.sampler == TD_SAMPLER_FLOW)
+        snprintf(sampler, sizeof(sampler), "flow matching %d steps, shift %g, guidance %g",
+                 job.flow_steps, job.shift, job.guidance);
+    else
+        snprintf(sampler, sizeof(sampler), "rCM %d step(s)", job.steps);
 
     if (ctx->nb_inputs)
         av_strlcpy(clips, i2v_clips[s->mode], sizeof(clips));
@@ -253,9 +329,9 @@ static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
     else
         snprintf(clips, sizeof(clips), "%d clip(s)",
                  s->clips ? s->clips : s->nb_prompt_lines ? s->nb_prompt_lines : 1);
-    av_log(ctx, AV_LOG_INFO, "%s of %d frames %dx%d at %d/%d fps (%.2fs each), %d step(s), "
+    av_log(ctx, AV_LOG_INFO, "%s of %d frames %dx%d at %d/%d fps (%.2fs each), %s, "
            "model %s, device %s%s\n", clips, s->clip_frames, s->w, s->h, s->rate.num, s->rate.den,
-           seconds, s->steps, s->dit ? s->dit : s->model_dir ? s->model_dir : "(the default model)",
+           seconds, sampler, s->dit ? s->dit : s->model_dir ? s->model_dir : "(the default model)",
            s->device, !ctx->nb_inputs && !s->loop && !s->clips ?
            "; for longer video set loop=1 (with -t or -frames:v on the output), clips=, "
            "or frames= / duration=" : "");
@@ -352,6 +428,8 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
         return td_averror(err.code);
     }
+    if ((ret = check_sampler_options(ctx, s)) < 0)
+        return ret;
 
     if ((ret = loras_from_options(ctx, s, &loras)) < 0)
         return ret;
@@ -381,6 +459,8 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
                               frames_unset ? &s->clip_frames : NULL))
         av_log(ctx, AV_LOG_VERBOSE, "the model's own clip: %dx%d, %d frames\n",
                s->w, s->h, s->clip_frames);
+    if ((ret = check_sampler_options(ctx, s)) < 0)
+        return ret;
     /* No rate (nor a duration counted at the default one): the model's own. */
     if (av_opt_is_set_to_default_by_name(s, "rate", 0) > 0 && s->duration <= 0)
         s->rate = (AVRational){ td_engine_native_fps(s->engine), 1 };

@@ -64,6 +64,11 @@ typedef struct TurboDiffContext {
     AVRational rate;
     int steps;
     double sigma_max;
+    int sampler;         ///< enum td_sampler
+    int flow_steps;      ///< the flow settings: 0 (NULL) is the model's own
+    double shift, guidance, guidance_low;
+    char *negative_prompt;
+    double boundary;     ///< A14B expert switch, 0: the model's
     int64_t seed;
     int attention;
     double topk;
@@ -124,23 +129,33 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
 #define TURBODIFF_COMMON_OPTIONS \
     { "prompt",     "text prompt (runtime command: from the next clip)", TD_OFFSET(prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_RFLAGS }, \
     { "prompts",    "text file with one prompt per line, one clip each", TD_OFFSET(prompts_file), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
-    { "model",      "model directory (upstream file names or turbodiff.json; default: the installed default model)", TD_OFFSET(model_dir), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
-    { "dit",        "diffusion transformer file (overrides model)", TD_OFFSET(dit), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "model",      "model directory: TurboWan2.1 T2V 1.3B/14B, TurboWan2.2 I2V A14B, Wan2.2 TI2V-5B or T2V A14B files under their upstream names, or a turbodiff.json (default: the installed default model)", TD_OFFSET(model_dir), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "dit",        "diffusion transformer file (overrides model; the high-noise expert of an A14B pair)", TD_OFFSET(dit), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "dit_low",    "low-noise expert of a Wan2.2 A14B pair", TD_OFFSET(dit_low), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "vae",        "Wan VAE file (overrides model)", TD_OFFSET(vae), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "t5",         "umT5 text encoder file (overrides model)", TD_OFFSET(t5), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "tokenizer",  "tokenizer file, spiece.model or tokenizer.json (overrides model)", TD_OFFSET(tokenizer), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
-    { "size",       "frame size, multiple of 16 (default: the model's own, else 832x480)", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, TD_FLAGS }, \
-    { "s",          "frame size, multiple of 16 (default: the model's own, else 832x480)", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "size",       "frame size, multiple of 16, of 32 for TI2V-5B (default: the model's own, else 832x480)", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "s",          "frame size, multiple of 16, of 32 for TI2V-5B (default: the model's own, else 832x480)", TD_OFFSET(w), AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "resolution", "target resolution 480p or 720p, with aspect (overrides size)", TD_OFFSET(resolution), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "aspect",     "aspect ratio for resolution", TD_OFFSET(aspect), AV_OPT_TYPE_RATIONAL, { .dbl = 16.0 / 9 }, 0, 100, TD_FLAGS }, \
     { "frames",     "frames per clip (-1: the model's own count, else 81)", TD_OFFSET(frames), AV_OPT_TYPE_INT, { .i64 = -1 }, -1, 4096, TD_FLAGS }, \
     { "duration",   "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
     { "d",          "clip duration (overrides frames)", TD_OFFSET(duration), AV_OPT_TYPE_DURATION, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
-    { "rate",       "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
-    { "r",          "frame rate", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
-    { "steps",      "sampling steps", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, 1, 4, TD_FLAGS }, \
-    { "sigma_max",  "initial noise level (0: the model's default)", TD_OFFSET(sigma_max), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1000, TD_FLAGS }, \
+    { "rate",       "frame rate (default: the model's, 24 for TI2V-5B, else 16)", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
+    { "r",          "frame rate (default: the model's, 24 for TI2V-5B, else 16)", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
+    { "steps",      "rCM sampling steps (TurboDiffusion checkpoints; flow matching counts flow_steps)", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, 1, 4, TD_FLAGS }, \
+    { "sigma_max",  "initial noise level of rCM (0: the model's default)", TD_OFFSET(sigma_max), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1000, TD_FLAGS }, \
+    { "sampler",    "sampler", TD_OFFSET(sampler), AV_OPT_TYPE_INT, { .i64 = TD_SAMPLER_AUTO }, TD_SAMPLER_AUTO, TD_SAMPLER_FLOW, TD_FLAGS, .unit = "sampler" }, \
+        { "auto", "the model's: rcm for TurboDiffusion checkpoints, flow for Wan2.2 TI2V-5B and T2V A14B", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_AUTO }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
+        { "rcm",  "rCM, 1 to 4 steps (steps)", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_RCM }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
+        { "flow", "flow matching (UniPC) with classifier-free guidance", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_FLOW }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
+    { "flow_steps", "flow matching steps (0: the model's, TI2V-5B 50, T2V A14B 40)", TD_OFFSET(flow_steps), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1000, TD_FLAGS }, \
+    { "shift",      "flow matching sigma shift (0: the model's)", TD_OFFSET(shift), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 100, TD_FLAGS }, \
+    { "guidance",   "classifier-free guidance scale, 1: none (0: the model's)", TD_OFFSET(guidance), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 100, TD_FLAGS }, \
+    { "guidance_low", "guidance of an A14B pair's low-noise expert (0: the model's)", TD_OFFSET(guidance_low), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 100, TD_FLAGS }, \
+    { "negative_prompt", "what guidance steers away from (default: Wan's negative prompt)", TD_OFFSET(negative_prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "boundary",   "noise level where an A14B pair switches experts, below 1 (0: the model's)", TD_OFFSET(boundary), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1, TD_FLAGS }, \
     { "seed",       "noise seed, -1 for a random one (runtime command: from the next clip)", TD_OFFSET(seed), AV_OPT_TYPE_INT64, { .i64 = -1 }, -1, INT64_MAX, TD_RFLAGS }, \
     { "attention",  "attention mode", TD_OFFSET(attention), AV_OPT_TYPE_INT, { .i64 = TD_ATTN_SLA }, 0, 2, TD_FLAGS, .unit = "attention" }, \
         { "full",    "dense attention", 0, AV_OPT_TYPE_CONST, { .i64 = TD_ATTN_FULL }, 0, 0, TD_FLAGS, .unit = "attention" }, \

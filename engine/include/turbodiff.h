@@ -75,7 +75,7 @@ extern "C" {
  * program built against one MAJOR.MINOR passes structs laid out for it, so
  * it must refuse a library of another (td_version says which is loaded). */
 #define TD_VERSION_MAJOR 0
-#define TD_VERSION_MINOR 3
+#define TD_VERSION_MINOR 4
 #define TD_VERSION_MICRO 0
 #define TD_VERSION_INT (TD_VERSION_MAJOR << 16 | TD_VERSION_MINOR << 8 | TD_VERSION_MICRO)
 
@@ -283,6 +283,14 @@ TD_API int td_job_run(td_engine *eng, const td_job *job);
  * image at that area, each side a multiple of 16. Only the image's size is
  * read, so a caller can size its output before the image arrives. */
 TD_API void td_job_output_size(const td_job *job, int *width, int *height);
+
+/* The sampler settings td_job_run will use for this job on this engine:
+ * sampler AUTO becomes the model's sampler (TD_SAMPLER_RCM or
+ * TD_SAMPLER_FLOW), and boundary, flow_steps, shift, guidance and
+ * guidance_low left <= 0 the model's values; the rest of the job is left
+ * as it is. Callers tell the user what the model's defaults amount to
+ * before a long run (or which settings the sampler will not read). */
+TD_API void td_job_resolve(const td_engine *eng, td_job *job);
 
 #ifdef __cplusplus
 }

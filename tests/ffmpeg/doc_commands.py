@@ -42,6 +42,8 @@ FIXTURES = {
     "TurboWan2.1-T2V-1.3B": ("link", "pipeline"),
     "wan-i2v": ("link", "pipeline/i2v"),              # an image-to-video (A14B pair) directory
     "TurboWan2.2-I2V-A14B": ("link", "pipeline/i2v"),
+    "Wan2.2-TI2V-5B": ("link", "pipeline/ti2v"),        # text and image to video, 24 fps
+    "Wan2.2-T2V-A14B": ("link", "pipeline/t2v_a14b"),   # a text-to-video expert pair
     "model.safetensors": ("link", "pipeline/dit.safetensors"),
     "dit.pth": ("link", "pipeline/dit.safetensors"),
     "umt5.safetensors": ("link", "pipeline/umt5.safetensors"),

@@ -42,7 +42,8 @@ expect_error() {
 
 # --- help lists every option ------------------------------------------------
 common="prompt prompts model dit dit_low vae t5 tokenizer size resolution aspect frames
-        duration rate steps sigma_max seed attention topk device low_memory lora lora_scale queue"
+        duration rate steps sigma_max sampler flow_steps shift guidance guidance_low negative_prompt
+        boundary seed attention topk device low_memory lora lora_scale queue"
 for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; do
     name=${f%%:*}
     help=$(timeout "$T" "$ffmpeg" -hide_banner -h filter="$name" 2>&1)
@@ -58,6 +59,10 @@ grep -qE "^ +steps .*\(from 1 to 4\)" <<<"$help" && grep -qE "^ +topk .*\(from 0
     bad "help shows the real ranges, no private threads" "$help"
 grep -q "full" <<<"$help" && grep -q "sagesla" <<<"$help" && ok "help names the attention modes" ||
     bad "help names the attention modes" "$help"
+# the samplers, and the model families the model option takes
+grep -qE "^ +auto +0 " <<<"$help" && grep -qE "^ +rcm +1 " <<<"$help" && grep -qE "^ +flow +2 " <<<"$help" &&
+    grep -qE "^ +model .*TI2V-5B" <<<"$help" && ok "help names the samplers and the models" ||
+    bad "help names the samplers and the models" "$help"
 
 # --- bad options: clear message, non-zero exit --------------------------------
 # A model directory under the upstream file names, linked to the tiny random
@@ -97,6 +102,18 @@ expect_error "bad device"         "device 'gpu'"             $(src "model=$model
 expect_error "bad resolution"     "resolution '1080p'"       $(src "model=$model:resolution=1080p") $null
 expect_error "i2v steps 5"        "'steps' out of range [1 - 4]"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
 expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:mode=extend" $null
+# sampler options: ranges, and options the sampler would not read (with
+# sampler=auto, once the model says which sampler it takes)
+ti2v=$data/pipeline/ti2v
+expect_error "sampler dmd"        '"sampler" option value "dmd"' $(src "model=$model:sampler=dmd") $null
+expect_error "flow_steps 1001"    "'flow_steps' out of range [0 - 1000]" $(src "model=$model:flow_steps=1001") $null
+expect_error "guidance -1"        "'guidance' out of range [0 - 100]" $(src "model=$model:guidance=-1") $null
+expect_error "boundary 1"         "boundary 1 is out of range" $(src "model=$model:boundary=1") $null
+expect_error "flow_steps with sampler=rcm" "flow_steps is a flow matching option, but sampler=rcm" $(src "model=$model:sampler=rcm:flow_steps=8") $null
+expect_error "sigma_max with sampler=flow" "sigma_max is an rCM option, but sampler=flow" $(src "model=$model:sampler=flow:sigma_max=40") $null
+expect_error "guidance, rCM model" "guidance is a flow matching option, but this model samples with rCM" $(src "model=$model:guidance=3") $null
+expect_error "steps, TI2V-5B"     "steps is an rCM option, but this model samples with flow matching (50 steps" $(src "model=$ti2v:steps=2") $null
+expect_error "i2v negative_prompt with sampler=rcm" "negative_prompt is a flow matching option, but sampler=rcm" -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:sampler=rcm:negative_prompt=blur" $null
 
 # A libturbodiff whose interface differs from the one FFmpeg was built with.
 if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/other_abi.c" -o "$tmp/other_abi.so"; then
@@ -375,6 +392,51 @@ else
         -f lavfi -i "$t2v:lora=$L/tiny_kohya.safetensors:lora_scale=1|2" $null
     expect_error "missing lora file" "lora file '/nonexistent-td/l.safetensors'" \
         -f lavfi -i "$t2v:lora=/nonexistent-td/l.safetensors" $null
+
+    # Wan2.2 TI2V-5B (the tiny TI2V set: a 48-channel DiT with the Wan2.2
+    # VAE) through both filters, as a user leaves it: its manifest's clip at
+    # the model's 24 fps, flow matching at its own settings
+    want="64,32,24/1,5"
+    got=$(timeout "$T" "$ffprobe" -v error -f lavfi -i "turbodiff=model=$ti2v:prompt=a:seed=1:device=cpu" \
+          -count_frames -show_entries stream=width,height,r_frame_rate,nb_read_frames -of csv=p=0)
+    [ "$got" = "$want" ] && ok "TI2V-5B text to video: $got" || bad "TI2V-5B text to video: got '$got' want '$want'"
+    img="testsrc2=s=64x32:r=2:d=0.5,format=rgb24"
+    got=$(timeout "$T" "$ffprobe" -v error -f lavfi -i "$img,turbodiff_i2v=model=$ti2v:prompt=a:seed=1:device=cpu" \
+          -count_frames -show_entries stream=width,height,r_frame_rate,nb_read_frames -of csv=p=0)
+    [ "$got" = "$want" ] && ok "TI2V-5B image to video: $got" || bad "TI2V-5B image to video: got '$got' want '$want'"
+    # the image is the clip's first frame (as the VAE renders it): the same
+    # for every seed, where the rest of the clip and a text-to-video clip's
+    # first frame follow the seed; another image makes another first frame
+    rgb() { timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v error "$@" -f rawvideo -pix_fmt rgb24 -; }
+    for s in 1 2; do
+        rgb -f lavfi -i "$img" -vf "turbodiff_i2v=model=$ti2v:prompt=a:seed=$s:device=cpu" > "$tmp/ti2v_i$s"
+        rgb -f lavfi -i "turbodiff=model=$ti2v:prompt=a:seed=$s:device=cpu" > "$tmp/ti2v_t$s"
+    done
+    rgb -f lavfi -i "$img,hflip" -vf "turbodiff_i2v=model=$ti2v:prompt=a:seed=1:device=cpu" > "$tmp/ti2v_flip"
+    first() { head -c 6144 "$1"; }
+    rest() { tail -c +6145 "$1"; }
+    [ "$(wc -c < "$tmp/ti2v_i1")" = 30720 ] && cmp -s <(first "$tmp/ti2v_i1") <(first "$tmp/ti2v_i2") &&
+        ! cmp -s <(rest "$tmp/ti2v_i1") <(rest "$tmp/ti2v_i2") && ! cmp -s <(first "$tmp/ti2v_t1") <(first "$tmp/ti2v_t2") &&
+        ! cmp -s <(first "$tmp/ti2v_i1") <(first "$tmp/ti2v_flip") &&
+        ok "TI2V-5B image to video starts from the image (first frame seed-independent, image-dependent)" ||
+        bad "TI2V-5B image to video: first frame not the image's" "$(ls -l "$tmp"/ti2v_*)"
+
+    # the flow sampler on the text-to-video set: deterministic by seed, not
+    # the rCM clip; the plan line names the sampler the options resolve to
+    for v in flow:flow_steps=2:seed=1 flow:flow_steps=2:seed=1 flow:flow_steps=2:seed=2 rcm:steps=1:seed=1; do
+        lora_md5 -f lavfi -i "turbodiff=model=$TURBODIFF_MODEL:size=64x32:device=cpu:prompt=a:frames=3:sampler=$v"
+    done > "$tmp/flow.md5"
+    a=$(sed -n 1p "$tmp/flow.md5"); b=$(sed -n 2p "$tmp/flow.md5"); c=$(sed -n 3p "$tmp/flow.md5"); d=$(sed -n 4p "$tmp/flow.md5")
+    [ "$a" = "$b" ] && [ "$a" != "$c" ] && [ "$a" != "$d" ] && ok "sampler=flow:flow_steps=2 deterministic by seed, unlike rcm" ||
+        bad "sampler=flow: seed 1 $a, again $b, seed 2 $c, rcm $d"
+    for v in "$TURBODIFF_MODEL:sampler=flow:flow_steps=2|flow matching 2 steps, shift 5, guidance 5," \
+             "$TURBODIFF_MODEL:steps=2|rCM 2 step(s)," \
+             "$ti2v|flow matching 50 steps, shift 5, guidance 5," \
+             "$data/pipeline/t2v_a14b:flow_steps=3|flow matching 3 steps, shift 12, guidance 4 (low-noise expert 3),"; do
+        got=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info -f lavfi \
+              -i "turbodiff=model=${v%%|*}:prompt=a:seed=1:frames=1:device=cpu" -f null - 2>&1)
+        grep -qF "${v#*|} model " <<<"$got" && ok "plan line: ${v#*|}" || bad "plan line lacks '${v#*|}'" "$got"
+    done
 fi
 
 echo "ffmpeg tier: $pass passed, $fail failed, $skip skipped"

@@ -1,6 +1,7 @@
 """turbodiff generate as scripts and render farms use it: where the clip
 goes (-o, --out -, refused extensions, --png-dir checked before any work),
---seed -1, progress lines in a log file, and the order of `turbodiff --help`.
+--seed -1, progress lines in a log file, the order of `turbodiff --help`, and
+sampler options the sampler would not read refused before any work.
 
 The committed tiny model set (tests/data/pipeline, 64x32 x 5 frames) keeps
 each run well under a second.
@@ -13,6 +14,7 @@ from conftest import run_td
 
 MODEL = pathlib.Path(__file__).resolve().parents[1] / "data" / "pipeline"
 GEN = ["generate", "--model", MODEL, "--prompt", "a red circle", "--steps", 1, "--threads", 1]
+TI2V = ["generate", "--model", MODEL / "ti2v", "--prompt", "a red circle", "--threads", 1]
 
 
 def test_o_is_out(td_cli, tmp_path):
@@ -88,3 +90,21 @@ def test_help_lists_generate_first_and_debug_last(td_cli):
     assert cmds[0][0] == "generate", cmds
     debug = [i for i, (_, summary) in enumerate(cmds) if summary.startswith("debug:")]
     assert debug and debug == list(range(len(cmds) - len(debug), len(cmds))), cmds
+
+
+def test_options_the_sampler_would_not_read_are_refused(td_cli, tmp_path):
+    # the tiny Wan2.1 set samples with rCM, the tiny TI2V-5B set with flow
+    # matching; --sampler names one before the model loads
+    cases = [([*GEN, "--flow-steps", 2], "--flow-steps is a flow matching option", "--sampler flow"),
+             ([*GEN, "--sampler", "rcm", "--negative-prompt", "blur"], "--negative-prompt is a flow", "--sampler flow"),
+             ([*GEN, "--sampler", "flow"], "--steps is an rCM option, but --sampler flow", "--sampler rcm"),
+             ([*TI2V, "--sigma-max", 40], "--sigma-max is an rCM option, but this model", "--sampler rcm"),
+             ([*TI2V, "--ode"], "--ode is an rCM option", "--sampler rcm")]
+    for args, says, fix in cases:
+        p = run_td(td_cli, *args, "--out", tmp_path / "x.y4m", check=False)
+        assert p.returncode != 0 and says in p.stderr and fix in p.stderr, (args, p.stderr)
+        assert "denoise" not in p.stderr and not (tmp_path / "x.y4m").exists(), "refused before generating"
+    p = run_td(td_cli, *TI2V, "--flow-steps", 2, "--guidance", 3, "--out", tmp_path / "y.y4m")
+    assert re.search(r"turbodiff: denoise +2/2", p.stderr), p.stderr
+    p = run_td(td_cli, *GEN, "--sampler", "rcm", "--out", tmp_path / "z.y4m")
+    assert re.search(r"turbodiff: denoise +1/1", p.stderr), p.stderr

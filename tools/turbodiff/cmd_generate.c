@@ -274,6 +274,37 @@ static int check_outputs(const char *out, const char *png_dir, int json)
     return 0;
 }
 
+/* The first given option of the sampler a job will not use, or NULL. */
+static const char *unread_option(int sampler, const char *flow_opt, const char *rcm_opt)
+{
+    return sampler == TD_SAMPLER_RCM ? flow_opt : sampler == TD_SAMPLER_FLOW ? rcm_opt : NULL;
+}
+
+/* An option the sampler would not read is refused, as the filters refuse
+ * it, rather than passed over: with --sampler rcm or flow before the model
+ * loads (eng NULL), with auto once the model says which sampler it takes. */
+static int check_sampler_options(const td_engine *eng, const td_job *job, const char *flow_opt,
+                                 const char *rcm_opt, td_error *err)
+{
+    td_job r = *job;
+    const char *opt;
+
+    td_job_resolve(eng, &r);
+    if (!(opt = unread_option(r.sampler, flow_opt, rcm_opt)))
+        return 0;
+    if (r.sampler == TD_SAMPLER_RCM)
+        snprintf(err->msg, sizeof(err->msg), "%s is a flow matching option, but %s: drop %s, or "
+                 "use --sampler flow", opt, job->sampler == TD_SAMPLER_AUTO ? "this model samples "
+                 "with rCM (a TurboDiffusion checkpoint, or a DiT it distills)" : "--sampler rcm", opt);
+    else
+        snprintf(err->msg, sizeof(err->msg), "%s is an rCM option, but %s: drop %s (--flow-steps "
+                 "counts flow matching's steps), or use --sampler rcm", opt,
+                 job->sampler == TD_SAMPLER_AUTO ? "this model samples with flow matching"
+                                                 : "--sampler flow", opt);
+    err->code = TD_EINVAL;
+    return TD_EINVAL;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     td_engine_config cfg;
@@ -284,6 +315,7 @@ int cmd_generate(int argc, char **argv)
     td_tensor emb = { 0 };
     gen_out o = { 0 };
     const char *out = NULL, *context = NULL, *image = NULL, *save = NULL;
+    const char *flow_opt = NULL, *rcm_opt = NULL;   /* the first of each sampler's given */
     uint8_t *image_rgb = NULL;
     int w, h, size_given = 0, frames_given = 0, random_seed = 0, rc = 0;
     lora_args lora = { 0 };
@@ -295,7 +327,7 @@ int cmd_generate(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--ode")) { job.ode = 1; continue; }
+        if (!strcmp(a, "--ode")) { job.ode = 1; rcm_opt = rcm_opt ? rcm_opt : a; continue; }
         if (!strcmp(a, "--json")) { o.json = 1; continue; }
         if (!strcmp(a, "--adaptive")) { job.adaptive_resolution = 1; continue; }
         if (!strcmp(a, "--low-memory")) { cfg.low_memory = 1; continue; }
@@ -304,6 +336,11 @@ int cmd_generate(int argc, char **argv)
             return 2;
         }
         i++;
+        if (!flow_opt && (!strcmp(a, "--flow-steps") || !strcmp(a, "--shift") || !strcmp(a, "--guidance") ||
+                          !strcmp(a, "--guidance-low") || !strcmp(a, "--negative-prompt")))
+            flow_opt = a;
+        if (!rcm_opt && (!strcmp(a, "--steps") || !strcmp(a, "--sigma-max")))
+            rcm_opt = a;
         if (!strcmp(a, "--model")) cfg.model_dir = v;
         else if (!strcmp(a, "--dit")) cfg.dit = v;
         else if (!strcmp(a, "--dit-low")) cfg.dit_low = v;
@@ -379,7 +416,11 @@ int cmd_generate(int argc, char **argv)
     job.opaque = &o;
     job.error = &err;
     if (rc == 0)
+        rc = check_sampler_options(NULL, &job, flow_opt, rcm_opt, &err);
+    if (rc == 0)
         rc = td_engine_open(&cfg, &eng, &err);
+    if (rc == 0)
+        rc = check_sampler_options(eng, &job, flow_opt, rcm_opt, &err);
     /* What the user left unset comes from the model's native clip. */
     if (rc == 0)
         td_engine_native_clip(eng, size_given ? NULL : &job.width, size_given ? NULL : &job.height,

@@ -221,6 +221,29 @@ int td_engine_native_fps(const td_engine *eng)
     return d.fps;
 }
 
+/* The same choices td_generate makes (generate.c: choose_sampler, run_rcm,
+ * run_flow); test_job_resolve holds the two together through the step
+ * count a run reports. */
+void td_job_resolve(const td_engine *eng, td_job *job)
+{
+    td_model_defaults d;
+    if (!eng || !job)
+        return;
+    td_models_defaults(eng->models, &d);
+    if (job->sampler == TD_SAMPLER_AUTO)
+        job->sampler = d.sampler;
+    if (job->boundary <= 0)
+        job->boundary = d.boundary;
+    if (job->flow_steps <= 0)
+        job->flow_steps = d.flow_steps;
+    if (job->shift <= 0)
+        job->shift = d.shift;
+    if (job->guidance <= 0)
+        job->guidance = d.guidance;
+    if (job->guidance_low <= 0)
+        job->guidance_low = d.guidance_low;
+}
+
 const char *td_engine_errmsg(const td_engine *eng)
 {
     return eng ? eng->ctx.errmsg : "no engine";
