@@ -51,7 +51,7 @@ static int check_vae(td_ctx *ctx, const td_model_files *files, const td_models *
     return 0;
 }
 
-void td_models_defaults(const td_models *m, td_model_defaults *d)
+void td_models_defaults(const td_models *m, const td_model_files *files, td_model_defaults *d)
 {
     const td_dit_config *c = &m->cfg;
     int distilled = c->has_proj_l || c->quant;
@@ -71,6 +71,10 @@ void td_models_defaults(const td_models *m, td_model_defaults *d)
         /* wan_i2v_A14B.py: boundary 0.9, guidance (3.5, 3.5) */
         d->flow_steps = 40, d->guidance = d->guidance_low = 3.5;
     }
+    if (files->sampler != TD_SAMPLER_AUTO)
+        d->sampler = files->sampler;
+    if (files->sampler == TD_SAMPLER_DMD && !c->ti2v)
+        d->width = 832, d->height = 448, d->frames = 61;
 }
 
 static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
