@@ -30,6 +30,7 @@ import pytest
 import torch
 import transformers
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+from safetensors.torch import load_file, save_file
 
 import vae_ref
 import vae22_ref
@@ -71,9 +72,11 @@ def dmd_reference(dit, ctx, shape, seed, steps):
     return x.astype(np.float32)
 
 
-def write_fastwan(d, dit, t5, vae, ti2v):
+def write_fastwan(d, dit, t5, vae, ti2v, vsa_gates):
     """The repository's layout and manifests (model_index.json lists its
-    components as diffusers does; FastVideo routes on _class_name)."""
+    components as diffusers does; FastVideo routes on _class_name); with
+    vsa_gates, the transformer also holds the gates of FastVideo's Video
+    Sparse Attention blocks, as a sparse-distilled FastWan2.1 may."""
     index = {"_class_name": "WanDMDPipeline", "_diffusers_version": "0.33.0.dev0",
              "scheduler": ["diffusers", "UniPCMultistepScheduler"],
              "text_encoder": ["transformers", "UMT5EncoderModel"],
@@ -82,6 +85,16 @@ def write_fastwan(d, dit, t5, vae, ti2v):
              "vae": ["diffusers", "AutoencoderKLWan"]}
     (d / "model_index.json").write_text(json.dumps(index, indent=2))
     dit.save_pretrained(d / "transformer", safe_serialization=True)
+    if vsa_gates:
+        # FastVideo's VSA blocks add to_gate_compress (a dim x dim linear)
+        st = d / "transformer" / "diffusion_pytorch_model.safetensors"
+        sd = load_file(str(st))
+        dim = sd["blocks.0.attn1.to_q.weight"].shape[0]
+        gen = torch.Generator().manual_seed(len(sd))
+        for i in range(dit.config.num_layers):
+            sd[f"blocks.{i}.to_gate_compress.weight"] = torch.randn(dim, dim, generator=gen)
+            sd[f"blocks.{i}.to_gate_compress.bias"] = torch.randn(dim, generator=gen)
+        save_file(sd, str(st))
     (d / "vae").mkdir()
     if ti2v:
         vae22_ref.save_all(vae, d / "vae" / "diffusion_pytorch_model.safetensors", d / "x.pth", d / "x.safetensors")
@@ -113,7 +126,7 @@ def test_fastwan_dmd_matches_fastvideo_loop(td_cli, tmp_path, seed, kind, steps)
     vae = vae22_ref.tiny_vae22(seed) if ti2v else vae_ref.tiny_vae(seed)
     model = tmp_path / "FastWan"
     model.mkdir()
-    write_fastwan(model, dit, t5, vae, ti2v)
+    write_fastwan(model, dit, t5, vae, ti2v, vsa_gates=not ti2v)
     args = ["--timesteps", steps] if steps else []
     p = run_td(td_cli, "generate", "--model", model, "--prompt", PROMPT, "--size", f"{W}x{H}",
                "--frames", F, "--seed", seed, "--attention", "full", "--save-frames", tmp_path / "f.npy",
@@ -130,6 +143,8 @@ def test_fastwan_dmd_matches_fastvideo_loop(td_cli, tmp_path, seed, kind, steps)
     print(f"FastWan {kind} DMD {schedule} vs FastVideo's loop: rel L2 {err:.3g}")
     assert ours.shape == (F, H, W, 3)
     assert err < 1e-4, p.stderr
+    # a DiT with VSA gates runs dense and says so; the FullAttn one says nothing
+    assert ("Video Sparse Attention" in p.stderr) == (not ti2v), p.stderr
 
     # the sampler matters: rCM on the same directory gives another clip
     run_td(td_cli, "generate", "--model", model, "--prompt", PROMPT, "--size", f"{W}x{H}", "--frames", F,

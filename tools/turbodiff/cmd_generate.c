@@ -381,6 +381,11 @@ int cmd_generate(int argc, char **argv)
     job.log_opaque = &o;
     job.opaque = &o;
     job.error = &err;
+    /* Warnings about the model files (a DiT trained for attention turbodiff
+     * lacks) are the user's to see; the residency report is not. */
+    cfg.log = on_log;
+    cfg.log_opaque = &o;
+    cfg.log_level = TD_LOG_WARNING;
     if (rc == 0)
         rc = td_engine_open(&cfg, &eng, &err);
     /* What the user left unset comes from the model's native clip. */
