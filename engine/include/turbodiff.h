@@ -252,8 +252,7 @@ typedef struct td_job {
     const char *negative_prompt; /* NULL: Wan's default negative prompt */
     /* DMD: the DiT timesteps of its steps, decreasing integers in 1..1000
      * separated by commas; NULL: FastWan's published "1000,757,522". The
-     * sigma of each is looked up on FastVideo's shift-8 grid (shift > 0
-     * replaces the 8). */
+     * sigma of each is looked up on FastVideo's shift-8 grid. */
     const char *timesteps;
     td_frame_fn on_frame;
     td_progress_fn on_progress;

@@ -345,8 +345,9 @@ static void test_dmd_toy(td_backend *be, uint64_t seed)
         td_sample_io io = { .be = be, .noise = { .seed = seed } };
         double sig[TD_DMD_MAX_STEPS], want[N];
 
+        td_dmd_params_default(&p);
         CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", lists[l], &p) == 0, "%s", ctx.errmsg);
-        td_dmd_sigmas(&ctx, &p, sig);
+        CHECK(td_dmd_sigmas(&ctx, &p, sig) == 0, "%s", ctx.errmsg);
         for (int i = 0; i < N; i++) {
             double xd = noise[0][i];
             for (int s = 0; s < p.steps; s++) {

@@ -71,7 +71,7 @@ static void usage(FILE *f)
         "                       with guidance) or dmd\n"
         "  --timesteps LIST     dmd steps as DiT timesteps (default: FastWan's 1000,757,522)\n"
         "  --flow-steps N       flow matching steps 1..1000 (default: the model's, e.g. 50)\n"
-        "  --shift S            flow matching sigma shift (default: the model's, e.g. 5; dmd 8)\n"
+        "  --shift S            flow matching sigma shift (default: the model's, e.g. 5)\n"
         "  --guidance G         classifier-free guidance scale, 1: none (default: the model's)\n"
         "  --guidance-low G     the low-noise expert's guidance (default: the model's)\n"
         "  --negative-prompt T  what guidance steers away from (default: Wan's negative prompt)\n"

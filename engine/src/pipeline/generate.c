@@ -482,15 +482,9 @@ static int run_dmd(run *r, td_denoiser *cond, td_sample_io *io, td_tensor *x)
     const td_job *job = r->job;
     td_dmd_params p;
 
-    if (r->m->pair)
-        return td_fail(ctx, TD_EINVAL, "sampler dmd: %s and %s are a high/low-noise expert pair, "
-                       "and DMD (FastWan) runs one DiT: use the rcm or flow sampler",
-                       r->eng->files.dit, r->eng->files.dit_low);
     td_dmd_params_default(&p);
     if (job->timesteps)
         TD_TRY(td_dmd_parse_timesteps(ctx, "timesteps", job->timesteps, &p));
-    if (job->shift > 0)
-        p.shift = job->shift;
     progress(r, TD_STAGE_DENOISE, 0, p.steps);
     return td_dmd_sample(ctx, &p, cond, io, x);
 }
@@ -521,6 +515,10 @@ int td_generate(td_engine *eng, const td_job *job)
     td_models_defaults(r.m, &eng->files, &d);
     sampler = choose_sampler(job, &d);
     guided = sampler == TD_SAMPLER_FLOW && flow_guided(job, &d, r.m->pair);
+    if (sampler == TD_SAMPLER_DMD && r.m->pair)
+        return td_fail(ctx, TD_EINVAL, "sampler dmd: %s and %s are a high/low-noise expert pair, "
+                       "and DMD (FastWan) runs one DiT: use the rcm or flow sampler",
+                       eng->files.dit, eng->files.dit_low);
     TD_TRY(check_task(&r));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);

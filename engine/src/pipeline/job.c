@@ -49,6 +49,7 @@ static int validate_flow(td_ctx *ctx, const td_job *job)
                        job->sampler);
     if (job->timesteps) {
         td_dmd_params p;
+        td_dmd_params_default(&p);
         TD_TRY(td_dmd_parse_timesteps(ctx, "timesteps", job->timesteps, &p));
     }
     if (job->flow_steps < 0 || job->flow_steps > 1000)
