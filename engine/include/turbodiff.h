@@ -186,12 +186,17 @@ TD_API int td_engine_native_fps(const td_engine *eng);
  * ------------------------------------------------------------------------- */
 
 enum td_attention { TD_ATTN_FULL = 0, TD_ATTN_SLA = 1, TD_ATTN_SAGESLA = 2 };
-/* AUTO: rCM for TurboDiffusion's distilled checkpoints (those carrying SLA
- * projections or W8A8 weights) and for the Wan2.1 T2V / Wan2.2 I2V A14B
- * DiTs TurboDiffusion distills; flow matching with CFG for the models it
- * publishes no distilled checkpoint of (Wan2.2 TI2V-5B, the Wan2.2 T2V
- * A14B pair). An undistilled Wan2.1 or I2V A14B file needs FLOW. */
-enum td_sampler { TD_SAMPLER_AUTO = 0, TD_SAMPLER_RCM = 1, TD_SAMPLER_FLOW = 2 };
+/* AUTO: DMD for FastVideo's FastWan checkpoints (a diffusers directory
+ * whose model_index.json names WanDMDPipeline, or a turbodiff.json with
+ * "sampler": "dmd"); rCM for TurboDiffusion's distilled checkpoints (those
+ * carrying SLA projections or W8A8 weights) and for the Wan2.1 T2V / Wan2.2
+ * I2V A14B DiTs TurboDiffusion distills; flow matching with CFG for the
+ * models it publishes no distilled checkpoint of (Wan2.2 TI2V-5B, the
+ * Wan2.2 T2V A14B pair). An undistilled Wan2.1 or I2V A14B file needs FLOW.
+ * DMD: FastVideo's few-step loop (x0 from the velocity, fresh noise at the
+ * next timestep), no guidance, steps from td_job.timesteps. */
+enum td_sampler { TD_SAMPLER_AUTO = 0, TD_SAMPLER_RCM = 1, TD_SAMPLER_FLOW = 2,
+                  TD_SAMPLER_DMD = 3 };
 enum td_frame_format { TD_FRAME_RGB24 = 0, TD_FRAME_RGBF32 = 1 };
 enum td_stage { TD_STAGE_TEXT = 0, TD_STAGE_IMAGE_ENCODE, TD_STAGE_DENOISE,
                 TD_STAGE_DECODE, TD_STAGE_DONE };
@@ -245,6 +250,10 @@ typedef struct td_job {
     double guidance;         /* classifier-free guidance scale; 1: none */
     double guidance_low;     /* the low-noise expert's */
     const char *negative_prompt; /* NULL: Wan's default negative prompt */
+    /* DMD: the DiT timesteps of its steps, decreasing integers in 1..1000
+     * separated by commas; NULL: FastWan's published "1000,757,522". The
+     * sigma of each is looked up on FastVideo's shift-8 grid. */
+    const char *timesteps;
     td_frame_fn on_frame;
     td_progress_fn on_progress;
     void *opaque;

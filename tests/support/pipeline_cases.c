@@ -132,8 +132,8 @@ static int make_set(td_ctx *ctx, const tc_suite *s, char *dir, size_t dir_size, 
 
 static void set_cases(tc_suite *s)
 {
-    const tc_want t2v = { NULL, TD_ATTN_FULL }, sla = { NULL, TD_ATTN_SLA },
-                  i2v = { s->image, TD_ATTN_FULL };
+    const tc_want t2v = { NULL, TD_ATTN_FULL, TD_SAMPLER_AUTO }, sla = { NULL, TD_ATTN_SLA, TD_SAMPLER_AUTO },
+                  i2v = { s->image, TD_ATTN_FULL, TD_SAMPLER_AUTO }, dmd = { NULL, TD_ATTN_FULL, TD_SAMPLER_DMD };
     s->cases[TC_T2V] = (tc_case){ "t2v full attention", s->t2v_dir, t2v, 0 };
     s->cases[TC_SLA] = (tc_case){ "t2v SLA", s->sla_dir, sla, 0 };
     s->cases[TC_SLA_FULL] = (tc_case){ "t2v SLA model, full attention", s->sla_dir, t2v, 0 };
@@ -142,6 +142,7 @@ static void set_cases(tc_suite *s)
     s->cases[TC_I2V_LOW] = (tc_case){ "i2v expert pair, low memory", s->i2v_dir, i2v, 1 };
     s->cases[TC_TI2V] = (tc_case){ "TI2V-5B t2v", s->ti2v_dir, t2v, 0 };
     s->cases[TC_TI2V_I2V] = (tc_case){ "TI2V-5B i2v", s->ti2v_dir, i2v, 0 };
+    s->cases[TC_DMD] = (tc_case){ "t2v DMD", s->t2v_dir, dmd, 0 };
 }
 
 int tc_suite_make(td_ctx *ctx, test_rng *r, tc_suite *s)
@@ -232,6 +233,7 @@ int tc_run(td_engine *eng, const tc_want *want, int cancel_at_step, tc_clip *c, 
     job.seed = 11;
     job.flow_steps = 3;   /* TI2V: flow matching, 2 DiT calls per step */
     job.attention = want->attention;
+    job.sampler = want->sampler;
     job.topk = 0.5;
     job.frame_format = TD_FRAME_RGBF32;
     if (want->image) {

@@ -6,7 +6,7 @@
  * model with full attention (what SLA must differ from), and image-to-video
  * on the A14B-style expert pair, resident and with low memory, and Wan2.2
  * TI2V-5B (48-channel DiT, Wan2.2 VAE, flow matching with CFG) text- and
- * image-to-video. Each case
+ * image-to-video, and text-to-video with the DMD sampler. Each case
  * makes one 64x32, 5-frame RGBF32 clip with a fixed seed; the tests compare
  * clips across backends and between cases.
  *
@@ -46,6 +46,7 @@ typedef struct tc_clip {
 typedef struct tc_want {
     const uint8_t *image;   /* TC_IMAGE_W x TC_IMAGE_H RGB24, or NULL */
     int attention;          /* TD_ATTN_* */
+    int sampler;            /* TD_SAMPLER_* (AUTO: the model's) */
 } tc_want;
 
 typedef struct tc_case {
@@ -65,6 +66,7 @@ enum {
     TC_I2V_LOW,      /* i2v expert pair, low memory */
     TC_TI2V,         /* TI2V-5B text-to-video (flow matching, CFG) */
     TC_TI2V_I2V,     /* TI2V-5B image-to-video */
+    TC_DMD,          /* t2v with the DMD sampler (FastWan's loop) */
     TC_NCASES
 };
 

@@ -79,6 +79,132 @@ static void expect_invalid(td_engine *eng, td_job job, const char *needle)
           err.msg);
 }
 
+/* What a job reports of its sampler: the verbose log line naming it and
+ * the step count of the denoise stage, where it is stopped. */
+typedef struct sampler_seen {
+    char name[64];
+    int steps;
+    int cancel;
+} sampler_seen;
+
+static void seen_log(void *opaque, int level, const char *msg)
+{
+    sampler_seen *s = opaque;
+    (void)level;
+    if (!strncmp(msg, "sampler: ", 9))
+        snprintf(s->name, sizeof(s->name), "%s", msg + 9);
+}
+
+static void seen_progress(void *opaque, const td_progress *p)
+{
+    sampler_seen *s = opaque;
+    if (p->stage == TD_STAGE_DENOISE && !s->steps) {
+        s->steps = p->steps;
+        __atomic_store_n(&s->cancel, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* The sampler a job with `sampler` and `timesteps` runs on the set in rel,
+ * stopped before its first step; returns the job's code. */
+static int job_sampler(const char *rel, int sampler, const char *timesteps, sampler_seen *s,
+                       td_error *err)
+{
+    td_engine *eng = NULL;
+    td_job job;
+    int ret;
+
+    memset(s, 0, sizeof(*s));
+    if ((ret = open_dir(rel, &eng, err)) < 0)
+        return ret;
+    td_job_default(&job);
+    job.prompt = "a red circle";
+    job.width = 64, job.height = 32, job.frames = 5;
+    job.sampler = sampler;
+    job.timesteps = timesteps;
+    job.on_frame = noop_frame;
+    job.on_progress = seen_progress;
+    job.log = seen_log;
+    job.opaque = job.log_opaque = s;
+    job.log_level = TD_LOG_VERBOSE;
+    job.cancel = &s->cancel;
+    job.error = err;
+    ret = td_job_run(eng, &job);
+    td_engine_release(&eng);
+    return ret;
+}
+
+/* FastVideo's FastWan checkpoints: a diffusers directory whose
+ * model_index.json names WanDMDPipeline samples with DMD (FastWan's three
+ * steps) at FastVideo's 832x448 x 61 clip; another pipeline there, or none,
+ * leaves the choice to the DiT; a manifest's "sampler" declares it too. */
+static void test_sampler_choice(void)
+{
+    static const char *const subdirs[] = { "fastwan", "fastwan/transformer", "fastwan/vae",
+                                           "fastwan/text_encoder", "fastwan/tokenizer", "fastwan/scheduler" };
+    sampler_seen s;
+    td_error err;
+    td_engine *eng = NULL;
+    int ret, w = 0, h = 0, frames = 0;
+
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
+        mkdir_rel(subdirs[i]);
+    link_fixture("fastwan/transformer/diffusion_pytorch_model.safetensors", TINY_DIT);
+    link_fixture("fastwan/vae/diffusion_pytorch_model.safetensors", TINY_VAE);
+    link_fixture("fastwan/text_encoder/model.safetensors", TINY_T5);
+    link_fixture("fastwan/tokenizer/spiece.model", TINY_SPM);
+    write_rel("fastwan/scheduler/scheduler_config.json", "{\"_class_name\": \"UniPCMultistepScheduler\"}");
+    write_rel("fastwan/model_index.json", "{\"_class_name\": \"WanDMDPipeline\", \"_diffusers_version\": "
+              "\"0.33.0.dev0\", \"transformer\": [\"diffusers\", \"WanTransformer3DModel\"]}");
+    ret = job_sampler("fastwan", TD_SAMPLER_AUTO, NULL, &s, &err);
+    CHECK(ret == TD_ECANCELLED && !strcmp(s.name, "DMD (FastWan)") && s.steps == 3,
+          "FastWan layout: %d '%s' %d steps (%s)", ret, s.name, s.steps, err.msg);
+    ret = job_sampler("fastwan", TD_SAMPLER_AUTO, "1000, 500", &s, &err);
+    CHECK(ret == TD_ECANCELLED && s.steps == 2, "timesteps 1000,500: %d %d steps (%s)", ret, s.steps,
+          err.msg);
+    ret = job_sampler("fastwan", TD_SAMPLER_RCM, NULL, &s, &err);
+    CHECK(ret == TD_ECANCELLED && !strcmp(s.name, "rCM") && s.steps == 4, "rcm asked: '%s' %d",
+          s.name, s.steps);
+    ret = open_dir("fastwan", &eng, &err);
+    CHECK(ret == 0 && td_engine_native_clip(eng, &w, &h, &frames) == 1 && w == 832 && h == 448 &&
+          frames == 61, "FastWan clip: %d %dx%d x %d", ret, w, h, frames);
+    td_engine_release(&eng);
+
+    write_rel("fastwan/model_index.json", "{\"_class_name\": \"WanPipeline\"}");
+    ret = job_sampler("fastwan", TD_SAMPLER_AUTO, NULL, &s, &err);
+    CHECK(ret == TD_ECANCELLED && !strcmp(s.name, "rCM"), "WanPipeline: %d '%s'", ret, s.name);
+    ret = job_sampler("fastwan", TD_SAMPLER_DMD, NULL, &s, &err);
+    CHECK(ret == TD_ECANCELLED && !strcmp(s.name, "DMD (FastWan)") && s.steps == 3,
+          "dmd asked: '%s' %d", s.name, s.steps);
+    write_rel("fastwan/model_index.json", "{\"_class_name\": ");
+    ret = open_dir("fastwan", &eng, &err);
+    CHECK(ret == TD_EFORMAT && !eng && strstr(err.msg, "model_index.json"), "%d %s", ret, err.msg);
+    write_rel("fastwan/model_index.json", "[1]");
+    ret = open_dir("fastwan", &eng, &err);
+    CHECK(ret == TD_EFORMAT && strstr(err.msg, "_class_name"), "%d %s", ret, err.msg);
+
+    mkdir_rel("dmdjson");
+    link_fixture("dmdjson/dit.safetensors", TINY_DIT);
+    link_fixture("dmdjson/vae.pth", TINY_VAE);
+    link_fixture("dmdjson/t5.safetensors", TINY_T5);
+    link_fixture("dmdjson/spiece.model", TINY_SPM);
+    write_rel("dmdjson/turbodiff.json", "{\"dit\": \"dit.safetensors\", \"vae\": \"vae.pth\", "
+              "\"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\", \"sampler\": \"dmd\"}");
+    ret = job_sampler("dmdjson", TD_SAMPLER_AUTO, NULL, &s, &err);
+    CHECK(ret == TD_ECANCELLED && !strcmp(s.name, "DMD (FastWan)"), "manifest dmd: %d '%s' (%s)", ret,
+          s.name, err.msg);
+    write_rel("dmdjson/turbodiff.json", "{\"dit\": \"dit.safetensors\", \"vae\": \"vae.pth\", "
+              "\"t5\": \"t5.safetensors\", \"sampler\": \"ddim\"}");
+    ret = open_dir("dmdjson", &eng, &err);
+    CHECK(ret == TD_EFORMAT && strstr(err.msg, "\"sampler\" must be"), "%d %s", ret, err.msg);
+    /* DMD runs one DiT: an expert pair is refused, naming both files */
+    write_rel("dmdjson/turbodiff.json", "{\"dit\": \"dit.safetensors\", \"dit_low\": \"dit.safetensors\", "
+              "\"vae\": \"vae.pth\", \"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\", "
+              "\"sampler\": \"dmd\"}");
+    ret = job_sampler("dmdjson", TD_SAMPLER_AUTO, NULL, &s, &err);
+    CHECK(ret == TD_EINVAL && strstr(err.msg, "expert pair") && strstr(err.msg, "rcm or flow"),
+          "pair: %d %s", ret, err.msg);
+}
+
 int main(void)
 {
     td_engine *a = NULL, *b = NULL, *c = NULL;
@@ -255,6 +381,13 @@ int main(void)
         bad.image_linesize = 2;
         expect_invalid(a, bad, "linesize");
 
+        bad = job; bad.sampler = 4;
+        expect_invalid(a, bad, "sampler 4");
+        bad = job; bad.timesteps = "1000,1000";
+        expect_invalid(a, bad, "timesteps '1000,1000': timesteps must decrease");
+        bad = job; bad.timesteps = "1000,757.5";
+        expect_invalid(NULL, bad, "timesteps '1000,757.5'");
+
         /* Without a job error sink the message stays with the engine. */
         bad = job; bad.steps = 9;
         CHECK(td_job_validate(a, &bad) == TD_EINVAL && strstr(td_engine_errmsg(a), "steps 9"),
@@ -304,6 +437,7 @@ int main(void)
     td_engine_release(&b);
     td_engine_release(&a);
     td_engine_release(&a);  /* releasing NULL is a no-op */
+    test_sampler_choice();
 
     snprintf(path, sizeof(path), "rm -rf '%s'", root);
     if (system(path)) {}

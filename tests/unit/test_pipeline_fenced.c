@@ -8,8 +8,8 @@
  * frames stay within the design brief's bf16 bar of the CPU's.
  *
  * Cases (tests/support/pipeline_cases.h): text-to-video with full
- * attention, with SLA, with W8A8; image-to-video on the A14B-style expert
- * pair, resident and with low memory; cancel.
+ * attention, with SLA, with W8A8, with the DMD sampler; image-to-video on
+ * the A14B-style expert pair, resident and with low memory; TI2V-5B; cancel.
  */
 #include <stdlib.h>
 
@@ -96,6 +96,8 @@ int main(void)
           "low memory residency changes the i2v frames");
     CHECK(cpu[TC_TI2V].rgb && !tc_clips_equal(&cpu[TC_TI2V], &cpu[TC_TI2V_I2V]),
           "TI2V-5B image-to-video gives the text-to-video frames");
+    CHECK(cpu[TC_DMD].rgb && !tc_clips_equal(&cpu[TC_DMD], &cpu[TC_T2V]),
+          "DMD gives rCM's frames on the same weights and seed");
     test_cancel(&s);
 
     tc_suite_remove(&s);

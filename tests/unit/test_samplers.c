@@ -1,5 +1,5 @@
 /*
- * Samplers (sample/rcm.c, sample/flow_match.c): schedules against values
+ * Samplers (sample/rcm.c, sample/flow_match.c, sample/dmd.c): schedules against values
  * computed another way, toy denoisers whose result is known in closed form,
  * expert switching, given noise stacks, cancel, and bad arguments. The
  * toy models see backend tensors (CPU backend) and move them with read and
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "sample/dmd.h"
 #include "sample/flow_match.h"
 #include "sample/noise.h"
 #include "sample/rcm.h"
@@ -272,6 +273,126 @@ static void test_flow_line(td_backend *be, test_rng *rng, uint64_t seed)
     td_ctx_clear(&ctx);
 }
 
+/* DMD: FastWan's published list and its sigmas on FastVideo's shift-8
+ * table, as torch computes it (FlowMatchEulerDiscreteScheduler(shift=8.0):
+ * 1000 -> 1, 757 -> 0.756756723 (table entry 280), 522 -> 0.521739125
+ * (entry 120)); other lists parsed or refused with a message. */
+static void test_dmd_schedule(void)
+{
+    td_ctx ctx;
+    td_dmd_params p;
+    double sig[TD_DMD_MAX_STEPS];
+
+    td_ctx_init(&ctx);
+    td_dmd_params_default(&p);
+    CHECK(p.steps == 3 && p.timesteps[0] == 1000 && p.timesteps[1] == 757 && p.timesteps[2] == 522 &&
+          p.shift == 8.0, "published list %d: %d %d %d shift %g", p.steps, p.timesteps[0],
+          p.timesteps[1], p.timesteps[2], p.shift);
+    CHECK(td_dmd_sigmas(&ctx, &p, sig) == 0, "%s", ctx.errmsg);
+    CHECK(sig[0] == 1.0 && sig[1] == (double)0.7567567229270935f && sig[2] == (double)0.52173912525177f,
+          "sigmas %.17g %.17g %.17g", sig[0], sig[1], sig[2]);
+    CHECK(td_dmd_noise_count(&p) == 3, "noise count %d", td_dmd_noise_count(&p));
+    /* 750 and 500 fall between table entries; 250 and 1 sit on 960 and 999 */
+    CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", " 750, 500 ,250,1", &p) == 0, "%s", ctx.errmsg);
+    CHECK(p.steps == 4 && td_dmd_sigmas(&ctx, &p, sig) == 0, "%d steps: %s", p.steps, ctx.errmsg);
+    CHECK(sig[0] == (double)0.750257670879364f && sig[1] == (double)0.49971863627433777f &&
+          sig[2] == 0.25 && sig[3] == (double)0.007944390177726746f,
+          "sigmas %.17g %.17g %.17g %.17g", sig[0], sig[1], sig[2], sig[3]);
+
+    static const char *const bad[][2] = {
+        { "", "expected DiT timesteps" }, { "1000,,522", "expected DiT timesteps" },
+        { "1000;757", "separated by commas" }, { "1000,757,", "expected DiT timesteps" },
+        { "1001", "from 1 to 1000" }, { "0", "from 1 to 1000" }, { "757,1000", "must decrease" },
+        { "522,522", "must decrease" }, { "1e3", "separated by commas" }, { "x", "expected DiT" },
+        { "99999999999999999999", "from 1 to 1000" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        td_ctx_clear(&ctx);
+        CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", bad[i][0], &p) == TD_EINVAL &&
+              strstr(ctx.errmsg, bad[i][1]) && strstr(ctx.errmsg, "timesteps '"),
+              "'%s': %s", bad[i][0], ctx.errmsg);
+    }
+    char many[512] = "1000";
+    for (int t = 999; t > 999 - TD_DMD_MAX_STEPS; t--)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), ",%d", t);
+    td_ctx_clear(&ctx);
+    CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", many, &p) == TD_EINVAL &&
+          strstr(ctx.errmsg, "more than 64"), "%s", ctx.errmsg);
+    td_dmd_params_default(&p);
+    p.shift = 0;
+    td_ctx_clear(&ctx);
+    CHECK(td_dmd_sigmas(&ctx, &p, sig) == TD_EINVAL && strstr(ctx.errmsg, "shift"), "%s", ctx.errmsg);
+    td_ctx_clear(&ctx);
+}
+
+/* DMD with the toy model, against the loop written out: x0 = x - s_i v,
+ * fresh noise i + 1 mixed in at s_{i+1}, the DiT handed T_i / 1000. */
+static void test_dmd_toy(td_backend *be, uint64_t seed)
+{
+    static const char *const lists[] = { "1000,757,522", "1000", "900,600,300,100" };
+    td_ctx ctx;
+    float x[N], noise[4][N];
+    int64_t shape[1] = { N };
+    td_tensor xt = td_view(x, TD_F32, 1, shape);
+
+    td_ctx_init(&ctx);
+    for (int i = 0; i < 4; i++)
+        td_noise_fill(seed, (uint64_t)i, noise[i], N);
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+        td_dmd_params p;
+        toy m = { .be = be, .c = -0.4, .d = 0.6, .fail_at = -1 };
+        td_denoiser d = { toy_fn, &m };
+        td_sample_io io = { .be = be, .noise = { .seed = seed } };
+        double sig[TD_DMD_MAX_STEPS], want[N];
+
+        td_dmd_params_default(&p);
+        CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", lists[l], &p) == 0, "%s", ctx.errmsg);
+        CHECK(td_dmd_sigmas(&ctx, &p, sig) == 0, "%s", ctx.errmsg);
+        for (int i = 0; i < N; i++) {
+            double xd = noise[0][i];
+            for (int s = 0; s < p.steps; s++) {
+                double t = p.timesteps[s] / 1000.0;
+                double v = (double)(float)(m.c * (float)xd + m.d * t);
+                double x0 = xd - sig[s] * v;
+                xd = s + 1 < p.steps ? (1 - sig[s + 1]) * x0 + sig[s + 1] * noise[s + 1][i] : x0;
+            }
+            want[i] = xd;
+        }
+        CHECK(td_dmd_sample(&ctx, &p, &d, &io, &xt) == 0, "%s", ctx.errmsg);
+        CHECK(m.calls == p.steps, "%s: %d calls", lists[l], m.calls);
+        CHECK(rel_l2_fd(x, want, N) < 1e-6, "%s: rel L2 %g", lists[l], rel_l2_fd(x, want, N));
+        for (int s = 0; s < p.steps; s++)
+            CHECK(m.ts[s] == p.timesteps[s] / 1000.0 && m.experts[s] == TD_EXPERT_HIGH,
+                  "%s call %d: t %g expert %d", lists[l], s, m.ts[s], m.experts[s]);
+
+        /* a stack one noise short is refused, naming the noise */
+        toy m2 = { .be = be, .c = -0.4, .d = 0.6, .fail_at = -1 };
+        td_denoiser d2 = { toy_fn, &m2 };
+        td_sample_io io2 = { .be = be, .noise = { .stack = noise[0], .count = td_dmd_noise_count(&p) } };
+        float again[N];
+        td_tensor at = td_view(again, TD_F32, 1, shape);
+        CHECK(td_dmd_sample(&ctx, &p, &d2, &io2, &at) == 0 && !memcmp(x, again, sizeof(x)),
+              "%s: stack vs seed", lists[l]);
+        if (p.steps > 1) {
+            io2.noise.count--;
+            CHECK(td_dmd_sample(&ctx, &p, &d2, &io2, &at) == TD_EINVAL && strstr(ctx.errmsg, "noise"),
+                  "%s: short stack: %s", lists[l], ctx.errmsg);
+            td_ctx_clear(&ctx);
+        }
+    }
+
+    /* cancel between steps */
+    td_dmd_params p;
+    volatile int cancel = 0;
+    toy mc = { .be = be, .c = 0.1, .fail_at = -1, .cancel_at_call2 = &cancel };
+    td_denoiser dc = { toy_fn, &mc };
+    td_sample_io ioc = { .be = be, .noise = { .seed = seed }, .cancel = (const volatile int *)&cancel };
+    td_dmd_params_default(&p);
+    CHECK(td_dmd_sample(&ctx, &p, &dc, &ioc, &xt) == TD_ECANCELLED && mc.calls == 2,
+          "cancel: %d calls, %s", mc.calls, ctx.errmsg);
+    td_ctx_clear(&ctx);
+}
+
 int main(void)
 {
     test_rng rng = test_rng_seeded();
@@ -282,7 +403,9 @@ int main(void)
     CHECK(td_backend_cpu_create(&ctx, 0, &be) == 0, "backend: %s", ctx.errmsg);
     test_rcm_schedule();
     test_flow_schedule();
+    test_dmd_schedule();
     if (be) {
+        test_dmd_toy(be, seed);
         test_rcm_toy(be, seed);
         test_rcm_experts(be, seed);
         test_rcm_stops(be, seed);

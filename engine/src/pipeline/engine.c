@@ -197,7 +197,7 @@ int td_engine_native_clip(const td_engine *eng, int *width, int *height, int *fr
     int w, h, n;
     if (!f)
         return 0;
-    td_models_defaults(eng->models, &d);
+    td_models_defaults(eng->models, &eng->files, &d);
     w = f->width ? f->width : d.width;
     h = f->width ? f->height : d.height;
     n = f->frames ? f->frames : d.frames;
@@ -217,7 +217,7 @@ int td_engine_native_fps(const td_engine *eng)
     td_model_defaults d;
     if (!eng)
         return 16;
-    td_models_defaults(eng->models, &d);
+    td_models_defaults(eng->models, &eng->files, &d);
     return d.fps;
 }
 

@@ -17,6 +17,8 @@
 typedef struct td_model_files {
     char *dit, *dit_low, *vae, *t5, *tokenizer;
     int width, height, frames;   /* the native clip a manifest names, else 0 */
+    int sampler;                 /* enum td_sampler the directory declares (a manifest's
+                                    "sampler", model_index.json's pipeline), else AUTO */
     td_lora *loras;              /* merged into the DiT; paths canonical and owned */
     int n_loras;
 } td_model_files;

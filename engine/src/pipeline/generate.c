@@ -1,8 +1,8 @@
 /*
  * One job, end to end: prompt -> tokenizer -> umT5; for image-to-video the
- * image -> VAE encoder -> conditioning (image_cond.h); rCM, or flow
- * matching with classifier-free guidance (the negative prompt encoded the
- * same way), over the Wan DiT (or the two experts of an A14B pair) ->
+ * image -> VAE encoder -> conditioning (image_cond.h); rCM, DMD (FastWan),
+ * or flow matching with classifier-free guidance (the negative prompt
+ * encoded the same way), over the Wan DiT (or the two experts of an A14B pair) ->
  * streaming VAE decode -> frames through the job's callback.
  *
  * Wan2.2 TI2V-5B (a 48-channel DiT with the Wan2.2 VAE, latents at 1/16):
@@ -30,6 +30,7 @@
 #include "engine.h"
 #include "image_cond.h"
 #include "models.h"
+#include "sample/dmd.h"
 #include "sample/flow_match.h"
 #include "sample/rcm.h"
 #include "text/prompt_clean.h"
@@ -474,6 +475,20 @@ static int run_flow(run *r, const td_model_defaults *d, td_denoiser *cond, td_de
     return td_flow_sample(&r->eng->ctx, &p, cond, uncond, io, x);
 }
 
+/* DMD (dmd.h): the job's step list, else FastWan's published one. */
+static int run_dmd(run *r, td_denoiser *cond, td_sample_io *io, td_tensor *x)
+{
+    td_ctx *ctx = &r->eng->ctx;
+    const td_job *job = r->job;
+    td_dmd_params p;
+
+    td_dmd_params_default(&p);
+    if (job->timesteps)
+        TD_TRY(td_dmd_parse_timesteps(ctx, "timesteps", job->timesteps, &p));
+    progress(r, TD_STAGE_DENOISE, 0, p.steps);
+    return td_dmd_sample(ctx, &p, cond, io, x);
+}
+
 /* Whether a flow run guides (and so needs the negative prompt). */
 static int flow_guided(const td_job *job, const td_model_defaults *d, int pair)
 {
@@ -497,9 +512,13 @@ int td_generate(td_engine *eng, const td_job *job)
     int64_t latent_frames = 1 + (job->frames + 2) / 4, lat[4];
 
     r.t0 = r.stage_t0 = now();
-    td_models_defaults(r.m, &d);
+    td_models_defaults(r.m, &eng->files, &d);
     sampler = choose_sampler(job, &d);
     guided = sampler == TD_SAMPLER_FLOW && flow_guided(job, &d, r.m->pair);
+    if (sampler == TD_SAMPLER_DMD && r.m->pair)
+        return td_fail(ctx, TD_EINVAL, "sampler dmd: %s and %s are a high/low-noise expert pair, "
+                       "and DMD (FastWan) runs one DiT: use the rcm or flow sampler",
+                       eng->files.dit, eng->files.dit_low);
     TD_TRY(check_task(&r));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);
@@ -511,7 +530,8 @@ int td_generate(td_engine *eng, const td_job *job)
         return td_fail(ctx, TD_EINVAL, "size %dx%d: the VAE %s compresses by %d, so width and height "
                        "must be multiples of %d", width, height, eng->files.vae, s, s);
     lat[0] = r.m->cfg.out_ch, lat[1] = latent_frames, lat[2] = height / s, lat[3] = width / s;
-    td_log(ctx, TD_LOG_VERBOSE, "sampler: %s", sampler == TD_SAMPLER_FLOW ? "flow matching (UniPC)" : "rCM");
+    td_log(ctx, TD_LOG_VERBOSE, "sampler: %s", sampler == TD_SAMPLER_FLOW ? "flow matching (UniPC)"
+           : sampler == TD_SAMPLER_DMD ? "DMD (FastWan)" : "rCM");
 
     rc = text_stage(&r, r.m->cfg.text_dim, guided);
     if (rc == 0 && job->image)
@@ -523,6 +543,7 @@ int td_generate(td_engine *eng, const td_job *job)
         rc = td_tensor_new(ctx, &x, TD_F32, 4, lat);
     if (rc == 0)
         rc = sampler == TD_SAMPLER_FLOW ? run_flow(&r, &d, &cond, guided ? &uncond : NULL, &io, &x)
+           : sampler == TD_SAMPLER_DMD  ? run_dmd(&r, &cond, &io, &x)
                                         : run_rcm(&r, &d, &cond, &io, &x);
     td_dit_plan_free(&r.plan);   /* the DiT's activations go before the VAE's come */
     if (rc == 0)

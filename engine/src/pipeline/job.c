@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "sample/dmd.h"
 
 /* Largest accepted sizes: beyond these the token count of one clip no longer
  * fits the int32 indices the attention kernels use. */
@@ -43,8 +44,14 @@ static int check_side(td_ctx *ctx, const char *name, int v)
 
 static int validate_flow(td_ctx *ctx, const td_job *job)
 {
-    if (job->sampler < TD_SAMPLER_AUTO || job->sampler > TD_SAMPLER_FLOW)
-        return td_fail(ctx, TD_EINVAL, "sampler %d: expected auto (0), rcm (1) or flow (2)", job->sampler);
+    if (job->sampler < TD_SAMPLER_AUTO || job->sampler > TD_SAMPLER_DMD)
+        return td_fail(ctx, TD_EINVAL, "sampler %d: expected auto (0), rcm (1), flow (2) or dmd (3)",
+                       job->sampler);
+    if (job->timesteps) {
+        td_dmd_params p;
+        td_dmd_params_default(&p);
+        TD_TRY(td_dmd_parse_timesteps(ctx, "timesteps", job->timesteps, &p));
+    }
     if (job->flow_steps < 0 || job->flow_steps > 1000)
         return td_fail(ctx, TD_EINVAL, "flow_steps %d is out of range: flow matching samples in 1 to "
                        "1000 steps (0: the model's own)", job->flow_steps);

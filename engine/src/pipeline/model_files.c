@@ -204,6 +204,46 @@ static int read_loras(td_ctx *ctx, const char *dir, const char *path, json_t *va
     return 0;
 }
 
+/* "sampler": the one the checkpoint was made for, as AUTO picks it. */
+static int read_sampler(td_ctx *ctx, const char *path, json_t *val, td_model_files *f)
+{
+    static const char *const names[] = { [TD_SAMPLER_RCM] = "rcm", [TD_SAMPLER_FLOW] = "flow",
+                                         [TD_SAMPLER_DMD] = "dmd" };
+    for (int i = TD_SAMPLER_RCM; json_is_string(val) && i <= TD_SAMPLER_DMD; i++)
+        if (!strcmp(json_string_value(val), names[i])) {
+            f->sampler = i;
+            return 0;
+        }
+    return td_fail(ctx, TD_EFORMAT, "%s: \"sampler\" must be \"rcm\", \"flow\" or \"dmd\"", path);
+}
+
+/*
+ * A diffusers directory names its pipeline in model_index.json's
+ * "_class_name". FastVideo's FastWan checkpoints (FastWan2.1-T2V-1.3B-
+ * Diffusers, FastWan2.2-TI2V-5B-FullAttn-Diffusers) name WanDMDPipeline,
+ * which is how FastVideo itself routes them to its DMD stage (fastvideo/
+ * registry.py: the FastWan detector matches "wandmdpipeline"; fastvideo/
+ * pipelines/basic/wan/wan_dmd_pipeline.py). Other pipelines leave the
+ * choice to the DiT's shapes.
+ */
+static int read_model_index(td_ctx *ctx, const char *path, td_model_files *f)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr), *name;
+    int ret = 0;
+
+    if (!root)
+        return td_fail(ctx, TD_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
+    name = json_is_object(root) ? json_object_get(root, "_class_name") : NULL;
+    if (!json_is_string(name))
+        ret = td_fail(ctx, TD_EFORMAT, "%s: expected a JSON object with a \"_class_name\" string "
+                      "(a diffusers model_index.json)", path);
+    else if (!strcmp(json_string_value(name), "WanDMDPipeline"))
+        f->sampler = TD_SAMPLER_DMD;
+    json_decref(root);
+    return ret;
+}
+
 static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_model_files *f)
 {
     json_error_t jerr;
@@ -226,6 +266,11 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
                 break;
             continue;
         }
+        if (!strcmp(key, "sampler")) {
+            if ((ret = read_sampler(ctx, path, val, f)) < 0)
+                break;
+            continue;
+        }
         if (!strcmp(key, "size") || !strcmp(key, "frames")) {
             if ((ret = read_native_clip(ctx, path, key, val, f)) < 0)
                 break;
@@ -235,7 +280,7 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
             ;
         if (i == F_COUNT) {
             ret = td_fail(ctx, TD_EFORMAT, "%s: unknown key \"%s\" (expected name, dit, dit_low, "
-                          "vae, t5, tokenizer, lora, size, frames)", path, key);
+                          "vae, t5, tokenizer, lora, size, frames, sampler)", path, key);
             break;
         }
         if (!json_is_string(val)) {
@@ -277,6 +322,14 @@ static int from_dir(td_ctx *ctx, const char *dir, const char *const *explicit_pa
             if (!(explicit_path[i] && *explicit_path[i]))
                 ret = scan_component(ctx, dir, i, slot(f, i));
     free(manifest);
+    if (!ret && !f->sampler) {
+        char *index = join(dir, "model_index.json");
+        if (!index)
+            return td_fail(ctx, TD_ENOMEM, "out of memory");
+        if (!access(index, F_OK))
+            ret = read_model_index(ctx, index, f);
+        free(index);
+    }
     return ret;
 }
 
@@ -445,7 +498,8 @@ static int same(const char *a, const char *b)
 int td_model_files_equal(const td_model_files *a, const td_model_files *b)
 {
     if (!(same(a->dit, b->dit) && same(a->dit_low, b->dit_low) && same(a->vae, b->vae) &&
-          same(a->t5, b->t5) && same(a->tokenizer, b->tokenizer) && a->n_loras == b->n_loras))
+          same(a->t5, b->t5) && same(a->tokenizer, b->tokenizer) && a->n_loras == b->n_loras &&
+          a->sampler == b->sampler))
         return 0;
     for (int i = 0; i < a->n_loras; i++)
         if (!same(a->loras[i].path, b->loras[i].path) || a->loras[i].scale != b->loras[i].scale)

@@ -1,6 +1,7 @@
 #include "models.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine.h"
 #include "sample/sample.h"
@@ -51,7 +52,7 @@ static int check_vae(td_ctx *ctx, const td_model_files *files, const td_models *
     return 0;
 }
 
-void td_models_defaults(const td_models *m, td_model_defaults *d)
+void td_models_defaults(const td_models *m, const td_model_files *files, td_model_defaults *d)
 {
     const td_dit_config *c = &m->cfg;
     int distilled = c->has_proj_l || c->quant;
@@ -71,12 +72,34 @@ void td_models_defaults(const td_models *m, td_model_defaults *d)
         /* wan_i2v_A14B.py: boundary 0.9, guidance (3.5, 3.5) */
         d->flow_steps = 40, d->guidance = d->guidance_low = 3.5;
     }
+    if (files->sampler != TD_SAMPLER_AUTO)
+        d->sampler = files->sampler;
+    if (files->sampler == TD_SAMPLER_DMD && !c->ti2v)
+        d->width = 832, d->height = 448, d->frames = 61;
+}
+
+/* FastVideo's sparse-distilled FastWan DiTs (FastWan2.1-T2V-1.3B) were
+ * trained with Video Sparse Attention, whose blocks add a to_gate_compress
+ * projection (fastvideo/models/dits/wanvideo.py, WanTransformerBlock_VSA)
+ * for its coarse branch. turbodiff has no VSA: say so, as the clip may
+ * differ from FastVideo's with VSA; the DiT runs dense, as FastVideo's MLX
+ * runtime runs these files. */
+static void note_vsa(td_ctx *ctx, const td_weights *w)
+{
+    for (int i = 0; i < td_weights_count(w); i++)
+        if (strstr(td_weights_name(w, i), ".to_gate_compress.")) {
+            td_log(ctx, TD_LOG_WARNING, "%s was trained with Video Sparse Attention (it has %s): "
+                   "turbodiff has no VSA and runs it with dense attention, without those gates",
+                   td_weights_path(w), td_weights_name(w, i));
+            return;
+        }
 }
 
 static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
 {
     td_dit_opts opts = { 0, files->loras, files->n_loras };
     TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
+    note_vsa(ctx, m->w_dit[expert]);
     TD_TRY(td_dit_load(ctx, m->be, m->w_dit[expert], &opts, &m->dit[expert]));
     if (expert == TD_EXPERT_HIGH) {
         m->cfg = *td_dit_get_config(m->dit[expert]);

@@ -57,12 +57,18 @@ typedef struct td_models {
 typedef struct td_model_defaults {
     int width, height, frames;   /* 0: no clip of its own */
     int fps;
-    int sampler;                 /* TD_SAMPLER_RCM or TD_SAMPLER_FLOW */
+    int sampler;                 /* TD_SAMPLER_RCM, _FLOW or _DMD */
     int flow_steps;
     double shift, guidance, guidance_low, boundary;
 } td_model_defaults;
 
-void td_models_defaults(const td_models *m, td_model_defaults *d);
+/* files->sampler, when the directory declares one (a FastWan checkpoint's
+ * WanDMDPipeline), overrides the choice from shapes; a FastWan2.1 DiT then
+ * makes FastVideo's clip for it (fastvideo/pipelines/basic/wan/presets.py,
+ * fast_wan_t2v_480p: 832x448, 61 frames at 16 fps), a FastWan2.2 TI2V-5B
+ * one TI2V-5B's. */
+void td_models_defaults(const td_models *m, const struct td_model_files *files,
+                        td_model_defaults *d);
 
 /* Map, upload and check every file of the set on the backend make gives for
  * device (its arena sized for the text encoder's longest prompt), as the
