@@ -202,6 +202,7 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
     job->guidance = s->guidance;
     job->guidance_low = s->guidance_low;
     job->negative_prompt = s->negative_prompt;
+    job->timesteps = s->timesteps;
     job->boundary = s->boundary;
     job->attention = s->attention;
     job->topk = s->topk;
@@ -237,55 +238,64 @@ static int options_only(void *opaque, const td_frame *f)
     return 1;
 }
 
-/** The first flow matching option given, or NULL: rCM reads none of them. */
-static const char *flow_option_given(const TurboDiffContext *s)
+/**
+ * The first given option that only sampler reads, or NULL: rCM reads steps
+ * and sigma_max, flow matching its steps, shift, guidance and negative
+ * prompt, DMD its timesteps.
+ */
+static const char *sampler_option_given(const TurboDiffContext *s, int sampler)
 {
-    return s->flow_steps       ? "flow_steps"   : s->shift > 0        ? "shift" :
-           s->guidance > 0     ? "guidance"     : s->guidance_low > 0 ? "guidance_low" :
-           s->negative_prompt  ? "negative_prompt" : NULL;
-}
-
-/** The first rCM option given, or NULL: flow matching reads neither. */
-static const char *rcm_option_given(const TurboDiffContext *s)
-{
-    return s->steps != 4 ? "steps" : s->sigma_max > 0 ? "sigma_max" : NULL;
+    switch (sampler) {
+    case TD_SAMPLER_RCM:
+        return s->steps != 4 ? "steps" : s->sigma_max > 0 ? "sigma_max" : NULL;
+    case TD_SAMPLER_FLOW:
+        return s->flow_steps      ? "flow_steps" : s->shift > 0        ? "shift" :
+               s->guidance > 0    ? "guidance"   : s->guidance_low > 0 ? "guidance_low" :
+               s->negative_prompt ? "negative_prompt" : NULL;
+    case TD_SAMPLER_DMD:
+        return s->timesteps ? "timesteps" : NULL;
+    }
+    return NULL;
 }
 
 /**
  * Refuse options the sampler would not read (they would pass silently):
- * sampler=rcm or flow against the other's options before the model loads,
- * sampler=auto once it is open, against the sampler the model resolves
- * it to, so that a user who expected the other sampler learns to ask.
+ * an explicit sampler before the model loads, sampler=auto once it is open,
+ * against the sampler the model resolves it to, so that a user who expected
+ * another sampler learns to ask for it.
  */
 static av_cold int check_sampler_options(AVFilterContext *ctx, TurboDiffContext *s)
 {
-    const char *flow_opt = flow_option_given(s), *rcm_opt = rcm_option_given(s);
+    static const char *const name[] = {
+        [TD_SAMPLER_RCM] = "rcm", [TD_SAMPLER_FLOW] = "flow", [TD_SAMPLER_DMD] = "dmd",
+    };
+    static const char *const family[] = {
+        [TD_SAMPLER_RCM] = "an rCM", [TD_SAMPLER_FLOW] = "a flow matching",
+        [TD_SAMPLER_DMD] = "a DMD",
+    };
+    static const char *const model[] = {
+        [TD_SAMPLER_RCM]  = "this model samples with rCM (a TurboDiffusion checkpoint, or a DiT "
+                            "it distills)",
+        [TD_SAMPLER_FLOW] = "this model samples with flow matching",
+        [TD_SAMPLER_DMD]  = "this model samples with DMD (a FastWan checkpoint)",
+    };
     td_job job;
 
-    if (s->sampler == TD_SAMPLER_RCM && flow_opt) {
-        av_log(ctx, AV_LOG_ERROR, "%s is a flow matching option, but sampler=rcm: drop %s, "
-               "or set sampler=flow\n", flow_opt, flow_opt);
-        return AVERROR(EINVAL);
-    }
-    if (s->sampler == TD_SAMPLER_FLOW && rcm_opt) {
-        av_log(ctx, AV_LOG_ERROR, "%s is an rCM option, but sampler=flow: drop %s (flow matching "
-               "reads flow_steps, shift and guidance), or set sampler=rcm\n", rcm_opt, rcm_opt);
-        return AVERROR(EINVAL);
-    }
-    if (!s->engine || s->sampler != TD_SAMPLER_AUTO)
-        return 0;
     job_from_options(s, &job);
-    td_job_resolve(s->engine, &job);
-    if (job.sampler == TD_SAMPLER_RCM && flow_opt) {
-        av_log(ctx, AV_LOG_ERROR, "%s is a flow matching option, but this model samples with "
-               "rCM (a TurboDiffusion checkpoint, or a DiT it distills): set sampler=flow to "
-               "sample with flow matching, or drop %s\n", flow_opt, flow_opt);
-        return AVERROR(EINVAL);
+    if (s->sampler == TD_SAMPLER_AUTO) {
+        if (!s->engine)
+            return 0;
+        td_job_resolve(s->engine, &job);
     }
-    if (job.sampler == TD_SAMPLER_FLOW && rcm_opt) {
-        av_log(ctx, AV_LOG_ERROR, "%s is an rCM option, but this model samples with flow "
-               "matching (%d steps; flow_steps sets them): drop %s, or set sampler=rcm\n",
-               rcm_opt, job.flow_steps, rcm_opt);
+    for (int i = TD_SAMPLER_RCM; i <= TD_SAMPLER_DMD; i++) {
+        const char *opt = i != job.sampler ? sampler_option_given(s, i) : NULL;
+        char given[32];
+
+        if (!opt)
+            continue;
+        snprintf(given, sizeof(given), "sampler=%s", name[job.sampler]);
+        av_log(ctx, AV_LOG_ERROR, "%s is %s option, but %s: drop %s, or set sampler=%s\n", opt,
+               family[i], s->sampler == TD_SAMPLER_AUTO ? model[job.sampler] : given, opt, name[i]);
         return AVERROR(EINVAL);
     }
     return 0;
@@ -319,6 +329,9 @@ static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
     else if (job.sampler == TD_SAMPLER_FLOW)
         snprintf(sampler, sizeof(sampler), "flow matching %d steps, shift %g, guidance %g",
                  job.flow_steps, job.shift, job.guidance);
+    else if (job.sampler == TD_SAMPLER_DMD)
+        snprintf(sampler, sizeof(sampler), "DMD timesteps %s",
+                 job.timesteps ? job.timesteps : "1000|757|522");
     else
         snprintf(sampler, sizeof(sampler), "rCM %d step(s)", job.steps);
 

@@ -68,6 +68,7 @@ typedef struct TurboDiffContext {
     int flow_steps;      ///< the flow settings: 0 (NULL) is the model's own
     double shift, guidance, guidance_low;
     char *negative_prompt;
+    char *timesteps;     ///< DMD's steps as DiT timesteps, NULL: FastWan's
     double boundary;     ///< A14B expert switch, 0: the model's
     int64_t seed;
     int attention;
@@ -146,15 +147,17 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
     { "r",          "frame rate (default: the model's, 24 for TI2V-5B, else 16)", TD_OFFSET(rate), AV_OPT_TYPE_VIDEO_RATE, { .str = "16" }, 0, INT_MAX, TD_FLAGS }, \
     { "steps",      "rCM sampling steps (TurboDiffusion checkpoints; flow matching counts flow_steps)", TD_OFFSET(steps), AV_OPT_TYPE_INT, { .i64 = 4 }, 1, 4, TD_FLAGS }, \
     { "sigma_max",  "initial noise level of rCM (0: the model's default)", TD_OFFSET(sigma_max), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1000, TD_FLAGS }, \
-    { "sampler",    "sampler", TD_OFFSET(sampler), AV_OPT_TYPE_INT, { .i64 = TD_SAMPLER_AUTO }, TD_SAMPLER_AUTO, TD_SAMPLER_FLOW, TD_FLAGS, .unit = "sampler" }, \
-        { "auto", "the model's: rcm for TurboDiffusion checkpoints, flow for Wan2.2 TI2V-5B and T2V A14B", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_AUTO }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
+    { "sampler",    "sampler", TD_OFFSET(sampler), AV_OPT_TYPE_INT, { .i64 = TD_SAMPLER_AUTO }, TD_SAMPLER_AUTO, TD_SAMPLER_DMD, TD_FLAGS, .unit = "sampler" }, \
+        { "auto", "the model's: rcm for TurboDiffusion checkpoints, dmd for FastWan, flow for Wan2.2 TI2V-5B and T2V A14B", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_AUTO }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
         { "rcm",  "rCM, 1 to 4 steps (steps)", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_RCM }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
         { "flow", "flow matching (UniPC) with classifier-free guidance", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_FLOW }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
+        { "dmd",  "FastVideo's DMD few-step sampling (timesteps)", 0, AV_OPT_TYPE_CONST, { .i64 = TD_SAMPLER_DMD }, 0, 0, TD_FLAGS, .unit = "sampler" }, \
     { "flow_steps", "flow matching steps (0: the model's, TI2V-5B 50, T2V A14B 40)", TD_OFFSET(flow_steps), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1000, TD_FLAGS }, \
     { "shift",      "flow matching sigma shift (0: the model's)", TD_OFFSET(shift), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 100, TD_FLAGS }, \
     { "guidance",   "classifier-free guidance scale, 1: none (0: the model's)", TD_OFFSET(guidance), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 100, TD_FLAGS }, \
     { "guidance_low", "guidance of an A14B pair's low-noise expert (0: the model's)", TD_OFFSET(guidance_low), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 100, TD_FLAGS }, \
     { "negative_prompt", "what guidance steers away from (default: Wan's negative prompt)", TD_OFFSET(negative_prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
+    { "timesteps",  "DMD steps as '|'-separated DiT timesteps (default: FastWan's 1000|757|522)", TD_OFFSET(timesteps), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TD_FLAGS }, \
     { "boundary",   "noise level where an A14B pair switches experts, below 1 (0: the model's)", TD_OFFSET(boundary), AV_OPT_TYPE_DOUBLE, { .dbl = 0 }, 0, 1, TD_FLAGS }, \
     { "seed",       "noise seed, -1 for a random one (runtime command: from the next clip)", TD_OFFSET(seed), AV_OPT_TYPE_INT64, { .i64 = -1 }, -1, INT64_MAX, TD_RFLAGS }, \
     { "attention",  "attention mode", TD_OFFSET(attention), AV_OPT_TYPE_INT, { .i64 = TD_ATTN_SLA }, 0, 2, TD_FLAGS, .unit = "attention" }, \

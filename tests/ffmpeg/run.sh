@@ -42,7 +42,7 @@ expect_error() {
 
 # --- help lists every option ------------------------------------------------
 common="prompt prompts model dit dit_low vae t5 tokenizer size resolution aspect frames
-        duration rate steps sigma_max sampler flow_steps shift guidance guidance_low negative_prompt
+        duration rate steps sigma_max sampler flow_steps shift guidance guidance_low negative_prompt timesteps
         boundary seed attention topk device low_memory lora lora_scale queue"
 for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; do
     name=${f%%:*}
@@ -105,14 +105,18 @@ expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc
 # sampler options: ranges, and options the sampler would not read (with
 # sampler=auto, once the model says which sampler it takes)
 ti2v=$data/pipeline/ti2v
-expect_error "sampler dmd"        '"sampler" option value "dmd"' $(src "model=$model:sampler=dmd") $null
+expect_error "sampler bogus"      '"sampler" option value "bogus"' $(src "model=$model:sampler=bogus") $null
+expect_error "timesteps 5000"     "timesteps '5000': expected DiT timesteps from 1 to 1000" $(src "model=$model:sampler=dmd:timesteps=5000") $null
+expect_error "timesteps with sampler=rcm" "timesteps is a DMD option, but sampler=rcm" $(src "model=$model:sampler=rcm:timesteps=900") $null
+expect_error "timesteps, rCM model" "timesteps is a DMD option, but this model samples with rCM" $(src "model=$model:timesteps=900") $null
+expect_error "flow_steps with sampler=dmd" "flow_steps is a flow matching option, but sampler=dmd" $(src "model=$model:sampler=dmd:flow_steps=8") $null
 expect_error "flow_steps 1001"    "'flow_steps' out of range [0 - 1000]" $(src "model=$model:flow_steps=1001") $null
 expect_error "guidance -1"        "'guidance' out of range [0 - 100]" $(src "model=$model:guidance=-1") $null
 expect_error "boundary 1"         "boundary 1 is out of range" $(src "model=$model:boundary=1") $null
 expect_error "flow_steps with sampler=rcm" "flow_steps is a flow matching option, but sampler=rcm" $(src "model=$model:sampler=rcm:flow_steps=8") $null
 expect_error "sigma_max with sampler=flow" "sigma_max is an rCM option, but sampler=flow" $(src "model=$model:sampler=flow:sigma_max=40") $null
 expect_error "guidance, rCM model" "guidance is a flow matching option, but this model samples with rCM" $(src "model=$model:guidance=3") $null
-expect_error "steps, TI2V-5B"     "steps is an rCM option, but this model samples with flow matching (50 steps" $(src "model=$ti2v:steps=2") $null
+expect_error "steps, TI2V-5B"     "steps is an rCM option, but this model samples with flow matching: drop steps" $(src "model=$ti2v:steps=2") $null
 expect_error "i2v negative_prompt with sampler=rcm" "negative_prompt is a flow matching option, but sampler=rcm" -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:sampler=rcm:negative_prompt=blur" $null
 
 # A libturbodiff whose interface differs from the one FFmpeg was built with.
@@ -429,6 +433,14 @@ else
     a=$(sed -n 1p "$tmp/flow.md5"); b=$(sed -n 2p "$tmp/flow.md5"); c=$(sed -n 3p "$tmp/flow.md5"); d=$(sed -n 4p "$tmp/flow.md5")
     [ "$a" = "$b" ] && [ "$a" != "$c" ] && [ "$a" != "$d" ] && ok "sampler=flow:flow_steps=2 deterministic by seed, unlike rcm" ||
         bad "sampler=flow: seed 1 $a, again $b, seed 2 $c, rcm $d"
+    # DMD (FastWan's sampler) on any DiT: the timesteps given, its own clip
+    e=$(lora_md5 -f lavfi -i "turbodiff=model=$TURBODIFF_MODEL:size=64x32:device=cpu:prompt=a:frames=3:sampler=dmd:timesteps=1000|500:seed=1")
+    f=$(lora_md5 -f lavfi -i "turbodiff=model=$TURBODIFF_MODEL:size=64x32:device=cpu:prompt=a:frames=3:sampler=dmd:timesteps=1000|400:seed=1")
+    [ "$e" != "$(md5sum </dev/null)" ] && [ "$e" != "$f" ] && [ "$e" != "$a" ] && [ "$e" != "$d" ] && ok "sampler=dmd follows its timesteps, unlike flow and rcm" ||
+        bad "sampler=dmd: 1000|500 $e, 1000|400 $f, flow $a, rcm $d"
+    got=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info -f lavfi \
+          -i "turbodiff=model=$TURBODIFF_MODEL:prompt=a:seed=1:frames=1:device=cpu:sampler=dmd:timesteps=900" -f null - 2>&1)
+    grep -qF "DMD timesteps 900, model " <<<"$got" && ok "plan line: DMD timesteps 900" || bad "plan line lacks 'DMD timesteps 900'" "$got"
     for v in "$TURBODIFF_MODEL:sampler=flow:flow_steps=2|flow matching 2 steps, shift 5, guidance 5," \
              "$TURBODIFF_MODEL:steps=2|rCM 2 step(s)," \
              "$ti2v|flow matching 50 steps, shift 5, guidance 5," \

@@ -2,7 +2,8 @@
  * resolve to (a Wan2.1 T2V DiT: rCM; Wan2.2 TI2V-5B: flow matching, 50
  * steps, shift 5, guidance 5; a T2V A14B pair: flow matching, 40 steps,
  * shift 12, guidance 4 / 3, boundary 0.875; an I2V A14B pair: rCM, flow
- * settings of its config), settings the job gives are kept, and a run takes as many denoise
+ * settings of its config; a manifest naming DMD, as FastWan's
+ * model_index.json does: DMD), settings the job gives are kept, and a run takes as many denoise
  * steps as the resolved job names, so the resolution cannot drift from what
  * td_job_run does. */
 #include <string.h>
@@ -85,7 +86,7 @@ static void run_matches(td_engine *eng, const char *name, int sampler, uint64_t 
     steps_seen seen = { 0 };
     td_error err = { 0 };
     td_job job;
-    int rc;
+    int rc, want;
 
     td_job_default(&job);
     job.prompt = "a red circle moves right";
@@ -100,19 +101,21 @@ static void run_matches(td_engine *eng, const char *name, int sampler, uint64_t 
     job.error = &err;
     rc = td_job_run(eng, &job);
     td_job_resolve(eng, &job);
-    CHECK(rc == 0 && seen.frames == job.frames && seen.denoise_steps == (job.sampler == TD_SAMPLER_FLOW ? job.flow_steps : job.steps),
-          "%s, sampler %d: a run took %d steps, the resolved job says %s %d (rc %d %s)", name, sampler,
-          seen.denoise_steps, job.sampler == TD_SAMPLER_FLOW ? "flow_steps" : "steps",
-          job.sampler == TD_SAMPLER_FLOW ? job.flow_steps : job.steps, rc, err.msg);
+    /* DMD takes one step per timestep of FastWan's 1000,757,522. */
+    want = job.sampler == TD_SAMPLER_FLOW ? job.flow_steps : job.sampler == TD_SAMPLER_DMD ? 3
+                                                                                           : job.steps;
+    CHECK(rc == 0 && seen.frames == job.frames && seen.denoise_steps == want,
+          "%s, sampler %d: a run took %d steps, the resolved job (sampler %d) says %d (rc %d %s)",
+          name, sampler, seen.denoise_steps, job.sampler, want, rc, err.msg);
 }
 
 int main(void)
 {
     test_rng r = test_rng_seeded();
     td_engine *t2v = open_set(DATA), *ti2v = open_set(DATA "/ti2v"), *i2v = open_set(DATA "/i2v");
-    td_engine *t2v_pair = open_set(DATA "/t2v_a14b");
+    td_engine *t2v_pair = open_set(DATA "/t2v_a14b"), *dmd = open_set(DATA "/dmd");
 
-    if (t2v && ti2v && i2v && t2v_pair) {
+    if (t2v && ti2v && i2v && t2v_pair && dmd) {
         /* Wan2.1 T2V: TurboDiffusion distils it, so rCM; Wan2.1's flow
          * settings. The others: Wan2.2's wan_ti2v_5B.py, wan_t2v_A14B.py and
          * wan_i2v_A14B.py. */
@@ -120,16 +123,20 @@ int main(void)
         defaults_of(ti2v, "Wan2.2 TI2V-5B", TD_SAMPLER_FLOW, 50, 5.0, 5.0, 5.0, 0.9);
         defaults_of(t2v_pair, "Wan2.2 T2V A14B", TD_SAMPLER_FLOW, 40, 12.0, 4.0, 3.0, 0.875);
         defaults_of(i2v, "Wan2.2 I2V A14B", TD_SAMPLER_RCM, 40, 5.0, 3.5, 3.5, 0.9);
+        defaults_of(dmd, "FastWan", TD_SAMPLER_DMD, 50, 5.0, 5.0, 5.0, 0.9);
         given_kept(ti2v, &r);
         run_matches(t2v, "Wan2.1 T2V", TD_SAMPLER_AUTO, test_next(&r));
         run_matches(t2v, "Wan2.1 T2V", TD_SAMPLER_FLOW, test_next(&r));
         run_matches(ti2v, "Wan2.2 TI2V-5B", TD_SAMPLER_AUTO, test_next(&r));
         run_matches(ti2v, "Wan2.2 TI2V-5B", TD_SAMPLER_RCM, test_next(&r));
         run_matches(t2v_pair, "Wan2.2 T2V A14B", TD_SAMPLER_AUTO, test_next(&r));
+        run_matches(dmd, "FastWan", TD_SAMPLER_AUTO, test_next(&r));
+        run_matches(t2v, "Wan2.1 T2V", TD_SAMPLER_DMD, test_next(&r));
     }
     td_engine_release(&t2v);
     td_engine_release(&ti2v);
     td_engine_release(&i2v);
     td_engine_release(&t2v_pair);
+    td_engine_release(&dmd);
     return check_summary();
 }

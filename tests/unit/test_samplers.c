@@ -292,8 +292,9 @@ static void test_dmd_schedule(void)
     CHECK(sig[0] == 1.0 && sig[1] == (double)0.7567567229270935f && sig[2] == (double)0.52173912525177f,
           "sigmas %.17g %.17g %.17g", sig[0], sig[1], sig[2]);
     CHECK(td_dmd_noise_count(&p) == 3, "noise count %d", td_dmd_noise_count(&p));
-    /* 750 and 500 fall between table entries; 250 and 1 sit on 960 and 999 */
-    CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", " 750, 500 ,250,1", &p) == 0, "%s", ctx.errmsg);
+    /* 750 and 500 fall between table entries; 250 and 1 sit on 960 and 999;
+     * FFmpeg's list separator stands for a comma */
+    CHECK(td_dmd_parse_timesteps(&ctx, "timesteps", " 750, 500 |250,1", &p) == 0, "%s", ctx.errmsg);
     CHECK(p.steps == 4 && td_dmd_sigmas(&ctx, &p, sig) == 0, "%d steps: %s", p.steps, ctx.errmsg);
     CHECK(sig[0] == (double)0.750257670879364f && sig[1] == (double)0.49971863627433777f &&
           sig[2] == 0.25 && sig[3] == (double)0.007944390177726746f,

@@ -276,35 +276,40 @@ static int check_outputs(const char *out, const char *png_dir, int json)
     return 0;
 }
 
-/* The first given option of the sampler a job will not use, or NULL. */
-static const char *unread_option(int sampler, const char *flow_opt, const char *rcm_opt)
+/* An option only one sampler reads (opts[sampler]: the first given, or
+ * NULL) is refused when the job runs another, as the filters refuse it,
+ * rather than passed over: with --sampler before the model loads (eng
+ * NULL), with auto once the model says which sampler it takes. */
+static int check_sampler_options(const td_engine *eng, const td_job *job,
+                                 const char *const opts[TD_SAMPLER_DMD + 1], td_error *err)
 {
-    return sampler == TD_SAMPLER_RCM ? flow_opt : sampler == TD_SAMPLER_FLOW ? rcm_opt : NULL;
-}
-
-/* An option the sampler would not read is refused, as the filters refuse
- * it, rather than passed over: with --sampler rcm or flow before the model
- * loads (eng NULL), with auto once the model says which sampler it takes. */
-static int check_sampler_options(const td_engine *eng, const td_job *job, const char *flow_opt,
-                                 const char *rcm_opt, td_error *err)
-{
+    static const char *const name[] = { [TD_SAMPLER_RCM] = "rcm", [TD_SAMPLER_FLOW] = "flow",
+                                        [TD_SAMPLER_DMD] = "dmd" };
+    static const char *const family[] = { [TD_SAMPLER_RCM] = "an rCM",
+                                          [TD_SAMPLER_FLOW] = "a flow matching",
+                                          [TD_SAMPLER_DMD] = "a DMD" };
+    static const char *const model[] = {
+        [TD_SAMPLER_RCM] = "this model samples with rCM (a TurboDiffusion checkpoint, or a DiT it distills)",
+        [TD_SAMPLER_FLOW] = "this model samples with flow matching",
+        [TD_SAMPLER_DMD] = "this model samples with DMD (a FastWan checkpoint)",
+    };
     td_job r = *job;
-    const char *opt;
 
     td_job_resolve(eng, &r);
-    if (!(opt = unread_option(r.sampler, flow_opt, rcm_opt)))
+    if (r.sampler == TD_SAMPLER_AUTO)
         return 0;
-    if (r.sampler == TD_SAMPLER_RCM)
-        snprintf(err->msg, sizeof(err->msg), "%s is a flow matching option, but %s: drop %s, or "
-                 "use --sampler flow", opt, job->sampler == TD_SAMPLER_AUTO ? "this model samples "
-                 "with rCM (a TurboDiffusion checkpoint, or a DiT it distills)" : "--sampler rcm", opt);
-    else
-        snprintf(err->msg, sizeof(err->msg), "%s is an rCM option, but %s: drop %s (--flow-steps "
-                 "counts flow matching's steps), or use --sampler rcm", opt,
-                 job->sampler == TD_SAMPLER_AUTO ? "this model samples with flow matching"
-                                                 : "--sampler flow", opt);
-    err->code = TD_EINVAL;
-    return TD_EINVAL;
+    for (int s = TD_SAMPLER_RCM; s <= TD_SAMPLER_DMD; s++) {
+        char given[32];
+        if (s == r.sampler || !opts[s])
+            continue;
+        snprintf(given, sizeof(given), "--sampler %s", name[r.sampler]);
+        snprintf(err->msg, sizeof(err->msg), "%s is %s option, but %s: drop %s, or use --sampler %s",
+                 opts[s], family[s], job->sampler == TD_SAMPLER_AUTO ? model[r.sampler] : given,
+                 opts[s], name[s]);
+        err->code = TD_EINVAL;
+        return TD_EINVAL;
+    }
+    return 0;
 }
 
 int cmd_generate(int argc, char **argv)
@@ -317,7 +322,7 @@ int cmd_generate(int argc, char **argv)
     td_tensor emb = { 0 };
     gen_out o = { 0 };
     const char *out = NULL, *context = NULL, *image = NULL, *save = NULL;
-    const char *flow_opt = NULL, *rcm_opt = NULL;   /* the first of each sampler's given */
+    const char *sampler_opt[TD_SAMPLER_DMD + 1] = { 0 }; /* the first given of each sampler's */
     uint8_t *image_rgb = NULL;
     int w, h, size_given = 0, frames_given = 0, random_seed = 0, rc = 0;
     lora_args lora = { 0 };
@@ -329,7 +334,12 @@ int cmd_generate(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--ode")) { job.ode = 1; rcm_opt = rcm_opt ? rcm_opt : a; continue; }
+        if (!strcmp(a, "--ode")) {
+            job.ode = 1;
+            if (!sampler_opt[TD_SAMPLER_RCM])
+                sampler_opt[TD_SAMPLER_RCM] = a;
+            continue;
+        }
         if (!strcmp(a, "--json")) { o.json = 1; continue; }
         if (!strcmp(a, "--adaptive")) { job.adaptive_resolution = 1; continue; }
         if (!strcmp(a, "--low-memory")) { cfg.low_memory = 1; continue; }
@@ -338,11 +348,14 @@ int cmd_generate(int argc, char **argv)
             return 2;
         }
         i++;
-        if (!flow_opt && (!strcmp(a, "--flow-steps") || !strcmp(a, "--shift") || !strcmp(a, "--guidance") ||
-                          !strcmp(a, "--guidance-low") || !strcmp(a, "--negative-prompt")))
-            flow_opt = a;
-        if (!rcm_opt && (!strcmp(a, "--steps") || !strcmp(a, "--sigma-max")))
-            rcm_opt = a;
+        if (!sampler_opt[TD_SAMPLER_FLOW] && (!strcmp(a, "--flow-steps") || !strcmp(a, "--shift") ||
+                !strcmp(a, "--guidance") || !strcmp(a, "--guidance-low") ||
+                !strcmp(a, "--negative-prompt")))
+            sampler_opt[TD_SAMPLER_FLOW] = a;
+        if (!sampler_opt[TD_SAMPLER_RCM] && (!strcmp(a, "--steps") || !strcmp(a, "--sigma-max")))
+            sampler_opt[TD_SAMPLER_RCM] = a;
+        if (!sampler_opt[TD_SAMPLER_DMD] && !strcmp(a, "--timesteps"))
+            sampler_opt[TD_SAMPLER_DMD] = a;
         if (!strcmp(a, "--model")) cfg.model_dir = v;
         else if (!strcmp(a, "--dit")) cfg.dit = v;
         else if (!strcmp(a, "--dit-low")) cfg.dit_low = v;
@@ -424,11 +437,11 @@ int cmd_generate(int argc, char **argv)
     cfg.log_opaque = &o;
     cfg.log_level = TD_LOG_WARNING;
     if (rc == 0)
-        rc = check_sampler_options(NULL, &job, flow_opt, rcm_opt, &err);
+        rc = check_sampler_options(NULL, &job, sampler_opt, &err);
     if (rc == 0)
         rc = td_engine_open(&cfg, &eng, &err);
     if (rc == 0)
-        rc = check_sampler_options(eng, &job, flow_opt, rcm_opt, &err);
+        rc = check_sampler_options(eng, &job, sampler_opt, &err);
     /* What the user left unset comes from the model's native clip. */
     if (rc == 0)
         td_engine_native_clip(eng, size_given ? NULL : &job.width, size_given ? NULL : &job.height,

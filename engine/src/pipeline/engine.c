@@ -229,7 +229,7 @@ void td_job_resolve(const td_engine *eng, td_job *job)
     td_model_defaults d;
     if (!eng || !job)
         return;
-    td_models_defaults(eng->models, &d);
+    td_models_defaults(eng->models, &eng->files, &d);
     if (job->sampler == TD_SAMPLER_AUTO)
         job->sampler = d.sampler;
     if (job->boundary <= 0)

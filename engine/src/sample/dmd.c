@@ -60,7 +60,7 @@ int td_dmd_parse_timesteps(td_ctx *ctx, const char *what, const char *list, td_d
         v = strtol(s, &end, 10);
         if (end == s || errno || v < 1 || v > TD_DMD_TRAIN_STEPS)
             return td_fail(ctx, TD_EINVAL, "%s '%s': expected DiT timesteps from 1 to %d separated "
-                           "by commas, e.g. 1000,757,522", what, list, TD_DMD_TRAIN_STEPS);
+                           "by commas (or '|'), e.g. 1000,757,522", what, list, TD_DMD_TRAIN_STEPS);
         if (n == TD_DMD_MAX_STEPS)
             return td_fail(ctx, TD_EINVAL, "%s '%s': more than %d timesteps", what, list,
                            TD_DMD_MAX_STEPS);
@@ -70,9 +70,12 @@ int td_dmd_parse_timesteps(td_ctx *ctx, const char *what, const char *list, td_d
             s++;
         if (!*s)
             break;
-        if (*s++ != ',')
-            return td_fail(ctx, TD_EINVAL, "%s '%s': expected DiT timesteps separated by commas, "
-                           "e.g. 1000,757,522", what, list);
+        /* '|' too: FFmpeg's list separator, which needs no escaping in a
+         * filtergraph where ',' separates filters. */
+        if (*s != ',' && *s != '|')
+            return td_fail(ctx, TD_EINVAL, "%s '%s': expected DiT timesteps separated by commas "
+                           "(or '|'), e.g. 1000,757,522", what, list);
+        s++;
     }
     p->steps = n;
     snprintf(who, sizeof(who), "%s '%s'", what, list);
