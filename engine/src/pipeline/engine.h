@@ -17,6 +17,7 @@
 typedef struct td_model_files {
     char *dit, *dit_low, *vae, *t5, *tokenizer;
     int width, height, frames;   /* the native clip a manifest names, else 0 */
+    char *name, *description;    /* a manifest's, else NULL: logged when the model loads */
     td_lora *loras;              /* merged into the DiT; paths canonical and owned */
     int n_loras;
 } td_model_files;
