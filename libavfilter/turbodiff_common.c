@@ -35,6 +35,7 @@
 #include "libavutil/mathematics.h"
 #include "libavutil/mem.h"
 #include "libavutil/opt.h"
+#include "libavutil/pixdesc.h"
 #include "libavutil/random_seed.h"
 #include "libavutil/time.h"
 
@@ -551,6 +552,88 @@ static void rgbf32_to_yuv420p(AVFrame *out, const td_frame *f)
             v[cx] = lrintf(128.0f + 224.0f * (rgb[0] - luma) / (2.0f * (1.0f - TD_KR)));
         }
     }
+}
+
+/**
+ * Where luma position x (a column or a row) falls between chroma samples
+ * sited at offset pos (in 1/256 luma steps, av_chroma_location_enum_to_pos)
+ * of every pair: the two nearest samples (clamped to n) and the weight of
+ * the second.
+ */
+static void chroma_taps(int x, int pos, int n, int *c0, int *c1, float *w)
+{
+    float t = (x - pos / 256.0f) * 0.5f;
+    int i = floorf(t);
+
+    *w = t - i;
+    *c0 = av_clip(i, 0, n - 1);
+    *c1 = av_clip(i + 1, 0, n - 1);
+}
+
+/**
+ * The inverse of rgbf32_to_yuv420p, for the images the library conditions
+ * on: BT.709 limited-range yuv420p (what the filter's input negotiates) to
+ * full-range R'G'B'. Chroma is interpolated linearly from where the frame
+ * says it is sited; unspecified is taken as centred, as swscale writes it
+ * (an RGB image converted by the graph arrives so).
+ */
+int ff_turbodiff_rgb24_from_yuv420p(AVFrame **out, const AVFrame *in)
+{
+    int w = in->width, h = in->height, cw = AV_CEIL_RSHIFT(w, 1), ch = AV_CEIL_RSHIFT(h, 1);
+    int hpos = 128, vpos = 128;
+    AVFrame *frame;
+    int ret;
+
+    if (in->format != AV_PIX_FMT_YUV420P)
+        return AVERROR_BUG;
+    if (in->chroma_location != AVCHROMA_LOC_UNSPECIFIED)
+        av_chroma_location_enum_to_pos(&hpos, &vpos, in->chroma_location);
+    if (!(frame = av_frame_alloc()))
+        return AVERROR(ENOMEM);
+    frame->width = w;
+    frame->height = h;
+    frame->format = AV_PIX_FMT_RGB24;
+    if ((ret = av_frame_get_buffer(frame, 0)) < 0 ||
+        (ret = av_frame_copy_props(frame, in)) < 0) {
+        av_frame_free(&frame);
+        return ret;
+    }
+    frame->color_range = AVCOL_RANGE_JPEG;
+    frame->colorspace = AVCOL_SPC_RGB;
+    for (int y = 0; y < h; y++) {
+        const uint8_t *luma = in->data[0] + y * in->linesize[0];
+        const uint8_t *u[2], *v[2];
+        uint8_t *dst = frame->data[0] + y * frame->linesize[0];
+        int r0, r1;
+        float wy;
+
+        chroma_taps(y, vpos, ch, &r0, &r1, &wy);
+        u[0] = in->data[1] + r0 * in->linesize[1];
+        u[1] = in->data[1] + r1 * in->linesize[1];
+        v[0] = in->data[2] + r0 * in->linesize[2];
+        v[1] = in->data[2] + r1 * in->linesize[2];
+        for (int x = 0; x < w; x++) {
+            int c0, c1;
+            float wx, cb, cr, y01, r, g, b;
+
+            chroma_taps(x, hpos, cw, &c0, &c1, &wx);
+            cb = (1 - wy) * ((1 - wx) * u[0][c0] + wx * u[0][c1]) +
+                      wy  * ((1 - wx) * u[1][c0] + wx * u[1][c1]);
+            cr = (1 - wy) * ((1 - wx) * v[0][c0] + wx * v[0][c1]) +
+                      wy  * ((1 - wx) * v[1][c0] + wx * v[1][c1]);
+            cb = (cb - 128.0f) / 224.0f;
+            cr = (cr - 128.0f) / 224.0f;
+            y01 = (luma[x] - 16.0f) / 219.0f;
+            r = y01 + 2.0f * (1.0f - TD_KR) * cr;
+            b = y01 + 2.0f * (1.0f - TD_KB) * cb;
+            g = (y01 - TD_KR * r - TD_KB * b) / (1.0f - TD_KR - TD_KB);
+            dst[3 * x]     = lrintf(255.0f * clip01(r));
+            dst[3 * x + 1] = lrintf(255.0f * clip01(g));
+            dst[3 * x + 2] = lrintf(255.0f * clip01(b));
+        }
+    }
+    *out = frame;
+    return 0;
 }
 
 /**

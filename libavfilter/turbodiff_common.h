@@ -202,6 +202,12 @@ void ff_turbodiff_end_input(AVFilterContext *ctx);
  */
 int ff_turbodiff_next_frame(AVFilterContext *ctx, AVFrame **out);
 
+/**
+ * An RGB24 copy of a BT.709 limited-range yuv420p image, the form the
+ * library conditions on, with in's properties.
+ */
+int ff_turbodiff_rgb24_from_yuv420p(AVFrame **out, const AVFrame *in);
+
 /** process_command for both filters: prompt, seed and topk from the next clip. */
 int ff_turbodiff_process_command(AVFilterContext *ctx, const char *cmd, const char *arg,
                                  char *res, int res_len, int flags);

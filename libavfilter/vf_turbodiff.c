@@ -72,6 +72,36 @@ static av_cold void uninit(AVFilterContext *ctx)
     av_frame_free(&s->st.last);
 }
 
+/**
+ * The input is BT.709 limited-range yuv420p, converted to RGB for the
+ * library here; the graph converts any other input to it. An RGB input
+ * would make FFmpeg keep the output RGB wherever the consumer takes any
+ * format (it picks the output format closest to the input's), so that a
+ * still image piped to -f yuv4mpegpipe would fail. The output is yuv420p,
+ * or rgb24 for RGB consumers, made as the source filter makes them; mode
+ * extend passes the input through, so its output is the input's yuv420p.
+ */
+static int query_formats(const AVFilterContext *ctx,
+                         AVFilterFormatsConfig **cfg_in,
+                         AVFilterFormatsConfig **cfg_out)
+{
+    static const enum AVPixelFormat in_fmts[] = { AV_PIX_FMT_YUV420P, AV_PIX_FMT_NONE };
+    static const enum AVPixelFormat out_fmts[] = {
+        AV_PIX_FMT_YUV420P, AV_PIX_FMT_RGB24, AV_PIX_FMT_NONE
+    };
+    const TurboDiffContext *s = ctx->priv;
+    int ret;
+
+    if ((ret = ff_set_common_color_spaces2(ctx, cfg_in, cfg_out,
+                                           ff_make_formats_list_singleton(AVCOL_SPC_BT709))) < 0 ||
+        (ret = ff_set_common_color_ranges2(ctx, cfg_in, cfg_out,
+                                           ff_make_formats_list_singleton(AVCOL_RANGE_MPEG))) < 0 ||
+        (ret = ff_formats_ref(ff_make_format_list(in_fmts), &cfg_in[0]->formats)) < 0)
+        return ret;
+    return ff_formats_ref(ff_make_format_list(s->mode == TD_MODE_EXTEND ? in_fmts : out_fmts),
+                          &cfg_out[0]->formats);
+}
+
 static int config_output(AVFilterLink *outlink)
 {
     AVFilterContext *ctx = outlink->src;
@@ -79,6 +109,7 @@ static int config_output(AVFilterLink *outlink)
     AVRational in_rate = ff_filter_link(inlink)->frame_rate;
     TurboDiffContext *s = ctx->priv;
 
+    s->pix_fmt = outlink->format;
     if (s->mode == TD_MODE_EXTEND) {
         /* The input passes through, so clips must have its size. */
         if (inlink->w % 16 || inlink->h % 16) {
@@ -117,11 +148,17 @@ static int config_output(AVFilterLink *outlink)
     return 0;
 }
 
-static int submit(AVFilterContext *ctx, AVFrame *image)
+/** Hand in (taken, also on failure) to the worker as the RGB image it conditions on. */
+static int submit(AVFilterContext *ctx, AVFrame *in)
 {
     TurboDiffI2VContext *s = ctx->priv;
+    AVFrame *image;
     int ret;
 
+    ret = ff_turbodiff_rgb24_from_yuv420p(&image, in);
+    av_frame_free(&in);
+    if (ret < 0)
+        return ret;
     if (!s->st.submitted) {
         AVRational in_tb = ctx->inputs[0]->time_base;
         /* Generated frames start where the image sits in the input, or, when
@@ -133,8 +170,10 @@ static int submit(AVFilterContext *ctx, AVFrame *image)
                                av_rescale_q(image->duration, in_tb, s->c.time_base) :
                                av_rescale_q(1, av_inv_q(s->c.rate), s->c.time_base);
     }
-    if ((ret = ff_turbodiff_add_image(ctx, image)) < 0)
+    if ((ret = ff_turbodiff_add_image(ctx, image)) < 0) {
+        av_frame_free(&image);
         return ret;
+    }
     s->st.submitted++;
     return 0;
 }
@@ -158,20 +197,24 @@ static int consume_input(AVFilterContext *ctx)
                 av_frame_free(&in);
                 break;
             }
-            if ((ret = submit(ctx, in)) < 0) {
-                av_frame_free(&in);
+            if ((ret = submit(ctx, in)) < 0)
                 return ret;
-            }
             /* Only the first frame matters: tell upstream to stop. */
             ff_turbodiff_end_input(ctx);
             ff_inlink_set_status(inlink, AVERROR_EOF);
             s->st.in_eof = 1;
             break;
         case TD_MODE_EACH:
-            if ((ret = submit(ctx, in)) < 0) {
-                av_frame_free(&in);
+            if ((ret = submit(ctx, in)) < 0)
                 return ret;
-            }
+            /* A filter is not told how long its input is: say what a long
+             * one costs as soon as there is a second frame. */
+            if (s->st.submitted == 2)
+                av_log(ctx, AV_LOG_WARNING, "mode=each: every input frame becomes a clip of %d "
+                       "frames (%.2fs), one after the other until the input ends; to animate "
+                       "one image set mode=first, or take one frame before this filter "
+                       "(trim=end_frame=1)\n",
+                       s->c.clip_frames, s->c.clip_frames * av_q2d(av_inv_q(s->c.rate)));
             break;
         case TD_MODE_EXTEND:
             av_frame_free(&s->st.last);
@@ -193,11 +236,13 @@ static int consume_input(AVFilterContext *ctx)
         if (s->c.mode == TD_MODE_EXTEND && s->st.last) {
             AVFrame *last = s->st.last;
             s->st.last = NULL;
-            if ((ret = submit(ctx, last)) < 0) {
-                av_frame_free(&last);
+            if ((ret = submit(ctx, last)) < 0)
                 return ret;
-            }
         }
+        if (s->c.mode == TD_MODE_EACH)
+            av_log(ctx, AV_LOG_INFO, "mode=each: the input ended after %d frame(s): %d clip(s), "
+                   "%"PRId64" frames in all\n", s->st.submitted, s->st.submitted,
+                   (int64_t)s->st.submitted * s->c.clip_frames);
         ff_turbodiff_end_input(ctx);
         ff_filter_set_ready(ctx, 100);
         return 1;
@@ -280,6 +325,6 @@ const FFFilter ff_vf_turbodiff_i2v = {
     .activate        = activate,
     FILTER_INPUTS(ff_video_default_filterpad),
     FILTER_OUTPUTS(turbodiff_i2v_outputs),
-    FILTER_SINGLE_PIXFMT(AV_PIX_FMT_RGB24),
+    FILTER_QUERY_FUNC2(query_formats),
     .process_command = ff_turbodiff_process_command,
 };

@@ -9,6 +9,8 @@
  * frame_format asked for (RGBF32: the same pixels as floats in [0, 1]). TD_FAKE_FAIL_AT=N
  * makes the job that would deliver the process's frame N (from 0) fail there
  * with TD_ENOMEM, as a device running out of memory mid-clip would.
+ * TD_FAKE_ECHO_IMAGE=1 makes every frame the job's image (image to video, of
+ * the job's size): what the filter hands the library, made visible.
  * Everything else (engine open, validation) is the real library.
  */
 #include <stdint.h>
@@ -26,6 +28,8 @@ int td_job_run(td_engine *eng, const td_job *job)
 {
     const char *ms_env = getenv("TD_FAKE_FRAME_MS");
     const char *fail_env = getenv("TD_FAKE_FAIL_AT");
+    int echo = getenv("TD_FAKE_ECHO_IMAGE") && job->image &&
+               job->image_width == job->width && job->image_height == job->height;
     struct timespec pause = { 0, (ms_env ? atol(ms_env) : 2) * 1000000L };
     uint32_t h = 2166136261u;
     uint8_t *rgb;
@@ -71,6 +75,9 @@ int td_job_run(td_engine *eng, const td_job *job)
         }
         for (size_t k = 0; k < n; k++)
             rgb[k] = (uint8_t)(h >> (k % 3 * 8)) + (uint8_t)(k / 3 % job->width) + (uint8_t)i * 7;
+        for (int y = 0; echo && y < job->height; y++)
+            memcpy(rgb + (size_t)y * 3 * job->width, job->image + (size_t)y * job->image_linesize,
+                   3 * (size_t)job->width);
         for (size_t k = 0; f32 && k < n; k++)
             rgbf[k] = rgb[k] / 255.0f;
         if (job->on_frame(job->opaque, &f)) {

@@ -301,6 +301,48 @@ gen_suite() {
           -show_entries frame=pts_time -of csv=p=0 | awk '{printf "%d ", $1 * 25 + 0.5}')
     [ "$got" = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 " ] && ok "$label i2v-extend follows a 25 fps input" ||
         bad "$label i2v-extend at 25 fps: pts '$got'"
+
+    # a still image (RGB) into common pipelines without -pix_fmt: a yuv4mpeg
+    # pipe (first: the clip; extend: the image, then 2 generated frames) and
+    # an mp4 with the default encoder, 4:2:0 and tagged
+    run -f lavfi -i testsrc2=s=64x32:r=1:d=1 -frames:v 1 -y "$tmp/still.png"
+    for m in first extend; do
+        run -i "$tmp/still.png" -vf "turbodiff_i2v=$I2V:prompt=a:seed=1:frames=3:mode=$m" \
+            -f yuv4mpegpipe - > "$tmp/i2v.y4m" 2> "$tmp/i2v-y4m.err"
+        # (first: 3 frames; extend: the still, then 3 new frames; the header
+        # line, then "FRAME\n" and 3072 bytes of 4:2:0 per frame)
+        got="$(head -n 1 "$tmp/i2v.y4m" | cut -d' ' -f1-3,7 | cut -c1-22), $((($(wc -c < "$tmp/i2v.y4m") - $(head -n 1 "$tmp/i2v.y4m" | wc -c)) / 3078)) frames"
+        want="YUV4MPEG2 W64 H32 C420, $([ $m = first ] && echo 3 || echo 4) frames"
+        [ "$got" = "$want" ] && ok "$label i2v-$m png to yuv4mpegpipe without -pix_fmt" ||
+            bad "$label i2v-$m png to yuv4mpegpipe: '$got'" "$(cat "$tmp/i2v-y4m.err")"
+    done
+    # (the encoder's format as ffmpeg reports it: this build may not decode
+    # its default mp4 encoder's output; libx264 would take an RGB stream as
+    # yuv444p, which few players play)
+    got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info -i "$tmp/still.png" \
+          -vf "turbodiff_i2v=$I2V:prompt=a:seed=1:frames=3" -y "$tmp/i2v.mp4" 2>&1 | grep -A3 '^Output #0' | grep 'Video:')
+    [[ $got == *"yuv420p(tv, bt709"* ]] && ok "$label i2v png to mp4 without -pix_fmt (${got#*Video: })" ||
+        bad "$label i2v png to mp4: '$got'"
+    # clip frames are tagged as the source's: yuv420p by default, rgb24 for RGB consumers
+    for f in "yuv420p 1,tv,bt709,bt709,iec61966-2-1,left" "rgb24 1,pc,gbr,bt709,iec61966-2-1,unspecified"; do
+        set -- $f
+        got=$(probe -i "testsrc2=s=64x32:r=1:d=1,format=rgb24,turbodiff_i2v=$I2V:prompt=a:seed=1:frames=2,format=$1" \
+              -show_entries frame=key_frame,color_range,color_space,color_primaries,color_transfer,chroma_location \
+              -of csv=p=0 | sort -u | tr '\n' ' ')
+        [ "$got" = "$2 " ] && ok "$label i2v $1 frame colour tags" || bad "$label i2v $1 frame colour tags: '$got' want '$2'"
+    done
+
+    # mode=each cannot know its input's length: a warning at the second frame
+    # (once), and the count of clips when the input ends
+    got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info -f lavfi -i testsrc2=s=64x32:r=3:d=1 \
+          -vf "turbodiff_i2v=$I2V:prompt=a:seed=1:frames=2:mode=each" -f null - 2>&1)
+    [ "$(grep -c "mode=each: every input frame becomes a clip of 2 frames (.*set mode=first" <<<"$got")" = 1 ] &&
+        grep -q "mode=each: the input ended after 3 frame(s): 3 clip(s), 6 frames in all" <<<"$got" &&
+        ok "$label i2v-each warns once and counts the clips" || bad "$label i2v-each warning and count" "$got"
+    got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info -i "$tmp/still.png" \
+          -vf "turbodiff_i2v=$I2V:prompt=a:seed=1:frames=2:mode=each" -f null - 2>&1)
+    ! grep -q "every input frame becomes" <<<"$got" && grep -q "after 1 frame(s): 1 clip(s)" <<<"$got" &&
+        ok "$label i2v-each on one image: no warning" || bad "$label i2v-each on one image" "$got"
     fi
 
     # SIGINT mid-clip: clean exit; under valgrind no leak, no error
@@ -331,6 +373,40 @@ if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -
     expect_error "worker failure, -f lavfi -xerror" "out of memory" -xerror -f lavfi -i "turbodiff=$fm:prompt=a:frames=9" $null
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=1 \
     expect_error "worker failure, i2v" "out of memory" -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$fm:prompt=a:frames=3:mode=each" $null
+
+    # What turbodiff_i2v hands the library is the input image in RGB
+    # (TD_FAKE_ECHO_IMAGE makes the clip that image, read here as rgb24):
+    # an RGB still through the graph's conversion to the filter's yuv420p
+    # and back within 2 levels on flat colours (BT.709, limited range), and
+    # a yuv420p frame of sharp edges as swscale's accurate bilinear
+    # conversion has it (chroma siting and interpolation).
+    yuv="scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+    sws="scale=in_color_matrix=bt709:in_range=tv:flags=bilinear+full_chroma_int+accurate_rnd,format=rgb24"
+    for img in "color=c=0xE08020:s=64x32:r=1:d=1,format=rgb24|format=rgb24|2|1" \
+               "color=c=0x2050C0:s=64x32:r=1:d=1,format=rgb24|format=rgb24|2|1" \
+               "testsrc2=s=64x32:r=1:d=1,format=rgb24,$yuv|$sws|1|0.1"; do
+        IFS='|' read -r src ref max_ok mean_ok <<<"$img"
+        timeout "$T" "$ffmpeg" -hide_banner -nostdin -v error -f lavfi -i "$src,$ref" -frames:v 1 \
+            -f rawvideo - > "$tmp/echo.ref"
+        LD_PRELOAD="$tmp/fake.so" TD_FAKE_ECHO_IMAGE=1 timeout "$T" "$ffmpeg" -hide_banner -nostdin -v error \
+            -f lavfi -i "$src" -vf "turbodiff_i2v=$fm:prompt=a:frames=1,format=rgb24" -f rawvideo - > "$tmp/echo.out"
+        got=$(paste <(od -An -v -tu1 -w1 "$tmp/echo.out") <(od -An -v -tu1 -w1 "$tmp/echo.ref") | awk '
+            { d = $1 - $2; if (d < 0) d = -d; if (d > max) max = d; sum += d }
+            END { printf "%d %d %.2f", NR, max, sum / NR }')
+        read -r n max mean <<<"$got"
+        [ "$n" = 6144 ] && [ "$max" -le "$max_ok" ] && awk -v m="$mean" -v b="$mean_ok" 'BEGIN { exit !(m <= b) }' &&
+            ok "i2v image to RGB, ${src%%=*} (max $max, mean $mean levels off)" ||
+            bad "i2v image to RGB, ${src%%=*}: bytes, max and mean difference '$got', want max <= $max_ok, mean <= $mean_ok"
+    done
+
+    # the default model says once, at info, what it is and what it can draw
+    # (two instances share its engine; the lavfi device builds its graph
+    # once, where ffmpeg's -filter_complex initialises filters twice)
+    got=$(env -u TURBODIFF_MODEL_DIR LD_PRELOAD="$tmp/fake.so" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
+          -v info -f lavfi -i "turbodiff=prompt=a:frames=1:steps=1[a];turbodiff=prompt=b:frames=1:steps=1[b];[a][b]concat[out0]" \
+          -f null - 2>&1)
+    [ "$(grep -c 'model "turbodiff toy: .*": draws one shape (circle, square or triangle)' <<<"$got")" = 1 ] &&
+        ok "the default model says once what it draws" || bad "the default model's description, want once" "$got"
 
     # SIGTERM mid-clip: ffmpeg exits within a bound with a readable file
     # holding the frames already made

@@ -99,3 +99,22 @@ def test_cli_reads_y4m(tmp_path, seed):
                           clips.caption(colour, shape, OPPOSITE[motion], bg), tmp_path / "c.y4m"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "FAIL" in bad.stdout
+
+
+def test_manifest_says_what_the_model_draws():
+    """The default model's turbodiff.json describes what it draws (the engine
+    logs it when the model loads) as train.py writes it, naming the whole
+    vocabulary, with example prompts that are captions it learnt."""
+    import json
+    import re
+
+    import train
+    manifest = json.loads((TOY.parents[1] / "models" / "toy" / "turbodiff.json").read_text())
+    text = manifest["description"]
+    assert text == train.DESCRIPTION
+    for word in (*clips.COLOURS, *clips.SHAPES, *clips.MOTIONS):
+        assert re.search(rf"\b{word}\b", text), word
+    examples = re.findall(r'"([^"]+)"', text)
+    assert len(examples) == 2
+    for example in examples:
+        clips.parse(example)

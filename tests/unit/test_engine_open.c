@@ -64,6 +64,19 @@ static int open_dir(const char *rel, td_engine **eng, td_error *err)
     return td_engine_open(&cfg, eng, err);
 }
 
+/* Counts the info lines that hold a string (opaque: struct said). */
+struct said {
+    const char *needle;
+    int count;
+};
+
+static void count_said(void *opaque, int level, const char *msg)
+{
+    struct said *s = opaque;
+    if (level == TD_LOG_INFO && strstr(msg, s->needle))
+        s->count++;
+}
+
 static int noop_frame(void *opaque, const td_frame *f)
 {
     (void)opaque; (void)f;
@@ -325,6 +338,34 @@ int main(void)
     link_fixture("manifest/vae.safetensors", TINY_VAE);
     link_fixture("manifest/t5.safetensors", TINY_T5);
     link_fixture("manifest/spiece.model", TINY_SPM);
+    /* The manifest's name and description are said once at info, when the
+     * model loads (no engine holds these files yet); a second opener shares
+     * the engine and hears nothing. */
+    {
+        td_engine *c = NULL, *d = NULL;
+        struct said said = { "model \"tiny-described\": draws 7 noisy squares", 0 };
+        write_rel("manifest/turbodiff.json", "{\"name\": \"tiny-described\", \"description\": "
+                  "\"draws 7 noisy squares\", \"dit\": \"dit.safetensors\", \"vae\": "
+                  "\"vae.safetensors\", \"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\", "
+                  "\"frames\": 3}");
+        td_engine_config_default(&cfg);
+        snprintf(path, sizeof(path), "%s/manifest", root);
+        cfg.model_dir = path;
+        cfg.log = count_said;
+        cfg.log_opaque = &said;
+        ret = td_engine_open(&cfg, &c, &err);
+        CHECK(ret == 0 && said.count == 1, "described manifest: %d %s, said %d times", ret,
+              err.msg, said.count);
+        ret = td_engine_open(&cfg, &d, &err);
+        CHECK(ret == 0 && said.count == 1, "shared open: %d %s, said %d times", ret, err.msg,
+              said.count);
+        td_engine_release(&c);
+        td_engine_release(&d);
+        write_rel("manifest/turbodiff.json", "{\"description\": 7, \"dit\": \"dit.safetensors\"}");
+        ret = td_engine_open(&cfg, &c, &err);
+        CHECK(ret == TD_EFORMAT && strstr(err.msg, "\"description\" must be a string") && !c,
+              "%d %s", ret, err.msg);
+    }
     write_rel("manifest/turbodiff.json", "{\"name\": \"tiny\", \"dit\": \"dit.safetensors\", "
               "\"vae\": \"vae.safetensors\", \"t5\": \"t5.safetensors\", \"tokenizer\": \"spiece.model\"}");
     ret = open_dir("manifest", &a, &err);

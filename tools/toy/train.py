@@ -61,6 +61,22 @@ CONFIG = {
                   clips=64, dit_steps=120, dit_batch=8, distil_pairs=16, teacher_steps=4, distil_steps=40,
                   eval_n=6),
 }
+
+
+def _one_of(words):
+    """The words as "a, b or c"."""
+    return f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+# What the model draws, from clips.py's vocabulary: the manifest's
+# "description", which the engine logs when the model loads, since any
+# other prompt renders too.
+DESCRIPTION = (f"draws one shape ({_one_of(clips.SHAPES)}) of one colour that moves "
+               f"{_one_of([m for m in clips.MOTIONS if m not in ('grows', 'shrinks')])}, grows or "
+               f"shrinks, on a plain background of another colour ({', '.join(clips.COLOURS)}), from "
+               f"prompts such as \"{clips.caption('red', 'circle', 'right', 'blue')}\" or "
+               f"\"{clips.caption('white', 'square', 'grows', 'black')}\"; any other prompt still "
+               "gives some shape in some colour")
 # rCM's 4 steps at sigma_max 80: TrigFlow atan(80), 1.5, 1.4, 1.0 as RF time
 RCM_T = [math.sin(s) / (math.sin(s) + math.cos(s)) for s in (math.atan(80), 1.5, 1.4, 1.0)]
 
@@ -495,6 +511,7 @@ def stage_export(work, cfg, out):
     for name in ("umt5.safetensors", "spiece.model"):
         (out / name).write_bytes((work / name).read_bytes())
     manifest = {"name": "turbodiff toy: coloured shapes moving on plain backgrounds (64x64, 17 frames)",
+                "description": DESCRIPTION,
                 "dit": "dit.safetensors", "vae": "vae.safetensors", "t5": "umt5.safetensors",
                 "tokenizer": "spiece.model", "size": f"{clips.SIZE}x{clips.SIZE}", "frames": clips.FRAMES}
     (out / "turbodiff.json").write_text(json.dumps(manifest, indent=2) + "\n")

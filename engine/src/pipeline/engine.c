@@ -76,6 +76,14 @@ static int engine_new(td_ctx *ctx, const td_engine_config *cfg, td_model_files *
         td_engine_release(&eng);
         return rc;
     }
+    /* Said once, when the model loads: a model that draws only some things
+     * (the default one) renders any prompt, so the user learns here what
+     * it is and what it can draw. */
+    if (eng->files.name || eng->files.description)
+        td_log(ctx, TD_LOG_INFO, "model%s%s%s%s%s", eng->files.name ? " \"" : "",
+               eng->files.name ? eng->files.name : "", eng->files.name ? "\"" : "",
+               eng->files.description ? ": " : "",
+               eng->files.description ? eng->files.description : "");
     *out = eng;
     return 0;
 }

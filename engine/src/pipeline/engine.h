@@ -19,6 +19,7 @@ typedef struct td_model_files {
     int width, height, frames;   /* the native clip a manifest names, else 0 */
     int sampler;                 /* enum td_sampler the directory declares (a manifest's
                                     "sampler", model_index.json's pipeline), else AUTO */
+    char *name, *description;    /* a manifest's, else NULL: logged when the model loads */
     td_lora *loras;              /* merged into the DiT; paths canonical and owned */
     int n_loras;
 } td_model_files;

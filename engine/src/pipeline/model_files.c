@@ -259,8 +259,19 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
     }
     json_object_foreach(root, key, val) {
         int i;
-        if (!strcmp(key, "name"))
+        if (!strcmp(key, "name") || !strcmp(key, "description")) {
+            char **text = key[0] == 'n' ? &f->name : &f->description;
+            if (!json_is_string(val)) {
+                ret = td_fail(ctx, TD_EFORMAT, "%s: \"%s\" must be a string", path, key);
+                break;
+            }
+            free(*text);
+            if (!(*text = strdup(json_string_value(val)))) {
+                ret = td_fail(ctx, TD_ENOMEM, "%s: out of memory", path);
+                break;
+            }
             continue;
+        }
         if (!strcmp(key, "lora")) {
             if ((ret = read_loras(ctx, dir, path, val, f)) < 0)
                 break;
@@ -279,8 +290,8 @@ static int read_manifest(td_ctx *ctx, const char *dir, const char *path, td_mode
         for (i = 0; i < F_COUNT && strcmp(key, file_key[i]); i++)
             ;
         if (i == F_COUNT) {
-            ret = td_fail(ctx, TD_EFORMAT, "%s: unknown key \"%s\" (expected name, dit, dit_low, "
-                          "vae, t5, tokenizer, lora, size, frames, sampler)", path, key);
+            ret = td_fail(ctx, TD_EFORMAT, "%s: unknown key \"%s\" (expected name, description, "
+                          "dit, dit_low, vae, t5, tokenizer, lora, size, frames, sampler)", path, key);
             break;
         }
         if (!json_is_string(val)) {
@@ -488,6 +499,9 @@ void td_model_files_free(td_model_files *f)
         *slot(f, i) = NULL;
     }
     free_loras(f);
+    free(f->name);
+    free(f->description);
+    f->name = f->description = NULL;
 }
 
 static int same(const char *a, const char *b)

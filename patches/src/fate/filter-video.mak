@@ -16,7 +16,7 @@ fate-turbodiff-t2v-clips: CMD = framecrc -f lavfi -i turbodiff=$(TURBODIFF_FATE_
 # blanked with lutrgb; frame count, size, format and timestamps are checked.
 ifdef TURBODIFF_I2V_MODEL
 FATE_TURBODIFF-$(call FILTERFRAMECRC, TURBODIFF_I2V TESTSRC2 LUTRGB FORMAT, LAVFI_INDEV) += fate-turbodiff-i2v-each
-fate-turbodiff-i2v-each: CMD = framecrc -lavfi testsrc2=s=64x32:r=2:d=1,format=rgb24,turbodiff_i2v=model=$(TURBODIFF_I2V_MODEL):prompt=fate:size=64x32:steps=1:seed=1:device=cpu:mode=each:frames=3,lutrgb=r=0:g=0:b=0
+fate-turbodiff-i2v-each: CMD = framecrc -lavfi testsrc2=s=64x32:r=2:d=1,format=yuv420p,turbodiff_i2v=model=$(TURBODIFF_I2V_MODEL):prompt=fate:size=64x32:steps=1:seed=1:device=cpu:mode=each:frames=3,lutrgb=r=0:g=0:b=0
 endif
 
 $(FATE_TURBODIFF-yes): export TURBODIFF_MODEL_DIR =
