@@ -434,8 +434,7 @@ static void run_free(run *r)
     r->be->ops->tensor_free(r->be, &r->neg_context);
 }
 
-/* The sampler the job asks for, else the model's (models.h). */
-static int choose_sampler(const td_job *job, const td_model_defaults *d)
+int td_job_sampler(const td_job *job, const td_model_defaults *d)
 {
     return job->sampler != TD_SAMPLER_AUTO ? job->sampler : d->sampler;
 }
@@ -474,8 +473,7 @@ static int run_flow(run *r, const td_model_defaults *d, td_denoiser *cond, td_de
     return td_flow_sample(&r->eng->ctx, &p, cond, uncond, io, x);
 }
 
-/* Whether a flow run guides (and so needs the negative prompt). */
-static int flow_guided(const td_job *job, const td_model_defaults *d, int pair)
+int td_job_guided(const td_job *job, const td_model_defaults *d, int pair)
 {
     double g = job->guidance > 0 ? job->guidance : d->guidance;
     double gl = job->guidance_low > 0 ? job->guidance_low : d->guidance_low;
@@ -498,8 +496,8 @@ int td_generate(td_engine *eng, const td_job *job)
 
     r.t0 = r.stage_t0 = now();
     td_models_defaults(r.m, &d);
-    sampler = choose_sampler(job, &d);
-    guided = sampler == TD_SAMPLER_FLOW && flow_guided(job, &d, r.m->pair);
+    sampler = td_job_sampler(job, &d);
+    guided = sampler == TD_SAMPLER_FLOW && td_job_guided(job, &d, r.m->pair);
     TD_TRY(check_task(&r));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);
