@@ -326,8 +326,11 @@ typedef struct td_estimate {
 /* Validate the job (the messages of td_job_validate) and estimate it on
  * eng, which must not be NULL. It runs nothing on the device and takes
  * about a millisecond; it is safe while another thread runs a job on eng.
- * A job that does not fit is still estimated (0 returned): compare
- * peak_bytes with limit_bytes, as td_job_validate does. */
+ * Of an image only the size is read, so an image-to-video job can be
+ * estimated before its image exists (any non-NULL image pointer). A job
+ * that does not fit is still estimated (0 returned): td_job_validate
+ * refuses it when peak_bytes (plus host_bytes on the CPU) exceeds
+ * limit_bytes. */
 TD_API int td_job_estimate(td_engine *eng, const td_job *job, td_estimate *out);
 
 /* The size of the frames a job delivers: width x height, or with

@@ -417,9 +417,11 @@ int td_vae_shadow(const td_vae *vae, td_backend *counter, td_vae **out)
     td_vae *s = malloc(sizeof(*s));
     *out = NULL;
     if (!s)
-        return td_fail(vae->ctx, TD_ENOMEM, "vae: out of memory for its estimate");
+        return td_fail(counter->ctx, TD_ENOMEM, "vae: out of memory for its estimate");
     *s = *vae;
     s->be = counter;
+    /* the estimate's own context: the engine's may be a running job's */
+    s->ctx = counter->ctx;
     *out = s;
     return 0;
 }
@@ -450,7 +452,7 @@ int td_vae_decode_cost(const td_vae *vae, td_backend *counter, int64_t T, int64_
     d.tiles = &t;
     d.sf = td_vae_spatial_factor(vae);
     td_count_reset(counter);
-    rc = td_vae_state_init(vae->ctx, &t.st, vae->dec.nslots);
+    rc = td_vae_state_init(d.vae->ctx, &t.st, vae->dec.nslots);
     for (int64_t i = 0; rc == 0 && i < n; i++) {
         double before = td_count_flops(counter);
         rc = td_vae_act_new(d.vae, &z, vae->z, 1, h, w);
