@@ -14,6 +14,6 @@
 turbodiff_filter_deps="libturbodiff threads"
 turbodiff_i2v_filter_deps="libturbodiff threads"
 #@# Library check: found through turbodiff.pc, which the library's install
-#@# writes; 0.3.0 is the first release with the API the filters use.
+#@# writes; 0.4.0 is the first release with the API the filters use.
 #@ before enabled libtwolame
-enabled libturbodiff      && require_pkg_config libturbodiff "turbodiff >= 0.3.0" turbodiff.h td_engine_open
+enabled libturbodiff      && require_pkg_config libturbodiff "turbodiff >= 0.4.0" turbodiff.h td_engine_open
