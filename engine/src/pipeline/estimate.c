@@ -23,7 +23,6 @@
  * rate of a matrix product measured once when the engine opened.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -110,6 +109,8 @@ typedef struct stage {
     double weights, work;
 } stage;
 
+/* Stage id becomes the peak when it holds more than the peak so far (the
+ * text stage, estimated first, starts it). */
 static void take(td_estimate *e, int id, stage s)
 {
     if (s.weights + s.work > (double)e->weights_bytes + (double)e->working_bytes || id == TD_STAGE_TEXT) {
