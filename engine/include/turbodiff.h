@@ -311,7 +311,9 @@ typedef struct td_estimate {
     size_t available_bytes;        /* free on the device now (CPU: MemAvailable,
                                     * lowered to a cgroup v2 limit; CUDA: free memory) */
     size_t limit_bytes;            /* what the job may use: job->max_memory, else
-                                    * available_bytes + resident_bytes */
+                                    * available_bytes, plus resident_bytes where
+                                    * the weights are copies (CUDA), not mapped
+                                    * file pages the CPU's MemAvailable counts */
     double flops;                  /* floating point operations of the DiT forwards and
                                     * the VAE (a multiply-add counts 2; the text encoder,
                                     * once per prompt, is left out) */

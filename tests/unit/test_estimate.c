@@ -159,6 +159,10 @@ static void test_refusal(const tc_suite *su, test_rng *r)
     job_for(&job, k, w, h, frames, &s, &err);
     CHECK(td_job_estimate(eng, &job, &e) == 0, "estimate: %s", err.msg);
     check_counts(&e, w, h, frames, job.steps);
+    /* the fence's weights are copies: free memory no longer counts them */
+    CHECK(e.limit_bytes == e.available_bytes + e.resident_bytes && e.resident_bytes == e.weights_bytes,
+          "limit %zu, available %zu, resident %zu, weights %zu", e.limit_bytes, e.available_bytes,
+          e.resident_bytes, e.weights_bytes);
     /* bigger clips need more */
     job.width = 2 * w;
     job.frames = frames + 8;
@@ -230,6 +234,9 @@ static void test_bad_jobs(const tc_suite *su)
     /* on the CPU the host buffers count too, and the device is named */
     CHECK(td_job_estimate(eng, &job, &e) == 0 && !strcmp(e.device, "cpu") && e.host_bytes > 0 &&
           e.available_bytes > 0, "cpu estimate: %s, host %zu, available %zu", e.device, e.host_bytes,
+          e.available_bytes);
+    /* the CPU's weights are mapped file pages, which MemAvailable counts */
+    CHECK(e.limit_bytes == e.available_bytes, "cpu: limit %zu, available %zu", e.limit_bytes,
           e.available_bytes);
     job.max_memory = e.peak_bytes + e.host_bytes - 1;
     CHECK(td_job_validate(eng, &job) == TD_ENOMEM && strstr(err.msg, "host buffers") && strstr(err.msg, "on cpu"),

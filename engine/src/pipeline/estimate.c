@@ -120,6 +120,16 @@ static void take(td_estimate *e, int id, stage s)
     }
 }
 
+/* Whether the device's available memory already counts the weights the
+ * engine holds: the CPU backend's are views of mapped files (upload makes
+ * no copy), whose cached pages MemAvailable counts as reclaimable, so a job
+ * fits when weights and working set together fit in it. Other backends
+ * hold copies, which free memory no longer counts. */
+static int weights_counted(const td_backend *be)
+{
+    return !strcmp(be->ops->name, "cpu");
+}
+
 /* The estimate of a validated job (engine.h), on a counting backend made
  * here. */
 static int estimate(td_engine *eng, const td_job *job, td_ctx *ctx, td_estimate *e)
@@ -194,6 +204,7 @@ static int estimate(td_engine *eng, const td_job *job, td_ctx *ctx, td_estimate 
         return td_fail(ctx, ctx->err ? ctx->err : TD_EDEVICE, "%s", m->be->ctx->errmsg);
     e->available_bytes = avail;
     e->limit_bytes = job->max_memory ? job->max_memory
+                                     : weights_counted(m->be) ? avail
                                      : to_size((double)avail + (double)e->resident_bytes);
 
     e->flops = e->forwards * dit_flops(c, (double)e->tokens, TD_UMT5_TEXT_LEN, sla, job->topk) +
@@ -237,6 +248,8 @@ int td_estimate_check(td_engine *eng, const td_job *job, td_ctx *ctx)
     human(av, sizeof(av), (double)e.available_bytes);
     if (job->max_memory)
         snprintf(why, sizeof(why), "max_memory is %s", lim);
+    else if (weights_counted(eng->models->be))
+        snprintf(why, sizeof(why), "%s is available", lim);
     else
         snprintf(why, sizeof(why), "%s is available (%s free plus the %s of weights already loaded)",
                  lim, av, res);
