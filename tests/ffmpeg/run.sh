@@ -319,14 +319,25 @@ gen_suite() {
 
 # The filters' frame path with a stand-in generator (see fake_pipeline.c):
 # everything but the pixels is the real thing.
-if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so"; then
+if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so" -ldl; then
     gen_suite "fake-pipeline:" "model=$model:size=64x32:steps=1:device=cpu" "model=$model:size=64x32:steps=1:device=cpu" \
         LD_PRELOAD="$tmp/fake.so"
+
+    # A clip estimated over 10 minutes is warned about at init, in minutes
+    # (TD_FAKE_SECONDS stands in for a slow device); a quicker one is not.
+    fm="model=$model:size=64x32:steps=1:device=cpu"
+    got=$(LD_PRELOAD="$tmp/fake.so" TD_FAKE_SECONDS=3000 timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
+          -v warning -f lavfi -i "turbodiff=$fm:prompt=a:frames=3" -f null - 2>&1)
+    grep -q "each clip will take about 50 min on cpu" <<<"$got" && ok "time budget warning at init" ||
+        bad "time budget warning at init" "$got"
+    got=$(LD_PRELOAD="$tmp/fake.so" TD_FAKE_SECONDS=590 timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
+          -v warning -f lavfi -i "turbodiff=$fm:prompt=a:frames=3" -f null - 2>&1)
+    ! grep -q "will take" <<<"$got" && ok "no time warning within the budget" ||
+        bad "no time warning within the budget" "$got"
 
     # A job failing mid-clip (out of memory, device error) fails ffmpeg: the
     # filter returns the error, not EOF. The lavfi input device is read by
     # ffmpeg's demuxer, which ends an input on a read error unless -xerror.
-    fm="model=$model:size=64x32:steps=1:device=cpu"
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \
     expect_error "worker failure, -filter_complex" "out of memory" -filter_complex "turbodiff=$fm:prompt=a:frames=9" $null
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \
