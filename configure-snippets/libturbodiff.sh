@@ -14,6 +14,7 @@
 turbodiff_filter_deps="libturbodiff threads"
 turbodiff_i2v_filter_deps="libturbodiff threads"
 #@# Library check: found through turbodiff.pc, which the library's install
-#@# writes; 0.4.0 is the first release with the API the filters use (td_job_resolve).
+#@# writes; 0.4.0 is the first release with the API the filters use (td_job_resolve,
+#@# td_job_estimate).
 #@ before enabled libtwolame
 enabled libturbodiff      && require_pkg_config libturbodiff "turbodiff >= 0.4.0" turbodiff.h td_engine_open

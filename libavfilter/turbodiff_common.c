@@ -207,6 +207,7 @@ static void job_from_options(TurboDiffContext *s, td_job *job)
     job->boundary = s->boundary;
     job->attention = s->attention;
     job->topk = s->topk;
+    job->max_memory = s->max_memory;
     /* yuv420p is made from the library's float frames, so that the 4:2:0
      * conversion does not round twice. */
     job->frame_format = s->pix_fmt == AV_PIX_FMT_YUV420P ? TD_FRAME_RGBF32 : TD_FRAME_RGB24;
@@ -231,6 +232,31 @@ static av_cold int check_library_version(AVFilterContext *ctx)
            "%d.%d.%d, whose interface differs: rebuild FFmpeg against the installed libturbodiff\n",
            major, minor, v & 0xff, TD_VERSION_MAJOR, TD_VERSION_MINOR, TD_VERSION_MICRO);
     return AVERROR_EXTERNAL;
+}
+
+/** A clip over this many seconds is worth a warning at init. */
+#define TD_TIME_BUDGET 600
+
+static const char *const stage_names[] = { "text", "image", "denoise", "decode", "done" };
+
+static void format_bytes(char *buf, size_t size, uint64_t b)
+{
+    if (b >= 1ULL << 30)
+        snprintf(buf, size, "%.1f GiB", b / (double)(1ULL << 30));
+    else
+        snprintf(buf, size, "%.1f MiB", b / (double)(1ULL << 20));
+}
+
+static void format_seconds(char *buf, size_t size, double t)
+{
+    if (t <= 0)
+        av_strlcpy(buf, "an unknown time", size);
+    else if (t < 0.1)
+        av_strlcpy(buf, "under 0.1 s", size);
+    else if (t < 120)
+        snprintf(buf, size, "about %.1f s", t);
+    else
+        snprintf(buf, size, "about %.0f min", t / 60);
 }
 
 /** Stands in for the real sink while only the options are checked. */
@@ -307,7 +333,7 @@ static av_cold int check_sampler_options(AVFilterContext *ctx, TurboDiffContext 
  * -t or -frames:v on the output cannot lengthen what the filter makes, so
  * a user asking for more than one clip holds needs the hint.
  */
-static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
+static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s, const td_estimate *e)
 {
     static const char *const i2v_clips[] = {
         [TD_MODE_FIRST] = "1 clip from the first input frame",
@@ -316,7 +342,7 @@ static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
     };
     double seconds = s->clip_frames * av_q2d(av_inv_q(s->rate));
     int fps = td_engine_native_fps(s->engine);
-    char clips[64], sampler[128];
+    char clips[64], sampler[128], mem[32], work[32], wts[32], avail[32], took[32];
     td_job job;
 
     /* The sampler the model's defaults resolve to, with its steps: flow
@@ -343,12 +369,26 @@ static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
     else
         snprintf(clips, sizeof(clips), "%d clip(s)",
                  s->clips ? s->clips : s->nb_prompt_lines ? s->nb_prompt_lines : 1);
+    format_bytes(mem, sizeof(mem), e->peak_bytes);
+    format_seconds(took, sizeof(took), e->seconds);
     av_log(ctx, AV_LOG_INFO, "%s of %d frames %dx%d at %d/%d fps (%.2fs each), %s, "
-           "model %s, device %s%s\n", clips, s->clip_frames, s->w, s->h, s->rate.num, s->rate.den,
-           seconds, sampler, s->dit ? s->dit : s->model_dir ? s->model_dir : "(the default model)",
-           s->device, !ctx->nb_inputs && !s->loop && !s->clips ?
+           "model %s, device %s; each clip needs about %s on %s and %s%s\n", clips, s->clip_frames,
+           s->w, s->h, s->rate.num, s->rate.den, seconds, sampler,
+           s->dit ? s->dit : s->model_dir ? s->model_dir : "(the default model)", s->device, mem,
+           e->device, took, !ctx->nb_inputs && !s->loop && !s->clips ?
            "; for longer video set loop=1 (with -t or -frames:v on the output), clips=, "
            "or frames= / duration=" : "");
+    format_bytes(work, sizeof(work), e->working_bytes);
+    format_bytes(wts, sizeof(wts), e->weights_bytes);
+    format_bytes(avail, sizeof(avail), e->limit_bytes);
+    av_log(ctx, AV_LOG_VERBOSE, "estimate: %"PRId64" DiT tokens x %d forward(s), %d text tokens; "
+           "peak %"PRIu64" bytes in the %s stage (weights %s, working set %s), %s allowed; "
+           "%.3g FLOPs at %.3g FLOP/s\n", e->tokens, e->forwards, e->text_tokens,
+           (uint64_t)e->peak_bytes, stage_names[e->peak_stage], wts, work, avail, e->flops,
+           e->flops_per_second);
+    if (e->seconds > TD_TIME_BUDGET)
+        av_log(ctx, AV_LOG_WARNING, "each clip will take %s on %s; for a quicker one use a "
+               "smaller size, fewer frames or steps, or a GPU\n", took, e->device);
     /* Wan models move at their own rate (16 fps, TI2V-5B 24): another
      * rate only relabels the frames. */
     if (av_cmp_q(s->rate, (AVRational){ fps, 1 }) && !(ctx->nb_inputs && s->mode == TD_MODE_EXTEND))
@@ -356,6 +396,37 @@ static av_cold void log_plan(AVFilterContext *ctx, TurboDiffContext *s)
                "%.2fx as fast at this rate; to change the frame rate keep rate=%d and add the "
                "fps filter (e.g. fps=%d/%d)\n", s->rate.num, s->rate.den, fps,
                av_q2d(s->rate) / fps, fps, s->rate.num, s->rate.den);
+}
+
+/**
+ * The first clip's estimate, failing init when it cannot fit. The
+ * image-to-video filter has no image yet: its clip is estimated at the
+ * configured size (only an image's size is read), and td_job_run checks
+ * each clip again, at the size adaptive sizing gives it.
+ */
+static av_cold int estimate_clip(AVFilterContext *ctx, TurboDiffContext *s, td_estimate *e)
+{
+    static const uint8_t pixel[3];
+    td_error err = { 0 };
+    td_job job;
+    int ret;
+
+    job_from_options(s, &job);
+    job.frames = s->clip_frames + s->skip_first;
+    job.on_frame = options_only;
+    job.error = &err;
+    if (ctx->nb_inputs) {
+        job.image = pixel;
+        job.image_width = s->w;
+        job.image_height = s->h;
+        job.image_linesize = 3 * s->w;
+    }
+    if ((ret = td_job_estimate(s->engine, &job, e)) < 0 ||
+        (ret = td_job_validate(s->engine, &job)) < 0) {
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
+        return td_averror(ret);
+    }
+    return 0;
 }
 
 /** lora[i] with lora_scale[i] (1 where the scale list is shorter). */
@@ -385,6 +456,7 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
     td_engine_config cfg;
+    td_estimate est;
     td_error err;
     td_job job;
     td_lora *loras;
@@ -478,7 +550,9 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
     /* No rate (nor a duration counted at the default one): the model's own. */
     if (av_opt_is_set_to_default_by_name(s, "rate", 0) > 0 && s->duration <= 0)
         s->rate = (AVRational){ td_engine_native_fps(s->engine), 1 };
-    log_plan(ctx, s);
+    if ((ret = estimate_clip(ctx, s, &est)) < 0)
+        return ret;
+    log_plan(ctx, s, &est);
 
     s->queue = av_calloc(s->queue_size, sizeof(*s->queue));
     if (!s->queue)
@@ -758,6 +832,7 @@ static void *worker(void *arg)
         AVFrame *image = NULL;
         char *prompt = NULL;
         td_error err = { 0 };
+        td_estimate est;
         td_job job;
 
         pthread_mutex_lock(&s->lock);
@@ -814,6 +889,13 @@ static void *worker(void *arg)
 
         av_log(ctx, AV_LOG_VERBOSE, "clip %d: seed %"PRIu64", prompt \"%s\"\n", cs.index, cs.seed,
                prompt);
+        /* this clip's own (an input image may size it otherwise than init's) */
+        if (av_log_get_level() >= AV_LOG_VERBOSE && !td_job_estimate(s->engine, &job, &est)) {
+            char peak[32];
+            format_bytes(peak, sizeof(peak), est.peak_bytes);
+            av_log(ctx, AV_LOG_VERBOSE, "clip %d: %dx%d, %"PRId64" DiT tokens, peak about %s on %s\n",
+                   cs.index, est.width, est.height, est.tokens, peak, est.device);
+        }
         ret = td_job_run(s->engine, &job);
         av_frame_free(&image);
         av_free(prompt);

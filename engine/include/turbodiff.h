@@ -274,6 +274,11 @@ typedef struct td_job {
     void *log_opaque;
     int log_level;
     td_error *error;
+    /* The most memory the job may take on its device, weights included
+     * (td_estimate's peak_bytes); 0: what the device has available when the
+     * job is checked, plus the weights the engine already holds. A job
+     * whose estimate exceeds it is refused (TD_ENOMEM) before it starts. */
+    size_t max_memory;
 } td_job;
 
 /* Defaults: 832x480, 81 frames, 4 steps, sla, topk 0.1, seed 0, RGB24. */
@@ -282,10 +287,62 @@ TD_API void td_job_default(td_job *job);
 /* Check a job against the engine without running it; the message names the
  * offending field and, for sizes, the nearest valid values. eng may be NULL:
  * then the checks that need no model run, so a caller can reject bad options
- * before loading anything. */
+ * before loading anything. With an engine, a job whose estimated peak
+ * (td_job_estimate) exceeds max_memory, or by default the memory available
+ * on the device, is refused with TD_ENOMEM and a message giving the
+ * numbers; td_job_run checks the same before its first step. */
 TD_API int td_job_validate(td_engine *eng, const td_job *job);
 
 TD_API int td_job_run(td_engine *eng, const td_job *job);
+
+/* What a job will take on the engine's device, from the sizes the
+ * implementation allocates (pipeline/estimate.c): weights, the largest
+ * working set of its stages, and a rough time. */
+typedef struct td_estimate {
+    int width, height, frames;     /* the clip (adaptive sizes resolved) */
+    int64_t tokens;                /* DiT tokens per forward: latent frames x rows x
+                                    * columns after the DiT's patch (21 x 30 x 52 =
+                                    * 32,760 for 832x480, 81 frames, Wan2.1) */
+    int text_tokens;               /* context rows each DiT forward attends to (512) */
+    int forwards;                  /* DiT forward passes: sampler steps, twice with CFG */
+    int peak_stage;                /* enum td_stage in which the peak falls */
+    size_t weights_bytes;          /* weights resident on the device at the peak (the
+                                    * DiT or both experts, the VAE, and umT5 unless
+                                    * low_memory releases it) */
+    size_t working_bytes;          /* everything else at the peak: the stage's
+                                    * activations, caches and buffers (text encoding,
+                                    * image encoding, denoising with its CFG / expert
+                                    * buffers, or VAE decoding with its causal caches) */
+    size_t peak_bytes;             /* weights_bytes + working_bytes */
+    size_t host_bytes;             /* host memory besides (the sampler's state, one
+                                    * decoded chunk); part of the peak on the CPU */
+    size_t resident_bytes;         /* weights the engine holds between jobs */
+    size_t available_bytes;        /* free on the device now (CPU: MemAvailable,
+                                    * lowered to a cgroup v2 limit; CUDA: free memory) */
+    size_t limit_bytes;            /* what the job may use: job->max_memory, else
+                                    * available_bytes, plus resident_bytes where
+                                    * the weights are copies (CUDA), not mapped
+                                    * file pages the CPU's MemAvailable counts */
+    double flops;                  /* floating point operations of the DiT forwards and
+                                    * the VAE (a multiply-add counts 2; the text encoder,
+                                    * once per prompt, is left out) */
+    double flops_per_second;       /* this engine's device, measured once at open on a
+                                    * matrix product */
+    double seconds;                /* flops / flops_per_second: rough, since attention,
+                                    * convolutions and small ops run below the probed
+                                    * rate (expect the job to take longer, up to ~3x) */
+    char device[32];               /* "cpu", "cuda:0", ... */
+} td_estimate;
+
+/* Validate the job (the messages of td_job_validate) and estimate it on
+ * eng, which must not be NULL. It runs nothing on the device and takes
+ * about a millisecond; it is safe while another thread runs a job on eng.
+ * Of an image only the size is read, so an image-to-video job can be
+ * estimated before its image exists (any non-NULL image pointer). A job
+ * that does not fit is still estimated (0 returned): td_job_validate
+ * refuses it when peak_bytes (plus host_bytes on the CPU) exceeds
+ * limit_bytes. */
+TD_API int td_job_estimate(td_engine *eng, const td_job *job, td_estimate *out);
 
 /* The size of the frames a job delivers: width x height, or with
  * adaptive_resolution the aspect ratio of an image_width x image_height

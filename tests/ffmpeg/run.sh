@@ -43,7 +43,7 @@ expect_error() {
 # --- help lists every option ------------------------------------------------
 common="prompt prompts model dit dit_low vae t5 tokenizer size resolution aspect frames
         duration rate steps sigma_max sampler flow_steps shift guidance guidance_low negative_prompt timesteps
-        boundary seed attention topk device low_memory lora lora_scale queue"
+        boundary seed attention topk device low_memory max_memory lora lora_scale queue"
 for f in "turbodiff:$common clips loop" "turbodiff_i2v:$common mode adaptive"; do
     name=${f%%:*}
     help=$(timeout "$T" "$ffmpeg" -hide_banner -h filter="$name" 2>&1)
@@ -201,7 +201,7 @@ gen_suite() {
     # than the model's 16 fps warns
     got=$(env "${envs[@]}" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info \
           -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3:rate=30" -f null - 2>&1)
-    grep -q "1 clip(s) of 3 frames 64x32 at 30/1 fps.*for longer video set loop=1" <<<"$got" &&
+    grep -q "1 clip(s) of 3 frames 64x32 at 30/1 fps.*each clip needs about [0-9.]* MiB on .* and [a-z ]*[0-9.]* s.*for longer video set loop=1" <<<"$got" &&
         [ "$(grep -c "clip 0: 3 frames, seed 1, generated in" <<<"$got")" = 1 ] &&
         ! grep -q "denoise 1/1" <<<"$got" && grep -q "plays 1.88x as fast" <<<"$got" &&
         ok "$label plan, a summary per clip and rate warning at info" ||
@@ -211,6 +211,29 @@ gen_suite() {
           -f lavfi -i "turbodiff=$M:prompt=a:seed=1:frames=3" -f null - 2>&1)
     grep -q "clip 0: denoise 1/1, .*eta" <<<"$got" && ok "$label per-step progress at verbose" ||
         bad "$label per-step progress at verbose" "$got"
+    # the estimate at verbose: tokens (3 frames of 64x32: 2 latent frames of 2 x 4) and the peak
+    grep -q "estimate: 16 DiT tokens x 1 forward(s), 512 text tokens; peak [0-9]* bytes in the .* stage" <<<"$got" &&
+        grep -q "clip 0: 64x32, 16 DiT tokens, peak about" <<<"$got" &&
+        ok "$label estimate at verbose" || bad "$label estimate at verbose" "$got"
+
+    # a clip that cannot fit is refused at init, before any step, with the
+    # numbers, and nothing is written; one that fits runs under the same limit
+    rm -f "$tmp/big.mp4"
+    expect_error "$label max_memory refuses at init" "1024x1024 x 81 frames needs about" \
+        -f lavfi -i "turbodiff=$M:prompt=a:size=1024x1024:frames=81:max_memory=64M" -c:v mpeg4 "$tmp/big.mp4"
+    [ ! -e "$tmp/big.mp4" ] && ok "$label nothing written when refused" || bad "$label refused job wrote $tmp/big.mp4"
+    got=$(run -f lavfi -i "turbodiff=$M:prompt=a:size=1024x1024:frames=81:max_memory=64M" -f null - 2>&1)
+    grep -q "max_memory is 61.0 MiB" <<<"$got" && ! grep -q "denoise" <<<"$got" &&
+        ok "$label refusal names the limit" || bad "$label refusal names the limit" "$got"
+    run -f lavfi -i "turbodiff=$M:prompt=a:frames=3:max_memory=64Mi" -f null - &&
+        ok "$label a clip that fits runs under max_memory" || bad "$label a clip that fits under max_memory"
+    # by default the limit is what the device has: an absurd clip is refused anywhere
+    expect_error "$label absurd clip refused by default" "is available" \
+        -f lavfi -i "turbodiff=$M:prompt=a:size=4096x4096:frames=4093" $null
+    if [ -n "$I2V" ]; then
+        expect_error "$label i2v max_memory refuses at init" "needs about" \
+            -f lavfi -i testsrc2=s=64x32:d=1 -vf "turbodiff_i2v=$I2V:prompt=a:size=1024x1024:frames=81:max_memory=64M" $null
+    fi
 
     # frames are tagged as what they are (limited-range BT.709 yuv420p with
     # left-sited chroma by default, full-range RGB when rgb24 is asked for;
@@ -359,14 +382,25 @@ gen_suite() {
 
 # The filters' frame path with a stand-in generator (see fake_pipeline.c):
 # everything but the pixels is the real thing.
-if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so"; then
+if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so" -ldl; then
     gen_suite "fake-pipeline:" "model=$model:size=64x32:steps=1:device=cpu" "model=$model:size=64x32:steps=1:device=cpu" \
         LD_PRELOAD="$tmp/fake.so"
+
+    # A clip estimated over 10 minutes is warned about at init, in minutes
+    # (TD_FAKE_SECONDS stands in for a slow device); a quicker one is not.
+    fm="model=$model:size=64x32:steps=1:device=cpu"
+    got=$(LD_PRELOAD="$tmp/fake.so" TD_FAKE_SECONDS=3000 timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
+          -v warning -f lavfi -i "turbodiff=$fm:prompt=a:frames=3" -f null - 2>&1)
+    grep -q "each clip will take about 50 min on cpu" <<<"$got" && ok "time budget warning at init" ||
+        bad "time budget warning at init" "$got"
+    got=$(LD_PRELOAD="$tmp/fake.so" TD_FAKE_SECONDS=590 timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
+          -v warning -f lavfi -i "turbodiff=$fm:prompt=a:frames=3" -f null - 2>&1)
+    ! grep -q "will take" <<<"$got" && ok "no time warning within the budget" ||
+        bad "no time warning within the budget" "$got"
 
     # A job failing mid-clip (out of memory, device error) fails ffmpeg: the
     # filter returns the error, not EOF. The lavfi input device is read by
     # ffmpeg's demuxer, which ends an input on a read error unless -xerror.
-    fm="model=$model:size=64x32:steps=1:device=cpu"
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \
     expect_error "worker failure, -filter_complex" "out of memory" -filter_complex "turbodiff=$fm:prompt=a:frames=9" $null
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \

@@ -1,12 +1,15 @@
 """turbodiff generate as scripts and render farms use it: where the clip
 goes (-o, --out -, refused extensions, --png-dir checked before any work),
---seed -1, progress lines in a log file, the order of `turbodiff --help`, and
-sampler options the sampler would not read refused before any work.
+--seed -1, progress lines in a log file, the order of `turbodiff --help`,
+sampler options the sampler would not read refused before any work, and
+--max-memory with the estimate --json prints.
 
 The committed tiny model set (tests/data/pipeline, 64x32 x 5 frames) keeps
 each run well under a second.
 """
+import json
 import pathlib
+import random
 import re
 import subprocess
 
@@ -108,3 +111,33 @@ def test_options_the_sampler_would_not_read_are_refused(td_cli, tmp_path):
     assert re.search(r"turbodiff: denoise +2/2", p.stderr), p.stderr
     p = run_td(td_cli, *GEN, "--sampler", "rcm", "--out", tmp_path / "z.y4m")
     assert re.search(r"turbodiff: denoise +1/1", p.stderr), p.stderr
+
+
+def test_max_memory_refuses_before_generating_with_the_numbers(td_cli, tmp_path, seed):
+    rng = random.Random(seed)
+    w, h = 16 * rng.randint(4, 12), 16 * rng.randint(2, 6)
+    frames = 1 + 4 * rng.randint(1, 4)
+    size = ["--size", f"{w}x{h}", "--frames", frames]
+    p = run_td(td_cli, *GEN, *size, "--png-dir", tmp_path, "--json")
+    out = json.loads(p.stdout)
+    est = out["estimate"]
+    assert est["device"] == "cpu" and est["tokens"] == (1 + (frames - 1) // 4) * (h // 16) * (w // 16)
+    assert est["peak_bytes"] == est["weights_bytes"] + est["working_bytes"] > 0
+    assert est["forwards"] == 1 and est["seconds"] > 0 and est["flops"] > 0
+    assert out["max_rss_bytes"] > est["peak_bytes"], "the process held the job's memory"
+    need = est["peak_bytes"] + est["host_bytes"]
+    # one byte short: refused before anything is written, naming the numbers
+    p = run_td(td_cli, *GEN, *size, "--max-memory", need - 1, "--out", tmp_path / "x.y4m", check=False)
+    assert p.returncode != 0 and not (tmp_path / "x.y4m").exists(), p.stderr
+    assert f"{w}x{h} x {frames} frames needs about" in p.stderr and "max_memory is" in p.stderr, p.stderr
+    assert "denoise" not in p.stderr, "refused before generating"
+    # enough, written with a suffix
+    run_td(td_cli, *GEN, *size, "--max-memory", f"{need / 2**20 + 1:.3f}Mi", "--out", tmp_path / "y.y4m")
+    assert (tmp_path / "y.y4m").stat().st_size > 0
+    p = run_td(td_cli, *GEN, "--max-memory", "8X", "--out", tmp_path / "z.y4m", check=False)
+    assert p.returncode == 2 and "--max-memory" in p.stderr, p.stderr
+    # by default the limit is the memory available: an absurd clip is refused
+    p = run_td(td_cli, *GEN, "--size", "4096x4096", "--frames", 4093, "--out", tmp_path / "z.y4m",
+               check=False)
+    assert p.returncode != 0 and "is available" in p.stderr and "GiB" in p.stderr, p.stderr
+    assert not (tmp_path / "z.y4m").exists()

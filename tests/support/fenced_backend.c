@@ -43,6 +43,8 @@ typedef struct fenced {
     fence_recs heap;          /* sorted by offset */
     const char *last_op;
     int in_op;
+    size_t live, peak;        /* exact bytes of the live records, and their most */
+    size_t uploaded;          /* bytes upload has placed (backend.h's memory) */
     struct fenced *next;      /* every live fenced backend, for the handler */
 } fenced;
 
@@ -210,6 +212,13 @@ static int place(td_backend *be, const fence_rec *rec, td_tensor *t)
     return 0;
 }
 
+static void held(fenced *f, size_t bytes)
+{
+    f->live += bytes;
+    if (f->live > f->peak)
+        f->peak = f->live;
+}
+
 static int fenced_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
 {
     fenced *f = fence_of(be);
@@ -221,6 +230,7 @@ static int fenced_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, 
     rec.off = f->arena_used;
     TD_TRY(recs_insert(be->ctx, &f->arena, f->arena.n, &rec));
     f->arena_used += rec.span;
+    held(f, rec.bytes);
     return place(be, &rec, t);
 }
 
@@ -233,7 +243,7 @@ static void fenced_reset(td_backend *be, size_t mark)
 {
     fenced *f = fence_of(be);
     while (f->arena.n && f->arena.v[f->arena.n - 1].off >= mark)
-        f->arena.n--;
+        f->live -= f->arena.v[--f->arena.n].bytes;
     f->arena_used = mark < f->arena_used ? mark : f->arena_used;
 }
 
@@ -254,6 +264,7 @@ static int heap_new(td_backend *be, const char *origin, td_dtype dtype, int ndim
         return td_fail(be->ctx, TD_ENOMEM, "fenced backend: no room for %zu bytes (%s)", rec.bytes, origin);
     rec.off = start;
     TD_TRY(recs_insert(be->ctx, &f->heap, at, &rec));
+    held(f, rec.bytes);
     TD_TRY(place(be, &rec, t));
     t->owns = TD_OWNS_BACKEND;
     return 0;
@@ -282,6 +293,7 @@ static void fenced_tensor_free(td_backend *be, td_tensor *t)
             abort();
         }
         madvise(p, f->heap.v[i].span, MADV_DONTNEED);
+        f->live -= f->heap.v[i].bytes;
         memmove(f->heap.v + i, f->heap.v + i + 1, (f->heap.n - i - 1) * sizeof(fence_rec));
         f->heap.n--;
     }
@@ -322,8 +334,32 @@ static int fenced_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
         fenced_tensor_free(be, &t);
         return td_fail(be->ctx, rc, "fenced upload: cannot copy %s", td_shape_str(host, s, sizeof(s)));
     }
+    f->uploaded += td_nbytes(&t);
     *dev = t;
     return 0;
+}
+
+/* The host's memory: the fence's reservation is address space only. */
+static int fenced_available(td_backend *be, size_t *bytes)
+{
+    (void)be;
+    *bytes = td_host_memory_available();
+    return 0;
+}
+
+static size_t fenced_uploaded(td_backend *be)
+{
+    return fence_of(be)->uploaded;
+}
+
+size_t td_backend_fenced_peak(td_backend *be)
+{
+    return fence_of(be)->peak;
+}
+
+void td_backend_fenced_peak_reset(td_backend *be)
+{
+    fence_of(be)->peak = fence_of(be)->live;
 }
 
 /* --- op calls ---------------------------------------------------------- */
@@ -765,6 +801,8 @@ static void fenced_destroy(td_backend *be)
 static const td_backend_ops fenced_ops = {
     .name = "fenced",
     .destroy = fenced_destroy,
+    .available = fenced_available,
+    .uploaded = fenced_uploaded,
     .alloc = fenced_alloc,
     .mark = fenced_mark,
     .reset = fenced_reset,

@@ -25,4 +25,11 @@
 int td_backend_fenced_f32_create(td_ctx *ctx, size_t arena_bytes, td_backend **out);
 int td_backend_fenced_bf16_create(td_ctx *ctx, size_t arena_bytes, td_backend **out);
 
+/* The most bytes the backend held at once (activations, tensor_new and
+ * uploads, exact tensor sizes without page rounding) since it was made or
+ * since the last reset, which starts over from what it holds now: what
+ * tests hold the job estimate (turbodiff.h, td_job_estimate) against. */
+size_t td_backend_fenced_peak(td_backend *be);
+void td_backend_fenced_peak_reset(td_backend *be);
+
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,7 +82,11 @@ static void usage(FILE *f)
         "  --device D           auto (default: the first CUDA device, else the CPU), cpu, cuda, cuda:N\n"
         "  --threads N          CPU threads (default all cores)\n"
         "  --low-memory         unmap the text encoder after use and keep one expert mapped\n"
-        "  --json               print per-stage timings as JSON on stdout\n");
+        "  --max-memory N       refuse the job when its estimated peak on the device is over N\n"
+        "                       bytes (suffixes K, M, G, T: powers of 1000; Ki, Mi, Gi, Ti: of 1024);\n"
+        "                       default: the memory the device has available\n"
+        "  --json               print per-stage timings, the job's estimate and the process's peak\n"
+        "                       resident memory as JSON on stdout\n");
 }
 
 static int write_png(gen_out *o, const td_frame *fr)
@@ -206,8 +211,9 @@ static int load_context(td_ctx *ctx, const char *path, td_job *job, td_tensor *e
     return 0;
 }
 
-static void print_json(const gen_out *o, const td_job *job)
+static void print_json(const gen_out *o, const td_job *job, const td_estimate *e)
 {
+    struct rusage ru;
     double prev = 0;
     printf("{\"frames\": %d, \"width\": %d, \"height\": %d, \"seed\": %llu, \"stages\": {",
            o->frames, o->width, o->height, (unsigned long long)job->seed);
@@ -218,7 +224,39 @@ static void print_json(const gen_out *o, const td_job *job)
         prev = o->stage_end[s];
         first = 0;
     }
-    printf("}, \"total\": %.3f}\n", o->stage_end[TD_STAGE_DONE]);
+    printf("}, \"total\": %.3f, ", o->stage_end[TD_STAGE_DONE]);
+    printf("\"estimate\": {\"device\": \"%s\", \"tokens\": %lld, \"text_tokens\": %d, \"forwards\": %d, "
+           "\"weights_bytes\": %zu, \"working_bytes\": %zu, \"peak_bytes\": %zu, \"peak_stage\": \"%s\", "
+           "\"host_bytes\": %zu, \"available_bytes\": %zu, \"limit_bytes\": %zu, \"flops\": %.6g, "
+           "\"seconds\": %.3f}", e->device, (long long)e->tokens, e->text_tokens, e->forwards,
+           e->weights_bytes, e->working_bytes, e->peak_bytes, stage_name[e->peak_stage], e->host_bytes,
+           e->available_bytes, e->limit_bytes, e->flops, e->seconds);
+    /* Linux reports ru_maxrss in KiB: the whole process's peak, weights
+     * paged in included (on the CPU the device's memory) */
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        printf(", \"max_rss_bytes\": %lld", (long long)ru.ru_maxrss * 1024);
+    printf("}\n");
+}
+
+/* --max-memory: bytes, with FFmpeg's suffixes (K, M, G, T powers of 1000,
+ * Ki, Mi, Gi, Ti of 1024). 0 on a bad value. */
+static size_t parse_bytes(const char *v)
+{
+    static const char units[] = "KMGT";
+    char *end;
+    double n = strtod(v, &end), mult = 1;
+    const char *u = *end ? strchr(units, *end) : NULL;
+    if (end == v || n < 0)
+        return 0;
+    if (u) {
+        int binary = end[1] == 'i';
+        for (const char *p = units; p <= u; p++)
+            mult *= binary ? 1024.0 : 1000.0;
+        end += 1 + binary;
+    }
+    if (*end || n * mult < 1 || n * mult >= (double)SIZE_MAX)
+        return 0;
+    return (size_t)(n * mult);
 }
 
 /* --seed: 0 to 2^64-1, or -1 for a random seed as FFmpeg's seed options
@@ -316,6 +354,7 @@ int cmd_generate(int argc, char **argv)
 {
     td_engine_config cfg;
     td_job job;
+    td_estimate est = { 0 };
     td_engine *eng = NULL;
     td_error err = { 0 };
     td_ctx ctx;
@@ -397,6 +436,9 @@ int cmd_generate(int argc, char **argv)
         }
         else if (!strcmp(a, "--topk")) job.topk = strtod(v, &end);
         else if (!strcmp(a, "--threads")) cfg.threads = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--max-memory")) {
+            if (!(job.max_memory = parse_bytes(v))) end = (char *)v;
+        }
         else if (!strcmp(a, "--attention")) {
             if ((job.attention = parse_attention(v)) < 0) end = (char *)v;
         } else {
@@ -446,8 +488,12 @@ int cmd_generate(int argc, char **argv)
     if (rc == 0)
         td_engine_native_clip(eng, size_given ? NULL : &job.width, size_given ? NULL : &job.height,
                               frames_given ? NULL : &job.frames);
+    /* with the engine: a job that cannot fit is refused here, before any
+     * output file is made */
     if (rc == 0)
-        rc = td_job_validate(NULL, &job);
+        rc = td_job_validate(eng, &job);
+    if (rc == 0 && o.json)
+        rc = td_job_estimate(eng, &job, &est);
     td_job_output_size(&job, &w, &h);
     if (rc == 0 && save && !(o.all = malloc(sizeof(float) * 3 * (size_t)w * h * (size_t)job.frames)))
         snprintf(err.msg, sizeof(err.msg), "out of memory for %d frames of %dx%d (--save-frames)",
@@ -470,7 +516,7 @@ int cmd_generate(int argc, char **argv)
         fprintf(stderr, "turbodiff generate: %s\n", err.msg);
     }
     else if (o.json)
-        print_json(&o, &job);
+        print_json(&o, &job, &est);
     td_engine_release(&eng);
     td_tensor_free(&emb);
     free(image_rgb);

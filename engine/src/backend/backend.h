@@ -39,6 +39,14 @@ typedef struct td_conv3d_params {
 typedef struct td_backend_ops {
     const char *name;
     void (*destroy)(td_backend *be);
+    /* Bytes that can still be allocated on the device now: what the job
+     * estimate (pipeline/estimate.c) compares a job's peak with. Safe to
+     * call while another thread runs ops. */
+    int (*available)(td_backend *be, size_t *bytes);
+    /* Bytes upload has placed since the backend was made. It never
+     * decreases: the models take differences around their loads to size
+     * their weights (models.c), on the thread that loads them. */
+    size_t (*uploaded)(td_backend *be);
 
     /* --- memory ------------------------------------------------------- */
     /* Scratch tensor from the backend's activation arena (uninitialised),
@@ -186,6 +194,26 @@ struct td_backend {
  * (OpenBLAS is told to use the same count). */
 int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out);
 void td_backend_destroy(td_backend **be);
+
+/* Host memory a process may still allocate: MemAvailable of
+ * /proc/meminfo, lowered to what the cgroup v2 limit (memory.max -
+ * memory.current) leaves when one is set; sysconf's available pages where
+ * /proc is not readable. */
+size_t td_host_memory_available(void);
+
+/* A backend that only counts: tensor_new, alloc and upload hand out
+ * addresses nothing may dereference, and every compute op does nothing.
+ * Running a model's code on it replays that code's allocations exactly
+ * (models touch backend memory only through ops), which is how the job
+ * estimate sizes the VAE's working set without running it. peak is the
+ * most bytes held at once since creation (or the last td_count_reset). */
+int td_backend_count_create(td_ctx *ctx, td_dtype act, td_backend **out);
+size_t td_count_peak(td_backend *be);
+/* Floating point operations of the GEMM-like ops called so far (linear,
+ * matmul, attention, conv3d; a multiply-add is 2). */
+double td_count_flops(td_backend *be);
+size_t td_count_live(td_backend *be);
+void td_count_reset(td_backend *be);
 
 /* --- device selection (backend_select.c, cuda/) ---------------------------- */
 /* CUDA backend on device_index (built with TD_HAVE_CUDA only): one stream,

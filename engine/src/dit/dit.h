@@ -77,6 +77,9 @@ const td_dit_config *td_dit_get_config(const td_dit *dit);
 typedef struct td_dit_plan td_dit_plan;
 
 int td_dit_plan_new(td_dit *dit, int64_t F, int64_t H, int64_t W, int64_t L, td_dit_plan **out);
+/* The backend bytes td_dit_plan_new takes for those sizes on a backend of
+ * activation dtype act (the job estimate; SIZE_MAX when it overflows). */
+size_t td_dit_plan_bytes(const td_dit_config *cfg, td_dtype act, int64_t F, int64_t H, int64_t W, int64_t L);
 void td_dit_plan_free(td_dit_plan **plan);
 
 /*

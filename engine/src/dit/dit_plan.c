@@ -34,6 +34,7 @@ static int write_rope(td_ctx *ctx, td_dit_plan *p, int64_t tp, int64_t hp, int64
     return rc;
 }
 
+/* td_dit_plan_bytes counts these buffers: keep the two together. */
 static int alloc_buffers(td_dit_plan *p)
 {
     const td_dit_config *c = &p->cfg;
@@ -63,6 +64,23 @@ static int alloc_buffers(td_dit_plan *p)
     if (!p->sinus_host)
         return td_fail(be->ctx, TD_ENOMEM, "dit: timestep sinusoids of %d values", c->freq_dim);
     return 0;
+}
+
+size_t td_dit_plan_bytes(const td_dit_config *c, td_dtype act, int64_t F, int64_t H, int64_t W, int64_t L)
+{
+    int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2], d = c->dim;
+    int64_t S = F / c->patch[0] * (H / c->patch[1]) * (W / c->patch[2]);
+    int64_t ffw = c->ffn_dim, pin = c->in_ch * np, pout = c->out_ch * np;
+    double n;
+    if (pin > ffw)
+        ffw = pin;
+    if (pout > ffw)
+        ffw = pout;
+    /* alloc_buffers, tensor by tensor */
+    n = 7.0 * S * d + (double)S * ffw + 4.0 * L * d + 2.0 * S * (c->head_dim / 2) +
+        TD_DIT_MAX_TIMES * ((double)c->freq_dim + 2.0 * d + 6.0 * d + 6.0 * d);
+    n *= (double)td_dtype_size(act);
+    return n >= (double)SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
 int td_dit_plan_new(td_dit *dit, int64_t F, int64_t H, int64_t W, int64_t L, td_dit_plan **out)

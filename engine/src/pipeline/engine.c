@@ -68,6 +68,8 @@ static int engine_new(td_ctx *ctx, const td_engine_config *cfg, td_model_files *
     rc = td_pool_create(&eng->ctx, eng->threads, &eng->ctx.pool);
     if (rc == 0)
         rc = td_models_load(&eng->ctx, &eng->files, eng->device, make, eng->low_memory, &eng->models);
+    if (rc == 0)
+        td_engine_probe(eng);
     /* Jobs log through their own callbacks (turbodiff.h): the opener's is
      * used during open only. */
     eng->ctx.log = NULL;

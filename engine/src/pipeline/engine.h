@@ -33,6 +33,7 @@ struct td_engine {
     int threads;             /* CPU threads asked by the first opener */
     int low_memory;          /* the first opener's residency choice (models.h) */
     struct td_models *models;/* loaded and checked by td_engine_open */
+    double flops_per_second; /* the device's matrix product rate, probed at open (0: unknown) */
     struct td_engine *next;  /* registry list */
 };
 
@@ -63,5 +64,16 @@ void td_registry_remove(td_engine *eng);
 
 /* Run a validated job on eng->ctx; the caller holds eng->run_lock. */
 int td_generate(td_engine *eng, const td_job *job);
+
+/* The checks td_job_validate makes without an engine (job.c), into ctx. */
+int td_job_check(td_ctx *ctx, const td_job *job);
+/* A job's failure in ctx to the job's error sink, else the engine's; the code. */
+int td_job_report(td_engine *eng, const td_job *job, const td_ctx *ctx);
+/* TD_ENOMEM with the numbers when the job's estimate exceeds its limit
+ * (estimate.c); 0 when it fits. */
+int td_estimate_check(td_engine *eng, const td_job *job, td_ctx *ctx);
+/* Measure eng->flops_per_second on its backend (estimate.c); a failure
+ * leaves 0 (no time estimates) and is logged, not returned. */
+void td_engine_probe(td_engine *eng);
 
 #endif

@@ -435,8 +435,7 @@ static void run_free(run *r)
     r->be->ops->tensor_free(r->be, &r->neg_context);
 }
 
-/* The sampler the job asks for, else the model's (models.h). */
-static int choose_sampler(const td_job *job, const td_model_defaults *d)
+int td_job_sampler(const td_job *job, const td_model_defaults *d)
 {
     return job->sampler != TD_SAMPLER_AUTO ? job->sampler : d->sampler;
 }
@@ -489,8 +488,7 @@ static int run_dmd(run *r, td_denoiser *cond, td_sample_io *io, td_tensor *x)
     return td_dmd_sample(ctx, &p, cond, io, x);
 }
 
-/* Whether a flow run guides (and so needs the negative prompt). */
-static int flow_guided(const td_job *job, const td_model_defaults *d, int pair)
+int td_job_guided(const td_job *job, const td_model_defaults *d, int pair)
 {
     double g = job->guidance > 0 ? job->guidance : d->guidance;
     double gl = job->guidance_low > 0 ? job->guidance_low : d->guidance_low;
@@ -513,8 +511,8 @@ int td_generate(td_engine *eng, const td_job *job)
 
     r.t0 = r.stage_t0 = now();
     td_models_defaults(r.m, &eng->files, &d);
-    sampler = choose_sampler(job, &d);
-    guided = sampler == TD_SAMPLER_FLOW && flow_guided(job, &d, r.m->pair);
+    sampler = td_job_sampler(job, &d);
+    guided = sampler == TD_SAMPLER_FLOW && td_job_guided(job, &d, r.m->pair);
     if (sampler == TD_SAMPLER_DMD && r.m->pair)
         return td_fail(ctx, TD_EINVAL, "sampler dmd: %s and %s are a high/low-noise expert pair, "
                        "and DMD (FastWan) runs one DiT: use the rcm or flow sampler",

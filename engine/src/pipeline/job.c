@@ -66,7 +66,7 @@ static int validate_flow(td_ctx *ctx, const td_job *job)
     return 0;
 }
 
-static int validate(td_ctx *ctx, const td_job *job)
+int td_job_check(td_ctx *ctx, const td_job *job)
 {
     if ((!job->prompt || !*job->prompt) && !job->context)
         return td_fail(ctx, TD_EINVAL, "no prompt: give a prompt (or a precomputed context)");
@@ -121,7 +121,7 @@ static int validate(td_ctx *ctx, const td_job *job)
 }
 
 /* Where a job's failure goes: its own error sink, else the engine. */
-static int report(td_engine *eng, const td_job *job, const td_ctx *ctx)
+int td_job_report(td_engine *eng, const td_job *job, const td_ctx *ctx)
 {
     if (job && job->error) {
         job->error->code = ctx->err;
@@ -140,10 +140,10 @@ int td_job_validate(td_engine *eng, const td_job *job)
     td_ctx_init(&ctx);
     if (!job) {
         td_fail(&ctx, TD_EINVAL, "td_job_validate: NULL job");
-        return report(eng, job, &ctx);
+        return td_job_report(eng, job, &ctx);
     }
-    if (validate(&ctx, job) < 0)
-        return report(eng, job, &ctx);
+    if (td_job_check(&ctx, job) < 0 || (eng && td_estimate_check(eng, job, &ctx) < 0))
+        return td_job_report(eng, job, &ctx);
     return 0;
 }
 
@@ -155,18 +155,26 @@ int td_job_run(td_engine *eng, const td_job *job)
     td_ctx_init(&ctx);
     if (!eng) {
         td_fail(&ctx, TD_EINVAL, "td_job_run: NULL engine");
-        return report(eng, job, &ctx);
+        return td_job_report(eng, job, &ctx);
     }
-    if ((ret = td_job_validate(eng, job)) < 0)
-        return ret;
+    if (!job) {
+        td_fail(&ctx, TD_EINVAL, "td_job_run: NULL job");
+        return td_job_report(eng, job, &ctx);
+    }
+    if (td_job_check(&ctx, job) < 0)
+        return td_job_report(eng, job, &ctx);
     /* The models and the engine context are shared: one job at a time, its
-     * log callback installed for its duration. */
+     * log callback installed for its duration. The memory check comes
+     * under the lock, once an earlier job on a shared engine has given its
+     * memory back. */
     pthread_mutex_lock(&eng->run_lock);
     td_ctx_clear(&eng->ctx);
     eng->ctx.log = job->log;
     eng->ctx.log_opaque = job->log_opaque;
     eng->ctx.log_level = job->log_level ? job->log_level : TD_LOG_INFO;
-    ret = td_generate(eng, job);
+    ret = td_estimate_check(eng, job, &eng->ctx);
+    if (ret == 0)
+        ret = td_generate(eng, job);
     if (ret < 0 && job->error) {
         job->error->code = ret;
         snprintf(job->error->msg, sizeof(job->error->msg), "%s", eng->ctx.errmsg);

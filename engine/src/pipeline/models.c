@@ -95,12 +95,23 @@ static void note_vsa(td_ctx *ctx, const td_weights *w)
         }
 }
 
+size_t td_models_uploaded(td_backend *be)
+{
+    return be->ops->uploaded ? be->ops->uploaded(be) : 0;
+}
+
 static int load_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int expert)
 {
     td_dit_opts opts = { 0, files->loras, files->n_loras };
+    size_t before;
     TD_TRY(td_weights_open(ctx, expert_file(files, expert), &m->w_dit[expert]));
     note_vsa(ctx, m->w_dit[expert]);
+    before = td_models_uploaded(m->be);
     TD_TRY(td_dit_load(ctx, m->be, m->w_dit[expert], &opts, &m->dit[expert]));
+    /* at open; a low memory reload of the same file uploads as much, and
+     * leaving the value alone lets estimates read it while a job runs */
+    if (!m->dit_bytes[expert])
+        m->dit_bytes[expert] = td_models_uploaded(m->be) - before;
     if (expert == TD_EXPERT_HIGH) {
         m->cfg = *td_dit_get_config(m->dit[expert]);
         return 0;
@@ -130,11 +141,16 @@ int td_models_expert(td_ctx *ctx, const td_model_files *files, td_models *m, int
 
 int td_models_load_text(td_ctx *ctx, const td_model_files *files, td_models *m)
 {
+    size_t before;
     if (m->t5)
         return 0;
     if (!m->w_t5)
         TD_TRY(td_weights_open(ctx, files->t5, &m->w_t5));
-    return td_umt5_load(ctx, m->be, m->w_t5, &m->t5);
+    before = td_models_uploaded(m->be);
+    TD_TRY(td_umt5_load(ctx, m->be, m->w_t5, &m->t5));
+    if (!m->t5_bytes)
+        m->t5_bytes = td_models_uploaded(m->be) - before;
+    return 0;
 }
 
 void td_models_release_text(td_models *m)
@@ -159,14 +175,14 @@ static void log_residency(td_ctx *ctx, const td_model_files *files, const td_mod
 static int load_all(td_ctx *ctx, const td_model_files *files, const char *device,
                     td_backend_factory make, td_models *m)
 {
-    td_umt5_dims dims;
+    td_umt5_dims *dims = &m->t5_dims;
     td_dit *dit;
 
     TD_TRY(td_tokenizer_load(ctx, files->tokenizer ? files->tokenizer : files->t5, &m->tok));
     TD_TRY(td_weights_open(ctx, files->t5, &m->w_t5));
-    TD_TRY(td_umt5_read_dims(ctx, m->w_t5, &dims));
+    TD_TRY(td_umt5_read_dims(ctx, m->w_t5, dims));
     /* Sized for f32, the widest activation dtype: the backend is not made yet. */
-    TD_TRY(make(ctx, device, td_umt5_scratch_bytes(&dims, TD_F32, TD_UMT5_TEXT_LEN), &m->be));
+    TD_TRY(make(ctx, device, td_umt5_scratch_bytes(dims, TD_F32, TD_UMT5_TEXT_LEN), &m->be));
     TD_TRY(td_models_load_text(ctx, files, m));
     if (m->low_memory)
         td_models_release_text(m);
@@ -180,7 +196,9 @@ static int load_all(td_ctx *ctx, const td_model_files *files, const char *device
             unload_expert(m, TD_EXPERT_LOW);
     }
     TD_TRY(td_weights_open(ctx, files->vae, &m->w_vae));
+    m->vae_bytes = td_models_uploaded(m->be);
     TD_TRY(td_vae_load(m->be, m->w_vae, &m->vae));
+    m->vae_bytes = td_models_uploaded(m->be) - m->vae_bytes;
     TD_TRY(check_vae(ctx, files, m));
     return td_text_cache_create(ctx, TEXT_CACHE_ENTRIES, NULL, &m->cache);
 }

@@ -40,7 +40,14 @@ typedef struct td_models {
     td_umt5 *t5;             /* NULL while released (low memory) */
     td_tokenizer *tok;
     td_text_cache *cache;    /* embeddings of the prompts seen */
+    /* Bytes each component's weights take on the backend, measured as it
+     * was uploaded (backend.h's memory op), kept while it is released. */
+    size_t dit_bytes[2], vae_bytes, t5_bytes;
+    td_umt5_dims t5_dims;    /* the encoder's, read at open (its scratch sizes) */
 } td_models;
+
+/* Bytes the backend has uploaded so far (0 if it cannot say). */
+size_t td_models_uploaded(td_backend *be);
 
 /*
  * What a job that leaves a setting to the model runs with: the model's own
@@ -69,6 +76,10 @@ typedef struct td_model_defaults {
  * one TI2V-5B's. */
 void td_models_defaults(const td_models *m, const struct td_model_files *files,
                         td_model_defaults *d);
+/* The sampler a job runs with: its own, else the model's (generate.c). */
+int td_job_sampler(const td_job *job, const td_model_defaults *d);
+/* Whether a flow-matching job guides (and so encodes the negative prompt). */
+int td_job_guided(const td_job *job, const td_model_defaults *d, int pair);
 
 /* Map, upload and check every file of the set on the backend make gives for
  * device (its arena sized for the text encoder's longest prompt), as the

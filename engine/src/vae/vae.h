@@ -107,4 +107,20 @@ int td_vae_decode_all(td_vae *vae, const td_tensor *latents, const td_vae_tiling
  * be->ops->tensor_free. */
 int td_vae_encode(td_vae *vae, const td_tensor *frames, td_tensor *out);
 
+/* Sizing without running (the job estimate). A shadow is vae seen on
+ * another backend, sharing vae's uploaded weights: run on a counting
+ * backend (backend.h), the encoder's and decoder's own code allocates what
+ * it allocates on the real one, and no op reads a weight. Release it with
+ * td_vae_shadow_free (never td_vae_free: it owns nothing). */
+int td_vae_shadow(const td_vae *vae, td_backend *counter, td_vae **out);
+void td_vae_shadow_free(td_vae **shadow);
+/* What td_vae_decoder_push holds at most while decoding T latent frames of
+ * h x w untiled, one frame per push (as the pipeline does), causal caches
+ * included, measured on the counting backend `counter` (bytes above what
+ * it held before), and the FLOPs of the whole clip: the first three chunks
+ * run (by the third every cache is full, and every later chunk repeats
+ * it). */
+int td_vae_decode_cost(const td_vae *vae, td_backend *counter, int64_t T, int64_t h, int64_t w,
+                       size_t *bytes, double *flops);
+
 #endif

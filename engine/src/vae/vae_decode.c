@@ -411,3 +411,62 @@ int td_vae_decode_all(td_vae *vae, const td_tensor *latents, const td_vae_tiling
         td_tensor_free(out);
     return rc;
 }
+
+int td_vae_shadow(const td_vae *vae, td_backend *counter, td_vae **out)
+{
+    td_vae *s = malloc(sizeof(*s));
+    *out = NULL;
+    if (!s)
+        return td_fail(counter->ctx, TD_ENOMEM, "vae: out of memory for its estimate");
+    *s = *vae;
+    s->be = counter;
+    /* the estimate's own context: the engine's may be a running job's */
+    s->ctx = counter->ctx;
+    *out = s;
+    return 0;
+}
+
+void td_vae_shadow_free(td_vae **shadow)
+{
+    free(*shadow);
+    *shadow = NULL;
+}
+
+int td_vae_decode_cost(const td_vae *vae, td_backend *counter, int64_t T, int64_t h, int64_t w,
+                       size_t *bytes, double *flops)
+{
+    size_t base = td_count_live(counter);
+    double f0 = td_count_flops(counter), fc = 0;
+    tile t = { 0, 0, h, w, { 0 }, { 0 } };
+    td_vae_decoder d = { 0 };
+    td_tensor z = { 0 }, frames = { 0 };
+    int64_t n = T < 3 ? T : 3;
+    int rc;
+
+    *bytes = 0;
+    *flops = 0;
+    TD_TRY(td_vae_shadow(vae, counter, &d.vae));
+    d.h = h;
+    d.w = w;
+    d.ntiles = 1;
+    d.tiles = &t;
+    d.sf = td_vae_spatial_factor(vae);
+    td_count_reset(counter);
+    rc = td_vae_state_init(d.vae->ctx, &t.st, vae->dec.nslots);
+    for (int64_t i = 0; rc == 0 && i < n; i++) {
+        double before = td_count_flops(counter);
+        rc = td_vae_act_new(d.vae, &z, vae->z, 1, h, w);
+        if (rc == 0)
+            rc = decode_chunk(&d, &z, &frames);
+        td_vae_act_free(d.vae, &frames);
+        td_vae_act_free(d.vae, &z);
+        fc = td_count_flops(counter) - before;
+    }
+    if (t.st.slots)
+        td_vae_state_free(d.vae, &t.st);
+    td_vae_shadow_free(&d.vae);
+    *bytes = td_count_peak(counter) - base;
+    /* the first chunks as run, then every later one as the last */
+    *flops = td_count_flops(counter) - f0 + (double)(T - n) * fc;
+    return rc;
+}

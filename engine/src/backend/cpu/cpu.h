@@ -26,6 +26,7 @@ typedef struct td_cpu {
     float *scratch;        /* tile buffers (widened weights, im2col, ...) */
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
+    size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
 } td_cpu;
 
 static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }

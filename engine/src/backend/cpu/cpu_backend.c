@@ -56,10 +56,24 @@ static void cpu_reset(td_backend *be, size_t mark)
 
 static int cpu_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
 {
-    (void)be;
     *dev = *host;
     dev->owns = 0;
+    td_cpu_of(be)->uploaded += td_nbytes(host);
     return 0;
+}
+
+/* The weights are views of mapped files, counted once they are uploaded:
+ * the job estimate counts them as held (a job pages them all in). */
+static int cpu_available(td_backend *be, size_t *bytes)
+{
+    (void)be;
+    *bytes = td_host_memory_available();
+    return 0;
+}
+
+static size_t cpu_uploaded(td_backend *be)
+{
+    return td_cpu_of(be)->uploaded;
 }
 
 static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
@@ -100,6 +114,8 @@ static void cpu_destroy(td_backend *be)
 static const td_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
+    .available = cpu_available,
+    .uploaded = cpu_uploaded,
     .alloc = cpu_alloc,
     .mark = cpu_mark,
     .reset = cpu_reset,

@@ -181,7 +181,30 @@ static int cuda_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
         rc = td_cuda_check(be, cudaStreamSynchronize(c->stream), "upload");
     if (rc < 0)
         cuda_tensor_free(be, dev);
+    else
+        c->uploaded += td_nbytes(dev);
     return rc;
+}
+
+/* Free device memory, plus what the backend's pool holds but no tensor
+ * uses (freed tensors stay reserved in the pool for the next ones). */
+static int cuda_available(td_backend *be, size_t *bytes)
+{
+    td_cuda *c = td_cuda_of(be);
+    size_t free_b = 0, total_b = 0;
+    uint64_t reserved = 0, used = 0;
+    TD_TRY(td_cuda_enter(be));
+    TD_TRY(td_cuda_check(be, cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
+    if (c->pool && cudaMemPoolGetAttribute(c->pool, cudaMemPoolAttrReservedMemCurrent, &reserved) == cudaSuccess &&
+        cudaMemPoolGetAttribute(c->pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess && reserved > used)
+        free_b += (size_t)(reserved - used);
+    *bytes = free_b;
+    return 0;
+}
+
+static size_t cuda_uploaded(td_backend *be)
+{
+    return td_cuda_of(be)->uploaded;
 }
 
 static void cuda_destroy(td_backend *be)
@@ -214,6 +237,8 @@ static void cuda_destroy(td_backend *be)
 static const td_backend_ops cuda_ops = {
     .name = "cuda",
     .destroy = cuda_destroy,
+    .available = cuda_available,
+    .uploaded = cuda_uploaded,
     .alloc = cuda_alloc,
     .mark = cuda_mark,
     .reset = cuda_reset,

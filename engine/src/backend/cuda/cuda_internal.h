@@ -26,6 +26,7 @@ typedef struct td_cuda {
     size_t arena_size, arena_used, arena_peak;
     cudaMemPool_t pool;            /* tensor_new, uploads and staging, stream ordered */
     int64_t live;                  /* tensors from tensor_new/upload not yet freed */
+    size_t uploaded;               /* bytes upload has placed (backend.h's memory) */
     int sync_each;                 /* debug: synchronise after every step to name a failing kernel */
 } td_cuda;
 
