@@ -455,12 +455,9 @@ static av_cold int loras_from_options(AVFilterContext *ctx, TurboDiffContext *s,
 av_cold int ff_turbodiff_init(AVFilterContext *ctx)
 {
     TurboDiffContext *s = ctx->priv;
-    td_engine_config cfg;
-    td_estimate est;
     td_error err;
     td_job job;
-    td_lora *loras;
-    int ret, size_unset, frames_unset;
+    int ret;
 
     if ((ret = check_library_version(ctx)) < 0)
         return ret;
@@ -481,9 +478,9 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
     }
     /* Sizes left unset come from the model once it is open; until then the
      * option checks see Wan's 832x480 x 81. */
-    size_unset = !s->w && !s->h && !s->resolution;
-    frames_unset = s->frames < 0 && s->duration <= 0;
-    if (size_unset) {
+    s->size_unset = !s->w && !s->h && !s->resolution;
+    s->frames_unset = s->frames < 0 && s->duration <= 0;
+    if (s->size_unset) {
         s->w = 832;
         s->h = 480;
     }
@@ -517,6 +514,31 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
     if ((ret = check_sampler_options(ctx, s)) < 0)
         return ret;
 
+    s->queue = av_calloc(s->queue_size, sizeof(*s->queue));
+    if (!s->queue)
+        return AVERROR(ENOMEM);
+    if ((ret = pthread_mutex_init(&s->lock, NULL))) {
+        av_freep(&s->queue);
+        return AVERROR(ret);
+    }
+    if ((ret = pthread_cond_init(&s->cond, NULL))) {
+        pthread_mutex_destroy(&s->lock);
+        av_freep(&s->queue);
+        return AVERROR(ret);
+    }
+    return 0;
+}
+
+av_cold int ff_turbodiff_open(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+    td_engine_config cfg;
+    td_error err;
+    td_lora *loras;
+    int ret;
+
+    if (s->engine)
+        return 0;
     if ((ret = loras_from_options(ctx, s, &loras)) < 0)
         return ret;
     td_engine_config_default(&cfg);
@@ -540,9 +562,9 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "%s\n", err.msg);
         return td_averror(ret);
     }
-    if ((size_unset || frames_unset) &&
-        td_engine_native_clip(s->engine, size_unset ? &s->w : NULL, size_unset ? &s->h : NULL,
-                              frames_unset ? &s->clip_frames : NULL))
+    if ((s->size_unset || s->frames_unset) &&
+        td_engine_native_clip(s->engine, s->size_unset ? &s->w : NULL, s->size_unset ? &s->h : NULL,
+                              s->frames_unset ? &s->clip_frames : NULL))
         av_log(ctx, AV_LOG_VERBOSE, "the model's own clip: %dx%d, %d frames\n",
                s->w, s->h, s->clip_frames);
     if ((ret = check_sampler_options(ctx, s)) < 0)
@@ -550,22 +572,18 @@ av_cold int ff_turbodiff_init(AVFilterContext *ctx)
     /* No rate (nor a duration counted at the default one): the model's own. */
     if (av_opt_is_set_to_default_by_name(s, "rate", 0) > 0 && s->duration <= 0)
         s->rate = (AVRational){ td_engine_native_fps(s->engine), 1 };
+    return 0;
+}
+
+av_cold int ff_turbodiff_plan(AVFilterContext *ctx)
+{
+    TurboDiffContext *s = ctx->priv;
+    td_estimate est;
+    int ret;
+
     if ((ret = estimate_clip(ctx, s, &est)) < 0)
         return ret;
     log_plan(ctx, s, &est);
-
-    s->queue = av_calloc(s->queue_size, sizeof(*s->queue));
-    if (!s->queue)
-        return AVERROR(ENOMEM);
-    if ((ret = pthread_mutex_init(&s->lock, NULL))) {
-        av_freep(&s->queue);
-        return AVERROR(ret);
-    }
-    if ((ret = pthread_cond_init(&s->cond, NULL))) {
-        pthread_mutex_destroy(&s->lock);
-        av_freep(&s->queue);
-        return AVERROR(ret);
-    }
     return 0;
 }
 

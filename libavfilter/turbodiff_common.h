@@ -87,6 +87,8 @@ typedef struct TurboDiffContext {
 
     /* state */
     td_engine *engine;
+    int size_unset;      ///< size, resolution unset: the model's own, once open
+    int frames_unset;    ///< frames, duration unset: the model's own, once open
     char **prompt_lines;
     int nb_prompt_lines;
     int clip_frames;     ///< frames generated per clip (job.frames)
@@ -173,8 +175,24 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
     { "lora_scale", "'|'-separated scale of each LoRA (default 1)", TD_OFFSET(lora_scale), AV_OPT_TYPE_DOUBLE | AV_OPT_TYPE_FLAG_ARRAY, .default_val.arr = &(const AVOptionArrayDef){ .sep = '|' }, .min = -100, .max = 100, .flags = TD_FLAGS }, \
     { "queue",      "frames generated ahead of the graph", TD_OFFSET(queue_size), AV_OPT_TYPE_INT, { .i64 = 32 }, 1, 1024, TD_FLAGS }
 
-/** Check the options, read the prompts file and open (or share) the engine. */
+/** Check the options that need no model and read the prompts file. */
 int ff_turbodiff_init(AVFilterContext *ctx);
+
+/**
+ * Open (or share) the engine, load and check the model, and resolve what
+ * the model decides (size, frames and rate left unset, the sampler). Called
+ * from the output's config_props, not from init: ffmpeg initialises the
+ * filters of -vf / -filter_complex once in a graph it only inspects and
+ * frees, and a model opened there would be loaded twice.
+ */
+int ff_turbodiff_open(AVFilterContext *ctx);
+
+/**
+ * Estimate the first clip at the configured size, refuse it when it cannot
+ * fit, and say at info what will be produced. After ff_turbodiff_open and
+ * whatever the filter sets from its input (sizes, rate).
+ */
+int ff_turbodiff_plan(AVFilterContext *ctx);
 /** Cancel and join the worker, free everything. */
 void ff_turbodiff_uninit(AVFilterContext *ctx);
 

@@ -108,7 +108,10 @@ static int config_output(AVFilterLink *outlink)
     AVFilterLink *inlink = ctx->inputs[0];
     AVRational in_rate = ff_filter_link(inlink)->frame_rate;
     TurboDiffContext *s = ctx->priv;
+    int ret;
 
+    if ((ret = ff_turbodiff_open(ctx)) < 0)
+        return ret;
     s->pix_fmt = outlink->format;
     if (s->mode == TD_MODE_EXTEND) {
         /* The input passes through, so clips must have its size. */
@@ -137,6 +140,8 @@ static int config_output(AVFilterLink *outlink)
         av_log(ctx, AV_LOG_VERBOSE, "adaptive size %dx%d for %dx%d input\n",
                s->w, s->h, inlink->w, inlink->h);
     }
+    if ((ret = ff_turbodiff_plan(ctx)) < 0)
+        return ret;
     outlink->w = s->w;
     outlink->h = s->h;
     outlink->sample_aspect_ratio = (AVRational){ 1, 1 };

@@ -73,10 +73,15 @@ static int query_formats(const AVFilterContext *ctx,
 
 static int config_props(AVFilterLink *outlink)
 {
-    TurboDiffContext *s = outlink->src->priv;
+    AVFilterContext *ctx = outlink->src;
+    TurboDiffContext *s = ctx->priv;
     FilterLink *l = ff_filter_link(outlink);
+    int ret;
 
     s->pix_fmt = outlink->format;
+    if ((ret = ff_turbodiff_open(ctx)) < 0 ||
+        (ret = ff_turbodiff_plan(ctx)) < 0)
+        return ret;
 
     outlink->w = s->w;
     outlink->h = s->h;

@@ -434,13 +434,22 @@ if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -
     done
 
     # the default model says once, at info, what it is and what it can draw
-    # (two instances share its engine; the lavfi device builds its graph
-    # once, where ffmpeg's -filter_complex initialises filters twice)
+    # (two instances share its engine)
     got=$(env -u TURBODIFF_MODEL_DIR LD_PRELOAD="$tmp/fake.so" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
           -v info -f lavfi -i "turbodiff=prompt=a:frames=1:steps=1[a];turbodiff=prompt=b:frames=1:steps=1[b];[a][b]concat[out0]" \
           -f null - 2>&1)
     [ "$(grep -c 'model "turbodiff toy: .*": draws one shape (circle, square or triangle)' <<<"$got")" = 1 ] &&
         ok "the default model says once what it draws" || bad "the default model's description, want once" "$got"
+
+    # the model loads once with -vf and -filter_complex too, although ffmpeg
+    # initialises their filters twice (once in a graph it only inspects)
+    for args in "-vf turbodiff_i2v=model=$data/pipeline/i2v:size=64x32:prompt=a:frames=1:steps=1:device=cpu" \
+                "-filter_complex turbodiff_i2v=model=$data/pipeline/i2v:size=64x32:prompt=a:frames=1:steps=1:device=cpu"; do
+        got=$(LD_PRELOAD="$tmp/fake.so" timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v info \
+              -f lavfi -i testsrc2=s=64x32:d=0.1 $args -f null - 2>&1)
+        [ "$(grep -c 'residency on cpu' <<<"$got")" = 1 ] && ok "the model loads once with ${args%% *}" ||
+            bad "${args%% *}: the model loaded $(grep -c 'residency on cpu' <<<"$got") times, want once" "$got"
+    done
 
     # SIGTERM mid-clip: ffmpeg exits within a bound with a readable file
     # holding the frames already made
