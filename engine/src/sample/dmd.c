@@ -128,64 +128,40 @@ int td_dmd_sample(td_ctx *ctx, const td_dmd_params *p, const td_denoiser *model,
                   const td_sample_io *io, td_tensor *x)
 {
     double sig[TD_DMD_MAX_STEPS];
-    int64_t n;
-    double *xd = NULL;
-    float *v = NULL, *noise = NULL;
-    td_sample_dev dev = { 0 };
-    td_tensor vt;
+    td_sample_state st;
     int rc;
 
     TD_TRY(td_dmd_sigmas(ctx, p, sig));
     if (!model || !model->fn)
         return td_fail(ctx, TD_EINVAL, "dmd: no denoiser given");
-    TD_TRY(td_sample_check_latents(ctx, "dmd", x));
-    n = td_numel(x);
-    xd = malloc(sizeof(double) * (size_t)n);
-    v = malloc(sizeof(float) * (size_t)n);
-    noise = malloc(sizeof(float) * (size_t)n);
-    if (!xd || !v || !noise) {
-        rc = td_fail(ctx, TD_ENOMEM, "dmd: out of memory for %lld latent values", (long long)n);
-        goto out;
-    }
-    if ((rc = td_sample_dev_new(ctx, "dmd", io, x, &dev)) < 0)
-        goto out;
-    vt = td_view(v, TD_F32, x->ndim, x->shape);
+    TD_TRY(td_sample_state_new(ctx, "dmd", io, x, &st));
 
-    if ((rc = td_noise_src_get(ctx, &io->noise, 0, noise, n)) < 0)
+    if ((rc = td_noise_src_get(ctx, &io->noise, 0, st.noise, st.n)) < 0)
         goto out;
-    for (int64_t i = 0; i < n; i++)
-        xd[i] = noise[i];
+    for (int64_t i = 0; i < st.n; i++)
+        st.x[i] = st.noise[i];
     for (int s = 0; s < p->steps; s++) {
         double t = (double)p->timesteps[s] / TD_DMD_TRAIN_STEPS;
         int last = s == p->steps - 1;
 
-        if ((rc = td_sample_check_cancel(ctx, "dmd", io, s)) < 0)
-            goto out;
-        for (int64_t i = 0; i < n; i++)
-            ((float *)x->data)[i] = (float)xd[i];
-        if ((rc = td_sample_upload(&dev, x)) < 0 ||
-            (rc = td_sample_denoise(ctx, "dmd", model, TD_EXPERT_HIGH, &dev, t, &vt)) < 0)
+        if ((rc = td_sample_check_cancel(ctx, "dmd", io, s)) < 0 ||
+            (rc = td_sample_state_velocity(ctx, "dmd", model, TD_EXPERT_HIGH, &st, x, t)) < 0)
             goto out;
         if (last) {
-            for (int64_t i = 0; i < n; i++)
-                xd[i] -= sig[s] * v[i];
+            for (int64_t i = 0; i < st.n; i++)
+                st.x[i] -= sig[s] * st.v[i];
         } else {
             double sn = sig[s + 1];
-            if ((rc = td_noise_src_get(ctx, &io->noise, s + 1, noise, n)) < 0)
+            if ((rc = td_noise_src_get(ctx, &io->noise, s + 1, st.noise, st.n)) < 0)
                 goto out;
-            for (int64_t i = 0; i < n; i++)
-                xd[i] = (1 - sn) * (xd[i] - sig[s] * v[i]) + sn * noise[i];
+            for (int64_t i = 0; i < st.n; i++)
+                st.x[i] = (1 - sn) * (st.x[i] - sig[s] * st.v[i]) + sn * st.noise[i];
         }
         if (io->on_step)
             io->on_step(io->step_opaque, s + 1, p->steps, last ? 0.0 : sig[s + 1]);
     }
-    for (int64_t i = 0; i < n; i++)
-        ((float *)x->data)[i] = (float)xd[i];
-    rc = 0;
+    td_sample_state_round(&st, x);
 out:
-    td_sample_dev_free(&dev);
-    free(xd);
-    free(v);
-    free(noise);
+    td_sample_state_free(&st);
     return rc;
 }

@@ -48,68 +48,43 @@ int td_rcm_sample(td_ctx *ctx, const td_rcm_params *p, const td_denoiser *model,
                   const td_sample_io *io, td_tensor *x)
 {
     double t[TD_RCM_MAX_STEPS + 1];
-    int64_t n;
-    double *xd = NULL;
-    float *v = NULL, *noise = NULL;
-    td_sample_dev dev = { 0 };
-    td_tensor vt;
+    td_sample_state st;
     int rc;
 
     TD_TRY(td_rcm_schedule(ctx, p->steps, p->sigma_max, t));
     TD_TRY(check_params(ctx, p, model));
-    TD_TRY(td_sample_check_latents(ctx, "rcm", x));
-    n = td_numel(x);
-    xd = malloc(sizeof(double) * (size_t)n);
-    v = malloc(sizeof(float) * (size_t)n);
-    noise = malloc(sizeof(float) * (size_t)n);
-    if (!xd || !v || !noise) {
-        rc = td_fail(ctx, TD_ENOMEM, "rcm: out of memory for %lld latent values", (long long)n);
-        goto out;
-    }
-    if ((rc = td_sample_dev_new(ctx, "rcm", io, x, &dev)) < 0)
-        goto out;
-    vt = td_view(v, TD_F32, x->ndim, x->shape);
+    TD_TRY(td_sample_state_new(ctx, "rcm", io, x, &st));
 
     /* Upstream keeps the state in f64 and hands the model a rounded copy. */
-    if ((rc = td_noise_src_get(ctx, &io->noise, 0, noise, n)) < 0)
+    if ((rc = td_noise_src_get(ctx, &io->noise, 0, st.noise, st.n)) < 0)
         goto out;
-    for (int64_t i = 0; i < n; i++)
-        xd[i] = (double)noise[i] * t[0];
+    for (int64_t i = 0; i < st.n; i++)
+        st.x[i] = (double)st.noise[i] * t[0];
     for (int s = 0; s < p->steps; s++) {
         double tc = t[s], tn = t[s + 1];
         int expert = p->two_experts && tc < p->boundary ? TD_EXPERT_LOW : TD_EXPERT_HIGH;
 
-        if ((rc = td_sample_check_cancel(ctx, "rcm", io, s)) < 0)
-            goto out;
-        /* x (the caller's host tensor) stages the rounded state for its write. */
-        for (int64_t i = 0; i < n; i++)
-            ((float *)x->data)[i] = (float)xd[i];
-        if ((rc = td_sample_upload(&dev, x)) < 0 ||
-            (rc = td_sample_denoise(ctx, "rcm", model, expert, &dev, tc, &vt)) < 0)
+        if ((rc = td_sample_check_cancel(ctx, "rcm", io, s)) < 0 ||
+            (rc = td_sample_state_velocity(ctx, "rcm", model, expert, &st, x, tc)) < 0)
             goto out;
         if (p->ode) {
-            for (int64_t i = 0; i < n; i++)
-                xd[i] -= (tc - tn) * v[i];
+            for (int64_t i = 0; i < st.n; i++)
+                st.x[i] -= (tc - tn) * st.v[i];
         } else if (tn > 0) {
-            if ((rc = td_noise_src_get(ctx, &io->noise, s + 1, noise, n)) < 0)
+            if ((rc = td_noise_src_get(ctx, &io->noise, s + 1, st.noise, st.n)) < 0)
                 goto out;
-            for (int64_t i = 0; i < n; i++)
-                xd[i] = (1 - tn) * (xd[i] - tc * v[i]) + tn * noise[i];
+            for (int64_t i = 0; i < st.n; i++)
+                st.x[i] = (1 - tn) * (st.x[i] - tc * st.v[i]) + tn * st.noise[i];
         } else {
             /* t_next = 0: upstream's (1 - 0) (x - t v) + 0 * noise, exactly. */
-            for (int64_t i = 0; i < n; i++)
-                xd[i] -= tc * v[i];
+            for (int64_t i = 0; i < st.n; i++)
+                st.x[i] -= tc * st.v[i];
         }
         if (io->on_step)
             io->on_step(io->step_opaque, s + 1, p->steps, tn);
     }
-    for (int64_t i = 0; i < n; i++)
-        ((float *)x->data)[i] = (float)xd[i];
-    rc = 0;
+    td_sample_state_round(&st, x);
 out:
-    td_sample_dev_free(&dev);
-    free(xd);
-    free(v);
-    free(noise);
+    td_sample_state_free(&st);
     return rc;
 }

@@ -1,4 +1,6 @@
 /* Shared checks and model calls of the samplers (sample_util.h). */
+#include <stdlib.h>
+
 #include "sample_util.h"
 
 int td_sample_check_latents(td_ctx *ctx, const char *who, const td_tensor *x)
@@ -51,4 +53,50 @@ int td_sample_denoise(td_ctx *ctx, const char *who, const td_denoiser *den, int 
     if (rc < 0)
         return rc;
     return d->be->ops->read(d->be, &d->v, v_host);
+}
+
+int td_sample_state_new(td_ctx *ctx, const char *who, const td_sample_io *io,
+                        const td_tensor *x_host, td_sample_state *st)
+{
+    int rc;
+
+    *st = (td_sample_state){ 0 };
+    TD_TRY(td_sample_check_latents(ctx, who, x_host));
+    st->n = td_numel(x_host);
+    st->x = malloc(sizeof(double) * (size_t)st->n);
+    st->v = malloc(sizeof(float) * (size_t)st->n);
+    st->noise = malloc(sizeof(float) * (size_t)st->n);
+    if (!st->x || !st->v || !st->noise) {
+        td_sample_state_free(st);
+        return td_fail(ctx, TD_ENOMEM, "%s: out of memory for %lld latent values", who,
+                       (long long)td_numel(x_host));
+    }
+    if ((rc = td_sample_dev_new(ctx, who, io, x_host, &st->dev)) < 0)
+        td_sample_state_free(st);
+    return rc;
+}
+
+void td_sample_state_free(td_sample_state *st)
+{
+    td_sample_dev_free(&st->dev);
+    free(st->x);
+    free(st->v);
+    free(st->noise);
+    *st = (td_sample_state){ 0 };
+}
+
+void td_sample_state_round(const td_sample_state *st, td_tensor *x_host)
+{
+    for (int64_t i = 0; i < st->n; i++)
+        ((float *)x_host->data)[i] = (float)st->x[i];
+}
+
+int td_sample_state_velocity(td_ctx *ctx, const char *who, const td_denoiser *den, int expert,
+                             td_sample_state *st, td_tensor *x_host, double t)
+{
+    td_tensor vt = td_view(st->v, TD_F32, x_host->ndim, x_host->shape);
+
+    td_sample_state_round(st, x_host);
+    TD_TRY(td_sample_upload(&st->dev, x_host));
+    return td_sample_denoise(ctx, who, den, expert, &st->dev, t, &vt);
 }
