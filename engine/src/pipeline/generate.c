@@ -93,6 +93,7 @@ static void progress(run *r, int stage, int step, int steps)
     p.steps = steps;
     p.stage_seconds = t - r->stage_t0;
     p.total_seconds = t - r->t0;
+    p.peak_bytes = stage == TD_STAGE_DONE && r->be->ops->peak ? r->be->ops->peak(r->be) : 0;
     r->job->on_progress(r->job->opaque, &p);
 }
 
@@ -476,6 +477,10 @@ int td_generate(td_engine *eng, const td_job *job)
     int64_t latent_frames = 1 + (job->frames + 2) / 4, lat[4];
 
     r.t0 = r.stage_t0 = now();
+    /* the job's peak, reported with TD_STAGE_DONE, starts from the weights
+     * the engine holds now */
+    if (r.be->ops->peak_reset)
+        r.be->ops->peak_reset(r.be);
     td_models_defaults(r.m, &eng->files, &d);
     sampler = td_job_sampler(job, &d);
     guided = sampler == TD_SAMPLER_FLOW && td_job_guided(job, &d, r.m->pair);
