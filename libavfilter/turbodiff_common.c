@@ -819,10 +819,18 @@ static void on_progress(void *opaque, const td_progress *p)
      * CLI's progress line has it. */
     double eta = p->step > 0 ? p->stage_seconds / p->step * (p->steps - p->step) : 0;
 
-    if (p->stage == TD_STAGE_DONE)
+    if (p->stage == TD_STAGE_DONE) {
         av_log(cs->ctx, AV_LOG_INFO, "clip %d: %d frames, seed %"PRIu64", generated in %.2fs\n",
                cs->index, s->clip_frames, cs->seed, p->total_seconds);
-    else
+        /* what the device held at most, next to the estimate logged before
+         * the clip: a check on max_memory (0: the backend cannot tell) */
+        if (p->peak_bytes) {
+            char peak[32];
+            format_bytes(peak, sizeof(peak), p->peak_bytes);
+            av_log(cs->ctx, AV_LOG_VERBOSE, "clip %d: peak %s on the device, measured\n",
+                   cs->index, peak);
+        }
+    } else
         av_log(cs->ctx, AV_LOG_VERBOSE, "clip %d: %s %d/%d, %.2fs, eta %.2fs (total %.2fs)\n",
                cs->index, name, p->step, p->steps, p->stage_seconds, eta, p->total_seconds);
 }

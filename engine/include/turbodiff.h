@@ -214,6 +214,14 @@ typedef struct td_progress {
     int step, steps;         /* sampler step (1-based) within the stage */
     double stage_seconds;    /* elapsed in this stage */
     double total_seconds;    /* elapsed in the job */
+    /* TD_STAGE_DONE only (0 in the other stages): the most memory the job
+     * held at once on the engine's device, measured by the backend: the
+     * weights resident then (the DiT or both experts, the VAE, umT5 unless
+     * low_memory released it; on the CPU every weight the engine has
+     * mapped) plus the activations, caches and buffers live at that moment,
+     * as td_estimate.peak_bytes counts them (host_bytes not included).
+     * 0 on a backend that does not measure it. */
+    size_t peak_bytes;
 } td_progress;
 
 /* Return non-zero from on_frame to stop the job (it returns TD_ECANCELLED). */
@@ -287,7 +295,14 @@ TD_API void td_job_default(td_job *job);
 /* Check a job against the engine without running it; the message names the
  * offending field and, for sizes, the nearest valid values. eng may be NULL:
  * then the checks that need no model run, so a caller can reject bad options
- * before loading anything. With an engine, a job whose estimated peak
+ * before loading anything. With an engine, what its model set asks of the
+ * job is checked too, with the message td_job_run would give: an image for
+ * an image-to-video model and none for a text-to-video one, width and
+ * height multiples of the VAE's factor times the DiT's patch (16 for
+ * Wan2.1 and the A14B pairs, 32 for Wan2.2 TI2V-5B), a frame count whose
+ * latent frames the DiT's time patch takes, a precomputed context of at
+ * most 512 rows as wide as the DiT's text input, and a sampler the model
+ * runs (not DMD on an expert pair). A job whose estimated peak
  * (td_job_estimate) exceeds max_memory, or by default the memory available
  * on the device, is refused with TD_ENOMEM and a message giving the
  * numbers; td_job_run checks the same before its first step. */

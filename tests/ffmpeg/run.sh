@@ -101,7 +101,7 @@ expect_error "prompts file of blanks and comments" "holds no prompt" -f lavfi -i
 expect_error "bad device"         "device 'gpu'"             $(src "model=$model:device=gpu") $null
 expect_error "bad resolution"     "resolution '1080p'"       $(src "model=$model:resolution=1080p") $null
 expect_error "i2v steps 5"        "'steps' out of range [1 - 4]"  -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:steps=5" $null
-expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:mode=extend" $null
+expect_error "i2v extend 100x100" "must be a multiple of 16" -f lavfi -i testsrc2=s=100x100:d=1 -vf "turbodiff_i2v=prompt=x:model=$data/pipeline/i2v:mode=extend" $null
 # sampler options: ranges, and options the sampler would not read (with
 # sampler=auto, once the model says which sampler it takes)
 ti2v=$data/pipeline/ti2v
@@ -117,6 +117,12 @@ expect_error "flow_steps with sampler=rcm" "flow_steps is a flow matching option
 expect_error "sigma_max with sampler=flow" "sigma_max is an rCM option, but sampler=flow" $(src "model=$model:sampler=flow:sigma_max=40") $null
 expect_error "guidance, rCM model" "guidance is a flow matching option, but this model samples with rCM" $(src "model=$model:guidance=3") $null
 expect_error "steps, TI2V-5B"     "steps is an rCM option, but this model samples with flow matching: drop steps" $(src "model=$ti2v:steps=2") $null
+# what the model set asks of the job, refused at init with the fix
+expect_error "TI2V-5B 48x32" "size 48x32: the VAE" $(src "model=$ti2v:size=48x32") $null
+expect_error "TI2V-5B 48x32 names the sizes" "must be a multiple of 32 and the height of 32: the nearest valid sizes are 32x32 and 64x32" $(src "model=$ti2v:size=48x32") $null
+expect_error "i2v pair in the source filter" "this model is image-to-video (the DiT" $(src "model=$data/pipeline/i2v") $null
+expect_error "i2v pair in the source filter names the fix" "give it an image (turbodiff_i2v, or --image)" $(src "model=$data/pipeline/i2v") $null
+expect_error "t2v model in turbodiff_i2v" "this model is text-to-video" -f lavfi -i testsrc2=s=64x32:d=1 -vf "turbodiff_i2v=prompt=x:model=$model:size=64x32" $null
 expect_error "i2v negative_prompt with sampler=rcm" "negative_prompt is a flow matching option, but sampler=rcm" -f lavfi -i testsrc2=d=1 -vf "turbodiff_i2v=prompt=x:model=$model:sampler=rcm:negative_prompt=blur" $null
 
 # A libturbodiff whose interface differs from the one FFmpeg was built with.
@@ -383,12 +389,14 @@ gen_suite() {
 # The filters' frame path with a stand-in generator (see fake_pipeline.c):
 # everything but the pixels is the real thing.
 if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -o "$tmp/fake.so" -ldl; then
-    gen_suite "fake-pipeline:" "model=$model:size=64x32:steps=1:device=cpu" "model=$model:size=64x32:steps=1:device=cpu" \
-        LD_PRELOAD="$tmp/fake.so"
+    # (image to video on the tiny i2v pair: a text-to-video model is refused at init)
+    gen_suite "fake-pipeline:" "model=$model:size=64x32:steps=1:device=cpu" \
+        "model=$data/pipeline/i2v:size=64x32:steps=1:device=cpu" LD_PRELOAD="$tmp/fake.so"
 
     # A clip estimated over 10 minutes is warned about at init, in minutes
     # (TD_FAKE_SECONDS stands in for a slow device); a quicker one is not.
     fm="model=$model:size=64x32:steps=1:device=cpu"
+    fmi="model=$data/pipeline/i2v:size=64x32:steps=1:device=cpu"   # image to video needs an i2v model
     got=$(LD_PRELOAD="$tmp/fake.so" TD_FAKE_SECONDS=3000 timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin \
           -v warning -f lavfi -i "turbodiff=$fm:prompt=a:frames=3" -f null - 2>&1)
     grep -q "each clip will take about 50 min on cpu" <<<"$got" && ok "time budget warning at init" ||
@@ -406,7 +414,7 @@ if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=4 \
     expect_error "worker failure, -f lavfi -xerror" "out of memory" -xerror -f lavfi -i "turbodiff=$fm:prompt=a:frames=9" $null
     LD_PRELOAD="$tmp/fake.so" TD_FAKE_FAIL_AT=1 \
-    expect_error "worker failure, i2v" "out of memory" -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$fm:prompt=a:frames=3:mode=each" $null
+    expect_error "worker failure, i2v" "out of memory" -f lavfi -i testsrc2=s=64x32:r=2:d=1 -vf "format=rgb24,turbodiff_i2v=$fmi:prompt=a:frames=3:mode=each" $null
 
     # What turbodiff_i2v hands the library is the input image in RGB
     # (TD_FAKE_ECHO_IMAGE makes the clip that image, read here as rgb24):
@@ -423,7 +431,7 @@ if cc -shared -fPIC -O2 -I"$here/../../engine/include" "$here/fake_pipeline.c" -
         timeout "$T" "$ffmpeg" -hide_banner -nostdin -v error -f lavfi -i "$src,$ref" -frames:v 1 \
             -f rawvideo - > "$tmp/echo.ref"
         LD_PRELOAD="$tmp/fake.so" TD_FAKE_ECHO_IMAGE=1 timeout "$T" "$ffmpeg" -hide_banner -nostdin -v error \
-            -f lavfi -i "$src" -vf "turbodiff_i2v=$fm:prompt=a:frames=1,format=rgb24" -f rawvideo - > "$tmp/echo.out"
+            -f lavfi -i "$src" -vf "turbodiff_i2v=$fmi:prompt=a:frames=1,format=rgb24" -f rawvideo - > "$tmp/echo.out"
         got=$(paste <(od -An -v -tu1 -w1 "$tmp/echo.out") <(od -An -v -tu1 -w1 "$tmp/echo.ref") | awk '
             { d = $1 - $2; if (d < 0) d = -d; if (d > max) max = d; sum += d }
             END { printf "%d %d %.2f", NR, max, sum / NR }')
@@ -474,6 +482,14 @@ if [ -z "${TURBODIFF_MODEL:-}" ]; then
 else
     gen_suite "model:" "model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu" \
         "${TURBODIFF_I2V_MODEL:+model=$TURBODIFF_I2V_MODEL:size=64x32:steps=1:device=cpu}" TD_UNUSED=1
+
+    # at verbose, each clip's measured peak after its summary (the fake
+    # pipeline measures nothing, so this needs the real one)
+    got=$(timeout -k 5 "$T" "$ffmpeg" -hide_banner -nostdin -v verbose -f lavfi \
+          -i "turbodiff=model=$TURBODIFF_MODEL:size=64x32:steps=1:device=cpu:prompt=a:frames=3:clips=2" -f null - 2>&1)
+    grep -q "clip 0: peak [0-9.]* MiB on the device, measured" <<<"$got" &&
+        grep -q "clip 1: peak [0-9.]* MiB on the device, measured" <<<"$got" &&
+        ok "model: measured peak per clip at verbose" || bad "model: measured peak per clip at verbose" "$got"
 
     # a model warning that every clip would repeat (the fixture's DiT has no
     # SLA projections) is said once per filter instance

@@ -93,7 +93,7 @@ def test_generate_errors_are_one_line(td_cli, tmp_path, seed):
     files = model_set(tmp_path, seed)
     np.save(tmp_path / "c16.npy", np.ones((3, 16), np.float32))
     cases = [
-        (["--context-from", tmp_path / "c16.npy"], "context rows are 16 wide"),
+        (["--context-from", tmp_path / "c16.npy"], "context_dim 16"),
         (["--context-from", tmp_path / "c.npy", "--size", "40x16"], "nearest valid sizes are 32x16 and 48x16"),
         (["--context-from", tmp_path / "c.npy", "--steps", 5], "steps 5"),
         (["--context-from", tmp_path / "c.npy", "--vae", tmp_path / "c.npy"], "c.npy"),

@@ -11,8 +11,11 @@
  * Then: a job over max_memory is refused by td_job_validate and td_job_run
  * before any frame, with the numbers; max_memory just above the peak lets
  * it run; an absurd job is refused by default; a bad job gets
- * td_job_validate's message from td_job_estimate.
+ * td_job_validate's message from td_job_estimate. The peak each job
+ * reports with TD_STAGE_DONE (td_progress.peak_bytes) is the fenced
+ * backend's own, and on the CPU backend within the same bounds.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "check.h"
@@ -33,6 +36,8 @@ static int fenced_f32(td_ctx *ctx, const char *device, size_t arena, td_backend 
 typedef struct sink {
     int frames;
     int steps;
+    int done;               /* TD_STAGE_DONE reports */
+    size_t peak;            /* the peak the last one carried */
 } sink;
 
 static int on_frame(void *opaque, const td_frame *f)
@@ -44,8 +49,15 @@ static int on_frame(void *opaque, const td_frame *f)
 
 static void on_progress(void *opaque, const td_progress *p)
 {
+    sink *s = opaque;
     if (p->stage == TD_STAGE_DENOISE && p->step > 0)
-        ((sink *)opaque)->steps++;
+        s->steps++;
+    if (p->stage == TD_STAGE_DONE) {
+        s->done++;
+        s->peak = p->peak_bytes;
+    } else if (p->peak_bytes) {
+        s->peak = SIZE_MAX;   /* only the last report carries the peak */
+    }
 }
 
 static void job_for(td_job *job, const tc_case *k, int w, int h, int frames, sink *s, td_error *err)
@@ -95,6 +107,9 @@ static void peak_case(const tc_case *k, int w, int h, int frames)
     CHECK(td_job_run(eng, &job) == 0 && s.frames == frames, "%s %dx%d x %d: run: %s (%d frames)",
           k->name, w, h, frames, err.msg, s.frames);
     measured = (double)td_backend_fenced_peak(be);
+    /* the job reports the fenced backend's own peak, counted from its start */
+    CHECK(s.done == 1 && s.peak == td_backend_fenced_peak(be), "%s: the job reported a peak of %zu "
+          "(%d done reports), the fenced backend measured %.0f", k->name, s.peak, s.done, measured);
     ratio = (double)e.peak_bytes / measured;
     printf("%-32s %3dx%-3d x %2d: estimate %9zu (weights %8zu, working %9zu, stage %d), measured %9.0f: "
            "%.3f; %lld tokens, %.3g FLOPs, %.3g s\n", k->name, w, h, frames, e.peak_bytes,
@@ -122,6 +137,44 @@ static void test_peaks(const tc_suite *su)
     };
     for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
         peak_case(&su->cases[runs[i].c], runs[i].w, runs[i].h, runs[i].frames);
+}
+
+/* On the CPU backend the peak a job reports (its own count of tensors,
+ * arena and mapped weights) lies within the same bounds of the estimate,
+ * and a second job reports its own peak, not the first's: a smaller clip
+ * after a larger one reports less. */
+static void test_cpu_peak(const tc_suite *su, test_rng *r)
+{
+    const tc_case *k = &su->cases[TC_T2V];
+    td_engine *eng = NULL;
+    td_error err = { 0 };
+    td_estimate e;
+    td_job job;
+    sink s = { 0 };
+    int w = 128 + 32 * (int)(test_next(r) % 4), frames = 9 + 4 * (int)(test_next(r) % 2);
+    size_t big;
+    double ratio;
+
+    CHECK(tc_open(k->dir, "cpu", NULL, 0, &eng, &err) == 0, "cpu open: %s", err.msg);
+    if (!eng)
+        return;
+    job_for(&job, k, w, 128, frames, &s, &err);
+    CHECK(td_job_estimate(eng, &job, &e) == 0, "cpu estimate: %s", err.msg);
+    CHECK(td_job_run(eng, &job) == 0 && s.done == 1 && s.peak > 0, "cpu run: %s (%d done, peak %zu)",
+          err.msg, s.done, s.peak);
+    ratio = (double)e.peak_bytes / (double)s.peak;
+    printf("cpu %dx128 x %d: estimate %zu, reported %zu: %.3f\n", w, frames, e.peak_bytes, s.peak, ratio);
+    CHECK(ratio >= PEAK_LO && ratio <= PEAK_HI, "cpu %dx128 x %d: estimated peak %zu is %.3f x the "
+          "reported %zu, outside [%.1f, %.1f]", w, frames, e.peak_bytes, ratio, s.peak, PEAK_LO, PEAK_HI);
+    big = s.peak;
+    job.width = 64;
+    job.height = 32;
+    job.frames = 5;
+    s = (sink){ 0 };
+    CHECK(td_job_run(eng, &job) == 0 && s.done == 1 && s.peak > 0 && s.peak < big,
+          "cpu: a 64x32 x 5 job after a %dx128 x %d one reports %zu (that one %zu)", w, frames, s.peak,
+          big);
+    td_engine_release(&eng);
 }
 
 /* The estimate's counts for a t2v job: tokens from the latent grid, the
@@ -257,6 +310,7 @@ int main(void)
         return check_summary();
     }
     test_peaks(&s);
+    test_cpu_peak(&s, &r);
     test_refusal(&s, &r);
     test_bad_jobs(&s);
     tc_suite_remove(&s);

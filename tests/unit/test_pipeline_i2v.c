@@ -102,7 +102,7 @@ int main(void)
           e.width, e.height, err.msg);
 
     err.msg[0] = '\0';
-    CHECK(run(eng, NULL, 7, 0, &f, &err) == TD_EINVAL && strstr(err.msg, "give an image"),
+    CHECK(run(eng, NULL, 7, 0, &f, &err) == TD_EINVAL && strstr(err.msg, "give it an image"),
           "an i2v model without an image is refused: '%s'", err.msg);
     td_engine_release(&eng);
 

@@ -34,6 +34,7 @@ typedef struct gen_out {
     int frames, width, height, failed;
     char msg[sizeof(((td_error *)0)->msg)];   /* what failed, for the error line */
     double stage_end[TD_STAGE_DONE + 1];
+    size_t peak_bytes;       /* the job's measured peak on the device (TD_STAGE_DONE) */
     int json;
     int tty;                 /* stderr is a terminal: progress redraws one line with \r */
     int line_open;           /* a \r progress line is on the terminal, not yet ended */
@@ -85,8 +86,9 @@ static void usage(FILE *f)
         "  --max-memory N       refuse the job when its estimated peak on the device is over N\n"
         "                       bytes (suffixes K, M, G, T: powers of 1000; Ki, Mi, Gi, Ti: of 1024);\n"
         "                       default: the memory the device has available\n"
-        "  --json               print per-stage timings, the job's estimate and the process's peak\n"
-        "                       resident memory as JSON on stdout\n");
+        "  --json               print per-stage timings, the job's estimate, its peak on the device\n"
+        "                       as the backend measured it and the process's peak resident memory\n"
+        "                       as JSON on stdout\n");
 }
 
 static int write_png(gen_out *o, const td_frame *fr)
@@ -148,6 +150,7 @@ static void on_progress(void *opaque, const td_progress *p)
     if (p->stage >= 0 && p->stage <= TD_STAGE_DONE)
         o->stage_end[p->stage] = p->total_seconds;
     if (p->stage == TD_STAGE_DONE) {
+        o->peak_bytes = p->peak_bytes;
         if (o->tty)
             fprintf(stderr, "\rturbodiff: done in %.1f s%30s\n", p->total_seconds, "");
         else
@@ -231,6 +234,9 @@ static void print_json(const gen_out *o, const td_job *job, const td_estimate *e
            "\"seconds\": %.3f}", e->device, (long long)e->tokens, e->text_tokens, e->forwards,
            e->weights_bytes, e->working_bytes, e->peak_bytes, stage_name[e->peak_stage], e->host_bytes,
            e->available_bytes, e->limit_bytes, e->flops, e->seconds);
+    /* what the backend measured the job hold at once, counted as the
+     * estimate's peak_bytes is (0 where the backend cannot tell) */
+    printf(", \"measured_peak_bytes\": %zu", o->peak_bytes);
     /* Linux reports ru_maxrss in KiB: the whole process's peak, weights
      * paged in included (on the CPU the device's memory) */
     if (getrusage(RUSAGE_SELF, &ru) == 0)

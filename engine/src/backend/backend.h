@@ -47,6 +47,17 @@ typedef struct td_backend_ops {
      * decreases: the models take differences around their loads to size
      * their weights (models.c), on the thread that loads them. */
     size_t (*uploaded)(td_backend *be);
+    /* The most bytes the backend held at once since it was made or since
+     * the last peak_reset, which starts over from what it holds now: its
+     * tensors (tensor_new and upload, so the weights it holds) plus the
+     * part of its activation arena in use, as the job estimate counts them
+     * (td_estimate.peak_bytes); not the arena's reserved size, nor
+     * transient staging. The pipeline resets it when a job starts and
+     * reports it when the job ends (td_progress.peak_bytes). peak may be
+     * called from any thread; peak_reset by the thread that runs the ops.
+     * NULL on a backend that does not measure it. */
+    size_t (*peak)(td_backend *be);
+    void (*peak_reset)(td_backend *be);
 
     /* --- memory ------------------------------------------------------- */
     /* Scratch tensor from the backend's activation arena (uninitialised),
@@ -189,6 +200,15 @@ struct td_backend {
     td_dtype act;    /* activation dtype: TD_F32 on the CPU, TD_BF16 on CUDA */
     void *priv;      /* the implementation's state */
 };
+
+/* Raise *peak to live if it is below (backends' peak op: the thread that
+ * allocates raises it, any thread may read it). */
+static inline void td_peak_note(size_t *peak, size_t live)
+{
+    size_t p = __atomic_load_n(peak, __ATOMIC_RELAXED);
+    while (live > p && !__atomic_compare_exchange_n(peak, &p, live, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
 
 /* CPU backend: arena_bytes of activation scratch; threads from ctx->pool
  * (OpenBLAS is told to use the same count). */

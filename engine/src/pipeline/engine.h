@@ -67,6 +67,13 @@ int td_generate(td_engine *eng, const td_job *job);
 
 /* The checks td_job_validate makes without an engine (job.c), into ctx. */
 int td_job_check(td_ctx *ctx, const td_job *job);
+/* What the engine's model set asks of the job beyond td_job_check (an
+ * image for an image-to-video DiT and none for a text-to-video one, sizes
+ * on the VAE x DiT patch grid, a context as wide as the DiT's text, ...),
+ * into ctx. td_job_validate / td_job_estimate (through the estimate) and
+ * td_generate all call it, so a job is refused before anything runs with
+ * the message a run would give. */
+int td_job_check_model(td_ctx *ctx, const td_engine *eng, const td_job *job);
 /* A job's failure in ctx to the job's error sink, else the engine's; the code. */
 int td_job_report(td_engine *eng, const td_job *job, const td_ctx *ctx);
 /* TD_ENOMEM with the numbers when the job's estimate exceeds its limit

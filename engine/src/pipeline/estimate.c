@@ -150,9 +150,7 @@ static int estimate(td_engine *eng, const td_job *job, td_ctx *ctx, td_estimate 
     snprintf(e->device, sizeof(e->device), "%s", eng->device);
     td_job_output_size(job, &w, &h);
     e->width = w, e->height = h, e->frames = job->frames;
-    if (w % s || h % s || w < s || h < s)
-        return td_fail(ctx, TD_EINVAL, "size %dx%d: the VAE %s compresses by %d, so width and height "
-                       "must be multiples of %d", w, h, eng->files.vae, s, s);
+    TD_TRY(td_job_check_model(ctx, eng, job));
     lat[0] = c->out_ch, lat[1] = T, lat[2] = h / s, lat[3] = w / s;
     lat_n = (double)lat[0] * T * lat[2] * lat[3];
     td_models_defaults(m, &eng->files, &d);

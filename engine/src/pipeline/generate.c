@@ -93,6 +93,7 @@ static void progress(run *r, int stage, int step, int steps)
     p.steps = steps;
     p.stage_seconds = t - r->stage_t0;
     p.total_seconds = t - r->t0;
+    p.peak_bytes = stage == TD_STAGE_DONE && r->be->ops->peak ? r->be->ops->peak(r->be) : 0;
     r->job->on_progress(r->job->opaque, &p);
 }
 
@@ -110,12 +111,6 @@ static int given_context(run *r, int text_dim)
     const td_job *job = r->job;
     td_tensor rows, host;
 
-    if (job->context_len > TD_TEXT_LEN)
-        return td_fail(ctx, TD_EINVAL, "context_len %d is more than %d tokens", job->context_len,
-                       TD_TEXT_LEN);
-    if (job->context_dim != text_dim)
-        return td_fail(ctx, TD_ESHAPE, "context rows are %d wide but the DiT %s takes %d",
-                       job->context_dim, r->eng->files.dit, text_dim);
     TD_TRY(r->be->ops->fill(r->be, &r->context, 0.0f));
     TD_TRY(td_tensor_slice(ctx, &r->context, 0, 0, job->context_len, &rows));
     host = td_view2((void *)job->context, TD_F32, job->context_len, text_dim);
@@ -133,10 +128,6 @@ static int encode_prompt(run *r, const char *encoder_id, const char *prompt, td_
     int n = 0, rc;
 
     TD_TRY(td_models_load_text(ctx, &r->eng->files, r->m));
-    if (r->m->t5->dims.d_model != dst->shape[1])
-        return td_fail(ctx, TD_ESHAPE, "text encoder %s gives %lld-wide embeddings but the DiT "
-                       "%s takes %lld", r->eng->files.t5, (long long)r->m->t5->dims.d_model,
-                       r->eng->files.dit, (long long)dst->shape[1]);
     TD_TRY(td_prompt_clean(ctx, prompt, &clean));
     rc = td_tokenizer_encode(ctx, r->m->tok, clean, TD_TEXT_LEN, ids, &n);
     free(clean);
@@ -213,9 +204,6 @@ static int ti2v_image_stage(run *r, const td_tensor *img, const int64_t *lat_sha
     td_tensor one = { 0 }, img4;
     int rc;
 
-    if (!td_vae_has_encoder(r->m->vae))
-        return td_fail(ctx, TD_ENOTFOUND, "image-to-video needs the VAE's encoder, and the VAE "
-                       "file %s has decoder weights only", r->eng->files.vae);
     TD_TRY(td_tensor_reshape(ctx, img, 4, (int64_t[]){ 3, 1, img->shape[1], img->shape[2] }, &img4));
     TD_TRY(be->ops->tensor_new(be, &one, be->act, 4, img4.shape));
     rc = be->ops->write(be, &one, &img4);
@@ -255,10 +243,6 @@ static int image_stage(run *r, int width, int height, int64_t frames, const int6
     if (rc == 0)
         rc = td_i2v_condition(ctx, r->m->vae, &img, frames, &y);
     td_tensor_free(&img);
-    if (rc == 0 && cfg->in_ch != cfg->out_ch + y.shape[0])
-        rc = td_fail(ctx, TD_ESHAPE, "%s takes %d input channels, not the %d noisy + %lld "
-                     "conditioning channels of image-to-video", r->eng->files.dit, cfg->in_ch,
-                     cfg->out_ch, (long long)y.shape[0]);
     if (rc == 0)
         rc = be->ops->tensor_new(be, &r->xin, be->act, 4, (int64_t[]){ cfg->in_ch, y.shape[1],
                                                                         y.shape[2], y.shape[3] });
@@ -408,23 +392,6 @@ void td_job_output_size(const td_job *job, int *width, int *height)
         *width = job->width, *height = job->height;
 }
 
-/* The model set fits the job: an image for an i2v DiT, none for a t2v one
- * (TI2V-5B does both). */
-static int check_task(run *r)
-{
-    const td_dit_config *cfg = &r->m->cfg;
-    if (cfg->ti2v)
-        return 0;
-    if (cfg->i2v && !r->job->image)
-        return td_fail(&r->eng->ctx, TD_EINVAL, "%s is an image-to-video DiT (%d input "
-                       "channels): give an image", r->eng->files.dit, cfg->in_ch);
-    if (!cfg->i2v && r->job->image)
-        return td_fail(&r->eng->ctx, TD_EINVAL, "%s is a text-to-video DiT (%d input channels): "
-                       "image-to-video needs an i2v model (36 input channels, or TI2V-5B's 48)",
-                       r->eng->files.dit, cfg->in_ch);
-    return 0;
-}
-
 /* Everything a run put on the backend, whatever stage it stopped in. */
 static void run_free(run *r)
 {
@@ -510,23 +477,16 @@ int td_generate(td_engine *eng, const td_job *job)
     int64_t latent_frames = 1 + (job->frames + 2) / 4, lat[4];
 
     r.t0 = r.stage_t0 = now();
+    /* the job's peak, reported with TD_STAGE_DONE, starts from the weights
+     * the engine holds now */
+    if (r.be->ops->peak_reset)
+        r.be->ops->peak_reset(r.be);
     td_models_defaults(r.m, &eng->files, &d);
     sampler = td_job_sampler(job, &d);
     guided = sampler == TD_SAMPLER_FLOW && td_job_guided(job, &d, r.m->pair);
-    if (sampler == TD_SAMPLER_DMD && r.m->pair)
-        return td_fail(ctx, TD_EINVAL, "sampler dmd: %s and %s are a high/low-noise expert pair, "
-                       "and DMD (FastWan) runs one DiT: use the rcm or flow sampler",
-                       eng->files.dit, eng->files.dit_low);
-    TD_TRY(check_task(&r));
+    TD_TRY(td_job_check_model(ctx, eng, job));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);
-    if (width > 4096 || height > 4096)
-        return td_fail(ctx, TD_EINVAL, "adaptive resolution gives %dx%d for the %dx%d image: "
-                       "more than 4096 pixels on a side", width, height, job->image_width,
-                       job->image_height);
-    if (width % s || height % s)
-        return td_fail(ctx, TD_EINVAL, "size %dx%d: the VAE %s compresses by %d, so width and height "
-                       "must be multiples of %d", width, height, eng->files.vae, s, s);
     lat[0] = r.m->cfg.out_ch, lat[1] = latent_frames, lat[2] = height / s, lat[3] = width / s;
     td_log(ctx, TD_LOG_VERBOSE, "sampler: %s", sampler == TD_SAMPLER_FLOW ? "flow matching (UniPC)"
            : sampler == TD_SAMPLER_DMD ? "DMD (FastWan)" : "rCM");

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MASK_CH 4
-
 void td_i2v_adaptive_size(int image_w, int image_h, int target_w, int target_h,
                           int *out_w, int *out_h)
 {
@@ -175,11 +173,11 @@ static int image_clip(td_ctx *ctx, td_backend *be, const td_tensor *image, int64
 static int mask_and_latents(td_ctx *ctx, td_backend *be, const td_tensor *lat, td_tensor *y)
 {
     td_tensor mask, first, dst;
-    TD_TRY(td_tensor_slice(ctx, y, 0, 0, MASK_CH, &mask));
+    TD_TRY(td_tensor_slice(ctx, y, 0, 0, TD_I2V_MASK_CH, &mask));
     TD_TRY(be->ops->fill(be, &mask, 0.0f));
     TD_TRY(td_tensor_slice(ctx, &mask, 1, 0, 1, &first));
     TD_TRY(be->ops->fill(be, &first, 1.0f));
-    TD_TRY(td_tensor_slice(ctx, y, 0, MASK_CH, lat->shape[0], &dst));
+    TD_TRY(td_tensor_slice(ctx, y, 0, TD_I2V_MASK_CH, lat->shape[0], &dst));
     return be->ops->copy(be, &dst, lat, 0);
 }
 
@@ -202,7 +200,7 @@ int td_i2v_condition(td_ctx *ctx, td_vae *vae, const td_tensor *image, int64_t f
         rc = td_vae_encode(vae, &clip, &lat);
     be->ops->tensor_free(be, &clip);
     if (rc == 0)
-        rc = be->ops->tensor_new(be, y, be->act, 4, (int64_t[]){ MASK_CH + lat.shape[0], lat.shape[1],
+        rc = be->ops->tensor_new(be, y, be->act, 4, (int64_t[]){ TD_I2V_MASK_CH + lat.shape[0], lat.shape[1],
                                                                  H / s, W / s });
     if (rc == 0 && (rc = mask_and_latents(ctx, be, &lat, y)) < 0)
         be->ops->tensor_free(be, y);

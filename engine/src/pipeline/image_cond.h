@@ -16,6 +16,9 @@
 #include "core/tensor.h"
 #include "vae/vae.h"
 
+/* The mask channels in front of the image latents in y. */
+#define TD_I2V_MASK_CH 4
+
 /* Adaptive resolution: the size with the image's aspect ratio and about
  * the target's area, each side a multiple of 16 (upstream rounds
  * ideal side / 16 half to even, as Python's round does). */

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "engine.h"
+#include "image_cond.h"
+#include "models.h"
 #include "sample/dmd.h"
 
 /* Largest accepted sizes: beyond these the token count of one clip no longer
@@ -118,6 +120,118 @@ int td_job_check(td_ctx *ctx, const td_job *job)
                            job->image_linesize, job->image_width);
     }
     return 0;
+}
+
+/* The nearest multiples of m around v, for the messages below. */
+static void nearest(int v, int m, int *lo, int *hi)
+{
+    *lo = v / m * m;
+    *hi = *lo + m;
+    if (*lo < m)
+        *lo = *hi;
+}
+
+/* The clip's size against the latent grid: the VAE compresses each side
+ * by s, then the DiT patches the latents by patch[1] x patch[2] (Wan2.1:
+ * 8 x 2 = 16, which td_job_check already holds; TI2V-5B: 16 x 2 = 32). */
+static int check_grid(td_ctx *ctx, const td_engine *eng, const td_job *job, int w, int h)
+{
+    const td_models *m = eng->models;
+    const td_dit_config *c = &m->cfg;
+    int s = td_vae_spatial_factor(m->vae), mw = s * c->patch[2], mh = s * c->patch[1];
+    int64_t T = 1 + (job->frames + 2) / 4;
+    char adaptive[96] = "";
+    int wl, wh, hl, hh;
+
+    if (w > TD_MAX_SIDE || h > TD_MAX_SIDE)
+        return td_fail(ctx, TD_EINVAL, "adaptive resolution gives %dx%d for the %dx%d image: more than "
+                       "%d pixels on a side: lower width x height", w, h, job->image_width,
+                       job->image_height, TD_MAX_SIDE);
+    if (w % mw || h % mh) {
+        char sizes[64];
+        if (job->adaptive_resolution && (w != job->width || h != job->height))
+            snprintf(adaptive, sizeof(adaptive), " (adaptive resolution's size for the %dx%d image)",
+                     job->image_width, job->image_height);
+        nearest(w, mw, &wl, &wh);
+        nearest(h, mh, &hl, &hh);
+        wl = w % mw ? wl : w, wh = w % mw ? wh : w, hl = h % mh ? hl : h, hh = h % mh ? hh : h;
+        if (wl == wh && hl == hh)
+            snprintf(sizes, sizeof(sizes), "use %dx%d", wh, hh);
+        else
+            snprintf(sizes, sizeof(sizes), "the nearest valid sizes are %dx%d and %dx%d", wl, hl, wh, hh);
+        return td_fail(ctx, TD_EINVAL, "size %dx%d%s: the VAE %s compresses by %d and the DiT %s "
+                       "patches its latents by %dx%d, so the width must be a multiple of %d and the "
+                       "height of %d: %s", w, h, adaptive, eng->files.vae, s, eng->files.dit,
+                       c->patch[2], c->patch[1], mw, mh, sizes);
+    }
+    if (T % c->patch[0]) {
+        /* L latent frames come from up to 1 + 4 (L - 1) frames */
+        int64_t lo = T - T % c->patch[0], hi = lo + c->patch[0];
+        char counts[64];
+        if (lo > 0)
+            snprintf(counts, sizeof(counts), "%lld or %lld", (long long)(1 + 4 * (lo - 1)),
+                     (long long)(1 + 4 * (hi - 1)));
+        else
+            snprintf(counts, sizeof(counts), "%lld", (long long)(1 + 4 * (hi - 1)));
+        return td_fail(ctx, TD_EINVAL, "frames %d make %lld latent frames, and the DiT %s patches "
+                       "time by %d: use %s frames", job->frames, (long long)T, eng->files.dit,
+                       c->patch[0], counts);
+    }
+    return 0;
+}
+
+/* What the model set asks of the job's prompt, context and image. */
+static int check_inputs(td_ctx *ctx, const td_engine *eng, const td_job *job, int guided)
+{
+    const td_models *m = eng->models;
+    const td_dit_config *c = &m->cfg;
+
+    if (job->context && job->context_len > TD_UMT5_TEXT_LEN)
+        return td_fail(ctx, TD_EINVAL, "context_len %d is more than the %d rows the DiT attends to: "
+                       "give at most %d rows", job->context_len, TD_UMT5_TEXT_LEN, TD_UMT5_TEXT_LEN);
+    if (job->context && job->context_dim != c->text_dim)
+        return td_fail(ctx, TD_ESHAPE, "context_dim %d: the context rows must be %d wide for the DiT "
+                       "%s: encode the prompt with its text encoder (umT5-XXL for Wan)", job->context_dim,
+                       c->text_dim, eng->files.dit);
+    if ((!job->context || guided) && m->t5_dims.d_model != c->text_dim)
+        return td_fail(ctx, TD_ESHAPE, "text encoder %s gives %lld-wide embeddings but the DiT %s takes "
+                       "%d: use the text encoder the DiT was trained with (umT5-XXL for Wan)",
+                       eng->files.t5, (long long)m->t5_dims.d_model, eng->files.dit, c->text_dim);
+    /* TI2V-5B makes video from text, or from text and an image */
+    if (!c->ti2v && c->i2v && !job->image)
+        return td_fail(ctx, TD_EINVAL, "this model is image-to-video (the DiT %s takes %d input "
+                       "channels): give it an image (turbodiff_i2v, or --image)", eng->files.dit,
+                       c->in_ch);
+    if (!c->ti2v && !c->i2v && job->image)
+        return td_fail(ctx, TD_EINVAL, "this model is text-to-video (the DiT %s takes %d input "
+                       "channels): leave the image out (the turbodiff source filter, or no --image), or "
+                       "use an image-to-video model (36 input channels, or TI2V-5B's 48)",
+                       eng->files.dit, c->in_ch);
+    if (c->i2v && c->in_ch != c->out_ch + TD_I2V_MASK_CH + td_vae_z_dim(m->vae))
+        return td_fail(ctx, TD_ESHAPE, "the DiT %s takes %d input channels, not the %d noisy + %d "
+                       "conditioning channels of image-to-video with the VAE %s", eng->files.dit,
+                       c->in_ch, c->out_ch, TD_I2V_MASK_CH + td_vae_z_dim(m->vae), eng->files.vae);
+    if (job->image && !td_vae_has_encoder(m->vae))
+        return td_fail(ctx, TD_ENOTFOUND, "image-to-video needs the VAE's encoder, and the VAE file %s "
+                       "has decoder weights only: use the full VAE checkpoint", eng->files.vae);
+    return 0;
+}
+
+int td_job_check_model(td_ctx *ctx, const td_engine *eng, const td_job *job)
+{
+    const td_models *m = eng->models;
+    td_model_defaults d;
+    int w, h, sampler;
+
+    td_models_defaults(m, &eng->files, &d);
+    sampler = td_job_sampler(job, &d);
+    if (sampler == TD_SAMPLER_DMD && m->pair)
+        return td_fail(ctx, TD_EINVAL, "sampler dmd: %s and %s are a high/low-noise expert pair, "
+                       "and DMD (FastWan) runs one DiT: use the rcm or flow sampler",
+                       eng->files.dit, eng->files.dit_low);
+    TD_TRY(check_inputs(ctx, eng, job, sampler == TD_SAMPLER_FLOW && td_job_guided(job, &d, m->pair)));
+    td_job_output_size(job, &w, &h);
+    return check_grid(ctx, eng, job, w, h);
 }
 
 /* Where a job's failure goes: its own error sink, else the engine. */

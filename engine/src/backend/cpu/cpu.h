@@ -27,6 +27,8 @@ typedef struct td_cpu {
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
+    size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */
+    size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used */
 } td_cpu;
 
 static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }

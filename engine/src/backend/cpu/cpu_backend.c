@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu.h"
 #include "sla.h"
@@ -39,9 +40,32 @@ void td_cpu_blas_serial(void)
     openblas_set_num_threads(1);
 }
 
+/* What the backend holds now (the peak op). The weights are views of
+ * mapped files, which a job pages in: they count from their upload on,
+ * including after a low-memory release unmaps them, since a view's
+ * tensor_free cannot be told from another view's. */
+static void note_live(td_cpu *c)
+{
+    td_peak_note(&c->peak, c->uploaded + __atomic_load_n(&c->heap_live, __ATOMIC_RELAXED) + c->arena.used);
+}
+
+static size_t cpu_peak(td_backend *be)
+{
+    return __atomic_load_n(&td_cpu_of(be)->peak, __ATOMIC_RELAXED);
+}
+
+static void cpu_peak_reset(td_backend *be)
+{
+    td_cpu *c = td_cpu_of(be);
+    __atomic_store_n(&c->peak, 0, __ATOMIC_RELAXED);
+    note_live(c);
+}
+
 static int cpu_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
 {
-    return td_arena_tensor(be->ctx, &td_cpu_of(be)->arena, t, dtype, ndim, shape);
+    TD_TRY(td_arena_tensor(be->ctx, &td_cpu_of(be)->arena, t, dtype, ndim, shape));
+    note_live(td_cpu_of(be));
+    return 0;
 }
 
 static size_t cpu_mark(td_backend *be)
@@ -59,6 +83,7 @@ static int cpu_upload(td_backend *be, const td_tensor *host, td_tensor *dev)
     *dev = *host;
     dev->owns = 0;
     td_cpu_of(be)->uploaded += td_nbytes(host);
+    note_live(td_cpu_of(be));
     return 0;
 }
 
@@ -76,26 +101,41 @@ static size_t cpu_uploaded(td_backend *be)
     return td_cpu_of(be)->uploaded;
 }
 
+/* Each tensor's bytes are kept in the 64 bytes before its data, so
+ * tensor_free takes off what tensor_new added whatever became of the
+ * tensor's shape. */
+#define CPU_HEADER 64
+
 static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
 {
+    td_cpu *c = td_cpu_of(be);
     int64_t n = td_checked_numel(ndim, shape);
     size_t bytes;
+    unsigned char *base;
     if (ndim < 0 || ndim > TD_MAX_DIMS || n < 0 || (uint64_t)n > SIZE_MAX / 64)
         return td_fail(be->ctx, TD_EINVAL, "cpu backend: a tensor of %d dims overflows", ndim);
     *t = td_view(NULL, dtype, ndim, shape);
     bytes = ((size_t)n * td_dtype_size(dtype) + 63) & ~(size_t)63;
-    t->data = aligned_alloc(64, bytes ? bytes : 64);
-    if (!t->data)
+    base = aligned_alloc(64, CPU_HEADER + bytes);
+    if (!base)
         return td_fail(be->ctx, TD_ENOMEM, "cpu backend: cannot allocate %zu bytes for a tensor", bytes);
+    memcpy(base, &bytes, sizeof(bytes));
+    t->data = base + CPU_HEADER;
     t->owns = TD_OWNS_BACKEND;
+    __atomic_add_fetch(&c->heap_live, bytes, __ATOMIC_RELAXED);
+    note_live(c);
     return 0;
 }
 
 static void cpu_tensor_free(td_backend *be, td_tensor *t)
 {
-    (void)be;
-    if (t->owns == TD_OWNS_BACKEND)
-        free(t->data);
+    if (t->owns == TD_OWNS_BACKEND) {
+        unsigned char *base = (unsigned char *)t->data - CPU_HEADER;
+        size_t bytes;
+        memcpy(&bytes, base, sizeof(bytes));
+        __atomic_sub_fetch(&td_cpu_of(be)->heap_live, bytes, __ATOMIC_RELAXED);
+        free(base);
+    }
     if (t->owns != TD_OWNS_HEAP)
         *t = (td_tensor){ 0 };
 }
@@ -116,6 +156,8 @@ static const td_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .available = cpu_available,
     .uploaded = cpu_uploaded,
+    .peak = cpu_peak,
+    .peak_reset = cpu_peak_reset,
     .alloc = cpu_alloc,
     .mark = cpu_mark,
     .reset = cpu_reset,

@@ -85,6 +85,26 @@ void td_cuda_pool_free(td_backend *be, void *p)
         cudaFreeAsync(p, td_cuda_of(be)->stream);
 }
 
+/* What the backend holds now (the peak op): its tensors and the arena's
+ * used part. tensor_bytes is the owner tensors' own sizes, as tensor_new
+ * made them (owners are never reshaped; views are). */
+static void note_live(td_cuda *c)
+{
+    td_peak_note(&c->peak, __atomic_load_n(&c->tensor_bytes, __ATOMIC_RELAXED) + c->arena_used);
+}
+
+static size_t cuda_peak(td_backend *be)
+{
+    return __atomic_load_n(&td_cuda_of(be)->peak, __ATOMIC_RELAXED);
+}
+
+static void cuda_peak_reset(td_backend *be)
+{
+    td_cuda *c = td_cuda_of(be);
+    __atomic_store_n(&c->peak, 0, __ATOMIC_RELAXED);
+    note_live(c);
+}
+
 static void *arena_take(td_backend *be, size_t bytes, const char *what)
 {
     td_cuda *c = td_cuda_of(be);
@@ -96,8 +116,7 @@ static void *arena_take(td_backend *be, size_t bytes, const char *what)
         return NULL;
     }
     c->arena_used = start + bytes;
-    if (c->arena_used > c->arena_peak)
-        c->arena_peak = c->arena_used;
+    note_live(c);
     return c->arena + start;
 }
 
@@ -137,6 +156,8 @@ static int cuda_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndi
     TD_TRY(td_cuda_pool_alloc(be, &t->data, (size_t)n * td_dtype_size(dtype), td_shape_str(t, s, sizeof(s))));
     t->owns = TD_OWNS_BACKEND;
     td_cuda_of(be)->live++;
+    __atomic_add_fetch(&td_cuda_of(be)->tensor_bytes, td_nbytes(t), __ATOMIC_RELAXED);
+    note_live(td_cuda_of(be));
     return 0;
 }
 
@@ -147,6 +168,7 @@ static void cuda_tensor_free(td_backend *be, td_tensor *t)
         cudaSetDevice(td_cuda_of(be)->device);
         td_cuda_pool_free(be, t->data);
         td_cuda_of(be)->live--;
+        __atomic_sub_fetch(&td_cuda_of(be)->tensor_bytes, td_nbytes(t), __ATOMIC_RELAXED);
     }
     if (t->owns != TD_OWNS_HEAP)
         *t = (td_tensor){ 0 };
@@ -239,6 +261,8 @@ static const td_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
     .available = cuda_available,
     .uploaded = cuda_uploaded,
+    .peak = cuda_peak,
+    .peak_reset = cuda_peak_reset,
     .alloc = cuda_alloc,
     .mark = cuda_mark,
     .reset = cuda_reset,

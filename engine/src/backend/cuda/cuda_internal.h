@@ -23,10 +23,12 @@ typedef struct td_cuda {
     void *lt_workspace;
     size_t lt_workspace_bytes;
     unsigned char *arena;          /* activations: bump allocation, mark/reset */
-    size_t arena_size, arena_used, arena_peak;
+    size_t arena_size, arena_used;
     cudaMemPool_t pool;            /* tensor_new, uploads and staging, stream ordered */
     int64_t live;                  /* tensors from tensor_new/upload not yet freed */
     size_t uploaded;               /* bytes upload has placed (backend.h's memory) */
+    size_t tensor_bytes;           /* bytes of the tensor_new/upload tensors not yet freed */
+    size_t peak;                   /* the peak op's: most of tensor_bytes + arena_used */
     int sync_each;                 /* debug: synchronise after every step to name a failing kernel */
 } td_cuda;
 
