@@ -20,13 +20,13 @@
 #include "core/pool.h"
 #include "w8a8.h"
 
-/* How attention runs the softmax of its score tiles (attention.c); picked
- * once per backend from the CPU (td_cpu_att_best), tests and benches may
- * force another. The paths agree to f32 rounding, not bit for bit. */
+/* How attention runs its tiles (attention.c); picked once per backend from
+ * the CPU (td_cpu_att_best), tests and benches may force another. The
+ * paths agree to f32 rounding, not bit for bit. */
 typedef enum {
-    TD_ATT_SCALAR,   /* baseline x86-64 / any CPU: what gcc vectorises */
-    TD_ATT_AVX2,     /* ymm with FMA */
-    TD_ATT_AVX512,   /* zmm with masked tails */
+    TD_ATT_SCALAR,   /* sgemm, softmax as gcc vectorises it (any CPU) */
+    TD_ATT_AVX2,     /* sgemm, softmax on ymm with FMA */
+    TD_ATT_AVX512,   /* zmm micro-kernels for the products and the softmax */
 } td_att_path;
 
 td_att_path td_cpu_att_best(void);
@@ -38,7 +38,7 @@ typedef struct td_cpu {
     float *scratch;        /* tile buffers (widened weights, im2col, ...) */
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
-    td_att_path att_path;  /* how attention runs its softmax rows */
+    td_att_path att_path;  /* how attention runs its tiles */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
 } td_cpu;
 
