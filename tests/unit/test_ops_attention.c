@@ -1,7 +1,10 @@
 /* attention against a double softmax(scale q k^T + bias) v per head, over
- * ragged query/key counts (across the 256x256 tiles), with bias, kv_len
- * masking and q/k/v as views into one fused qkv tensor; plus errors. */
+ * ragged query/key counts (across the 256x256 tiles and the 8/16-lane
+ * vectors), with bias, kv_len masking, q/k/v as views into one fused qkv
+ * tensor and NaN keys, on every softmax path this CPU runs (td_att_path);
+ * plus errors. */
 #include "ops_common.h"
+#include "backend/cpu/cpu.h"
 
 static void ref_attention(const td_tensor *q, const td_tensor *k, const td_tensor *v, const float *bias,
                           float scale, int64_t kv, double *out)
@@ -56,7 +59,7 @@ static void one(ops_env *e, test_rng *r, int64_t sq, int64_t sk, int64_t h, int6
 }
 
 /* A bias of -inf over every key of the first 256-key tile (and of the
- * second for some rows): those keys get weight 0 and the rows are finite,
+ * second for some rows): those keys get weight 0 exactly and the rows are finite,
  * as torch's softmax gives them, not NaN from exp(-inf - -inf). */
 static void test_masked_first_tile(ops_env *e, test_rng *r)
 {
@@ -71,8 +74,14 @@ static void test_masked_first_tile(ops_env *e, test_rng *r)
 
     for (int64_t hh = 0; hh < h; hh++)
         for (int64_t i = 0; i < sq; i++)
-            for (int64_t j = 0; j < (i % 2 ? 512 : 256); j++)
-                bias[(hh * sq + i) * sk + j] = -INFINITY;
+            for (int64_t j = 0; j < sk; j++)
+                if (j < (i % 2 ? 512 : 256) || (j >= 300 && j < 310))
+                    bias[(hh * sq + i) * sk + j] = -INFINITY;
+    /* Keys 300-309 are masked inside a tile with unmasked keys (for even
+     * rows), so they go through exp: their weight must be 0 exactly, not
+     * the 1e-38 of exp's clamp at -87.3, which these values would show. */
+    for (int64_t j = 300 * h * d; j < 310 * h * d; j++)
+        ((float *)v.data)[j] = 1e38f;
     ref_attention(&q, &k, &v, bias, 0.25f, sk, ref);
     CHECK_OK(e, e->be->ops->attention(e->be, &q, &k, &v, &b, 0.25f, 0, &o));
     err = rel_l2_fd(o.data, ref, (size_t)(sq * h * d));
@@ -108,6 +117,27 @@ static void test_fused_views(ops_env *e, test_rng *r)
     td_tensor_free(&qkv); td_tensor_free(&o);
 }
 
+/* A NaN key makes every output row of its head NaN, as in torch, and
+ * leaves the other head finite; once in a full 16/32-lane block of the
+ * row, once in the ragged end of the second key tile. */
+static void test_nan_key(ops_env *e, test_rng *r, int64_t nan_at)
+{
+    int64_t sq = 9, sk = 300, h = 2, d = 16, qs[3] = { sq, h, d }, ks[3] = { sk, h, d };
+    td_tensor q = rand_tensor(e, r, 3, qs, 2.0f), k = rand_tensor(e, r, 3, ks, 2.0f);
+    td_tensor v = rand_tensor(e, r, 3, ks, 1.0f), o = zero_tensor(e, TD_F32, 3, qs);
+    const float *out = o.data;
+    int bad = 0;
+
+    ((float *)k.data)[nan_at * h * d + d + 3] = NAN;   /* head 1 */
+    CHECK_OK(e, e->be->ops->attention(e->be, &q, &k, &v, NULL, 0.25f, 0, &o));
+    for (int64_t i = 0; i < sq; i++)
+        for (int64_t c = 0; c < d; c++)
+            bad += !isfinite(out[(i * h) * d + c]) + !isnan(out[(i * h + 1) * d + c]);
+    CHECK(bad == 0, "attention with key %lld NaN in head 1: %d outputs not NaN there / not finite in head 0",
+          (long long)nan_at, bad);
+    td_tensor_free(&q); td_tensor_free(&k); td_tensor_free(&v); td_tensor_free(&o);
+}
+
 static void test_errors(ops_env *e, test_rng *r)
 {
     int64_t qs[3] = { 4, 2, 8 }, ks[3] = { 5, 2, 8 }, kb[3] = { 5, 3, 8 }, bs[3] = { 2, 4, 4 };
@@ -126,21 +156,30 @@ static void test_errors(ops_env *e, test_rng *r)
 
 int main(void)
 {
-    static const int64_t sqs[] = { 1, 7, 130, 257 }, sks[] = { 1, 3, 257, 300 };
+    static const int64_t sqs[] = { 1, 7, 130, 257 }, sks[] = { 1, 3, 17, 40, 257, 300 };
     test_rng r = test_rng_seeded();
     ops_env e;
     if (ops_env_init(&e) < 0)
         return 1;
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) {
-            one(&e, &r, sqs[i], sks[j], 3, 16, 16, (i + j) % 2, 0);
-            one(&e, &r, sqs[i], sks[j], 1, 8, 24, 1, sks[j] > 2 ? sks[j] - 2 : 0);
-        }
-    one(&e, &r, 40, 600, 2, 128, 128, 0, 513);
-    one(&e, &r, 200, 37, 12, 64, 64, 1, 0);
-    one(&e, &r, 513, 520, 1, 8, 8, 1, 515);
-    test_fused_views(&e, &r);
-    test_masked_first_tile(&e, &r);
+    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+        if (!td_cpu_att_supported(p))
+            continue;
+        printf("attention softmax path %d\n", (int)p);
+        td_cpu_of(e.be)->att_path = p;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 6; j++) {
+                one(&e, &r, sqs[i], sks[j], 3, 16, 16, (i + j) % 2, 0);
+                one(&e, &r, sqs[i], sks[j], 1, 8, 24, 1, sks[j] > 2 ? sks[j] - 2 : 0);
+            }
+        one(&e, &r, 40, 600, 2, 128, 128, 0, 513);
+        one(&e, &r, 200, 37, 12, 64, 64, 1, 0);
+        one(&e, &r, 513, 520, 1, 8, 8, 1, 515);
+        test_fused_views(&e, &r);
+        test_masked_first_tile(&e, &r);
+        test_nan_key(&e, &r, 20);
+        test_nan_key(&e, &r, 290);
+    }
+    td_cpu_of(e.be)->att_path = td_cpu_att_best();
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

@@ -5,6 +5,12 @@
  * tokens). Each tile's two products (q k^T and p v) are sgemm calls made
  * from the pool workers with OpenBLAS held at one thread (see cpu.h); the
  * pool splits the (head, query tile) pairs.
+ *
+ * The softmax between the two products is a fifth of the op's time when
+ * gcc vectorises it at the baseline ISA (4 lanes, no FMA), so there is an
+ * AVX2 version of it; on AVX-512 the whole tile is our own (no sgemm, see
+ * att_tile_avx512). Each carries its own target attribute and is chosen at
+ * run time by CPUID (td_att_path): the build needs no -march.
  */
 #include <cblas.h>
 #include <math.h>
@@ -14,8 +20,181 @@
 #include "cpu.h"
 #include "cpu_math.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define TD_X86 1
+#endif
+
 #define ATT_BQ 256
 #define ATT_BK 256
+/* The AVX-512 path's query tile, and the row stride of its transposed
+ * buffers: rows a multiple of 1 KB apart would all fall in 4 of L1's 64
+ * sets, an odd number of cache lines spreads them over all. */
+#define ATT_BQ512 512
+#define ATT_LD (ATT_BQ512 + 16)
+
+/* The softmax steps on one row of n scores: max_bias adds the bias row b
+ * (when not NULL) and returns the row's max; exp_sum sets x = exp(x - m)
+ * and returns the row's sum. */
+typedef struct {
+    float (*max_bias)(float *x, const float *b, int64_t n);
+    float (*exp_sum)(float *x, int64_t n, float m);
+} att_rows;
+
+static float max_bias_scalar(float *x, const float *b, int64_t n)
+{
+    if (b)
+        for (int64_t j = 0; j < n; j++)
+            x[j] += b[j];
+    return td_row_max(x, n);
+}
+
+static float exp_sum_scalar(float *x, int64_t n, float m)
+{
+    td_row_exp_sub(x, n, m);
+    return td_row_sum(x, n);
+}
+
+#ifdef TD_X86
+/* td_expf's algorithm and constants on 16 lanes, with FMA: the same
+ * clamps, 0 below -87.3 (so exp(-inf) = 0) and NaN kept (max/min return
+ * their second operand, x, when it is NaN). */
+#define EXP_BODY(V, F, I, W)                                                          \
+    const F lo_ = V##set1_ps(-87.3f), magic_ = V##set1_ps(12582912.0f);               \
+    F xc_ = V##min_ps(V##set1_ps(88.7f), V##max_ps(lo_, x));                          \
+    F t_ = V##fmadd_ps(xc_, V##set1_ps(1.44269504088896341f), magic_);                \
+    F n_ = V##sub_ps(t_, magic_);                                                     \
+    F r_ = V##fnmadd_ps(n_, V##set1_ps(0.693359375f), xc_);                           \
+    F p_ = V##set1_ps(1.9875691500e-4f);                                              \
+    r_ = V##fmadd_ps(n_, V##set1_ps(2.12194440e-4f), r_);                             \
+    p_ = V##fmadd_ps(p_, r_, V##set1_ps(1.3981999507e-3f));                           \
+    p_ = V##fmadd_ps(p_, r_, V##set1_ps(8.3334519073e-3f));                           \
+    p_ = V##fmadd_ps(p_, r_, V##set1_ps(4.1665795894e-2f));                           \
+    p_ = V##fmadd_ps(p_, r_, V##set1_ps(1.6666665459e-1f));                           \
+    p_ = V##fmadd_ps(p_, r_, V##set1_ps(5.0000001201e-1f));                           \
+    p_ = V##add_ps(V##fmadd_ps(p_, V##mul_ps(r_, r_), r_), V##set1_ps(1.0f));         \
+    I e_ = V##slli_epi32(V##add_epi32(V##sub_epi32(V##castps_si##W(t_),               \
+                                                      V##castps_si##W(magic_)),       \
+                                         V##set1_epi32(127)), 23);                    \
+    p_ = V##mul_ps(p_, V##castsi##W##_ps(e_))
+
+__attribute__((target("avx512f")))
+static inline __m512 exp512(__m512 x)
+{
+    EXP_BODY(_mm512_, __m512, __m512i, 512);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo_, _CMP_LT_OQ), p_, _mm512_setzero_ps());
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 exp256(__m256 x)
+{
+    EXP_BODY(_mm256_, __m256, __m256i, 256);
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo_, _CMP_LT_OQ), p_);
+}
+
+/* Horizontal max and sum of 8 lanes, in a fixed order. */
+__attribute__((target("avx2")))
+static float hmax256(__m256 v)
+{
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+__attribute__((target("avx2")))
+static float hsum256(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+/* Two accumulators of 8, the ragged end (< 16) in scalar code. */
+__attribute__((target("avx2,fma")))
+static float max_bias_avx2(float *x, const float *b, int64_t n)
+{
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+    float m;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+        if (b) {
+            x0 = _mm256_add_ps(x0, _mm256_loadu_ps(b + j));
+            x1 = _mm256_add_ps(x1, _mm256_loadu_ps(b + j + 8));
+            _mm256_storeu_ps(x + j, x0);
+            _mm256_storeu_ps(x + j + 8, x1);
+        }
+        m0 = _mm256_max_ps(m0, x0);
+        m1 = _mm256_max_ps(m1, x1);
+    }
+    m = hmax256(_mm256_max_ps(m0, m1));
+    for (; j < n; j++) {
+        if (b)
+            x[j] += b[j];
+        m = td_maxf(m, x[j]);
+    }
+    return m;
+}
+
+__attribute__((target("avx2,fma")))
+static float exp_sum_avx2(float *x, int64_t n, float m)
+{
+    __m256 mv = _mm256_set1_ps(m), s0 = _mm256_setzero_ps(), s1 = s0;
+    float s;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256 e0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv));
+        __m256 e1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), mv));
+        _mm256_storeu_ps(x + j, e0);
+        _mm256_storeu_ps(x + j + 8, e1);
+        s0 = _mm256_add_ps(s0, e0);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    s = hsum256(_mm256_add_ps(s0, s1));
+    for (; j < n; j++) {
+        x[j] = td_expf(x[j] - m);
+        s += x[j];
+    }
+    return s;
+}
+#endif
+
+int td_cpu_att_supported(td_att_path path)
+{
+#ifdef TD_X86
+    __builtin_cpu_init();
+    switch (path) {
+    case TD_ATT_SCALAR:
+        return 1;
+    case TD_ATT_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case TD_ATT_AVX512:
+        return __builtin_cpu_supports("avx512f");
+    }
+    return 0;
+#else
+    return path == TD_ATT_SCALAR;
+#endif
+}
+
+td_att_path td_cpu_att_best(void)
+{
+    if (td_cpu_att_supported(TD_ATT_AVX512))
+        return TD_ATT_AVX512;
+    if (td_cpu_att_supported(TD_ATT_AVX2))
+        return TD_ATT_AVX2;
+    return TD_ATT_SCALAR;
+}
+
+static att_rows att_rows_of(td_att_path path)
+{
+#ifdef TD_X86
+    if (path == TD_ATT_AVX2)
+        return (att_rows){ max_bias_avx2, exp_sum_avx2 };
+#endif
+    (void)path;
+    return (att_rows){ max_bias_scalar, exp_sum_scalar };
+}
 
 typedef struct {
     const float *q, *k, *v, *bias;
@@ -23,8 +202,10 @@ typedef struct {
     int64_t sq, sk, h, d, dv;
     int64_t bias_ld;          /* the full Sk: kv_len only shortens the walk */
     int64_t qs, ks, vs, os;   /* row strides (elements between positions) */
-    int64_t nqt;              /* query tiles per head */
+    int64_t bq, nqt;          /* query tile, tiles per head */
     float scale;
+    td_att_path path;
+    att_rows rows;
     atomic_int failed;
 } att_args;
 
@@ -44,13 +225,9 @@ static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
                     a->scale, q, (int)a->qs, a->k + k0 * a->ks + h * a->d, (int)a->ks,
                     0.0f, s, ATT_BK);
         for (int64_t i = 0; i < nq; i++) {
-            float *row = s + i * ATT_BK, m = mx[i], corr, sum;
-            if (a->bias) {
-                const float *b = a->bias + (h * a->sq + q0 + i) * a->bias_ld + k0;
-                for (int64_t j = 0; j < nk; j++)
-                    row[j] += b[j];
-            }
-            m = td_maxf(m, td_row_max(row, nk));
+            float *row = s + i * ATT_BK, m, corr, sum;
+            const float *b = a->bias ? a->bias + (h * a->sq + q0 + i) * a->bias_ld + k0 : NULL;
+            m = td_maxf(mx[i], a->rows.max_bias(row, b, nk));
             if (m == -INFINITY) {
                 /* Every key so far masked by the bias: weight 0, and
                  * nothing to rescale (exp(-inf - -inf) would be NaN). */
@@ -59,8 +236,7 @@ static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
                 continue;
             }
             corr = td_expf(mx[i] - m);   /* 0 on the first unmasked tile: mx is -inf */
-            td_row_exp_sub(row, nk, m);
-            sum = td_row_sum(row, nk);
+            sum = a->rows.exp_sum(row, nk, m);
             l[i] = l[i] * corr + sum;
             mx[i] = m;
             if (corr != 1.0f)
@@ -79,19 +255,191 @@ static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
     }
 }
 
+#ifdef TD_X86
+/* The AVX-512 tile: no sgemm, so no packing of each tile's operands (a
+ * third of the sgemm path's time at the DiT's shape) and the scores are
+ * kept transposed, st[key][query], so the softmax runs down 16 queries per
+ * vector with no horizontal reductions. Per query tile, q is transposed
+ * once into qt[d][query]; then per key tile
+ *   st = scale k qt         (8 keys x 32 queries per micro-kernel call)
+ *   softmax down st's columns, the running max/sum per query lane
+ *   o += st^T v             (8 queries x 32 of dv per call)
+ * v's tile is first copied into strips of 32 columns, [strip][key][32]:
+ * read in place, its rows 6 KB apart would share two L1 sets.
+ * Sums run over d and over keys in ascending order, the same for every
+ * thread count. */
+
+/* c[r][0:32] for r < rows (<= 8): alpha * sum_k a_r[k * ak] b[k][0:32]
+ * (acc 0) or c + sum (acc 1), a_r = a + r * lda, b's rows ldb apart; lanes
+ * outside m0 | m1 << 16 are neither read nor written. Rows past `rows`
+ * redo row 0 and are not stored. The accumulators are named: gcc keeps an
+ * array of vectors in memory. */
+#define MK_DECL(r)                                                                        \
+    const float *a##r = a + (rows > (r) ? (r) : 0) * lda;                                 \
+    __m512 c##r##0 = acc && rows > (r) ? _mm512_maskz_loadu_ps(m0, c + (r) * ldc)         \
+                                       : _mm512_setzero_ps();                             \
+    __m512 c##r##1 = acc && rows > (r) ? _mm512_maskz_loadu_ps(m1, c + (r) * ldc + 16)    \
+                                       : _mm512_setzero_ps();
+#define MK_FMA(r)                                                                         \
+    {                                                                                     \
+        __m512 x_ = _mm512_set1_ps(a##r[k * ak]);                                         \
+        c##r##0 = _mm512_fmadd_ps(x_, b0, c##r##0);                                       \
+        c##r##1 = _mm512_fmadd_ps(x_, b1, c##r##1);                                       \
+    }
+#define MK_STORE(r)                                                                       \
+    if (rows > (r)) {                                                                     \
+        if (!acc) {                                                                       \
+            c##r##0 = _mm512_mul_ps(c##r##0, al);                                         \
+            c##r##1 = _mm512_mul_ps(c##r##1, al);                                         \
+        }                                                                                 \
+        _mm512_mask_storeu_ps(c + (r) * ldc, m0, c##r##0);                                \
+        _mm512_mask_storeu_ps(c + (r) * ldc + 16, m1, c##r##1);                           \
+    }
+#define MK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+__attribute__((target("avx512f"), always_inline))
+static inline void mk8x32(const float *a, int64_t lda, int64_t ak, int rows, const float *b,
+                          int64_t ldb, int64_t kn, __mmask16 m0, __mmask16 m1, float *c,
+                          int64_t ldc, float alpha, int acc)
+{
+    const __m512 al = _mm512_set1_ps(alpha);
+    MK_ROWS(MK_DECL)
+    for (int64_t k = 0; k < kn; k++) {
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, b + k * ldb);
+        __m512 b1 = _mm512_maskz_loadu_ps(m1, b + k * ldb + 16);
+        MK_ROWS(MK_FMA)
+    }
+    MK_ROWS(MK_STORE)
+}
+
+/* The lanes of the first n (clamped to 0..32) of 32 columns, as two masks. */
+static inline void mask32(int64_t n, __mmask16 *m0, __mmask16 *m1)
+{
+    n = n < 0 ? 0 : n > 32 ? 32 : n;
+    *m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+    *m1 = (__mmask16)(n >= 32 ? 0xffff : n <= 16 ? 0 : (1u << (n - 16)) - 1);
+}
+
+__attribute__((target("avx512f")))
+static void att_tile_avx512(const att_args *a, int64_t h, int64_t q0, int64_t nq,
+                            float *st, float *qt, float *vp, float *o, float *mx, float *l)
+{
+    const int64_t d = a->d, dv = a->dv;
+    const float *q = a->q + q0 * a->qs + h * d;
+    __mmask16 m0, m1;
+
+    for (int64_t i = 0; i < nq; i++) {
+        mx[i] = -INFINITY;
+        l[i] = 0.0f;
+        for (int64_t c = 0; c < d; c++)
+            qt[c * ATT_LD + i] = q[i * a->qs + c];
+    }
+    for (int64_t i = 0; i < nq * dv; i++)
+        o[i] = 0.0f;
+    for (int64_t k0 = 0; k0 < a->sk; k0 += ATT_BK) {
+        int64_t nk = a->sk - k0 < ATT_BK ? a->sk - k0 : ATT_BK;
+        const float *kt = a->k + k0 * a->ks + h * d, *vt = a->v + k0 * a->vs + h * dv;
+
+        for (int64_t i0 = 0; i0 < nq; i0 += 32) {
+            mask32(nq - i0, &m0, &m1);
+            for (int64_t j0 = 0; j0 < nk; j0 += 8) {
+                /* Each 512-byte row of k and v is its own short stream,
+                 * which the hardware prefetchers barely follow: the first
+                 * strip asks for the next 8 rows of k and these 8 of v. */
+                if (i0 == 0)
+                    for (int64_t j = j0; j < j0 + 8 && j < nk; j++) {
+                        const char *kn = (const char *)(kt + (j + 8 < nk ? j + 8 : j) * a->ks);
+                        const char *vn = (const char *)(vt + j * a->vs);
+                        for (int64_t b = 0; b < d * 4; b += 64)
+                            _mm_prefetch(kn + b, _MM_HINT_T0);
+                        for (int64_t b = 0; b < dv * 4; b += 64)
+                            _mm_prefetch(vn + b, _MM_HINT_T1);
+                    }
+                mk8x32(kt + j0 * a->ks, a->ks, 1, (int)(nk - j0 < 8 ? nk - j0 : 8), qt + i0, ATT_LD,
+                       d, m0, m1, st + j0 * ATT_LD + i0, ATT_LD, a->scale, 0);
+            }
+        }
+        if (a->bias)
+            for (int64_t i = 0; i < nq; i++) {
+                const float *b = a->bias + (h * a->sq + q0 + i) * a->bias_ld + k0;
+                for (int64_t j = 0; j < nk; j++)
+                    st[j * ATT_LD + i] += b[j];
+            }
+        for (int64_t i0 = 0; i0 < nq; i0 += 16) {
+            __mmask16 km = (__mmask16)(nq - i0 >= 16 ? 0xffff : (1u << (nq - i0)) - 1), dead;
+            __m512 mold = _mm512_maskz_loadu_ps(km, mx + i0), m = mold, sum = _mm512_setzero_ps();
+            __m512 corr;
+            float cs[16];
+
+            for (int64_t j = 0; j < nk; j++)
+                m = _mm512_max_ps(m, _mm512_maskz_loadu_ps(km, st + j * ATT_LD + i0));
+            /* Lanes whose keys so far are all masked by the bias: weight 0
+             * and nothing to rescale (exp(-inf - -inf) would be NaN). */
+            dead = _mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+            corr = _mm512_mask_blend_ps(dead, exp512(_mm512_sub_ps(mold, m)), _mm512_set1_ps(1.0f));
+            for (int64_t j = 0; j < nk; j++) {
+                float *p = st + j * ATT_LD + i0;
+                __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(km, p), m));
+                e = _mm512_mask_blend_ps(dead, e, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(p, km, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            _mm512_mask_storeu_ps(l + i0, km,
+                                  _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(km, l + i0), corr), sum));
+            _mm512_mask_storeu_ps(mx + i0, km, m);
+            _mm512_storeu_ps(cs, corr);
+            for (int64_t i = i0; i < i0 + 16 && i < nq; i++)
+                if (cs[i - i0] != 1.0f)
+                    for (int64_t c = 0; c < dv; c++)
+                        o[i * dv + c] *= cs[i - i0];
+        }
+        for (int64_t c0 = 0; c0 < dv; c0 += 32) {
+            float *strip = vp + c0 * ATT_BK;
+            mask32(dv - c0, &m0, &m1);
+            for (int64_t j = 0; j < nk; j++) {
+                _mm512_mask_storeu_ps(strip + j * 32, m0, _mm512_maskz_loadu_ps(m0, vt + j * a->vs + c0));
+                _mm512_mask_storeu_ps(strip + j * 32 + 16, m1,
+                                      _mm512_maskz_loadu_ps(m1, vt + j * a->vs + c0 + 16));
+            }
+            for (int64_t i0 = 0; i0 < nq; i0 += 8)
+                mk8x32(st + i0, 1, ATT_LD, (int)(nq - i0 < 8 ? nq - i0 : 8), strip, 32, nk, m0, m1,
+                       o + i0 * dv + c0, dv, 1.0f, 1);
+        }
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        float inv = 1.0f / l[i];
+        float *dst = a->out + (q0 + i) * a->os + h * dv;
+        for (int64_t j = 0; j < dv; j++)
+            dst[j] = o[i * dv + j] * inv;
+    }
+}
+#endif
+
 static void att_tasks(void *arg, int64_t t0, int64_t t1)
 {
     att_args *a = arg;
-    size_t n = (size_t)(ATT_BQ * ATT_BK + ATT_BQ * a->dv + 2 * ATT_BQ);
+    /* scores, o, max, sum; for the AVX-512 path also q transposed and v's
+     * strips (scores there ATT_LD floats apart) */
+    size_t n = (size_t)(ATT_BQ * ATT_BK + a->bq * a->dv + 2 * a->bq);
+    if (a->path == TD_ATT_AVX512)
+        n += (size_t)((ATT_LD - ATT_BQ) * ATT_BK + ATT_LD * a->d + ATT_BK * ((a->dv + 31) / 32 * 32));
     float *buf = malloc(n * sizeof(float));
     if (!buf) {
         atomic_store(&a->failed, 1);
         return;
     }
     for (int64_t t = t0; t < t1; t++) {
-        int64_t h = t / a->nqt, q0 = (t % a->nqt) * ATT_BQ;
-        int64_t nq = a->sq - q0 < ATT_BQ ? a->sq - q0 : ATT_BQ;
-        float *s = buf, *o = s + ATT_BQ * ATT_BK, *mx = o + ATT_BQ * a->dv, *l = mx + ATT_BQ;
+        int64_t h = t / a->nqt, q0 = (t % a->nqt) * a->bq;
+        int64_t nq = a->sq - q0 < a->bq ? a->sq - q0 : a->bq;
+        float *s = buf, *o = s + (a->path == TD_ATT_AVX512 ? ATT_LD : ATT_BQ) * ATT_BK;
+        float *mx = o + a->bq * a->dv, *l = mx + a->bq;
+#ifdef TD_X86
+        if (a->path == TD_ATT_AVX512) {
+            float *qt = l + a->bq;
+            att_tile_avx512(a, h, q0, nq, s, qt, qt + ATT_LD * a->d, o, mx, l);
+            continue;
+        }
+#endif
         att_tile(a, h, q0, nq, s, o, mx, l);
     }
     free(buf);
@@ -117,7 +465,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
 {
     char s1[96];
     att_args a;
-    int64_t sq, sk, h;
+    int64_t sq, sk, h, bq;
 
     TD_TRY(check_shd(be, "q", q));
     TD_TRY(check_shd(be, "k", k));
@@ -133,10 +481,12 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
         return 0;
     if (sk == 0)
         return td_fail(be->ctx, TD_ESHAPE, "attention: no keys (k %s)", td_shape_str(k, s1, sizeof(s1)));
+    bq = td_cpu_of(be)->att_path == TD_ATT_AVX512 ? ATT_BQ512 : ATT_BQ;
     a = (att_args){ q->data, k->data, v->data, bias ? bias->data : NULL, out->data,
                     sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
                     q->stride[0], k->stride[0], v->stride[0], out->stride[0],
-                    (sq + ATT_BQ - 1) / ATT_BQ, scale, 0 };
+                    bq, (sq + bq - 1) / bq, scale, td_cpu_of(be)->att_path,
+                    att_rows_of(td_cpu_of(be)->att_path), 0 };
     td_cpu_blas_serial();
     td_pool_for(td_cpu_pool(be), h * a.nqt, 1, att_tasks, &a);
     if (atomic_load(&a.failed))

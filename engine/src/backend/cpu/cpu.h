@@ -20,12 +20,25 @@
 #include "core/pool.h"
 #include "w8a8.h"
 
+/* How attention runs its tiles (attention.c); picked once per backend from
+ * the CPU (td_cpu_att_best), tests and benches may force another. The
+ * paths agree to f32 rounding, not bit for bit. */
+typedef enum {
+    TD_ATT_SCALAR,   /* sgemm, softmax as gcc vectorises it (any CPU) */
+    TD_ATT_AVX2,     /* sgemm, softmax on ymm with FMA */
+    TD_ATT_AVX512,   /* zmm micro-kernels for the products and the softmax */
+} td_att_path;
+
+td_att_path td_cpu_att_best(void);
+int td_cpu_att_supported(td_att_path path);
+
 typedef struct td_cpu {
     td_arena arena;
     int nthreads;          /* pool threads */
     float *scratch;        /* tile buffers (widened weights, im2col, ...) */
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
+    td_att_path att_path;  /* how attention runs its tiles */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
     size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */
     size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used */

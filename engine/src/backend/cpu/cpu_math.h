@@ -26,7 +26,7 @@ static inline float td_expf(float x)
     const float magic = 12582912.0f;   /* 1.5 * 2^23: round to nearest */
     float xc = x < -87.3f ? -87.3f : x;
     float t, n, r, p = 1.9875691500e-4f, scale;
-    int32_t tb, mb, bits;
+    uint32_t tb, mb, bits;   /* unsigned: a NaN's bits would overflow int32 below */
 
     xc = xc > 88.7f ? 88.7f : xc;
     t = xc * 1.44269504088896341f + magic;
@@ -40,7 +40,7 @@ static inline float td_expf(float x)
     p = p * r * r + r + 1.0f;
     memcpy(&tb, &t, sizeof(tb));
     memcpy(&mb, &magic, sizeof(mb));
-    bits = (tb - mb + 127) * (1 << 23);
+    bits = (tb - mb + 127u) << 23;
     memcpy(&scale, &bits, sizeof(scale));
     p *= scale;
     return x < -87.3f ? 0.0f : p;
