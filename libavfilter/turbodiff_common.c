@@ -234,7 +234,7 @@ static av_cold int check_library_version(AVFilterContext *ctx)
     return AVERROR_EXTERNAL;
 }
 
-/** A clip over this many seconds is worth a warning at init. */
+/** A clip over this many seconds is worth a warning before it starts. */
 #define TD_TIME_BUDGET 600
 
 static const char *const stage_names[] = { "text", "image", "denoise", "decode", "done" };

@@ -78,7 +78,7 @@ typedef struct TurboDiffContext {
     int queue_size;
     int low_memory;
     int64_t max_memory;  ///< bytes a clip may take on the device; 0: what it has available
-    char **lora;         ///< merged into the DiT at init, in order
+    char **lora;         ///< merged into the DiT when the model loads, in order
     unsigned nb_lora;
     double *lora_scale;  ///< lora_scale[i] scales lora[i]; missing ones are 1
     unsigned nb_lora_scale;
@@ -171,7 +171,7 @@ enum TurboDiffMode { TD_MODE_FIRST, TD_MODE_EACH, TD_MODE_EXTEND };
     { "device",     "auto, cpu, cuda or cudaN (GPU N)", TD_OFFSET(device), AV_OPT_TYPE_STRING, { .str = "auto" }, 0, 0, TD_FLAGS }, \
     { "low_memory", "release and reload model parts to bound memory", TD_OFFSET(low_memory), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TD_FLAGS }, \
     { "max_memory", "most device memory a clip may take, weights included, in bytes (0: what the device has available)", TD_OFFSET(max_memory), AV_OPT_TYPE_INT64, { .i64 = 0 }, 0, INT64_MAX, TD_FLAGS }, \
-    { "lora",       "'|'-separated LoRA files merged into the DiT at init", TD_OFFSET(lora), AV_OPT_TYPE_STRING | AV_OPT_TYPE_FLAG_ARRAY, .default_val.arr = &(const AVOptionArrayDef){ .sep = '|' }, .flags = TD_FLAGS }, \
+    { "lora",       "'|'-separated LoRA files merged into the DiT", TD_OFFSET(lora), AV_OPT_TYPE_STRING | AV_OPT_TYPE_FLAG_ARRAY, .default_val.arr = &(const AVOptionArrayDef){ .sep = '|' }, .flags = TD_FLAGS }, \
     { "lora_scale", "'|'-separated scale of each LoRA (default 1)", TD_OFFSET(lora_scale), AV_OPT_TYPE_DOUBLE | AV_OPT_TYPE_FLAG_ARRAY, .default_val.arr = &(const AVOptionArrayDef){ .sep = '|' }, .min = -100, .max = 100, .flags = TD_FLAGS }, \
     { "queue",      "frames generated ahead of the graph", TD_OFFSET(queue_size), AV_OPT_TYPE_INT, { .i64 = 32 }, 1, 1024, TD_FLAGS }
 
