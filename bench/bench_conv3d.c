@@ -3,8 +3,9 @@
  * so both see the same machine load: the Wan VAE decoder's causal 3x3x3
  * conv at 96 channels on 4 x 240 x 416 (f32 weights, as
  * bench/conv3d_vs_torch.py) and at 384 channels on 3 x 60 x 104 (bf16, as
- * bench_ops). Prints each round's seconds, best of each path, their ratio
- * and the relative L2 distance between the two paths' outputs.
+ * bench_ops). Prints each round's wall and process CPU seconds (CPU
+ * seconds move less with other processes' load), best of each path, their
+ * ratios and the relative L2 distance between the two paths' outputs.
  * Usage: bench_conv3d [threads] [rounds]   (defaults: all cores, 3)
  */
 #include <math.h>
@@ -16,10 +17,10 @@
 #include "backend/cpu/cpu.h"
 #include "core/pool.h"
 
-static double now(void)
+static double now(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -53,7 +54,7 @@ static int one(td_ctx *ctx, td_backend *be, int64_t c, int64_t t, int64_t h, int
 {
     td_conv3d_params cp = { { 1, 1, 1 }, 2, 0, 1, 1 };
     td_tensor x, k, y[2];
-    double best[2] = { 1e30, 1e30 }, gf = 2.0 * c * c * 27 * t * h * w * 1e-9, num = 0, den = 0;
+    double best[2] = { 1e30, 1e30 }, cpu[2] = { 1e30, 1e30 }, gf = 2.0 * c * c * 27 * t * h * w * 1e-9, num = 0, den = 0;
     int64_t xs[4] = { c, t, h, w }, ks[5] = { c, c, 3, 3, 3 };
 
     if (make(ctx, &x, TD_F32, 4, xs, 2.0f) || make(ctx, &k, wdt, 5, ks, 0.1f) ||
@@ -63,24 +64,28 @@ static int one(td_ctx *ctx, td_backend *be, int64_t c, int64_t t, int64_t h, int
            (long long)t, (long long)h, (long long)w, td_dtype_name(wdt));
     for (int r = 0; r < rounds; r++)
         for (int p = 0; p < 2; p++) {
-            double t0;
+            double t0, c0;
             td_cpu_of(be)->conv_path = p ? TD_CONV_AVX512 : TD_CONV_GEMM;
-            t0 = now();
+            c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+            t0 = now(CLOCK_MONOTONIC);
             if (be->ops->conv3d(be, &x, &k, NULL, &cp, &y[p]) < 0) {
                 fprintf(stderr, "bench_conv3d: %s\n", ctx->errmsg);
                 return -1;
             }
-            t0 = now() - t0;
+            t0 = now(CLOCK_MONOTONIC) - t0;
+            c0 = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
             best[p] = t0 < best[p] ? t0 : best[p];
-            printf("  round %d %-7s %7.3f s %6.1f GFLOP/s\n", r, p ? "avx512" : "gemm", t0, gf / t0);
+            cpu[p] = c0 < cpu[p] ? c0 : cpu[p];
+            printf("  round %d %-7s %7.3f s %6.1f GFLOP/s  CPU %7.3f s\n", r, p ? "avx512" : "gemm", t0, gf / t0, c0);
         }
     for (int64_t i = 0; i < td_numel(&x); i++) {
         double a = ((float *)y[0].data)[i], b = ((float *)y[1].data)[i];
         num += (a - b) * (a - b);
         den += a * a;
     }
-    printf("  best gemm %.3f s, avx512 %.3f s: gemm/avx512 %.2f; rel L2 between them %.2g\n", best[0], best[1],
-           best[0] / best[1], sqrt(num / den));
+    printf("  best wall gemm %.3f s, avx512 %.3f s: gemm/avx512 %.2f; CPU s %.3f / %.3f: %.2f\n", best[0], best[1],
+           best[0] / best[1], cpu[0], cpu[1], cpu[0] / cpu[1]);
+    printf("  rel L2 between them %.2g\n", sqrt(num / den));
     td_tensor_free(&x);
     td_tensor_free(&k);
     td_tensor_free(&y[0]);
