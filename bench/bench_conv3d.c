@@ -54,7 +54,8 @@ static int one(td_ctx *ctx, td_backend *be, int64_t c, int64_t t, int64_t h, int
 {
     td_conv3d_params cp = { { 1, 1, 1 }, 2, 0, 1, 1 };
     td_tensor x, k, y[2];
-    double best[2] = { 1e30, 1e30 }, cpu[2] = { 1e30, 1e30 }, gf = 2.0 * c * c * 27 * t * h * w * 1e-9, num = 0, den = 0;
+    double best[2] = { 1e30, 1e30 }, cpu[2] = { 1e30, 1e30 }, num = 0, den = 0;
+    double gf = 2.0 * c * c * 27 * t * h * w * 1e-9;
     int64_t xs[4] = { c, t, h, w }, ks[5] = { c, c, 3, 3, 3 };
 
     if (make(ctx, &x, TD_F32, 4, xs, 2.0f) || make(ctx, &k, wdt, 5, ks, 0.1f) ||

@@ -298,10 +298,11 @@ static void bconv_tiles(void *arg, int64_t t0, int64_t t1)
                 for (int64_t cb = 0; cb < a->ncb; cb += BCONV_KB) {
                     int64_t nb = a->ncb - cb < BCONV_KB ? a->ncb - cb : BCONV_KB;
                     const float *wq = a->wb + cp * cpsz + (k * ci16 + cb * 16) * BCONV_CO;
+                    const float *ip = win + ((cb * a->kt + dt) * rin + dh) * ld + dw * 16;
                     for (int64_t r = 0; r < nr; r++)
                         for (int64_t xt = 0; xt < a->nxt; xt++)
-                            bconv_tile_avx512(win + ((cb * a->kt + dt) * rin + r + dh) * ld + (xt * BCONV_NW + dw) * 16,
-                                              a->kt * rin * ld, nb, wq, acc + (r * a->nxt + xt) * tsz, !k && !cb);
+                            bconv_tile_avx512(ip + r * ld + xt * BCONV_NW * 16, a->kt * rin * ld, nb, wq,
+                                              acc + (r * a->nxt + xt) * tsz, !k && !cb);
                 }
             }
             for (int64_t r = 0; r < nr; r++)
