@@ -1,6 +1,7 @@
 /*
  * 3-D convolution. Stride 1 in every dim (every conv of the VAE decoder)
- * runs as an implicit GEMM, the rest as im2col + sgemm.
+ * runs as an implicit GEMM, or on AVX-512 CPUs with Co >= 16 as a direct
+ * channel-blocked kernel (further down); the rest as im2col + sgemm.
  *
  * Implicit GEMM: each pool task owns a tile of whole output rows of one
  * frame. It copies the input rows the tile reads, zero-padded, into a
