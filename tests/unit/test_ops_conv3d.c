@@ -1,7 +1,9 @@
 /* conv3d against a direct 7-deep double loop: several kernels, strides,
  * symmetric and causal padding, bias, bf16/f16 weights, and sizes that
- * cross the output-row and input-channel tiles; plus errors. */
+ * cross the output-row and input-channel tiles, on every stride-1 path
+ * this CPU runs (td_conv_path); plus errors. */
 #include "ops_common.h"
+#include "backend/cpu/cpu.h"
 
 typedef struct { int64_t ci, t, h, w, co, kt, kh, kw; td_conv3d_params p; td_dtype wdt; int bias; } conv_case;
 
@@ -90,13 +92,28 @@ int main(void)
         { 2, 3, 7, 6, 2, 2, 2, 3, { { 1, 2, 3 }, 1, 2, 2, 1 }, TD_F32, 0 },
         { 50, 3, 65, 70, 5, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_BF16, 1 }, /* crosses both tiles */
         { 50, 2, 9, 4500, 2, 1, 1, 3, { { 1, 1, 1 }, 0, 0, 0, 1 }, TD_F32, 1 },  /* one row > a tile */
+        /* Co >= 16 (the AVX-512 path): Ci and Co off its 16- and 32-channel
+         * blocks, W off its 14-position tiles, rows off its row tiles */
+        { 20, 3, 7, 30, 40, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_BF16, 1 },
+        { 32, 2, 5, 28, 64, 3, 3, 3, { { 1, 1, 1 }, 1, 1, 1, 1 }, TD_F32, 0 },
+        { 16, 1, 3, 5, 16, 1, 1, 1, { { 1, 1, 1 }, 0, 0, 0, 0 }, TD_F16, 1 },
+        { 7, 4, 6, 9, 17, 2, 3, 2, { { 1, 1, 1 }, 1, 0, 2, 0 }, TD_F32, 1 },
+        { 96, 2, 9, 45, 48, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_BF16, 0 },
+        { 140, 2, 4, 16, 20, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_F32, 1 },  /* > one weight chunk */
     };
     test_rng r = test_rng_seeded();
     ops_env e;
     if (ops_env_init(&e) < 0)
         return 1;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        one(&e, &r, &cases[i]);
+    for (td_conv_path p = TD_CONV_GEMM; p <= TD_CONV_AVX512; p++) {
+        if (!td_cpu_conv_supported(p))
+            continue;
+        printf("conv3d path %d\n", (int)p);
+        td_cpu_of(e.be)->conv_path = p;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            one(&e, &r, &cases[i]);
+    }
+    td_cpu_of(e.be)->conv_path = td_cpu_conv_best();
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

@@ -1,6 +1,7 @@
 /*
  * 3-D convolution. Stride 1 in every dim (every conv of the VAE decoder)
- * runs as an implicit GEMM, the rest as im2col + sgemm.
+ * runs as an implicit GEMM, or on AVX-512 CPUs with Co >= 16 as a direct
+ * channel-blocked kernel (further down); the rest as im2col + sgemm.
  *
  * Implicit GEMM: each pool task owns a tile of whole output rows of one
  * frame. It copies the input rows the tile reads, zero-padded, into a
@@ -32,6 +33,11 @@
 #include <string.h>
 
 #include "cpu.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define TD_X86 1
+#endif
 
 #define CONV_PT 4096
 #define CONV_KT 1152
@@ -171,6 +177,232 @@ static int conv_implicit(td_backend *be, const td_tensor *x, const td_tensor *w,
     return 0;
 }
 
+/*
+ * Direct convolution on channel-blocked copies (TD_CONV_AVX512). The
+ * per-tap sgemm reads its B operand [Ci, P] with rows a whole window apart
+ * and OpenBLAS packs it again for every tap; here nothing is packed per
+ * tap. Each pool task owns a tile of whole output rows of one frame (as in
+ * the implicit GEMM) and copies the input rows it reads into a window
+ * [Ci/16][kt][rows][Wb][16] (zero padding and zero channels past Ci), so
+ * the 16 channels of one input position share a cache line. The weights
+ * are widened once per call into [Co/32][kt][kh][kw][Ci16][32] (zeros past
+ * Co and Ci). A micro-tile is 32 output channels x BCONV_NW positions of
+ * one row in 28 zmm accumulators: for each tap and input channel, two
+ * weight vectors and BCONV_NW broadcast inputs. Each output sums its terms
+ * in tap order, then channel order, whatever the thread count. The window
+ * is BCONV_NW-tile wide, so the last tile of a row computes junk positions
+ * past Wo that are not stored.
+ */
+#ifdef TD_X86
+#define BCONV_NW 14
+#define BCONV_CO 32
+#define BCONV_ROWS 4
+#define BCONV_KB 8      /* channel blocks per weight chunk: 16 KB of weights */
+
+typedef struct {
+    const float *x, *wb;                /* input; blocked weights */
+    float *y;
+    int64_t ci, t, h, w, co, kt, kh, kw;
+    int64_t to, ho, wo, rows;           /* output dims, rows per tile */
+    int64_t ncb, wb_w, nxt, ncp;        /* channel blocks, window width, W tiles, co pairs */
+    const td_conv3d_params *p;
+    atomic_int failed;
+} bconv_args;
+
+static void bconv_window(const bconv_args *a, int64_t o, int64_t y0, float *win)
+{
+    int64_t rin = a->rows + a->kh - 1, pw = a->p->pad_w, ld = a->wb_w * 16;
+    for (int64_t cb = 0; cb < a->ncb; cb++) {
+        int64_t nc = a->ci - cb * 16 < 16 ? a->ci - cb * 16 : 16;
+        for (int64_t dt = 0; dt < a->kt; dt++) {
+            int64_t ti = o - a->p->pad_t_front + dt;
+            for (int64_t r = 0; r < rin; r++) {
+                int64_t hi = y0 - a->p->pad_h + r;
+                float *d = win + ((cb * a->kt + dt) * rin + r) * ld;
+                if (nc < 16 || ti < 0 || ti >= a->t || hi < 0 || hi >= a->h)
+                    memset(d, 0, sizeof(float) * (size_t)ld);
+                if (ti < 0 || ti >= a->t || hi < 0 || hi >= a->h)
+                    continue;
+                memset(d, 0, sizeof(float) * (size_t)(pw * 16));
+                memset(d + (pw + a->w) * 16, 0, sizeof(float) * (size_t)((a->wb_w - pw - a->w) * 16));
+                for (int64_t c = 0; c < nc; c++) {
+                    const float *s = a->x + (((cb * 16 + c) * a->t + ti) * a->h + hi) * a->w;
+                    float *dc = d + pw * 16 + c;
+                    for (int64_t u = 0; u < a->w; u++)
+                        dc[u * 16] = s[u];
+                }
+            }
+        }
+    }
+}
+
+/* Named accumulators, not an array: gcc keeps an array of vectors in
+ * memory (w8a8_vnni.c). */
+#define BC_ACC(j)                                                                \
+    __m512 s##j##0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + (j) * BCONV_CO),        \
+           s##j##1 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + (j) * BCONV_CO + 16)
+#define BC_FMA(j)                                                                \
+    do {                                                                         \
+        __m512 b_ = _mm512_set1_ps(p[(j) * 16]);                                 \
+        s##j##0 = _mm512_fmadd_ps(b_, w0, s##j##0);                              \
+        s##j##1 = _mm512_fmadd_ps(b_, w1, s##j##1);                              \
+    } while (0)
+#define BC_OUT(j)                                                                \
+    do {                                                                         \
+        _mm512_storeu_ps(acc + (j) * BCONV_CO, s##j##0);                         \
+        _mm512_storeu_ps(acc + (j) * BCONV_CO + 16, s##j##1);                    \
+    } while (0)
+#define BC_ALL(M) M(0); M(1); M(2); M(3); M(4); M(5); M(6); M(7); M(8); M(9); M(10); M(11); M(12); M(13)
+
+/* acc[BCONV_NW][32] (zeros first when first) += one tap of channel blocks
+ * [0, nb) of the micro-tile: input ip (block stride bs), weights wq. */
+__attribute__((target("avx512f")))
+static void bconv_tile_avx512(const float *ip, int64_t bs, int64_t nb, const float *wq, float *acc, int first)
+{
+    BC_ALL(BC_ACC);
+    for (int64_t cb = 0; cb < nb; cb++) {
+        const float *p = ip + cb * bs;
+        for (int c = 0; c < 16; c++, p++, wq += BCONV_CO) {
+            __m512 w0 = _mm512_loadu_ps(wq), w1 = _mm512_loadu_ps(wq + 16);
+            BC_ALL(BC_FMA);
+        }
+    }
+    BC_ALL(BC_OUT);
+}
+
+/* One task's tiles. For each 32 output channels, the taps and chunks of
+ * BCONV_KB channel blocks run over every micro-tile of the task in turn,
+ * the sums kept in acc between them: the chunk's weights (16 KB) stay in
+ * L1 while the window streams, where a micro-tile taking every tap at once
+ * reads all Ci x 27 x 32 weights (1.3 MB at Ci 384) per 14 positions. */
+static void bconv_tiles(void *arg, int64_t t0, int64_t t1)
+{
+    bconv_args *a = arg;
+    int64_t rin = a->rows + a->kh - 1, ld = a->wb_w * 16, per_frame = (a->ho + a->rows - 1) / a->rows;
+    int64_t kvol = a->kt * a->kh * a->kw, ci16 = a->ncb * 16, cpsz = kvol * ci16 * BCONV_CO;
+    int64_t nwin = a->ncb * a->kt * rin * ld, tsz = BCONV_NW * BCONV_CO;
+    float *win = malloc(sizeof(float) * (size_t)(nwin + a->rows * a->nxt * tsz)), *acc;
+
+    if (!win) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
+    acc = win + nwin;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t o = t / per_frame, y0 = (t % per_frame) * a->rows;
+        int64_t nr = a->ho - y0 < a->rows ? a->ho - y0 : a->rows;
+        bconv_window(a, o, y0, win);
+        for (int64_t cp = 0; cp < a->ncp; cp++) {
+            int64_t nco = a->co - cp * BCONV_CO < BCONV_CO ? a->co - cp * BCONV_CO : BCONV_CO;
+            for (int64_t k = 0; k < kvol; k++) {
+                int64_t dt = k / (a->kh * a->kw), dh = k / a->kw % a->kh, dw = k % a->kw;
+                for (int64_t cb = 0; cb < a->ncb; cb += BCONV_KB) {
+                    int64_t nb = a->ncb - cb < BCONV_KB ? a->ncb - cb : BCONV_KB;
+                    const float *wq = a->wb + cp * cpsz + (k * ci16 + cb * 16) * BCONV_CO;
+                    const float *ip = win + ((cb * a->kt + dt) * rin + dh) * ld + dw * 16;
+                    for (int64_t r = 0; r < nr; r++)
+                        for (int64_t xt = 0; xt < a->nxt; xt++)
+                            bconv_tile_avx512(ip + r * ld + xt * BCONV_NW * 16, a->kt * rin * ld, nb, wq,
+                                              acc + (r * a->nxt + xt) * tsz, !k && !cb);
+                }
+            }
+            for (int64_t r = 0; r < nr; r++)
+                for (int64_t xt = 0; xt < a->nxt; xt++) {
+                    int64_t x0 = xt * BCONV_NW, nw = a->wo - x0 < BCONV_NW ? a->wo - x0 : BCONV_NW;
+                    const float *at = acc + (r * a->nxt + xt) * tsz;
+                    for (int64_t c = 0; c < nco; c++) {
+                        float *yr = a->y + (((cp * BCONV_CO + c) * a->to + o) * a->ho + y0 + r) * a->wo + x0;
+                        for (int64_t j = 0; j < nw; j++)
+                            yr[j] = at[j * BCONV_CO + c];
+                    }
+                }
+        }
+    }
+    free(win);
+}
+
+typedef struct {
+    const td_tensor *w;
+    float *wb;
+    int64_t ci, co, kvol, ci16;
+    atomic_int failed;
+} bweights_args;
+
+/* w[Co, Ci, kvol] (any float dtype) -> wb[Co/32][kvol][Ci16][32] f32, by co pairs. */
+static void bconv_weights(void *arg, int64_t p0, int64_t p1)
+{
+    bweights_args *a = arg;
+    int64_t nrow = a->ci * a->kvol, cpsz = a->kvol * a->ci16 * BCONV_CO;
+    size_t esz = td_dtype_size(a->w->dtype);
+    float *row = malloc(sizeof(float) * (size_t)nrow);
+
+    if (!row) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
+    for (int64_t cp = p0; cp < p1; cp++) {
+        float *d = a->wb + cp * cpsz;
+        memset(d, 0, sizeof(float) * (size_t)cpsz);
+        for (int64_t c = 0; c < BCONV_CO && cp * BCONV_CO + c < a->co; c++) {
+            td_to_f32(a->w->dtype, (const unsigned char *)a->w->data + (size_t)((cp * BCONV_CO + c) * nrow) * esz,
+                      row, (size_t)nrow);
+            for (int64_t i = 0; i < a->ci; i++)
+                for (int64_t k = 0; k < a->kvol; k++)
+                    d[(k * a->ci16 + i) * BCONV_CO + c] = row[i * a->kvol + k];
+        }
+    }
+    free(row);
+}
+
+/* The stride-1 conv on the AVX-512 path; y without bias. */
+static int conv_blocked(td_backend *be, const td_tensor *x, const td_tensor *w,
+                        const td_conv3d_params *p, td_tensor *y)
+{
+    bconv_args a = { .x = x->data, .y = y->data, .ci = x->shape[0], .t = x->shape[1],
+                     .h = x->shape[2], .w = x->shape[3], .co = w->shape[0], .kt = w->shape[2],
+                     .kh = w->shape[3], .kw = w->shape[4], .to = y->shape[1], .ho = y->shape[2],
+                     .wo = y->shape[3], .p = p };
+    bweights_args wa = { .w = w, .ci = a.ci, .co = a.co, .kvol = a.kt * a.kh * a.kw };
+
+    a.ncb = (a.ci + 15) / 16;
+    a.ncp = (a.co + BCONV_CO - 1) / BCONV_CO;
+    a.nxt = (a.wo + BCONV_NW - 1) / BCONV_NW;
+    a.wb_w = a.nxt * BCONV_NW + a.kw - 1;
+    /* rows per tile: up to BCONV_ROWS, the window within ICONV_WIN */
+    a.rows = ICONV_WIN / (a.ncb * 16 * a.kt * a.wb_w) - (a.kh - 1);
+    a.rows = a.rows < 1 ? 1 : a.rows > BCONV_ROWS ? BCONV_ROWS : a.rows;
+    a.rows = a.rows > a.ho ? a.ho : a.rows;
+    wa.ci16 = a.ncb * 16;
+    wa.wb = td_cpu_scratch(be, (size_t)(a.ncp * wa.kvol * wa.ci16 * BCONV_CO));
+    if (!wa.wb)
+        return TD_ENOMEM;
+    a.wb = wa.wb;
+    atomic_init(&a.failed, 0);
+    atomic_init(&wa.failed, 0);
+    td_pool_for(td_cpu_pool(be), a.ncp, 1, bconv_weights, &wa);
+    if (!atomic_load(&wa.failed))
+        td_pool_for(td_cpu_pool(be), a.to * ((a.ho + a.rows - 1) / a.rows), 1, bconv_tiles, &a);
+    if (atomic_load(&a.failed) || atomic_load(&wa.failed))
+        return td_fail(be->ctx, TD_ENOMEM, "conv3d: cannot allocate tile buffers");
+    return 0;
+}
+#endif
+
+int td_cpu_conv_supported(td_conv_path path)
+{
+#ifdef TD_X86
+    __builtin_cpu_init();
+    return path == TD_CONV_GEMM || (path == TD_CONV_AVX512 && __builtin_cpu_supports("avx512f"));
+#else
+    return path == TD_CONV_GEMM;
+#endif
+}
+
+td_conv_path td_cpu_conv_best(void)
+{
+    return td_cpu_conv_supported(TD_CONV_AVX512) ? TD_CONV_AVX512 : TD_CONV_GEMM;
+}
+
 typedef struct {
     const float *x;
     float *col;
@@ -265,6 +497,11 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
         return 0;
     if (kc == 0) {
         memset(y->data, 0, (size_t)(co * to * plane) * sizeof(float));
+#ifdef TD_X86
+    } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1 && co >= 16 &&
+               td_cpu_of(be)->conv_path == TD_CONV_AVX512) {
+        TD_TRY(conv_blocked(be, x, w, p, y));
+#endif
     } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1) {
         TD_TRY(conv_implicit(be, x, w, p, y));
     } else {

@@ -32,6 +32,17 @@ typedef enum {
 td_att_path td_cpu_att_best(void);
 int td_cpu_att_supported(td_att_path path);
 
+/* How stride-1 conv3d runs (conv3d.c); picked once per backend from the CPU
+ * (td_cpu_conv_best), tests and benches may force another. The paths agree
+ * to f32 rounding, not bit for bit. */
+typedef enum {
+    TD_CONV_GEMM,     /* implicit GEMM, one sgemm per tap (any CPU) */
+    TD_CONV_AVX512,   /* direct zmm kernel on channel-blocked copies */
+} td_conv_path;
+
+td_conv_path td_cpu_conv_best(void);
+int td_cpu_conv_supported(td_conv_path path);
+
 typedef struct td_cpu {
     td_arena arena;
     int nthreads;          /* pool threads */
@@ -39,6 +50,7 @@ typedef struct td_cpu {
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
     td_att_path att_path;  /* how attention runs its tiles */
+    td_conv_path conv_path; /* how stride-1 conv3d runs */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
     size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */
     size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used */

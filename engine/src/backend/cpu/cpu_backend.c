@@ -219,6 +219,7 @@ int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
     c->nthreads = td_pool_threads(ctx->pool);
     c->w8a8_path = td_cpu_w8a8_best();
     c->att_path = td_cpu_att_best();
+    c->conv_path = td_cpu_conv_best();
     *out = be;
     return 0;
 }
