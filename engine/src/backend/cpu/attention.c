@@ -11,6 +11,10 @@
  * AVX2 version of it; on AVX-512 the whole tile is our own (no sgemm, see
  * att_tile_avx512). Each carries its own target attribute and is chosen at
  * run time by CPUID (td_att_path): the build needs no -march.
+ *
+ * SLA's sparse part (sla.c) walks the same tiles over its selected key
+ * blocks only (td_cpu_att_blocks): on AVX-512 a tile gathers up to
+ * ATT_BK keys from several blocks, on the sgemm paths it is one block.
  */
 #include <cblas.h>
 #include <math.h>
@@ -386,6 +390,8 @@ static void att_tile_avx512(const att_args *a, int64_t h, int64_t q0, int64_t nq
             kr[j] = a->k + key * a->ks + h * d;
             vr[j] = a->v + key * a->vs + h * dv;
         }
+        /* kr[j + 8] past the tile is row j again: the last group's
+         * prefetch asks for rows it already reads. */
         for (int64_t j = nk; j < nk + 8; j++)
             kr[j] = kr[j - 8 >= 0 ? j - 8 : 0];
 
