@@ -201,9 +201,9 @@ static void select_blocks(const sla_job *j, const double *pk, const double *pq,
                     best = b;
             taken[best] = 1;
         }
-        for (b = 0, nan = 0; b < j->nk; b++)
-            if (taken[b])
-                sel[nan++] = b;
+        for (int i = 0, b2 = 0; b2 < j->nk; b2++)
+            if (taken[b2])
+                sel[i++] = b2;
         return;
     }
     /* The nsel highest scores, ties to the lower block: all above the
