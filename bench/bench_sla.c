@@ -5,22 +5,73 @@
  * stays under ~1 min on 2 cores (best of 3 each); full attention grows as S^2, SLA's sparse
  * part as topk * S^2 plus a linear part of S * D^2.
  * Usage: bench_sla [threads] [S] [heads]   (default: all cores, 8192, 2)
+ *
+ * With a fourth argument, bench_sla threads S heads rounds, it skips full
+ * attention and times TurboDiffusion's setting (topk 0.1, blocks 128/64) on
+ * each path this CPU runs (td_att_path), alternated over the rounds so the
+ * other processes' load hits them alike, wall and process CPU seconds.
+ * The DiT block's shape per head is S = 32760: `bench_sla 2 32760 2 3` is
+ * 1/6 of the block's 12 heads. A fifth argument (scalar, avx2, avx512) runs
+ * that path alone, for perf.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/pool.h"
 
 #define REPS 3   /* best of */
 
-static double now(void)
+static double now_on(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double now(void)
+{
+    return now_on(CLOCK_MONOTONIC);
+}
+
+static const char *path_name(td_att_path p)
+{
+    return p == TD_ATT_AVX512 ? "avx512" : p == TD_ATT_AVX2 ? "avx2" : "scalar";
+}
+
+/* topk 0.1, blocks 128/64 on each path (or `only`'s), alternated; 0 or 1
+ * on failure. */
+static int by_path(td_backend *be, td_tensor *q, td_tensor *k, td_tensor *v, td_tensor *w,
+                   td_tensor *b, td_tensor *o, int rounds, const char *only)
+{
+    double best[3] = { 1e30, 1e30, 1e30 }, cpu_best[3] = { 1e30, 1e30, 1e30 };
+
+    for (int r = 0; r < rounds; r++)
+        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+            double t, c;
+            if (!td_cpu_att_supported(p) || (only && strcmp(only, path_name(p))))
+                continue;
+            td_cpu_of(be)->att_path = p;
+            t = now();
+            c = now_on(CLOCK_PROCESS_CPUTIME_ID);
+            if (be->ops->sla_attention(be, q, k, v, w, b, 128, 64, 0.1, o) < 0) {
+                fprintf(stderr, "bench_sla: %s\n", be->ctx->errmsg);
+                return 1;
+            }
+            t = now() - t;
+            c = now_on(CLOCK_PROCESS_CPUTIME_ID) - c;
+            best[p] = t < best[p] ? t : best[p];
+            cpu_best[p] = c < cpu_best[p] ? c : cpu_best[p];
+            printf("round %d %-7s %7.3f s  cpu %7.3f s\n", r, path_name(p), t, c);
+        }
+    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++)
+        if (best[p] < 1e30)
+            printf("best   %-7s %7.3f s  cpu %7.3f s\n", path_name(p), best[p], cpu_best[p]);
+    return 0;
 }
 
 static void fill(float *p, size_t n, unsigned seed, float amp)
@@ -58,6 +109,19 @@ int main(int argc, char **argv)
     fill(b.data, (size_t)D, 5, 0.1f);
     printf("threads %d, S %lld, heads %lld, head_dim %lld\n", td_pool_threads(ctx.pool),
            (long long)S, (long long)H, (long long)D);
+    if (argc > 4) {
+        int rc = by_path(be, &q, &k, &v, &w, &b, &o, atoi(argv[4]) > 0 ? atoi(argv[4]) : 1,
+                         argc > 5 ? argv[5] : NULL);
+        td_tensor_free(&q);
+        td_tensor_free(&k);
+        td_tensor_free(&v);
+        td_tensor_free(&o);
+        td_tensor_free(&w);
+        td_tensor_free(&b);
+        td_backend_destroy(&be);
+        td_pool_destroy(&ctx.pool);
+        return rc;
+    }
 
     full = 1e30;
     for (int r = 0; r < REPS; r++) {

@@ -1,8 +1,11 @@
 /*
  * SLA attention (backend/cpu/sla.c) against a naive double-precision loop
  * written from the definition in backend.h: random q/k/v/proj_l, ragged and
- * exact sequence lengths, both block shapes, several topk; then bad
- * arguments, each of which must fail with a message and leave out alone.
+ * exact sequence lengths, both block shapes, several topk, on every path
+ * this CPU runs attention's tiles on (td_att_path); key blocks with equal
+ * scores (ties go to the lower block) and a NaN query row (the rest of its
+ * block keeps upstream's pass-by-pass choice); then bad arguments, each of
+ * which must fail with a message and leave out alone.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 
 #include "check.h"
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/pool.h"
 
 /* Reference: per head, all in double. */
@@ -133,6 +137,8 @@ typedef struct sla_case {
     double topk;
     int with_bias;
     td_dtype wdtype;
+    int ties;          /* k repeats every bk rows: full blocks score alike */
+    int64_t nan_row;   /* > 0: q[nan_row - 1, 0, 0] is NaN */
 } sla_case;
 
 static void run_case(td_backend *be, test_rng *rng, const sla_case *c)
@@ -146,6 +152,11 @@ static void run_case(td_backend *be, test_rng *rng, const sla_case *c)
 
     test_fill(rng, q, n, 2.0f);
     test_fill(rng, k, n, 2.0f);
+    if (c->ties)
+        for (int64_t i = (int64_t)c->bk * c->H * c->D; i < n; i++)
+            k[i] = k[i - (int64_t)c->bk * c->H * c->D];
+    if (c->nan_row)
+        q[(c->nan_row - 1) * c->H * c->D] = NAN;
     test_fill(rng, v, n, 1.0f);
     test_fill(rng, w, c->D * c->D, 0.5f);
     test_fill(rng, b, c->D, 0.5f);
@@ -164,10 +175,23 @@ static void run_case(td_backend *be, test_rng *rng, const sla_case *c)
     int rc = be->ops->sla_attention(be, &tq, &tk, &tv, &tw, c->with_bias ? &tb : NULL,
                                   c->bq, c->bk, c->topk, &to);
     CHECK(rc == 0, "S=%lld: %s", (long long)c->S, be->ctx->errmsg);
+    if (rc == 0 && c->nan_row) {
+        /* That row of head 0 is NaN; compared without it */
+        float *row = o + (c->nan_row - 1) * c->H * c->D;
+        int all_nan = 1;
+        for (int d = 0; d < c->D; d++) {
+            all_nan &= isnan(row[d]);
+            row[d] = 0.0f;
+            ref[(c->nan_row - 1) * c->H * c->D + d] = 0.0;
+        }
+        CHECK(all_nan, "S=%lld NaN in q row %lld: its output is not all NaN", (long long)c->S,
+              (long long)c->nan_row - 1);
+    }
     if (rc == 0) {
         double e = rel_l2_fd(o, ref, (size_t)n);
-        CHECK(e < 1e-5, "S=%lld H=%d D=%d blk %d/%d topk %g bias %d: rel L2 %.3g",
-              (long long)c->S, c->H, c->D, c->bq, c->bk, c->topk, c->with_bias, e);
+        CHECK(e < 1e-5, "S=%lld H=%d D=%d blk %d/%d topk %g bias %d ties %d nan row %lld: rel L2 %.3g",
+              (long long)c->S, c->H, c->D, c->bq, c->bk, c->topk, c->with_bias, c->ties,
+              (long long)c->nan_row, e);
     }
     free(q); free(k); free(v); free(o); free(w); free(b); free(wh); free(ref);
 }
@@ -184,13 +208,25 @@ static void test_values(td_backend *be, test_rng *rng)
             for (size_t ti = 0; ti < sizeof(topks) / sizeof(topks[0]); ti++, i++) {
                 sla_case c = { lens[li], 2 + i % 2, i % 3 ? 32 : 64, blocks[bi][0],
                                blocks[bi][1], topks[ti], i % 4 != 0,
-                               i % 5 == 0 ? TD_BF16 : TD_F32 };
+                               i % 5 == 0 ? TD_BF16 : TD_F32, 0, 0 };
                 run_case(be, rng, &c);
             }
     /* Wan head_dim 128 and more blocks than the selection, with ties of no
      * consequence: the case the DiT runs. */
-    sla_case big = { 1100, 2, 128, 128, 64, 0.1, 1, TD_F32 };
+    sla_case big = { 1100, 2, 128, 128, 64, 0.1, 1, TD_F32, 0, 0 };
     run_case(be, rng, &big);
+    /* Every full key block alike: which of the tied blocks is kept decides
+     * the output (the short last block scores apart). */
+    for (int bi = 0; bi < 2; bi++) {
+        sla_case tie = { 1100, 2, 32, blocks[bi][0], blocks[bi][1], 0.25, 1, TD_F32, 1, 0 };
+        run_case(be, rng, &tie);
+    }
+    /* A NaN in q makes its block's scores NaN: the choice for that block's
+     * other rows is upstream's, pass by pass (the first blocks). */
+    for (int bi = 0; bi < 2; bi++) {
+        sla_case nan = { 700, 2, 32, blocks[bi][0], blocks[bi][1], 0.25, 1, TD_F32, 0, 140 };
+        run_case(be, rng, &nan);
+    }
 }
 
 static void expect_fail(td_backend *be, int code, const char *what, const td_tensor *q,
@@ -259,7 +295,14 @@ int main(void)
     ctx.pool = pool;
     CHECK(td_backend_cpu_create(&ctx, 0, &be) == 0, "backend: %s", ctx.errmsg);
     if (be) {
-        test_values(be, &rng);
+        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+            if (!td_cpu_att_supported(p))
+                continue;
+            printf("sla on attention path %d\n", (int)p);
+            td_cpu_of(be)->att_path = p;
+            test_values(be, &rng);
+        }
+        td_cpu_of(be)->att_path = td_cpu_att_best();
         test_errors(be, &rng);
     }
     td_backend_destroy(&be);

@@ -3,8 +3,8 @@
  * split so that every sum is taken in the same order"), since people diff
  * renders across machines. The whole pipeline on the committed tiny model
  * set, as float frames, with 1, 2, 3 and 5 threads; then, op by op, the ops
- * whose sums were once split by the thread count (the sgemm-based ones), on
- * shapes with ragged tiles and a long K.
+ * whose sums were once split by the thread count (the sgemm-based ones) and
+ * the tiled attention ops, on shapes with ragged tiles and a long K.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +96,7 @@ typedef struct op_case {
     const char *name;
     /* runs the op on be, writing its result to out */
     int (*run)(td_backend *be, const struct op_case *c, td_tensor *out);
-    td_tensor in[3];
+    td_tensor in[5];
     td_conv3d_params conv;
     int trans_a, trans_b;
     int64_t m, n, k;
@@ -127,6 +127,12 @@ static int run_w8a8(td_backend *be, const op_case *c, td_tensor *out)
 static int run_attention(td_backend *be, const op_case *c, td_tensor *out)
 {
     return be->ops->attention(be, &c->in[0], &c->in[1], &c->in[2], NULL, 0.125f, 0, out);
+}
+
+static int run_sla(td_backend *be, const op_case *c, td_tensor *out)
+{
+    return be->ops->sla_attention(be, &c->in[0], &c->in[1], &c->in[2], &c->in[3], &c->in[4],
+                                  (int)c->m, (int)c->n, 0.25, out);
 }
 
 /* The op with every thread count gives the bits of the 1-thread run. */
@@ -247,6 +253,23 @@ static void check_ops(test_rng *r)
             c.in[i] = rand_tensor(e, r, 3, qs, 1.0f);
         check_op(env, &c, 3, qs);
         for (int i = 0; i < 3; i++)
+            td_tensor_free(&c.in[i]);
+    }
+    /* SLA on attention's tiles, both block shapes: (head, query block)
+     * items split over the threads, ragged last blocks. */
+    {
+        int64_t qs[3] = { 700, 3, 64 }, ws[2] = { 64, 64 }, bs[1] = { 64 };
+        op_case c = { .name = "sla_attention", .run = run_sla };
+        for (int i = 0; i < 3; i++)
+            c.in[i] = rand_tensor(e, r, 3, qs, 1.0f);
+        c.in[3] = rand_tensor(e, r, 2, ws, 0.2f);
+        c.in[4] = rand_tensor(e, r, 1, bs, 0.2f);
+        for (int b = 0; b < 2; b++) {
+            c.m = b ? 64 : 128;
+            c.n = b ? 128 : 64;
+            check_op(env, &c, 3, qs);
+        }
+        for (int i = 0; i < 5; i++)
             td_tensor_free(&c.in[i]);
     }
     for (int i = 0; i < NCOUNTS; i++)

@@ -11,6 +11,10 @@
  * AVX2 version of it; on AVX-512 the whole tile is our own (no sgemm, see
  * att_tile_avx512). Each carries its own target attribute and is chosen at
  * run time by CPUID (td_att_path): the build needs no -march.
+ *
+ * SLA's sparse part (sla.c) walks the same tiles over its selected key
+ * blocks only (td_cpu_att_blocks): on AVX-512 a tile gathers up to
+ * ATT_BK keys from several blocks, on the sgemm paths it is one block.
  */
 #include <cblas.h>
 #include <math.h>
@@ -207,7 +211,43 @@ typedef struct {
     td_att_path path;
     att_rows rows;
     atomic_int failed;
+    /* SLA's sparse walk: only the key blocks sel[0, nsel) of bk keys each,
+     * ascending; sel NULL walks every key. */
+    const int *sel;
+    int64_t nsel, bk;
 } att_args;
+
+/* One key tile of a walk: runs of seg keys starting at start[] (only the
+ * last may be shorter, where the keys end), n keys in all. */
+typedef struct {
+    int64_t start[ATT_BK / 64], seg, n;
+} att_keys;
+
+/* Tile t of a's walk, tiles of at most `per` keys (a multiple of the
+ * block size): contiguous keys, or per / bk selected blocks. 0 past the
+ * last tile. Fixed by the shape and the selection alone. */
+static int att_keys_of(const att_args *a, int64_t t, int64_t per, att_keys *kt)
+{
+    if (!a->sel) {
+        kt->start[0] = t * per;
+        kt->seg = per;
+        kt->n = a->sk - kt->start[0] < per ? a->sk - kt->start[0] : per;
+        return kt->start[0] < a->sk;
+    }
+    int64_t g = per / a->bk, b0 = t * g;
+    kt->seg = a->bk;
+    kt->n = 0;
+    for (int64_t i = 0; i < g && b0 + i < a->nsel; i++) {
+        kt->start[i] = (int64_t)a->sel[b0 + i] * a->bk;
+        kt->n += a->sk - kt->start[i] < a->bk ? a->sk - kt->start[i] : a->bk;
+    }
+    return b0 < a->nsel;
+}
+
+static inline int64_t att_key(const att_keys *kt, int64_t j)
+{
+    return kt->start[j / kt->seg] + j % kt->seg;
+}
 
 static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
                      float *s, float *o, float *mx, float *l)
@@ -219,8 +259,10 @@ static void att_tile(const att_args *a, int64_t h, int64_t q0, int64_t nq,
     }
     for (int64_t i = 0; i < nq * a->dv; i++)
         o[i] = 0.0f;
-    for (int64_t k0 = 0; k0 < a->sk; k0 += ATT_BK) {
-        int64_t nk = a->sk - k0 < ATT_BK ? a->sk - k0 : ATT_BK;
+    att_keys kt;
+    /* sgemm reads its operands' rows at one stride: one block per tile */
+    for (int64_t t = 0; att_keys_of(a, t, a->sel ? a->bk : ATT_BK, &kt); t++) {
+        int64_t k0 = kt.start[0], nk = kt.n;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)a->d,
                     a->scale, q, (int)a->qs, a->k + k0 * a->ks + h * a->d, (int)a->ks,
                     0.0f, s, ATT_BK);
@@ -336,26 +378,38 @@ static void att_tile_avx512(const att_args *a, int64_t h, int64_t q0, int64_t nq
     }
     for (int64_t i = 0; i < nq * dv; i++)
         o[i] = 0.0f;
-    for (int64_t k0 = 0; k0 < a->sk; k0 += ATT_BK) {
-        int64_t nk = a->sk - k0 < ATT_BK ? a->sk - k0 : ATT_BK;
-        const float *kt = a->k + k0 * a->ks + h * d, *vt = a->v + k0 * a->vs + h * dv;
+    att_keys kt;
+    const float *kr[ATT_BK + 8], *vr[ATT_BK];
+    for (int64_t t = 0; att_keys_of(a, t, ATT_BK, &kt); t++) {
+        int64_t k0 = kt.start[0], nk = kt.n;
+
+        /* Rows are contiguous within each run of keys, and runs are a
+         * multiple of 8 keys but the last: an 8-key step reads from one. */
+        for (int64_t j = 0; j < nk; j++) {
+            int64_t key = att_key(&kt, j);
+            kr[j] = a->k + key * a->ks + h * d;
+            vr[j] = a->v + key * a->vs + h * dv;
+        }
+        /* kr[j + 8] past the tile is row j again: the last group's
+         * prefetch asks for rows it already reads. */
+        for (int64_t j = nk; j < nk + 8; j++)
+            kr[j] = kr[j - 8 >= 0 ? j - 8 : 0];
 
         for (int64_t i0 = 0; i0 < nq; i0 += 32) {
             mask32(nq - i0, &m0, &m1);
             for (int64_t j0 = 0; j0 < nk; j0 += 8) {
-                /* Each 512-byte row of k and v is its own short stream,
-                 * which the hardware prefetchers barely follow: the first
-                 * strip asks for the next 8 rows of k and these 8 of v. */
+                /* Each 512-byte row of k is its own short stream, which
+                 * the hardware prefetchers barely follow: the first strip
+                 * asks for the next 8 rows. (Asking for v's rows there too
+                 * cost SLA's gathered tiles 3-5 % and dense attention
+                 * nothing: the misses compete with k's.) */
                 if (i0 == 0)
                     for (int64_t j = j0; j < j0 + 8 && j < nk; j++) {
-                        const char *kn = (const char *)(kt + (j + 8 < nk ? j + 8 : j) * a->ks);
-                        const char *vn = (const char *)(vt + j * a->vs);
+                        const char *kn = (const char *)kr[j + 8];
                         for (int64_t b = 0; b < d * 4; b += 64)
                             _mm_prefetch(kn + b, _MM_HINT_T0);
-                        for (int64_t b = 0; b < dv * 4; b += 64)
-                            _mm_prefetch(vn + b, _MM_HINT_T1);
                     }
-                mk8x32(kt + j0 * a->ks, a->ks, 1, (int)(nk - j0 < 8 ? nk - j0 : 8), qt + i0, ATT_LD,
+                mk8x32(kr[j0], a->ks, 1, (int)(nk - j0 < 8 ? nk - j0 : 8), qt + i0, ATT_LD,
                        d, m0, m1, st + j0 * ATT_LD + i0, ATT_LD, a->scale, 0);
             }
         }
@@ -397,9 +451,9 @@ static void att_tile_avx512(const att_args *a, int64_t h, int64_t q0, int64_t nq
             float *strip = vp + c0 * ATT_BK;
             mask32(dv - c0, &m0, &m1);
             for (int64_t j = 0; j < nk; j++) {
-                _mm512_mask_storeu_ps(strip + j * 32, m0, _mm512_maskz_loadu_ps(m0, vt + j * a->vs + c0));
+                _mm512_mask_storeu_ps(strip + j * 32, m0, _mm512_maskz_loadu_ps(m0, vr[j] + c0));
                 _mm512_mask_storeu_ps(strip + j * 32 + 16, m1,
-                                      _mm512_maskz_loadu_ps(m1, vt + j * a->vs + c0 + 16));
+                                      _mm512_maskz_loadu_ps(m1, vr[j] + c0 + 16));
             }
             for (int64_t i0 = 0; i0 < nq; i0 += 8)
                 mk8x32(st + i0, 1, ATT_LD, (int)(nq - i0 < 8 ? nq - i0 : 8), strip, 32, nk, m0, m1,
@@ -415,34 +469,60 @@ static void att_tile_avx512(const att_args *a, int64_t h, int64_t q0, int64_t nq
 }
 #endif
 
+/* Floats of scratch one tile of up to bq queries needs: scores, o, max,
+ * sum; for the AVX-512 path also q transposed and v's strips (scores there
+ * ATT_LD floats apart). */
+static size_t att_floats(td_att_path path, int64_t bq, int64_t d, int64_t dv)
+{
+    size_t n = (size_t)(ATT_BQ * ATT_BK + bq * dv + 2 * bq);
+    if (path == TD_ATT_AVX512)
+        n += (size_t)((ATT_LD - ATT_BQ) * ATT_BK + ATT_LD * d + ATT_BK * ((dv + 31) / 32 * 32));
+    return n;
+}
+
+/* Rows [q0, q0 + nq) of head h, buf of att_floats(a->path, nq, ...). */
+static void att_run(const att_args *a, int64_t h, int64_t q0, int64_t nq, float *buf)
+{
+    float *s = buf, *o = s + (a->path == TD_ATT_AVX512 ? ATT_LD : ATT_BQ) * ATT_BK;
+    float *mx = o + nq * a->dv, *l = mx + nq;
+#ifdef TD_X86
+    if (a->path == TD_ATT_AVX512) {
+        float *qt = l + nq;
+        att_tile_avx512(a, h, q0, nq, s, qt, qt + ATT_LD * a->d, o, mx, l);
+        return;
+    }
+#endif
+    att_tile(a, h, q0, nq, s, o, mx, l);
+}
+
 static void att_tasks(void *arg, int64_t t0, int64_t t1)
 {
     att_args *a = arg;
-    /* scores, o, max, sum; for the AVX-512 path also q transposed and v's
-     * strips (scores there ATT_LD floats apart) */
-    size_t n = (size_t)(ATT_BQ * ATT_BK + a->bq * a->dv + 2 * a->bq);
-    if (a->path == TD_ATT_AVX512)
-        n += (size_t)((ATT_LD - ATT_BQ) * ATT_BK + ATT_LD * a->d + ATT_BK * ((a->dv + 31) / 32 * 32));
-    float *buf = malloc(n * sizeof(float));
+    float *buf = malloc(att_floats(a->path, a->bq, a->d, a->dv) * sizeof(float));
     if (!buf) {
         atomic_store(&a->failed, 1);
         return;
     }
     for (int64_t t = t0; t < t1; t++) {
         int64_t h = t / a->nqt, q0 = (t % a->nqt) * a->bq;
-        int64_t nq = a->sq - q0 < a->bq ? a->sq - q0 : a->bq;
-        float *s = buf, *o = s + (a->path == TD_ATT_AVX512 ? ATT_LD : ATT_BQ) * ATT_BK;
-        float *mx = o + a->bq * a->dv, *l = mx + a->bq;
-#ifdef TD_X86
-        if (a->path == TD_ATT_AVX512) {
-            float *qt = l + a->bq;
-            att_tile_avx512(a, h, q0, nq, s, qt, qt + ATT_LD * a->d, o, mx, l);
-            continue;
-        }
-#endif
-        att_tile(a, h, q0, nq, s, o, mx, l);
+        att_run(a, h, q0, a->sq - q0 < a->bq ? a->sq - q0 : a->bq, buf);
     }
     free(buf);
+}
+
+size_t td_cpu_att_blocks_floats(td_att_path path, int64_t nr, int64_t d)
+{
+    return att_floats(path, nr, d, d);
+}
+
+void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const float *v,
+                       int64_t s, int64_t h, int64_t d, float scale, int64_t head, int64_t r0,
+                       int64_t nr, const int *sel, int64_t nsel, int64_t bk, float *out,
+                       float *buf)
+{
+    att_args a = { q, k, v, NULL, out, s, s, h, d, d, s, h * d, h * d, h * d, h * d, nr, 1,
+                   scale, path, att_rows_of(path), 0, sel, nsel, bk };
+    att_run(&a, head, r0, nr, buf);
 }
 
 /* [S, H, D] with unit stride in D and D-stride in H; the S stride is free
@@ -486,7 +566,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                     sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
                     q->stride[0], k->stride[0], v->stride[0], out->stride[0],
                     bq, (sq + bq - 1) / bq, scale, td_cpu_of(be)->att_path,
-                    att_rows_of(td_cpu_of(be)->att_path), 0 };
+                    att_rows_of(td_cpu_of(be)->att_path), 0, NULL, 0, 0 };
     td_cpu_blas_serial();
     td_pool_for(td_cpu_pool(be), h * a.nqt, 1, att_tasks, &a);
     if (atomic_load(&a.failed))

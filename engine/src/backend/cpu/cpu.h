@@ -43,6 +43,18 @@ typedef enum {
 td_conv_path td_cpu_conv_best(void);
 int td_cpu_conv_supported(td_conv_path path);
 
+/* SLA's sparse part on attention's tiles: softmax(scale q k^T) v for rows
+ * [r0, r0 + nr) (nr <= 256) of head `head` of q, k, v, out [s, h, d]
+ * (contiguous), over the keys of blocks sel[0, nsel) of bk (64 or 128)
+ * keys each, ascending (the last block of s may be short). buf holds
+ * td_cpu_att_blocks_floats(path, nr, d) floats. Sums run in an order
+ * fixed by the shape and the selection. */
+size_t td_cpu_att_blocks_floats(td_att_path path, int64_t nr, int64_t d);
+void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const float *v,
+                       int64_t s, int64_t h, int64_t d, float scale, int64_t head, int64_t r0,
+                       int64_t nr, const int *sel, int64_t nsel, int64_t bk, float *out,
+                       float *buf);
+
 typedef struct td_cpu {
     td_arena arena;
     int nthreads;          /* pool threads */

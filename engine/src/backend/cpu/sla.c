@@ -41,6 +41,7 @@
 #include <cblas.h>
 
 #include "cpu.h"
+#include "cpu_math.h"
 #include "sla.h"
 
 /* Rows of phi(k) widened per sgemm when summing phi(k)^T v. */
@@ -54,25 +55,27 @@ typedef struct sla_job {
     float scale;
     const float *w, *b;       /* proj_l, f32 */
     double *pk;               /* [H, nk, D] pooled smoothed keys */
-    float *kv;                /* [H, D, D] sum phi(k)^T v */
+    float *kvw;               /* [H, D, D] (sum phi(k)^T v) proj_l^T */
     float *ksum;              /* [H, D] sum phi(k) */
+    td_att_path path;         /* attention's tiles for the sparse part */
     atomic_int nomem;
 } sla_job;
 
-/* Softmax of one row of n, written as f32. */
+/* Softmax of one row of n into y, on the vectorised row helpers (libm's
+ * exp per element was a twentieth of the op). */
 static void softmax_row(const float *x, float *y, int n)
 {
-    float m = x[0];
-    double s = 0;
-    for (int i = 1; i < n; i++)
-        m = x[i] > m ? x[i] : m;
+    float inv;
+    memcpy(y, x, sizeof(float) * n);
+    td_row_exp_sub(y, n, td_row_max(y, n));
+    inv = 1.0f / td_row_sum(y, n);
     for (int i = 0; i < n; i++)
-        s += exp((double)x[i] - m);
-    for (int i = 0; i < n; i++)
-        y[i] = (float)(exp((double)x[i] - m) / s);
+        y[i] *= inv;
 }
 
-/* Per head: pooled smoothed keys, phi(k)^T v and sum phi(k). */
+/* Per head: pooled smoothed keys, (phi(k)^T v) proj_l^T and sum phi(k).
+ * proj_l is linear, so it is folded into phi(k)^T v once per head rather
+ * than applied to every query row's o_l. */
 static void sla_head_stats(void *arg, int64_t h0, int64_t h1)
 {
     sla_job *j = arg;
@@ -80,15 +83,16 @@ static void sla_head_stats(void *arg, int64_t h0, int64_t h1)
     double *mean = malloc(sizeof(double) * D);
     double *ks = malloc(sizeof(double) * D);
     float *phi = malloc(sizeof(float) * SLA_KV_CHUNK * D);
+    float *kv = malloc(sizeof(float) * D * D);
 
-    if (!mean || !ks || !phi) {
+    if (!mean || !ks || !phi || !kv) {
         atomic_store(&j->nomem, 1);
         goto out;
     }
     for (int64_t h = h0; h < h1; h++) {
         const float *kh = j->k + h * D, *vh = j->v + h * D;
         double *pk = j->pk + h * j->nk * D;
-        float *kv = j->kv + h * D * D, *ksum = j->ksum + h * D;
+        float *ksum = j->ksum + h * D;
 
         memset(mean, 0, sizeof(double) * D);
         for (int64_t s = 0; s < j->S; s++)
@@ -120,47 +124,113 @@ static void sla_head_stats(void *arg, int64_t h0, int64_t h1)
         }
         for (int d = 0; d < D; d++)
             ksum[d] = (float)ks[d];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, D, D, 1.0f, kv, D, j->w, D,
+                    0.0f, j->kvw + h * D * D, D);
     }
 out:
     free(mean);
     free(ks);
     free(phi);
+    free(kv);
+}
+
+/* The value of rank k (0 = largest) among x[0, n), no NaN in x; x is
+ * reordered. Quickselect: O(n) where the old nsel passes were O(nsel n). */
+static double kth_largest(double *x, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double p = x[lo + (hi - lo) / 2], t;
+        int i = lo, jj = hi;
+        while (i <= jj) {
+            while (x[i] > p)
+                i++;
+            while (x[jj] < p)
+                jj--;
+            if (i <= jj) {
+                t = x[i];
+                x[i++] = x[jj];
+                x[jj--] = t;
+            }
+        }
+        if (k <= jj)
+            hi = jj;
+        else if (k >= i)
+            lo = i;
+        else
+            return p;   /* x(jj, i) all equal p */
+    }
+    return x[k];
 }
 
 /* The nsel best key blocks for pooled query pq, ascending block index. */
 static void select_blocks(const sla_job *j, const double *pk, const double *pq,
-                          double *score, unsigned char *taken, int *sel)
+                          double *score, double *tmp, unsigned char *taken, int *sel)
 {
-    for (int b = 0; b < j->nk; b++) {
+    const int D = j->D;
+    int b = 0, nan = 0;
+
+    /* Eight blocks at a time: each score is still summed over d in order
+     * from 0 (the same bits), but eight chains run at once instead of one
+     * add waiting on the last. */
+    for (; b + 8 <= j->nk; b += 8) {
+        const double *p = pk + (int64_t)b * D;
+        double acc[8] = { 0 };
+        for (int d = 0; d < D; d++)
+            for (int u = 0; u < 8; u++)
+                acc[u] += pq[d] * p[(int64_t)u * D + d];
+        for (int u = 0; u < 8; u++)
+            score[b + u] = acc[u];
+    }
+    for (; b < j->nk; b++) {
         double s = 0;
-        for (int d = 0; d < j->D; d++)
-            s += pq[d] * pk[(int64_t)b * j->D + d];
+        for (int d = 0; d < D; d++)
+            s += pq[d] * pk[(int64_t)b * D + d];
         score[b] = s;
-        taken[b] = 0;
     }
-    for (int i = 0; i < j->nsel; i++) {
-        int best = -1;
-        for (int b = 0; b < j->nk; b++)
-            if (!taken[b] && (best < 0 || score[b] > score[best]))
-                best = b;
-        taken[best] = 1;
+    for (b = 0; b < j->nk; b++)
+        nan |= isnan(score[b]);
+    if (nan) {
+        /* NaN compares false, so the pass order decides what NaN input
+         * selects: kept as it was, pass by pass. */
+        memset(taken, 0, (size_t)j->nk);
+        for (int i = 0; i < j->nsel; i++) {
+            int best = -1;
+            for (b = 0; b < j->nk; b++)
+                if (!taken[b] && (best < 0 || score[b] > score[best]))
+                    best = b;
+            taken[best] = 1;
+        }
+        for (int i = 0, b2 = 0; b2 < j->nk; b2++)
+            if (taken[b2])
+                sel[i++] = b2;
+        return;
     }
-    for (int b = 0, i = 0; b < j->nk; b++)
-        if (taken[b])
+    /* The nsel highest scores, ties to the lower block: all above the
+     * nsel-th value, then the first blocks equal to it. */
+    memcpy(tmp, score, sizeof(double) * j->nk);
+    double th = kth_largest(tmp, j->nk, j->nsel - 1);
+    int above = 0, i = 0;
+    for (b = 0; b < j->nk; b++)
+        above += score[b] > th;
+    for (b = 0; b < j->nk; b++)
+        if (score[b] > th || (score[b] == th && above < j->nsel)) {
+            above += score[b] == th;
             sel[i++] = b;
+        }
 }
 
 typedef struct sla_scratch {
-    double *pq, *score;
+    double *pq, *score, *tmp;
     unsigned char *taken;
     int *sel;
-    float *p, *acc, *m, *l, *phi, *ol;
+    float *att, *phi, *ol;
 } sla_scratch;
 
 static void sla_scratch_free(sla_scratch *t)
 {
-    free(t->pq); free(t->score); free(t->taken); free(t->sel);
-    free(t->p); free(t->acc); free(t->m); free(t->l); free(t->phi); free(t->ol);
+    free(t->pq); free(t->score); free(t->tmp); free(t->taken); free(t->sel);
+    free(t->att); free(t->phi); free(t->ol);
 }
 
 static int sla_scratch_alloc(const sla_job *j, sla_scratch *t)
@@ -168,84 +238,37 @@ static int sla_scratch_alloc(const sla_job *j, sla_scratch *t)
     size_t bq = (size_t)j->bq, D = (size_t)j->D;
     t->pq = malloc(sizeof(double) * D);
     t->score = malloc(sizeof(double) * j->nk);
+    t->tmp = malloc(sizeof(double) * j->nk);
     t->taken = malloc((size_t)j->nk);
     t->sel = malloc(sizeof(int) * j->nsel);
-    t->p = malloc(sizeof(float) * bq * j->bk);
-    t->acc = malloc(sizeof(float) * bq * D);
-    t->m = malloc(sizeof(float) * bq);
-    t->l = malloc(sizeof(float) * bq);
+    t->att = malloc(sizeof(float) * td_cpu_att_blocks_floats(j->path, j->bq, j->D));
     t->phi = malloc(sizeof(float) * bq * D);
     t->ol = malloc(sizeof(float) * bq * D);
-    return t->pq && t->score && t->taken && t->sel && t->p && t->acc && t->m && t->l &&
-           t->phi && t->ol;
+    return t->pq && t->score && t->tmp && t->taken && t->sel && t->att && t->phi && t->ol;
 }
 
-/* Softmax attention of rows [r0, r0 + nr) of head h over the selected key
- * blocks, flash-style: t->acc / t->l is the result. */
-static void sla_sparse(const sla_job *j, sla_scratch *t, int64_t h, int64_t r0, int nr)
-{
-    const int D = j->D;
-    const float *qb = j->q + r0 * j->ld + h * D;
-
-    for (int r = 0; r < nr; r++) {
-        t->m[r] = -INFINITY;
-        t->l[r] = 0;
-    }
-    memset(t->acc, 0, sizeof(float) * nr * D);
-    for (int i = 0; i < j->nsel; i++) {
-        int64_t c0 = (int64_t)t->sel[i] * j->bk;
-        int nc = (int)(j->S - c0 < j->bk ? j->S - c0 : j->bk);
-        const float *kb = j->k + c0 * j->ld + h * D, *vb = j->v + c0 * j->ld + h * D;
-
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc, D, j->scale,
-                    qb, (int)j->ld, kb, (int)j->ld, 0.0f, t->p, j->bk);
-        for (int r = 0; r < nr; r++) {
-            float *pr = t->p + (int64_t)r * j->bk, mx = t->m[r];
-            for (int c = 0; c < nc; c++)
-                mx = pr[c] > mx ? pr[c] : mx;
-            float alpha = expf(t->m[r] - mx), sum = 0;
-            for (int c = 0; c < nc; c++) {
-                pr[c] = expf(pr[c] - mx);
-                sum += pr[c];
-            }
-            t->l[r] = t->l[r] * alpha + sum;
-            t->m[r] = mx;
-            for (int d = 0; d < D; d++)
-                t->acc[(int64_t)r * D + d] *= alpha;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, D, nc, 1.0f,
-                    t->p, j->bk, vb, (int)j->ld, 1.0f, t->acc, D);
-    }
-}
-
-/* Linear branch for rows [r0, r0 + nr) of head h, projected by proj_l, into
- * t->ol. */
+/* Adds the linear branch, projected by proj_l, to rows [r0, r0 + nr) of
+ * head h of out: phi(q) (phi(k)^T v proj_l^T) / (1e-5 + phi(q) . ksum)
+ * + bias. */
 static void sla_linear(const sla_job *j, sla_scratch *t, int64_t h, int64_t r0, int nr)
 {
     const int D = j->D;
-    const float *kv = j->kv + h * D * D, *ksum = j->ksum + h * D;
+    const float *kvw = j->kvw + h * D * D, *ksum = j->ksum + h * D;
 
     for (int r = 0; r < nr; r++)
         softmax_row(j->q + (r0 + r) * j->ld + h * D, t->phi + (int64_t)r * D, D);
-    /* t->acc holds the sparse part: the numerator goes to t->ol, is divided
-     * there, and the projection overwrites t->phi, no longer needed. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, D, D, 1.0f,
-                t->phi, D, kv, D, 0.0f, t->ol, D);
+                t->phi, D, kvw, D, 0.0f, t->ol, D);
     for (int r = 0; r < nr; r++) {
-        const float *pr = t->phi + (int64_t)r * D;
+        const float *pr = t->phi + (int64_t)r * D, *lr = t->ol + (int64_t)r * D;
+        float *o = j->out + (r0 + r) * j->ld + h * D;
         double den = 0;
         for (int d = 0; d < D; d++)
             den += (double)pr[d] * ksum[d];
         float inv = (float)(1.0 / (1e-5 + den));
         for (int d = 0; d < D; d++)
-            t->ol[(int64_t)r * D + d] *= inv;
+            o[d] += lr[d] * inv + (j->b ? j->b[d] : 0.0f);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, D, D, 1.0f,
-                t->ol, D, j->w, D, 0.0f, t->phi, D);
-    if (j->b)
-        for (int r = 0; r < nr; r++)
-            for (int d = 0; d < D; d++)
-                t->phi[(int64_t)r * D + d] += j->b[d];
 }
 
 /* Work item = (head, query block). */
@@ -270,16 +293,11 @@ static void sla_blocks(void *arg, int64_t i0, int64_t i1)
                 t.pq[d] += j->q[(r0 + r) * j->ld + h * D + d];
         for (int d = 0; d < D; d++)
             t.pq[d] /= nr;
-        select_blocks(j, j->pk + h * j->nk * D, t.pq, t.score, t.taken, t.sel);
+        select_blocks(j, j->pk + h * j->nk * D, t.pq, t.score, t.tmp, t.taken, t.sel);
 
-        sla_sparse(j, &t, h, r0, nr);
+        td_cpu_att_blocks(j->path, j->q, j->k, j->v, j->S, j->H, D, j->scale, h, r0, nr, t.sel,
+                          j->nsel, j->bk, j->out, t.att);
         sla_linear(j, &t, h, r0, nr);
-        for (int r = 0; r < nr; r++) {
-            float *o = j->out + (r0 + r) * j->ld + h * D;
-            float inv = 1.0f / t.l[r];
-            for (int d = 0; d < D; d++)
-                o[d] = t.acc[(int64_t)r * D + d] * inv + t.phi[(int64_t)r * D + d];
-        }
     }
     sla_scratch_free(&t);
 }
@@ -359,14 +377,15 @@ int td_cpu_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     j.nsel = (int)floor(topk * j.nk);   /* Python's int(topk * K) */
     j.nsel = j.nsel < 1 ? 1 : j.nsel > j.nk ? j.nk : j.nsel;
     j.scale = (float)(1.0 / sqrt((double)j.D));
+    j.path = td_cpu_of(be)->att_path;
     atomic_init(&j.nomem, 0);
 
     /* proj_l widened once: D + D*D floats, next to the activations. */
     wb = malloc(sizeof(float) * ((size_t)j.D * j.D + j.D));
     j.pk = malloc(sizeof(double) * j.H * j.nk * j.D);
-    j.kv = malloc(sizeof(float) * j.H * j.D * j.D);
+    j.kvw = malloc(sizeof(float) * j.H * j.D * j.D);
     j.ksum = malloc(sizeof(float) * j.H * j.D);
-    if (!wb || !j.pk || !j.kv || !j.ksum) {
+    if (!wb || !j.pk || !j.kvw || !j.ksum) {
         rc = td_fail(ctx, TD_ENOMEM, "sla_attention: out of memory for S=%lld H=%d D=%d",
                      (long long)j.S, j.H, j.D);
         goto out;
@@ -388,7 +407,7 @@ int td_cpu_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
 out:
     free(wb);
     free(j.pk);
-    free(j.kv);
+    free(j.kvw);
     free(j.ksum);
     return rc;
 }
