@@ -259,7 +259,7 @@ typedef struct td_job {
     double guidance_low;     /* the low-noise expert's */
     const char *negative_prompt; /* NULL: Wan's default negative prompt */
     /* DMD: the DiT timesteps of its steps, decreasing integers in 1..1000
-     * separated by commas; NULL: FastWan's published "1000,757,522". The
+     * separated by commas (or '|'); NULL: FastWan's published "1000,757,522". The
      * sigma of each is looked up on FastVideo's shift-8 grid. */
     const char *timesteps;
     td_frame_fn on_frame;
@@ -366,8 +366,8 @@ TD_API int td_job_estimate(td_engine *eng, const td_job *job, td_estimate *out);
 TD_API void td_job_output_size(const td_job *job, int *width, int *height);
 
 /* The sampler settings td_job_run will use for this job on this engine:
- * sampler AUTO becomes the model's sampler (TD_SAMPLER_RCM or
- * TD_SAMPLER_FLOW), and boundary, flow_steps, shift, guidance and
+ * sampler AUTO becomes the model's sampler (TD_SAMPLER_RCM, _FLOW or
+ * _DMD), and boundary, flow_steps, shift, guidance and
  * guidance_low left <= 0 the model's values; the rest of the job is left
  * as it is. Callers tell the user what the model's defaults amount to
  * before a long run (or which settings the sampler will not read). */
