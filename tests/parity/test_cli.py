@@ -125,8 +125,14 @@ def test_max_memory_refuses_before_generating_with_the_numbers(td_cli, tmp_path,
     assert est["peak_bytes"] == est["weights_bytes"] + est["working_bytes"] > 0
     assert est["forwards"] == 1 and est["seconds"] > 0 and est["flops"] > 0
     assert out["max_rss_bytes"] > est["peak_bytes"], "the process held the job's memory"
-    # the backend's measured peak, counted as the estimate counts (test_estimate's bounds)
-    assert 0.8 <= est["peak_bytes"] / out["measured_peak_bytes"] <= 1.5, out
+    # the backend's measured peak, counted as the estimate counts (test_estimate's
+    # bounds); where text encoding is the peak the estimate is an upper bound, made
+    # for 512 tokens where this prompt has a few
+    ratio = est["peak_bytes"] / out["measured_peak_bytes"]
+    if est["peak_stage"] == "text":
+        assert 1.0 <= ratio <= 2.5, out
+    else:
+        assert 0.8 <= ratio <= 1.5, out
     need = est["peak_bytes"] + est["host_bytes"]
     # one byte short: refused before anything is written, naming the numbers
     p = run_td(td_cli, *GEN, *size, "--max-memory", need - 1, "--out", tmp_path / "x.y4m", check=False)
