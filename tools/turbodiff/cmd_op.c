@@ -10,11 +10,15 @@
  * --kv-len N, --stride T,H,W, --pad FRONT,BACK,H,W, --factor FH,FW,
  * --alpha F, --beta F, --trans-b 0|1, and --wdtype f32|bf16|f16, which
  * narrows the weight inputs (all but the first) before the call, so
- * bf16/f16 weight paths can be driven from f32 .npy files.
+ * bf16/f16 weight paths can be driven from f32 .npy files. --repeat N runs
+ * the op N times and prints the best wall time, the op alone without the
+ * file I/O around it (bench/conv3d_vs_torch.py).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/backend.h"
 #include "commands.h"
@@ -45,7 +49,15 @@ typedef struct {
     td_dtype wdtype;
     float alpha, beta;
     int trans_b;
+    int repeat;        /* > 0: run that many times, print the best wall time */
 } op_opts;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void usage(FILE *f)
 {
@@ -55,6 +67,7 @@ static void usage(FILE *f)
         fprintf(f, " %s", d->name);
     fprintf(f, "\n  options: --eps F --scale F --kv-len N --stride T,H,W --pad FRONT,BACK,H,W\n"
                "           --factor FH,FW --alpha F --beta F --trans-b 0|1 --wdtype f32|bf16|f16\n"
+               "           --repeat N (run N times, print the best wall time: the op without file I/O)\n"
                "  '-' stands for an optional input that is left out.\n");
 }
 
@@ -86,6 +99,8 @@ static int parse_opt(const char *key, const char *val, op_opts *o)
         o->beta = strtof(val, &end);
     else if (!strcmp(key, "--trans-b"))
         return parse_ints(val, &o->trans_b, 1) < 0 || (o->trans_b != 0 && o->trans_b != 1) ? -1 : 0;
+    else if (!strcmp(key, "--repeat"))
+        return parse_ints(val, &o->repeat, 1) < 0 || o->repeat < 1 ? -1 : 0;
     else if (!strcmp(key, "--stride"))
         return parse_ints(val, o->stride, 3);
     else if (!strcmp(key, "--pad"))
@@ -179,13 +194,14 @@ static int run(td_backend *be, const char *name, td_tensor *in, int *has, const 
 
 int cmd_op(int argc, char **argv)
 {
-    op_opts o = { 1e-6f, 1.0f, 0, { 1, 1, 1 }, { 0, 0, 0, 0 }, { 2, 2 }, TD_F32, 1.0f, 0.0f, 0 };
+    op_opts o = { 1e-6f, 1.0f, 0, { 1, 1, 1 }, { 0, 0, 0, 0 }, { 2, 2 }, TD_F32, 1.0f, 0.0f, 0, 0 };
     const char *files[OP_MAX_IN + 1];
     int nfiles = 0, has[OP_MAX_IN] = { 0 }, rc = 1;
     const op_desc *d = NULL;
     td_tensor in[OP_MAX_IN], like, y = { 0 };
     td_backend *be = NULL;
     td_ctx ctx;
+    double best = INFINITY;
 
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage(stdout);
@@ -245,8 +261,17 @@ int cmd_op(int argc, char **argv)
         fprintf(stderr, "turbodiff op: the inputs of %s do not fit together\n", d->name);
         goto done;
     }
-    if (td_tensor_new(&ctx, &y, TD_F32, like.ndim, like.shape) < 0 || run(be, d->name, in, has, &o, &y) < 0 ||
-        td_npy_write(&ctx, files[d->nin], &y) < 0)
+    if (td_tensor_new(&ctx, &y, TD_F32, like.ndim, like.shape) < 0)
+        goto fail;
+    for (int r = 0; r < (o.repeat ? o.repeat : 1); r++) {
+        double t0 = now_seconds();
+        if (run(be, d->name, in, has, &o, &y) < 0)
+            goto fail;
+        best = fmin(best, now_seconds() - t0);
+    }
+    if (o.repeat)
+        fprintf(stderr, "turbodiff op: %s best of %d: %.4f s\n", d->name, o.repeat, best);
+    if (td_npy_write(&ctx, files[d->nin], &y) < 0)
         goto fail;
     rc = 0;
     goto done;
