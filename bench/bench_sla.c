@@ -82,16 +82,51 @@ static void fill(float *p, size_t n, unsigned seed, float amp)
     }
 }
 
-int main(int argc, char **argv)
+/* Full attention, then SLA at each topk and block shape, best of REPS;
+ * 0 or 1 on failure. */
+static int sweep(td_backend *be, td_tensor *q, td_tensor *k, td_tensor *v, td_tensor *w,
+                 td_tensor *b, td_tensor *o)
 {
     static const double topks[] = { 0.1, 0.2 };
+    double t0, full, sla;
+
+    full = 1e30;
+    for (int r = 0; r < REPS; r++) {
+        t0 = now();
+        if (be->ops->attention(be, q, k, v, NULL, (float)(1.0 / sqrt((double)q->shape[2])), 0, o) < 0) {
+            fprintf(stderr, "bench_sla: %s\n", be->ctx->errmsg);
+            return 1;
+        }
+        full = fmin(full, now() - t0);
+    }
+    printf("%-26s %8.3f s\n", "full attention", full);
+    for (size_t i = 0; i < sizeof(topks) / sizeof(topks[0]); i++)
+        for (int shape_i = 0; shape_i < 2; shape_i++) {
+            int bq = shape_i ? 64 : 128, bk = shape_i ? 128 : 64;
+            sla = 1e30;
+            for (int r = 0; r < REPS; r++) {
+                t0 = now();
+                if (be->ops->sla_attention(be, q, k, v, w, b, bq, bk, topks[i], o) < 0) {
+                    fprintf(stderr, "bench_sla: %s\n", be->ctx->errmsg);
+                    return 1;
+                }
+                sla = fmin(sla, now() - t0);
+            }
+            printf("sla topk %.2f blocks %3d/%-3d %8.3f s   full/sla %.2fx\n", topks[i], bq, bk, sla,
+                   full / sla);
+        }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
     int threads = argc > 1 ? atoi(argv[1]) : 0;
     int64_t S = argc > 2 ? atoll(argv[2]) : 8192, H = argc > 3 ? atoll(argv[3]) : 2, D = 128;
     int64_t shape[3] = { S, H, D };
     td_ctx ctx;
     td_backend *be;
     td_tensor q, k, v, w, b, o;
-    double t0, full, sla;
+    int rc;
 
     td_ctx_init(&ctx);
     if (td_pool_create(&ctx, threads, &ctx.pool) < 0 || td_backend_cpu_create(&ctx, 0, &be) < 0 ||
@@ -109,45 +144,9 @@ int main(int argc, char **argv)
     fill(b.data, (size_t)D, 5, 0.1f);
     printf("threads %d, S %lld, heads %lld, head_dim %lld\n", td_pool_threads(ctx.pool),
            (long long)S, (long long)H, (long long)D);
-    if (argc > 4) {
-        int rc = by_path(be, &q, &k, &v, &w, &b, &o, atoi(argv[4]) > 0 ? atoi(argv[4]) : 1,
-                         argc > 5 ? argv[5] : NULL);
-        td_tensor_free(&q);
-        td_tensor_free(&k);
-        td_tensor_free(&v);
-        td_tensor_free(&o);
-        td_tensor_free(&w);
-        td_tensor_free(&b);
-        td_backend_destroy(&be);
-        td_pool_destroy(&ctx.pool);
-        return rc;
-    }
-
-    full = 1e30;
-    for (int r = 0; r < REPS; r++) {
-        t0 = now();
-        if (be->ops->attention(be, &q, &k, &v, NULL, (float)(1.0 / sqrt((double)D)), 0, &o) < 0) {
-            fprintf(stderr, "bench_sla: %s\n", ctx.errmsg);
-            return 1;
-        }
-        full = fmin(full, now() - t0);
-    }
-    printf("%-26s %8.3f s\n", "full attention", full);
-    for (size_t i = 0; i < sizeof(topks) / sizeof(topks[0]); i++)
-        for (int shape_i = 0; shape_i < 2; shape_i++) {
-            int bq = shape_i ? 64 : 128, bk = shape_i ? 128 : 64;
-            sla = 1e30;
-            for (int r = 0; r < REPS; r++) {
-                t0 = now();
-                if (be->ops->sla_attention(be, &q, &k, &v, &w, &b, bq, bk, topks[i], &o) < 0) {
-                    fprintf(stderr, "bench_sla: %s\n", ctx.errmsg);
-                    return 1;
-                }
-                sla = fmin(sla, now() - t0);
-            }
-            printf("sla topk %.2f blocks %3d/%-3d %8.3f s   full/sla %.2fx\n", topks[i], bq, bk, sla,
-                   full / sla);
-        }
+    rc = argc > 4 ? by_path(be, &q, &k, &v, &w, &b, &o, atoi(argv[4]) > 0 ? atoi(argv[4]) : 1,
+                            argc > 5 ? argv[5] : NULL)
+                  : sweep(be, &q, &k, &v, &w, &b, &o);
     td_tensor_free(&q);
     td_tensor_free(&k);
     td_tensor_free(&v);
@@ -156,5 +155,5 @@ int main(int argc, char **argv)
     td_tensor_free(&b);
     td_backend_destroy(&be);
     td_pool_destroy(&ctx.pool);
-    return 0;
+    return rc;
 }
