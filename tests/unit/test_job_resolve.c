@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "pipeline_cases.h"
 #include "turbodiff.h"
 
 #define DATA TD_ROOT "/tests/data/pipeline"
@@ -33,14 +34,10 @@ static void on_progress(void *opaque, const td_progress *p)
 
 static td_engine *open_set(const char *dir)
 {
-    td_engine_config cfg;
     td_engine *eng = NULL;
     td_error err = { 0 };
 
-    td_engine_config_default(&cfg);
-    cfg.model_dir = dir;
-    cfg.threads = 2;
-    CHECK(td_engine_open(&cfg, &eng, &err) == 0, "open %s: %s", dir, err.msg);
+    CHECK(tc_open(dir, "auto", NULL, 0, &eng, &err) == 0, "open %s: %s", dir, err.msg);
     return eng;
 }
 

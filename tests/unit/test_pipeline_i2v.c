@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "pipeline_cases.h"
 #include "turbodiff.h"
 
 typedef struct sink {
@@ -66,14 +67,9 @@ static int run(td_engine *eng, const image *im, uint64_t seed, int adaptive, sin
 
 static td_engine *open_set(const char *dir, int low_memory)
 {
-    td_engine_config cfg;
     td_engine *eng = NULL;
     td_error err = { 0 };
-    td_engine_config_default(&cfg);
-    cfg.model_dir = dir;
-    cfg.threads = 2;
-    cfg.low_memory = low_memory;
-    CHECK(td_engine_open(&cfg, &eng, &err) == 0, "open %s: %s", dir, err.msg);
+    CHECK(tc_open(dir, "auto", NULL, low_memory, &eng, &err) == 0, "open %s: %s", dir, err.msg);
     return eng;
 }
 
