@@ -62,7 +62,9 @@ td_engine *td_registry_find(const td_model_files *files, const char *device);
 void td_registry_add(td_engine *eng);
 void td_registry_remove(td_engine *eng);
 
-/* Run a validated job on eng->ctx; the caller holds eng->run_lock. */
+/* Run a job td_job_run has checked (td_job_check, then td_estimate_check,
+ * which includes td_job_check_model) on eng->ctx; the caller holds
+ * eng->run_lock. */
 int td_generate(td_engine *eng, const td_job *job);
 
 /* The checks td_job_validate makes without an engine (job.c), into ctx. */
@@ -70,9 +72,9 @@ int td_job_check(td_ctx *ctx, const td_job *job);
 /* What the engine's model set asks of the job beyond td_job_check (an
  * image for an image-to-video DiT and none for a text-to-video one, sizes
  * on the VAE x DiT patch grid, a context as wide as the DiT's text, ...),
- * into ctx. td_job_validate / td_job_estimate (through the estimate) and
- * td_generate all call it, so a job is refused before anything runs with
- * the message a run would give. */
+ * into ctx. The estimate calls it, so td_job_validate, td_job_estimate
+ * and td_job_run (before td_generate) all refuse such a job before
+ * anything runs, with one message. */
 int td_job_check_model(td_ctx *ctx, const td_engine *eng, const td_job *job);
 /* A job's failure in ctx to the job's error sink, else the engine's; the code. */
 int td_job_report(td_engine *eng, const td_job *job, const td_ctx *ctx);

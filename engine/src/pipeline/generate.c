@@ -484,7 +484,6 @@ int td_generate(td_engine *eng, const td_job *job)
     td_models_defaults(r.m, &eng->files, &d);
     sampler = td_job_sampler(job, &d);
     guided = sampler == TD_SAMPLER_FLOW && td_job_guided(job, &d, r.m->pair);
-    TD_TRY(td_job_check_model(ctx, eng, job));
     TD_TRY(choose_attention(&r, &r.m->cfg));
     td_job_output_size(job, &width, &height);
     lat[0] = r.m->cfg.out_ch, lat[1] = latent_frames, lat[2] = height / s, lat[3] = width / s;
