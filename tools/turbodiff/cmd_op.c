@@ -18,10 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backend/backend.h"
 #include "commands.h"
+#include "core/clock.h"
 #include "core/pool.h"
 #include "io/npy.h"
 
@@ -51,13 +51,6 @@ typedef struct {
     int trans_b;
     int repeat;        /* > 0: run that many times, print the best wall time */
 } op_opts;
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *f)
 {
@@ -264,10 +257,10 @@ int cmd_op(int argc, char **argv)
     if (td_tensor_new(&ctx, &y, TD_F32, like.ndim, like.shape) < 0)
         goto fail;
     for (int r = 0; r < (o.repeat ? o.repeat : 1); r++) {
-        double t0 = now_seconds();
+        double t0 = td_now();
         if (run(be, d->name, in, has, &o, &y) < 0)
             goto fail;
-        best = fmin(best, now_seconds() - t0);
+        best = fmin(best, td_now() - t0);
     }
     if (o.repeat)
         fprintf(stderr, "turbodiff op: %s best of %d: %.4f s\n", d->name, o.repeat, best);

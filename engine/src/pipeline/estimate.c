@@ -25,8 +25,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "engine.h"
 #include "image_cond.h"
 #include "models.h"
@@ -282,13 +282,6 @@ int td_job_estimate(td_engine *eng, const td_job *job, td_estimate *out)
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Products of 256x512 by 512x512 in batches that double until one takes
  * 10 ms (the result read back, so an asynchronous device has finished):
  * about 20 ms at open on a CPU. */
@@ -314,12 +307,12 @@ static int probe(td_backend *be, double *rate)
     /* the first product warms caches and the device up */
     for (int first = 1; rc == 0; first = 0, k *= 2) {
         int n = first ? 1 : k;
-        t0 = now();
+        t0 = td_now();
         for (int i = 0; rc == 0 && i < n; i++)
             rc = be->ops->matmul(be, &a, &b, 1, 1.0f, 0.0f, &y);
         if (rc == 0)
             rc = be->ops->read(be, &y, &host);
-        dt = now() - t0;
+        dt = td_now() - t0;
         if (!first && (dt >= 0.01 || k >= 4096))
             break;
     }

@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/pool.h"
 #include "engine.h"
 #include "image_cond.h"
@@ -71,16 +71,9 @@ typedef struct run {
     uint8_t *rgb;            /* one packed frame */
 } run;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void progress(run *r, int stage, int step, int steps)
 {
-    double t = now();
+    double t = td_now();
     td_progress p;
     if (stage != r->stage) {
         r->stage = stage;
@@ -476,7 +469,7 @@ int td_generate(td_engine *eng, const td_job *job)
     int s = td_vae_spatial_factor(r.m->vae);
     int64_t latent_frames = 1 + (job->frames + 2) / 4, lat[4];
 
-    r.t0 = r.stage_t0 = now();
+    r.t0 = r.stage_t0 = td_now();
     /* the job's peak, reported with TD_STAGE_DONE, starts from the weights
      * the engine holds now */
     if (r.be->ops->peak_reset)
