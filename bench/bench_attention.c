@@ -36,7 +36,7 @@ static int make(td_ctx *ctx, td_tensor *t, int64_t s, int64_t h, int64_t d, unsi
 
 static const char *path_name(td_att_path p)
 {
-    return p == TD_ATT_AVX512 ? "avx512" : p == TD_ATT_AVX2 ? "avx2" : "scalar";
+    return p == TD_ATT_AMX ? "amx" : p == TD_ATT_AVX512 ? "avx512" : p == TD_ATT_AVX2 ? "avx2" : "scalar";
 }
 
 int main(int argc, char **argv)
@@ -46,7 +46,10 @@ int main(int argc, char **argv)
     td_tensor q, k, v, o;
     int64_t S = 32760, H = 12, D = 128, sq = argc > 2 ? atoll(argv[2]) : 1024;
     int rounds = argc > 3 ? atoi(argv[3]) : 3;
-    double best[3] = { 1e30, 1e30, 1e30 }, cpu_best[3] = { 1e30, 1e30, 1e30 };
+    double best[TD_ATT_AMX + 1], cpu_best[TD_ATT_AMX + 1];
+
+    for (int p = 0; p <= TD_ATT_AMX; p++)
+        best[p] = cpu_best[p] = 1e30;
 
     td_ctx_init(&ctx);
     if (td_pool_create(&ctx, argc > 1 ? atoi(argv[1]) : 0, &ctx.pool) < 0 ||
@@ -64,7 +67,7 @@ int main(int argc, char **argv)
     printf("threads %d, q %lld x %lld x %lld, k/v %lld rows\n", td_pool_threads(ctx.pool), (long long)sq,
            (long long)H, (long long)D, (long long)S);
     for (int r = 0; r < rounds; r++)
-        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AMX; p++) {
             double t, c;
             if (!td_cpu_att_supported(p))
                 continue;
@@ -82,7 +85,7 @@ int main(int argc, char **argv)
             printf("round %d %-7s %7.3f s %7.1f GFLOP/s  cpu %7.3f s\n", r, path_name(p), t,
                    4.0 * sq * S * D * H / t * 1e-9, c);
         }
-    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++)
+    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AMX; p++)
         if (td_cpu_att_supported(p))
             printf("best   %-7s %7.3f s %7.1f GFLOP/s  cpu %7.3f s\n", path_name(p), best[p],
                    4.0 * sq * S * D * H / best[p] * 1e-9, cpu_best[p]);

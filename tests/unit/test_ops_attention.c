@@ -161,7 +161,7 @@ int main(void)
     ops_env e;
     if (ops_env_init(&e) < 0)
         return 1;
-    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AMX; p++) {
         if (!td_cpu_att_supported(p))
             continue;
         printf("attention softmax path %d\n", (int)p);

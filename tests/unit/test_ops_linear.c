@@ -3,6 +3,7 @@
  * and batches, bf16/f16 b), against double loops at ragged sizes, plus
  * their argument errors. */
 #include "ops_common.h"
+#include "backend/cpu/cpu.h"
 
 static void ref_linear(const float *x, const float *w, const float *b, double *y, double *mag,
                        int64_t m, int64_t k, int64_t n)
@@ -53,6 +54,8 @@ static void test_linear_sizes(ops_env *e, test_rng *r)
     one_linear(e, r, 3, 4100, 300, TD_BF16, 1);
     one_linear(e, r, 2, 5000, 700, TD_F16, 0);
     one_linear(e, r, 2, 5000, 700, TD_F32, 1);
+    /* the AMX path's K chunks, edge rows and columns at once */
+    one_linear(e, r, 300, 1000, 70, TD_F32, 1);
 }
 
 /* y shaped [a, b, N] with x [a, b, K]: leading dims flatten */
@@ -311,7 +314,14 @@ int main(void)
     ops_env e;
     if (ops_env_init(&e) < 0)
         return 1;
-    test_linear_sizes(&e, &r);
+    for (td_lin_path p = TD_LIN_BLAS; p <= TD_LIN_AMX; p++) {
+        if (!td_cpu_lin_supported(p))
+            continue;
+        printf("linear path %d\n", (int)p);
+        td_cpu_of(e.be)->lin_path = p;
+        test_linear_sizes(&e, &r);
+    }
+    td_cpu_of(e.be)->lin_path = td_cpu_lin_best();
     test_linear_rank3(&e, &r);
     test_linear_errors(&e, &r);
     test_matmul_sizes(&e, &r);

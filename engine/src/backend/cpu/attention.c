@@ -21,8 +21,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "amx.h"
+#include "attention_amx.h"
 #include "cpu.h"
 #include "cpu_math.h"
+#include "simd_exp.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -60,42 +63,6 @@ static float exp_sum_scalar(float *x, int64_t n, float m)
 }
 
 #ifdef TD_X86
-/* td_expf's algorithm and constants on 16 lanes, with FMA: the same
- * clamps, 0 below -87.3 (so exp(-inf) = 0) and NaN kept (max/min return
- * their second operand, x, when it is NaN). */
-#define EXP_BODY(V, F, I, W)                                                          \
-    const F lo_ = V##set1_ps(-87.3f), magic_ = V##set1_ps(12582912.0f);               \
-    F xc_ = V##min_ps(V##set1_ps(88.7f), V##max_ps(lo_, x));                          \
-    F t_ = V##fmadd_ps(xc_, V##set1_ps(1.44269504088896341f), magic_);                \
-    F n_ = V##sub_ps(t_, magic_);                                                     \
-    F r_ = V##fnmadd_ps(n_, V##set1_ps(0.693359375f), xc_);                           \
-    F p_ = V##set1_ps(1.9875691500e-4f);                                              \
-    r_ = V##fmadd_ps(n_, V##set1_ps(2.12194440e-4f), r_);                             \
-    p_ = V##fmadd_ps(p_, r_, V##set1_ps(1.3981999507e-3f));                           \
-    p_ = V##fmadd_ps(p_, r_, V##set1_ps(8.3334519073e-3f));                           \
-    p_ = V##fmadd_ps(p_, r_, V##set1_ps(4.1665795894e-2f));                           \
-    p_ = V##fmadd_ps(p_, r_, V##set1_ps(1.6666665459e-1f));                           \
-    p_ = V##fmadd_ps(p_, r_, V##set1_ps(5.0000001201e-1f));                           \
-    p_ = V##add_ps(V##fmadd_ps(p_, V##mul_ps(r_, r_), r_), V##set1_ps(1.0f));         \
-    I e_ = V##slli_epi32(V##add_epi32(V##sub_epi32(V##castps_si##W(t_),               \
-                                                      V##castps_si##W(magic_)),       \
-                                         V##set1_epi32(127)), 23);                    \
-    p_ = V##mul_ps(p_, V##castsi##W##_ps(e_))
-
-__attribute__((target("avx512f")))
-static inline __m512 exp512(__m512 x)
-{
-    EXP_BODY(_mm512_, __m512, __m512i, 512);
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo_, _CMP_LT_OQ), p_, _mm512_setzero_ps());
-}
-
-__attribute__((target("avx2,fma")))
-static inline __m256 exp256(__m256 x)
-{
-    EXP_BODY(_mm256_, __m256, __m256i, 256);
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo_, _CMP_LT_OQ), p_);
-}
-
 /* Horizontal max and sum of 8 lanes, in a fixed order. */
 __attribute__((target("avx2")))
 static float hmax256(__m256 v)
@@ -174,6 +141,8 @@ int td_cpu_att_supported(td_att_path path)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case TD_ATT_AVX512:
         return __builtin_cpu_supports("avx512f");
+    case TD_ATT_AMX:
+        return __builtin_cpu_supports("avx512f") && td_amx_usable();
     }
     return 0;
 #else
@@ -183,6 +152,8 @@ int td_cpu_att_supported(td_att_path path)
 
 td_att_path td_cpu_att_best(void)
 {
+    if (td_cpu_att_supported(TD_ATT_AMX))
+        return TD_ATT_AMX;
     if (td_cpu_att_supported(TD_ATT_AVX512))
         return TD_ATT_AVX512;
     if (td_cpu_att_supported(TD_ATT_AVX2))
@@ -510,9 +481,16 @@ static void att_tasks(void *arg, int64_t t0, int64_t t1)
     free(buf);
 }
 
+/* SLA's gathered tiles stay on AVX-512 where attention runs on AMX: AMX
+ * wants each head's keys packed once, and a selection reads few of them. */
+static td_att_path blocks_path(td_att_path path)
+{
+    return path == TD_ATT_AMX ? TD_ATT_AVX512 : path;
+}
+
 size_t td_cpu_att_blocks_floats(td_att_path path, int64_t nr, int64_t d)
 {
-    return att_floats(path, nr, d, d);
+    return att_floats(blocks_path(path), nr, d, d);
 }
 
 void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const float *v,
@@ -521,7 +499,7 @@ void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const f
                        float *buf)
 {
     att_args a = { q, k, v, NULL, out, s, s, h, d, d, s, h * d, h * d, h * d, h * d, nr, 1,
-                   scale, path, att_rows_of(path), 0, sel, nsel, bk };
+                   scale, blocks_path(path), att_rows_of(path), 0, sel, nsel, bk };
     att_run(&a, head, r0, nr, buf);
 }
 
@@ -561,13 +539,22 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
         return 0;
     if (sk == 0)
         return td_fail(be->ctx, TD_ESHAPE, "attention: no keys (k %s)", td_shape_str(k, s1, sizeof(s1)));
+    td_cpu_blas_serial();
+    if (td_cpu_of(be)->att_path == TD_ATT_AMX) {
+        td_att_problem pr = { q->data, k->data, v->data, bias ? bias->data : NULL, out->data,
+                              sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
+                              q->stride[0], k->stride[0], v->stride[0], out->stride[0], scale };
+        if (td_cpu_att_amx(td_cpu_pool(be), &pr) < 0)
+            return td_fail(be->ctx, TD_ENOMEM, "attention: cannot allocate the AMX buffers "
+                           "(%lld keys x %lld channels)", (long long)pr.sk, (long long)(pr.d + pr.dv));
+        return 0;
+    }
     bq = td_cpu_of(be)->att_path == TD_ATT_AVX512 ? ATT_BQ512 : ATT_BQ;
     a = (att_args){ q->data, k->data, v->data, bias ? bias->data : NULL, out->data,
                     sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
                     q->stride[0], k->stride[0], v->stride[0], out->stride[0],
                     bq, (sq + bq - 1) / bq, scale, td_cpu_of(be)->att_path,
                     att_rows_of(td_cpu_of(be)->att_path), 0, NULL, 0, 0 };
-    td_cpu_blas_serial();
     td_pool_for(td_cpu_pool(be), h * a.nqt, 1, att_tasks, &a);
     if (atomic_load(&a.failed))
         return td_fail(be->ctx, TD_ENOMEM, "attention: cannot allocate tile buffers");

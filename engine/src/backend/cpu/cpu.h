@@ -27,10 +27,22 @@ typedef enum {
     TD_ATT_SCALAR,   /* sgemm, softmax as gcc vectorises it (any CPU) */
     TD_ATT_AVX2,     /* sgemm, softmax on ymm with FMA */
     TD_ATT_AVX512,   /* zmm micro-kernels for the products and the softmax */
+    TD_ATT_AMX,      /* AMX tiles on bf16 parts at f32 accuracy, zmm softmax */
 } td_att_path;
 
 td_att_path td_cpu_att_best(void);
 int td_cpu_att_supported(td_att_path path);
+
+/* How linears with f32 weights run (gemm.c); picked once per backend
+ * from the CPU (td_cpu_lin_best), tests and benches may force another.
+ * The paths agree to f32 rounding, not bit for bit. */
+typedef enum {
+    TD_LIN_BLAS,   /* OpenBLAS sgemm tiles (any CPU) */
+    TD_LIN_AMX,    /* AMX tiles on bf16 parts at f32 accuracy, from 128 rows */
+} td_lin_path;
+
+td_lin_path td_cpu_lin_best(void);
+int td_cpu_lin_supported(td_lin_path path);
 
 /* How stride-1 conv3d runs (conv3d.c); picked once per backend from the CPU
  * (td_cpu_conv_best), tests and benches may force another. The paths agree
@@ -62,6 +74,7 @@ typedef struct td_cpu {
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
     td_att_path att_path;  /* how attention runs its tiles */
+    td_lin_path lin_path;  /* how f32 linears run */
     td_conv_path conv_path; /* how stride-1 conv3d runs */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
     size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */
@@ -70,6 +83,11 @@ typedef struct td_cpu {
 
 static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }
 static inline td_pool *td_cpu_pool(td_backend *be) { return be->ctx->pool; }
+
+/* bytes of host memory, 64-byte aligned; from 4 MB on in whole 2 MB pages
+ * where the OS gives them (the tile kernels walk large operands at strides
+ * of many KB: 4 KB pages would take a TLB entry per row). free() frees it. */
+void *td_cpu_alloc(size_t bytes);
 
 /* The backend's tile scratch, grown to at least n floats. Ops carve it up
  * themselves; its content does not survive the op. NULL + TD_ENOMEM. */

@@ -11,6 +11,21 @@
 #include "cpu.h"
 #include "sla.h"
 
+void *td_cpu_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p;
+    if (bytes < 2 * huge)
+        return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    p = aligned_alloc(huge, (bytes + huge - 1) & ~(huge - 1));
+#ifdef MADV_HUGEPAGE
+    /* advice only: without it (or where refused) the pages are 4 KB */
+    if (p)
+        madvise(p, (bytes + huge - 1) & ~(huge - 1), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 float *td_cpu_scratch(td_backend *be, size_t n)
 {
     td_cpu *c = td_cpu_of(be);
@@ -22,7 +37,7 @@ float *td_cpu_scratch(td_backend *be, size_t n)
         }
         free(c->scratch);
         c->scratch_floats = 0;
-        p = aligned_alloc(64, (n * sizeof(float) + 63) & ~(size_t)63);
+        p = td_cpu_alloc(n * sizeof(float));
         if (!p) {
             c->scratch = NULL;
             td_fail(be->ctx, TD_ENOMEM, "cpu backend: cannot allocate %zu bytes of tile scratch",
@@ -116,7 +131,7 @@ static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim
         return td_fail(be->ctx, TD_EINVAL, "cpu backend: a tensor of %d dims overflows", ndim);
     *t = td_view(NULL, dtype, ndim, shape);
     bytes = ((size_t)n * td_dtype_size(dtype) + 63) & ~(size_t)63;
-    base = aligned_alloc(64, CPU_HEADER + bytes);
+    base = td_cpu_alloc(CPU_HEADER + bytes);
     if (!base)
         return td_fail(be->ctx, TD_ENOMEM, "cpu backend: cannot allocate %zu bytes for a tensor", bytes);
     memcpy(base, &bytes, sizeof(bytes));
@@ -219,6 +234,7 @@ int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
     c->nthreads = td_pool_threads(ctx->pool);
     c->w8a8_path = td_cpu_w8a8_best();
     c->att_path = td_cpu_att_best();
+    c->lin_path = td_cpu_lin_best();
     c->conv_path = td_cpu_conv_best();
     *out = be;
     return 0;

@@ -25,9 +25,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amx.h"
 #include "cpu.h"
+#include "linear_amx.h"
 
 #define LINEAR_KMAX 2048   /* K chunk of a widened tile: LINEAR_BAND x 2048 floats, 4 MB */
+/* Fewer rows than this stay on sgemm on the AMX path: splitting and
+ * packing w costs about what 50-80 rows of sgemm over it do. */
+#define LINEAR_AMX_ROWS 128
+
+int td_cpu_lin_supported(td_lin_path path)
+{
+    return path == TD_LIN_BLAS || (path == TD_LIN_AMX && td_amx_usable());
+}
+
+td_lin_path td_cpu_lin_best(void)
+{
+    return td_cpu_lin_supported(TD_LIN_AMX) ? TD_LIN_AMX : TD_LIN_BLAS;
+}
 
 typedef struct {
     float *y;
@@ -275,6 +290,10 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     TD_TRY(td_cpu_check_linear_io(be, op, x, "w", w, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
+    if (td_cpu_of(be)->lin_path == TD_LIN_AMX && w->dtype == TD_F32 && m >= LINEAR_AMX_ROWS && k > 0) {
+        TD_TRY(td_cpu_linear_amx(be, x->data, k, w->data, k, m, n, k, y->data, n));
+        return add_bias(be, bias, y->data, m, n);
+    }
     p = (mm_args){ .d = { 1, m, n, k, k, k, n, 0, 0, 0 }, .a = x->data, .b = w->data, .bdt = w->dtype,
                    .trans_b = 1, .alpha = 1.0f, .beta = 0.0f, .y = y->data };
     TD_TRY(mm_run(be, &p));

@@ -1,0 +1,145 @@
+/*
+ * Linear layers with f32 weights on AMX tiles, at f32 accuracy (the
+ * three-part products of amx.h): y = x w^T.
+ *
+ * w is split and packed once per call as the B operand (6 bytes per
+ * weight; splitting it costs about what one pass of sgemm over it does),
+ * then each pool part runs its share of the blocks of LIN_BM rows of x
+ * (blocks fixed by the shape), all in the backend's scratch. A block splits its rows
+ * of x once, then makes y's columns LIN_BN at a time in its own scratch
+ * (L2; y's rows, a multiple of 4 KB apart at the DiT's widths, would
+ * crowd a few L1 sets): K in chunks of LIN_BK, and per chunk, for each 32
+ * columns (whose chunk of w, 24 KB, stays in L1) every 32 rows. Every
+ * element of y is summed in an order fixed by the shape, whatever the
+ * thread count.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "amx.h"
+#include "cpu.h"
+#include "linear_amx.h"
+
+#ifdef TD_HAVE_AMX
+
+#define LIN_BM 256
+#define LIN_BK 128
+#define LIN_BN 512
+
+typedef struct {
+    const float *x, *w;
+    float *y;
+    int64_t ldx, ldw, ldy, m, n, k, kp, ng;   /* ng: groups of 16 columns */
+    uint16_t *wb;        /* w packed */
+    char *buf;           /* parts x part_bytes: each part's buffers */
+    int64_t parts;
+    size_t part_bytes;
+} lin_args;
+
+TD_AMX_TARGET static void pack_w(void *arg, int64_t t0, int64_t t1)
+{
+    lin_args *l = arg;
+    for (int64_t t = t0; t < t1; t++)
+        td_amx_pack_b_rows(l->w, l->ldw, l->n, 32 * t, 32, l->k, l->kp, LIN_BK, l->ng, l->wb);
+}
+
+/* One part's buffers: x's parts by K chunk, [kc][part][row][ldxa] (one
+ * chunk's rows share a few pages), and y's block of columns, rows ldc
+ * apart (row strides of an odd number of cache lines spread rows over
+ * L1's sets). */
+static int64_t lin_ldxa(void)
+{
+    return LIN_BK + 32;
+}
+
+static int64_t lin_xa_elems(const lin_args *l)
+{
+    return (l->kp + LIN_BK - 1) / LIN_BK * 3 * LIN_BM * lin_ldxa() + 3 * l->kp;
+}
+
+static int64_t lin_ldc(void)
+{
+    return LIN_BN + 16;
+}
+
+/* Part t of l->parts: row blocks [t nb / parts, (t + 1) nb / parts). */
+TD_AMX_TARGET static void row_blocks(void *arg, int64_t t0, int64_t t1)
+{
+    lin_args *l = arg;
+    const int64_t ldxa = lin_ldxa(), chunk = 3 * LIN_BM * ldxa, ldc = lin_ldc();
+    const int64_t nb = (l->m + LIN_BM - 1) / LIN_BM;
+
+    td_amx_configure();
+    for (int64_t t = t0; t < t1; t++) {
+        uint16_t *xa = (uint16_t *)(l->buf + t * l->part_bytes), *part = xa + lin_xa_elems(l) - 3 * l->kp;
+        float *cb = (float *)(l->buf + t * l->part_bytes + l->part_bytes - sizeof(float) * (size_t)(LIN_BM * ldc));
+        for (int64_t b = t * nb / l->parts; b < (t + 1) * nb / l->parts; b++) {
+            int64_t m0 = b * LIN_BM, nr = l->m - m0 < LIN_BM ? l->m - m0 : LIN_BM;
+            for (int64_t i = 0; i < td_amx_up32(nr); i++) {
+                if (i < nr)
+                    td_amx_split3(l->x + (m0 + i) * l->ldx, 1.0f, l->k, l->kp, part);
+                else
+                    memset(part, 0, sizeof(uint16_t) * (size_t)(3 * l->kp));
+                for (int64_t kc = 0; kc < l->kp; kc += LIN_BK)
+                    for (int p = 0; p < 3; p++)
+                        memcpy(xa + kc / LIN_BK * chunk + (p * LIN_BM + i) * ldxa, part + p * l->kp + kc,
+                               sizeof(uint16_t) * (size_t)(l->kp - kc < LIN_BK ? l->kp - kc : LIN_BK));
+            }
+            for (int64_t n0 = 0; n0 < l->n; n0 += LIN_BN) {
+                int64_t nc = l->n - n0 < LIN_BN ? l->n - n0 : LIN_BN;
+                for (int64_t kc = 0; kc < l->kp; kc += LIN_BK) {
+                    int64_t kw = l->kp - kc < LIN_BK ? l->kp - kc : LIN_BK;
+                    for (int64_t c0 = n0; c0 < n0 + nc; c0 += 32) {
+                        const uint16_t *b0[3], *b1[3];
+                        for (int p = 0; p < 3; p++) {
+                            b0[p] = l->wb + ((kc / LIN_BK * l->ng + c0 / 16) * 3 + p) * LIN_BK * 16;
+                            b1[p] = b0[p] + 3 * LIN_BK * 16;
+                        }
+                        for (int64_t i0 = 0; i0 < nr; i0 += 32) {
+                            const uint16_t *a[3];
+                            for (int p = 0; p < 3; p++)
+                                a[p] = xa + kc / LIN_BK * chunk + (p * LIN_BM + i0) * ldxa;
+                            td_amx_mm32(a, 2 * ldxa, b0, b1, kw / 32, cb + i0 * ldc + c0 - n0, 4 * ldc,
+                                        kc > 0);
+                        }
+                    }
+                }
+                for (int64_t i = 0; i < nr; i++)
+                    memcpy(l->y + (m0 + i) * l->ldy + n0, cb + i * ldc, sizeof(float) * (size_t)nc);
+            }
+        }
+    }
+    td_amx_release();
+}
+
+int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                      int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
+{
+    lin_args l = { x, w, y, ldx, ldw, ldy, m, n, k, td_amx_up32(k), td_amx_up32(n) / 16, NULL, NULL, 0, 0 };
+    const int64_t nb = (m + LIN_BM - 1) / LIN_BM;
+    size_t wbytes = sizeof(uint16_t) * (size_t)(3 * td_amx_up32(n) * ((l.kp + LIN_BK - 1) / LIN_BK * LIN_BK));
+    float *scratch;
+
+    l.parts = td_cpu_of(be)->nthreads < nb ? td_cpu_of(be)->nthreads : nb;
+    l.part_bytes = (sizeof(uint16_t) * (size_t)lin_xa_elems(&l) + 63) / 64 * 64 +
+                   sizeof(float) * (size_t)(LIN_BM * lin_ldc());
+    scratch = td_cpu_scratch(be, (wbytes + (size_t)l.parts * l.part_bytes) / sizeof(float) + 1);
+    if (!scratch)
+        return be->ctx->err;
+    l.wb = (uint16_t *)scratch;
+    l.buf = (char *)scratch + wbytes;
+    td_pool_for(td_cpu_pool(be), td_amx_up32(n) / 32, 1, pack_w, &l);
+    td_pool_for(td_cpu_pool(be), l.parts, 1, row_blocks, &l);
+    return 0;
+}
+
+#else
+
+int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                      int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
+{
+    (void)be, (void)x, (void)ldx, (void)w, (void)ldw, (void)m, (void)n, (void)k, (void)y, (void)ldy;
+    return td_fail(be->ctx, TD_EINVAL, "linear: this build has no AMX path");
+}
+
+#endif
