@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_internal.h"
 #include "check.h"
 
 #define TOL 1e-2
@@ -344,14 +345,48 @@ static void test_attention(env *e)
     }
 }
 
+#ifdef TD_HAVE_CUDNN
+/* Geometries cuDNN has taken: plans holding algorithms (cuda_conv3d.c). */
+static int cudnn_plans(env *e)
+{
+    td_cuda *c = td_cuda_of(e->gpu);
+    int n = 0;
+    for (int i = 0; i < c->conv_nplans; i++)
+        n += c->conv_plans[i].n > 0;
+    return n;
+}
+#endif
+
+/* Every case on each conv3d path the backend has (cuDNN, with im2col for
+ * the frames whose windows reach into the time padding, and im2col alone),
+ * into an output filled with NaN first so a frame neither path wrote shows.
+ * Cases without time padding are wholly cuDNN's: it must take them. */
 static void test_conv3d(env *e)
 {
     /* ci, t, h, w, co, kt, kh, kw, stride t/h/w, pad front/back/h/w */
-    static const int sz[][15] = { { 3, 5, 9, 11, 8, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1 },
+    static const int sz[][15] = { { 3, 5, 9, 11, 8, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1 },    /* causal, first chunk */
                                   { 16, 4, 8, 8, 5, 1, 3, 3, 1, 2, 2, 0, 0, 1, 1 },
                                   { 4, 3, 6, 7, 6, 3, 1, 1, 2, 1, 1, 2, 0, 0, 0 },
-                                  { 32, 2, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },
-                                  { 8, 4, 6, 6, 4, 3, 3, 3, 1, 1, 1, 0, 2, 1, 1 } };
+                                  { 32, 2, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 }, /* no interior */
+                                  { 8, 4, 6, 6, 4, 3, 3, 3, 1, 1, 1, 0, 2, 1, 1 },    /* back padding */
+                                  { 32, 3, 12, 16, 16, 3, 3, 3, 1, 1, 1, 0, 0, 1, 1 }, /* causal, cache full */
+                                  { 24, 4, 10, 12, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0 },  /* 1x1x1 */
+                                  { 16, 5, 8, 8, 16, 3, 1, 1, 2, 1, 1, 0, 0, 0, 0 },   /* time downsample */
+                                  { 8, 5, 4, 6, 8, 3, 3, 3, 2, 1, 1, 1, 0, 1, 1 },    /* views from frame 1 */
+                                  { 8, 5, 5, 7, 8, 3, 3, 3, 2, 1, 1, 1, 0, 1, 1 } };   /* views off 16 bytes */
+    td_cuda *c = td_cuda_of(e->gpu);
+    td_cuda_conv_path best = c->conv_path;
+#ifdef TD_HAVE_CUDNN
+    size_t v = cudnnGetVersion();
+    const char *why = "did not start (see the backend's warning)";
+    printf("conv3d: cuDNN %zu.%zu.%zu loaded, built against %d.%d.%d\n", v / 10000, v / 100 % 100, v % 100,
+           CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL);
+#else
+    const char *why = "not built in (TD_CUDNN=OFF or not found)";
+#endif
+
+    if (best == TD_CUDA_CONV_IM2COL)
+        printf("conv3d: cuDNN %s: im2col only\n", why);
     for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
         const int *z = sz[i];
         td_conv3d_params p = { { z[8], z[9], z[10] }, z[11], z[12], z[13], z[14] };
@@ -361,13 +396,32 @@ static void test_conv3d(env *e)
         size_t mark = e->gpu->ops->mark(e->gpu);
         td_tensor x = host_rand(e, 4, xs, 1.0f), w = host_rand(e, 5, ws, 0.2f), b = host_rand(e, 1, &co, 1.0f);
         td_tensor y = host_zero(e, 4, ys), gx = to_gpu(e, &x, TD_BF16), gw = to_gpu(e, &w, i % 2 ? TD_F32 : TD_BF16);
-        td_tensor gb = to_gpu(e, &b, TD_F32), gy = gpu_out(e, 4, ys);
-        char what[96];
+        td_tensor gb = to_gpu(e, &b, TD_F32);
         OK(e->cpu->ops->conv3d(e->cpu, &x, &w, &b, &p, &y), "cpu conv3d");
-        OK(e->gpu->ops->conv3d(e->gpu, &gx, &gw, &gb, &p, &gy), "cuda conv3d");
-        snprintf(what, sizeof(what), "conv3d x [%d,%d,%d,%d] w [%d,%d,%d,%d,%d] s %d,%d,%d", z[0], z[1], z[2],
-                 z[3], z[4], z[0], z[5], z[6], z[7], z[8], z[9], z[10]);
-        compare(e, what, &gy, &y);
+        for (td_cuda_conv_path path = best;; path = TD_CUDA_CONV_IM2COL) {
+            td_tensor gy = gpu_out(e, 4, ys);
+            char what[128];
+#ifdef TD_HAVE_CUDNN
+            int before = cudnn_plans(e), took;
+#endif
+            c->conv_path = path;
+            OK(e->gpu->ops->fill(e->gpu, &gy, NAN), "fill y with NaN");
+            OK(e->gpu->ops->conv3d(e->gpu, &gx, &gw, &gb, &p, &gy), "cuda conv3d");
+            snprintf(what, sizeof(what), "conv3d %s x [%d,%d,%d,%d] w [%d,%d,%d,%d,%d] s %d,%d,%d p %d+%d",
+                     path == TD_CUDA_CONV_CUDNN ? "cudnn" : "im2col", z[0], z[1], z[2], z[3], z[4], z[0], z[5],
+                     z[6], z[7], z[8], z[9], z[10], z[11], z[12]);
+            compare(e, what, &gy, &y);
+#ifdef TD_HAVE_CUDNN
+            took = cudnn_plans(e) > before;
+            if (path == TD_CUDA_CONV_CUDNN) {
+                printf("  %s: interior frames %s\n", what, took ? "by cuDNN" : "by im2col (cuDNN declined or none)");
+                CHECK(took || z[11] + z[12] > 0, "%s: cuDNN declined a conv without time padding", what);
+            }
+#endif
+            if (path == TD_CUDA_CONV_IM2COL)
+                break;
+        }
+        c->conv_path = best;
         td_tensor_free(&x), td_tensor_free(&w), td_tensor_free(&b), td_tensor_free(&y);
         release(e, mark);
     }

@@ -14,7 +14,11 @@
 #          in (gfortran, quadmath). The CUDA runtime and cuBLAS are NOT
 #          carried (cuBLASLt alone is ~500 MB; the carry limit is 64 MiB):
 #          the GPU machine's CUDA 13 provides them. first_run.sh puts lib/
-#          on LD_LIBRARY_PATH.
+#          on LD_LIBRARY_PATH. Nor is cuDNN (hundreds of MB), which the
+#          binaries link for conv3d where this machine's CUDA toolkit has
+#          it (TD_CUDNN=OFF tools/gpu/build_for_gpu.sh builds without):
+#          first_run.sh finds libcudnn.so.9 on the GPU machine, in
+#          PyTorch's wheels if nowhere else, and prints the version loaded.
 # Then run on the GPU machine, from the repository root:
 #   tools/gpu/first_run.sh OUT build-gpu/carry
 # (with the device tool: carry ["build-gpu/carry"], command
@@ -24,8 +28,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUTDIR=${1:-$ROOT/build-gpu/carry}
 BUILD=$ROOT/build-gpu/cmake
 JOBS=${JOBS:-2}
+TD_CUDNN=${TD_CUDNN:-ON}
 
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTD_CUDA=ON -DTD_CUDA_ARCHS=90-real
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTD_CUDA=ON -DTD_CUDA_ARCHS=90-real -DTD_CUDNN="$TD_CUDNN"
 cmake --build "$BUILD" -j"$JOBS" --target test_cuda_ops test_cuda_pipeline bench_cuda_block
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR/bin" "$OUTDIR/lib"

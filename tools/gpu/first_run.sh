@@ -22,6 +22,31 @@ mkdir -p "$OUT"
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA_HOME=$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd || echo /usr/local/cuda)
 export LD_LIBRARY_PATH="$CARRY/lib:$CUDA_HOME/lib64:$CUDA_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cuDNN 9 (libcudnn.so.9, which the binaries link for conv3d): the machine may
+# have it only inside PyTorch's pip wheels (site-packages/nvidia/cudnn/lib).
+# That directory goes after CUDA's, so a toolkit copy wins where there is one.
+# Found nowhere, the binaries do not start ("libcudnn.so.9 => not found" in
+# the probe); TD_CUDNN=OFF tools/gpu/build_for_gpu.sh then builds them without.
+CUDNN_DIR=$(python3 - 2>/dev/null <<'PY'
+import glob, os, site
+roots = []
+try:
+    import nvidia.cudnn
+    roots += [os.path.join(p, "lib") for p in nvidia.cudnn.__path__]
+except ImportError:
+    pass
+for sp in site.getsitepackages() + [site.getusersitepackages()]:
+    roots += [os.path.join(sp, "nvidia"), os.path.join(sp, "torch", "lib")]
+for r in roots:
+    hits = sorted(glob.glob(os.path.join(r, "**", "libcudnn.so.9"), recursive=True))
+    if hits:
+        print(os.path.dirname(hits[0]))
+        break
+PY
+)
+if [ -n "$CUDNN_DIR" ]; then
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$CUDNN_DIR"
+fi
 # The tests' fixtures: the carried copy, not the build machine's checkout
 # compiled into them as TD_ROOT.
 export TD_TEST_ROOT="$CARRY/root"
@@ -51,16 +76,20 @@ step() {
 }
 
 say "# turbodiff first GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say "cuDNN directory from PyTorch's wheels: ${CUDNN_DIR:-none found}"
 
 # 1. probe: the GPU, its driver, what PyTorch sees; the binaries' libraries.
 step probe 30 bash -c 'set -e; nvidia-smi; nvidia-smi -L; nvcc --version | tail -2;
     python3 -c "import torch; print(\"torch\", torch.__version__, \"devices\", torch.cuda.device_count(), torch.cuda.get_device_name())";
     for b in '"$BIN"'/*; do echo "== ldd $b"; ldd "$b"; done'
 grep -E "^GPU |^torch |not found" "$OUT/probe.log" | tee -a "$SUMMARY"
+grep -m1 "libcudnn.so.9 =>" "$OUT/probe.log" | sed 's/^[[:space:]]*/libcudnn resolved: /' | tee -a "$SUMMARY"
 
 # 2. every CUDA op against the CPU backend.
 step test_cuda_ops 60 "$BIN/test_cuda_ops"
-grep -E "FAIL|rel L2|exact|differ|ran|passed|failed" "$OUT/test_cuda_ops.log" | tail -80 >> "$SUMMARY"
+# The cuDNN version loaded (cudnnGetVersion) and which conv3d frames it took.
+grep -E "^conv3d: cuDNN|cuda backend:" "$OUT/test_cuda_ops.log" | head -3 | tee -a "$SUMMARY"
+grep -E "FAIL|rel L2|exact|differ|ran|passed|failed|by cuDNN|by im2col" "$OUT/test_cuda_ops.log" | tail -100 >> "$SUMMARY"
 
 # 3. compute-sanitizer on the same test: out-of-bounds and misaligned
 # accesses, shared-memory races, reads of uninitialised device memory.

@@ -5,9 +5,11 @@
  * transfer staging) whose release threshold is raised so a steady run of
  * jobs keeps its memory instead of handing it back to the driver between
  * frees. Weights are uploaded once, floats narrowed to bf16 on the device
- * (the GEMMs take bf16), and released by tensor_free. Every CUDA and cuBLAS
- * status becomes a td_fail.
+ * (the GEMMs take bf16), and released by tensor_free. Every CUDA, cuBLAS and
+ * cuDNN status becomes a td_fail. The cuDNN handle (builds with
+ * TD_HAVE_CUDNN) lives and dies with the backend, on its stream.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,20 @@ int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what)
                        cudaGetErrorName(e));
     return 0;
 }
+
+#ifdef TD_HAVE_CUDNN
+int td_cuda_dnn_check(td_backend *be, cudnnStatus_t st, const char *what)
+{
+    char detail[256] = "";
+    if (st == CUDNN_STATUS_SUCCESS)
+        return td_cuda_check(be, cudaSuccess, what);
+    cudnnGetLastErrorString(detail, sizeof(detail));
+    return td_fail(be->ctx,
+                   st == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                           st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED ? TD_ENOMEM : TD_EDEVICE,
+                   "cudnn: %s: %s%s%s", what, cudnnGetErrorString(st), detail[0] ? ": " : "", detail);
+}
+#endif
 
 int td_cuda_enter(td_backend *be)
 {
@@ -123,6 +139,13 @@ static void *arena_take(td_backend *be, size_t bytes, const char *what)
 void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op)
 {
     return arena_take(be, bytes, op);
+}
+
+size_t td_cuda_scratch_room(td_backend *be)
+{
+    td_cuda *c = td_cuda_of(be);
+    size_t start = (c->arena_used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    return start < c->arena_size ? c->arena_size - start : 0;
 }
 
 static int cuda_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
@@ -245,6 +268,10 @@ static void cuda_destroy(td_backend *be)
             cudaMemPoolDestroy(c->pool);
         cudaFree(c->arena);
         cudaFree(c->lt_workspace);
+#ifdef TD_HAVE_CUDNN
+        if (c->dnn)
+            cudnnDestroy(c->dnn);
+#endif
         if (c->lt)
             cublasLtDestroy(c->lt);
         if (c->blas)
@@ -323,6 +350,48 @@ static int sync_each_wanted(void)
 #endif
 }
 
+#ifdef TD_HAVE_CUDNN
+/* cuDNN is optional at run time: a libcudnn whose sub-libraries are missing,
+ * or that does not fit this driver or GPU, fails cudnnCreate, and conv3d
+ * then runs im2col (said once, here). A libcudnn.so.9 missing altogether
+ * stops the dynamic loader before any of this, naming the file. */
+static void setup_dnn(td_backend *be)
+{
+    td_cuda *c = td_cuda_of(be);
+    size_t v = cudnnGetVersion();
+    cudnnStatus_t st = cudnnCreate(&c->dnn);
+
+    if (st == CUDNN_STATUS_SUCCESS) {
+        st = cudnnSetStream(c->dnn, c->stream);
+        if (st != CUDNN_STATUS_SUCCESS)
+            cudnnDestroy(c->dnn);
+    }
+    if (st != CUDNN_STATUS_SUCCESS) {
+        c->dnn = NULL;
+        td_log(be->ctx, TD_LOG_WARNING, "cuda backend: cuDNN %zu.%zu.%zu (built against %d.%d.%d) cannot start (%s): "
+               "conv3d runs as im2col + cuBLASLt", v / 10000, v / 100 % 100, v % 100, CUDNN_MAJOR, CUDNN_MINOR,
+               CUDNN_PATCHLEVEL, cudnnGetErrorString(st));
+        return;
+    }
+    c->conv_path = TD_CUDA_CONV_CUDNN;
+}
+#endif
+
+/* The conv3d path in words, for the backend's info line. */
+static void conv_path_str(td_cuda *c, char *s, size_t n)
+{
+#ifdef TD_HAVE_CUDNN
+    size_t v = cudnnGetVersion();
+    if (c->conv_path == TD_CUDA_CONV_CUDNN) {
+        snprintf(s, n, "conv3d by cuDNN %zu.%zu.%zu (built against %d.%d.%d)", v / 10000, v / 100 % 100, v % 100,
+                 CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL);
+        return;
+    }
+#endif
+    (void)c;
+    snprintf(s, n, "conv3d by im2col + cuBLASLt");
+}
+
 static int setup(td_backend *be, int device, size_t arena_bytes)
 {
     td_cuda *c = td_cuda_of(be);
@@ -346,6 +415,10 @@ static int setup(td_backend *be, int device, size_t arena_bytes)
      * default math mode keeps: f32 accumulation on tensor cores. */
     TD_TRY(td_cuda_blas_check(be, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH), "set the math mode"));
     TD_TRY(td_cuda_blas_check(be, cublasLtCreate(&c->lt), "create a cuBLASLt handle"));
+    c->conv_path = TD_CUDA_CONV_IM2COL;
+#ifdef TD_HAVE_CUDNN
+    setup_dnn(be);
+#endif
     c->lt_workspace_bytes = LT_WORKSPACE;
     TD_TRY(td_cuda_malloc(be->ctx, &c->lt_workspace, c->lt_workspace_bytes, "the cuBLASLt workspace"));
     TD_TRY(td_cuda_malloc(be->ctx, (void **)&c->arena, arena_bytes, "the activation arena"));
@@ -357,6 +430,7 @@ int td_backend_cuda_create(td_ctx *ctx, int device, size_t arena_bytes, td_backe
 {
     td_backend *be;
     td_cuda *c;
+    char conv[96];
     int rc;
 
     *out = NULL;
@@ -377,8 +451,9 @@ int td_backend_cuda_create(td_ctx *ctx, int device, size_t arena_bytes, td_backe
         return rc;
     }
     c->sync_each = sync_each_wanted();
-    td_log(ctx, TD_LOG_INFO, "cuda backend: device %d, %zu MiB activation arena%s", device, arena_bytes >> 20,
-           c->sync_each ? ", synchronising after every step (TURBODIFF_CUDA_SYNC)" : "");
+    conv_path_str(c, conv, sizeof(conv));
+    td_log(ctx, TD_LOG_INFO, "cuda backend: device %d, %zu MiB activation arena, %s%s", device, arena_bytes >> 20,
+           conv, c->sync_each ? ", synchronising after every step (TURBODIFF_CUDA_SYNC)" : "");
     *out = be;
     return 0;
 }

@@ -10,10 +10,36 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#ifdef TD_HAVE_CUDNN
+#include <cudnn.h>
+#endif
 
 #include "backend/backend.h"
 #include "backend/op_check.h"
 #include "td_kernels.h"
+
+/* How conv3d runs (cuda_conv3d.c): picked when the backend is made (cuDNN
+ * when it was built in and its library loaded), tests and benches may force
+ * im2col. The paths agree to bf16 rounding, not bit for bit. */
+typedef enum {
+    TD_CUDA_CONV_IM2COL,   /* chunked im2col + cuBLASLt GEMM (always there) */
+    TD_CUDA_CONV_CUDNN,    /* cuDNN's forward convolution, im2col where it declines */
+} td_cuda_conv_path;
+
+#ifdef TD_HAVE_CUDNN
+/* cuDNN's algorithms for one conv3d geometry, asked for once (conv_plans);
+ * n == 0: cuDNN has none for it, so that geometry runs im2col. */
+#define TD_CUDA_CONV_ALGOS 4
+#define TD_CUDA_CONV_PLANS 64
+#define TD_CUDA_CONV_KEY 18
+typedef struct td_cuda_conv_plan {
+    int64_t key[TD_CUDA_CONV_KEY]; /* the geometry, as cuda_conv3d.c lays it out */
+    int n;
+    cudnnConvolutionFwdAlgo_t algo[TD_CUDA_CONV_ALGOS];   /* cuDNN's order, fastest first */
+    cudnnMathType_t math[TD_CUDA_CONV_ALGOS];
+    size_t workspace[TD_CUDA_CONV_ALGOS];
+} td_cuda_conv_plan;
+#endif
 
 typedef struct td_cuda {
     int device;
@@ -30,6 +56,12 @@ typedef struct td_cuda {
     size_t tensor_bytes;           /* bytes of the tensor_new/upload tensors not yet freed */
     size_t peak;                   /* the peak op's: most of tensor_bytes + arena_used */
     int sync_each;                 /* debug: synchronise after every step to name a failing kernel */
+    td_cuda_conv_path conv_path;
+#ifdef TD_HAVE_CUDNN
+    cudnnHandle_t dnn;             /* NULL when libcudnn would not start: conv3d runs im2col */
+    td_cuda_conv_plan conv_plans[TD_CUDA_CONV_PLANS];   /* a ring: the oldest goes first */
+    int conv_nplans, conv_next;
+#endif
 } td_cuda;
 
 static inline td_cuda *td_cuda_of(td_backend *be) { return be->priv; }
@@ -44,10 +76,17 @@ int td_cuda_enter(td_backend *be);
  * rather than by whichever later call happens to synchronise. */
 int td_cuda_check(td_backend *be, cudaError_t e, const char *what);
 int td_cuda_blas_check(td_backend *be, cublasStatus_t st, const char *what);
+#ifdef TD_HAVE_CUDNN
+/* 0, or td_fail naming what failed and cuDNN's reason (TD_ENOMEM for its
+ * allocation failures, else TD_EDEVICE); sync_each as td_cuda_check. */
+int td_cuda_dnn_check(td_backend *be, cudnnStatus_t st, const char *what);
+#endif
 /* Device memory that may fail for size: ENOMEM names the bytes and the free memory. */
 int td_cuda_malloc(td_ctx *ctx, void **p, size_t bytes, const char *what);
 /* Scratch bytes from the arena for one op (the op resets to its mark). */
 void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op);
+/* The most bytes td_cuda_scratch could give now. */
+size_t td_cuda_scratch_room(td_backend *be);
 
 /* bf16 y[M, N] (row stride ldy) = x[M, K] w[N, K]^T (+ bias[N], bf16) by
  * cuBLASLt with f32 accumulation (in row-major terms; cuBLASLt sees the
