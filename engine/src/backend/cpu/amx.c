@@ -8,16 +8,23 @@
 #include "amx.h"
 
 #ifdef TD_HAVE_AMX
+#include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Linux hands out AMX's 8 KB of tile state only to processes that ask. */
+/* CPUID leaf 7: AMX-TILE and AMX-BF16 (sub-leaf 0, EDX bits 24 and 22),
+ * AVX512-BF16 (sub-leaf 1, EAX bit 5), read directly: clang 14's
+ * __builtin_cpu_supports knows none of them. Linux hands out AMX's 8 KB
+ * of tile state only to processes that ask; the answer also covers the
+ * OS's saving of it. */
 int td_amx_usable(void)
 {
     enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    unsigned a, b, c, d;
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16") ||
-        !__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw"))
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 22 & 1) ||
+        !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a >> 5 & 1))
         return 0;
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }

@@ -7,8 +7,8 @@
  * tiles of AMX_BQ rows in the flash pattern of attention.c: per key tile
  * of AMX_BK keys, s = q k^T on tiles (q scaled before its split), the
  * running max and sum and p = exp(s - max) on zmm rows, p split the same
- * way, o += p v on tiles. Sums run in an order fixed by the shape: results do not depend
- * on the thread count.
+ * way, o += p v on tiles. Sums run in an order fixed by the shape: results
+ * do not depend on the thread count.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,8 +55,8 @@ static int64_t tile_keys(const amx_head *w, int64_t t)
     return left < AMX_BK ? left : AMX_BK;
 }
 
-/* Pack key tiles [t0, t1) of k and v: split each row, then place each
- * part where its K segments want it. */
+/* Pack key tiles [t0, t1): k's rows as q k^T's B columns, v's rows two
+ * by two as p v's B pair rows. */
 TD_AMX_TARGET static void pack_tiles(void *arg, int64_t t0, int64_t t1)
 {
     amx_head *w = arg;
