@@ -4,17 +4,19 @@
  *
  * The weights are the A operand: split once per call into
  * [tap][Co32][part][Ci32] (zeros past Co and Ci). The input is the B
- * operand: split once per call, zero-padded in time, H and W exactly as the
- * conv reads it, into pair layout [frame][row][part][Ci32 / 2][wpp], one
- * padded input row of every channel in one place. Output positions go in
+ * operand: split, zero-padded in time, H and W exactly as the conv reads
+ * it, into pair layout [frame][row][part][Ci32 / 2][wpp], one padded input
+ * row of every channel in one place; output frames go in order, each input
+ * frame packed once into a ring of kt frames (6 bytes of scratch per
+ * element of kt padded frames, not of all of them). Output positions go in
  * slots of 16 consecutive positions of one row (the last slot of a row runs
  * past Wo into junk that is never stored); for any tap, a slot's B tile is
  * a plain load from the packed input shifted by the tap, its 16 pair rows
  * wpp apart: no copy per tap, no im2col. A junk position's sums touch no
  * valid position's.
  *
- * Each pool part runs its share of the blocks of output rows of one frame
- * (blocks fixed by the shape) into its own scratch C[Co32][slots]: for
+ * Per output frame, each pool part runs its share of the frame's blocks of
+ * output rows (fixed by the shape) into its own scratch C[Co32][slots]: for
  * each kernel row (dt, dh) and 32 input channels, every 32 output channels
  * in turn run over every pair of slots, summing the kernel row's kw taps in
  * the tiles before storing (the weights, 18 KB at kw 3, stay in L1; the
@@ -41,12 +43,13 @@ typedef struct {
     const td_tensor *wt;     /* the weights as given */
     float *y;
     uint16_t *wa;            /* weights, [kvol][cop][3][cip] */
-    uint32_t *xb;            /* input pairs, [tp][hp][3][cip / 2][wpp] */
+    uint32_t *xb;            /* input pairs, a ring of kt frames [kt][hp][3][cip / 2][wpp] */
     char *cbuf;              /* parts x cbytes: each part's C */
     int64_t ci, t, h, w, co, kt, kh, kw, to, ho, wo;
-    int64_t cip, cop, wp, hp, tp, wpp;     /* padded channels, padded input dims, packed row length */
+    int64_t cip, cop, wp, hp, wpp;         /* padded channels, padded input dims, packed row length */
     int64_t nsr, rows, ldc, ntask, parts;  /* 16-position slots per row, output rows per block,
-                                              C's row stride, blocks, parts */
+                                              C's row stride, blocks per frame, parts */
+    int64_t o, f;            /* the output frame being made; the padded input frame being packed */
     size_t cbytes;
     const td_conv3d_params *p;
     atomic_int failed;
@@ -106,15 +109,15 @@ static __mmask16 cols_mask(int64_t u0, int64_t pw, int64_t w)
     return (__mmask16)m;
 }
 
-/* Packed rows i0..i1 of tp x hp: every pair of channels, all three parts,
- * zeros where the conv reads padding. */
+/* Rows i0..i1 of padded input frame a->f into its ring slot: every pair
+ * of channels, all three parts, zeros where the conv reads padding. */
 TD_AMX_TARGET static void pack_input(void *arg, int64_t i0, int64_t i1)
 {
     camx_args *a = arg;
     int64_t npair = a->cip / 2, pw = a->p->pad_w;
     for (int64_t i = i0; i < i1; i++) {
-        int64_t ti = i / a->hp - a->p->pad_t_front, hi = i % a->hp - a->p->pad_h;
-        uint32_t *row = a->xb + i * 3 * npair * a->wpp;
+        int64_t ti = a->f - a->p->pad_t_front, hi = i - a->p->pad_h;
+        uint32_t *row = a->xb + (a->f % a->kt * a->hp + i) * 3 * npair * a->wpp;
         if (ti < 0 || ti >= a->t || hi < 0 || hi >= a->h) {
             memset(row, 0, sizeof(uint32_t) * (size_t)(3 * npair * a->wpp));
             continue;
@@ -165,9 +168,20 @@ TD_AMX_TARGET static void pack_input(void *arg, int64_t i0, int64_t i1)
 
 TD_AMX_TARGET static void conv_mm32(const uint16_t *a, int64_t lda, int64_t apart, int64_t atap, int64_t kw,
                                     const uint32_t *b0, const uint32_t *b1, int64_t ldb, int64_t bpart,
-                                    int64_t bch, int64_t nch, float *c, int64_t ldc, int acc)
+                                    int64_t bch, int64_t nch, const uint32_t *next, float *c, int64_t ldc,
+                                    int acc)
 {
     float *c1 = (float *)((char *)c + 16 * ldc);
+    /* the next call's B rows (3 cache lines hold 32 positions and the
+     * taps' shifts) into L1 while this one runs: each tile load otherwise
+     * waits on L2 */
+    for (int p = 0; p < 3; p++)
+        for (int r = 0; r < 16; r++) {
+            const char *l = (const char *)(next + p * bpart) + r * ldb;
+            _mm_prefetch(l, _MM_HINT_T0);
+            _mm_prefetch(l + 64, _MM_HINT_T0);
+            _mm_prefetch(l + 128, _MM_HINT_T0);
+        }
     if (acc) {
         _tile_loadd(0, c, ldc);
         _tile_loadd(1, c + 16, ldc);
@@ -207,29 +221,29 @@ TD_AMX_TARGET static void conv_block(const camx_args *a, int64_t o, int64_t y0, 
         for (int64_t dh = 0; dh < a->kh; dh++, tap += a->kw)
             for (int64_t g = 0; g < a->cip; g += CA_GK) {
                 int64_t nch = (a->cip - g < CA_GK ? a->cip - g : CA_GK) / 32;
-                const uint32_t *bt = a->xb + ((o + dt) * a->hp + y0 + dh) * rs + g / 2 * a->wpp;
+                const uint32_t *bt = a->xb + ((o + dt) % a->kt * a->hp + y0 + dh) * rs + g / 2 * a->wpp;
                 const uint16_t *at = a->wa + tap * a->cop * 3 * a->cip + g;
                 for (int64_t cb = 0; cb < a->cop; cb += 32)
                     for (int64_t s = 0; s < nslot; s += 2) {
-                        int64_t s1 = s + 1 < nslot ? s + 1 : s;
+                        int64_t s1 = s + 1 < nslot ? s + 1 : s, s2 = s + 2 < nslot ? s + 2 : 0;
                         const uint32_t *b0 = bt + s / a->nsr * rs + s % a->nsr * 16;
                         const uint32_t *b1 = bt + s1 / a->nsr * rs + s1 % a->nsr * 16;
                         conv_mm32(at + cb * 3 * a->cip, lda, a->cip, a->cop * 3 * a->cip, a->kw, b0, b1, ldb,
-                                  bpart, bch, nch, c + cb * a->ldc + 16 * s, 4 * a->ldc, tap || g);
+                                  bpart, bch, nch, bt + s2 / a->nsr * rs + s2 % a->nsr * 16,
+                                  c + cb * a->ldc + 16 * s, 4 * a->ldc, tap || g);
                     }
             }
 }
 
-/* Part t of a->parts: blocks [t n / parts, (t + 1) n / parts). */
+/* Part t of a->parts: blocks [t n / parts, (t + 1) n / parts) of frame a->o. */
 TD_AMX_TARGET static void conv_parts(void *arg, int64_t t0, int64_t t1)
 {
     camx_args *a = arg;
-    int64_t per_frame = (a->ho + a->rows - 1) / a->rows;
     td_amx_configure();
     for (int64_t t = t0; t < t1; t++) {
         float *c = (float *)(a->cbuf + (size_t)t * a->cbytes);
         for (int64_t b = t * a->ntask / a->parts; b < (t + 1) * a->ntask / a->parts; b++) {
-            int64_t o = b / per_frame, y0 = b % per_frame * a->rows;
+            int64_t o = a->o, y0 = b * a->rows;
             int64_t nr = a->ho - y0 < a->rows ? a->ho - y0 : a->rows;
             conv_block(a, o, y0, nr, c);
             for (int64_t co = 0; co < a->co; co++)
@@ -248,7 +262,7 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
                     .h = x->shape[2], .w = x->shape[3], .co = w->shape[0], .kt = w->shape[2],
                     .kh = w->shape[3], .kw = w->shape[4], .to = y->shape[1], .ho = y->shape[2],
                     .wo = y->shape[3], .p = p };
-    int64_t kvol = a.kt * a.kh * a.kw, per_frame;
+    int64_t kvol = a.kt * a.kh * a.kw;
     size_t wbytes, xbytes;
     char *scratch;
 
@@ -256,7 +270,6 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
     a.cop = td_amx_up32(a.co);
     a.wp = a.w + 2 * (int64_t)p->pad_w;
     a.hp = a.ho + a.kh - 1;
-    a.tp = a.to + a.kt - 1;
     a.nsr = (a.wo + 15) / 16;
     /* a packed row holds every slot's reads (16 nsr + kw - 1 columns, from
      * wp on zeros), an odd number of cache lines long so that a tile's 16
@@ -268,12 +281,11 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
     a.rows = CA_CFLOATS / (a.cop * 16 * a.nsr);
     a.rows = a.rows < 1 ? 1 : a.rows > a.ho ? a.ho : a.rows;
     a.ldc = 32 * ((a.rows * a.nsr + 1) / 2) + 16;
-    per_frame = (a.ho + a.rows - 1) / a.rows;
-    a.ntask = a.to * per_frame;
+    a.ntask = (a.ho + a.rows - 1) / a.rows;
     a.parts = td_cpu_of(be)->nthreads < a.ntask ? td_cpu_of(be)->nthreads : a.ntask;
     a.cbytes = sizeof(float) * (size_t)(a.cop * a.ldc);
     wbytes = (sizeof(uint16_t) * (size_t)(kvol * a.cop * 3 * a.cip) + 63) / 64 * 64;
-    xbytes = sizeof(uint32_t) * (size_t)(a.tp * a.hp * 3 * (a.cip / 2) * a.wpp);
+    xbytes = sizeof(uint32_t) * (size_t)(a.kt * a.hp * 3 * (a.cip / 2) * a.wpp);
     scratch = (char *)td_cpu_scratch(be, (wbytes + xbytes + (size_t)a.parts * a.cbytes) / sizeof(float) + 1);
     if (!scratch)
         return be->ctx->err;
@@ -285,8 +297,13 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
     if (atomic_load(&a.failed))
         return td_fail(be->ctx, TD_ENOMEM, "conv3d: cannot allocate a row of w (%lld floats)",
                        (long long)(a.ci * kvol + a.ci));
-    td_pool_for(td_cpu_pool(be), a.tp * a.hp, 1, pack_input, &a);
-    td_pool_for(td_cpu_pool(be), a.parts, 1, conv_parts, &a);
+    /* output frame o reads padded frames o..o+kt-1: each packed once, into
+     * the ring slot of the frame o - 1 no longer needs */
+    for (a.o = 0; a.o < a.to; a.o++) {
+        for (a.f = a.o ? a.o + a.kt - 1 : 0; a.f < a.o + a.kt; a.f++)
+            td_pool_for(td_cpu_pool(be), a.hp, 1, pack_input, &a);
+        td_pool_for(td_cpu_pool(be), a.parts, 1, conv_parts, &a);
+    }
     return 0;
 }
 

@@ -12,9 +12,10 @@
 #define TD_CONV_AMX_MIN_CH 32
 
 /* y = conv3d(x, w) without bias for stride 1 in every dim, shapes already
- * checked by td_cpu_conv3d; in the backend's scratch (the padded input
- * packed, 6 bytes per element; the weights packed, 6 bytes per weight; per
- * thread one block of output rows of every channel). 0, or the error. */
+ * checked by td_cpu_conv3d; in the backend's scratch (kt padded input
+ * frames packed, 6 bytes per element; the weights packed, 6 bytes per
+ * weight; per thread one block of output rows of every channel). 0, or
+ * the error. */
 int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
                       const td_conv3d_params *p, td_tensor *y);
 
