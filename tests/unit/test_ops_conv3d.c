@@ -100,12 +100,22 @@ int main(void)
         { 7, 4, 6, 9, 17, 2, 3, 2, { { 1, 1, 1 }, 1, 0, 2, 0 }, TD_F32, 1 },
         { 96, 2, 9, 45, 48, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_BF16, 0 },
         { 140, 2, 4, 16, 20, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_F32, 1 },  /* > one weight chunk */
+        /* Ci and Co >= 32 (the AMX path): channels off its 32-channel
+         * blocks and 128-channel groups, odd widths, rows off its row
+         * blocks, one-row blocks, kernels other than 3x3x3 */
+        { 33, 3, 6, 17, 35, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_F32, 1 },
+        { 160, 2, 4, 21, 40, 3, 3, 3, { { 1, 1, 1 }, 2, 0, 1, 1 }, TD_F32, 1 },
+        { 64, 2, 5, 9, 32, 1, 3, 3, { { 1, 1, 1 }, 0, 0, 1, 1 }, TD_F16, 1 },
+        { 40, 4, 3, 7, 33, 3, 1, 1, { { 1, 1, 1 }, 1, 1, 0, 0 }, TD_BF16, 0 },
+        { 48, 3, 5, 13, 40, 2, 1, 2, { { 1, 1, 1 }, 1, 0, 0, 0 }, TD_F32, 1 },
+        { 32, 1, 30, 198, 64, 1, 3, 3, { { 1, 1, 1 }, 0, 0, 1, 1 }, TD_F32, 1 },
+        { 32, 1, 3, 4500, 32, 1, 1, 3, { { 1, 1, 1 }, 0, 0, 0, 1 }, TD_F32, 0 },
     };
     test_rng r = test_rng_seeded();
     ops_env e;
     if (ops_env_init(&e) < 0)
         return 1;
-    for (td_conv_path p = TD_CONV_GEMM; p <= TD_CONV_AVX512; p++) {
+    for (td_conv_path p = TD_CONV_GEMM; p <= TD_CONV_AMX; p++) {
         if (!td_cpu_conv_supported(p))
             continue;
         printf("conv3d path %d\n", (int)p);

@@ -1,7 +1,9 @@
 /*
  * 3-D convolution. Stride 1 in every dim (every conv of the VAE decoder)
  * runs as an implicit GEMM, or on AVX-512 CPUs with Co >= 16 as a direct
- * channel-blocked kernel (further down); the rest as im2col + sgemm.
+ * channel-blocked kernel (further down), or on AMX CPUs with Ci and Co >=
+ * TD_CONV_AMX_MIN_CH on AMX tiles (conv3d_amx.c); the rest as im2col +
+ * sgemm.
  *
  * Implicit GEMM: each pool task owns a tile of whole output rows of one
  * frame. It copies the input rows the tile reads, zero-padded, into a
@@ -32,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amx.h"
+#include "conv3d_amx.h"
 #include "cpu.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -392,7 +396,8 @@ int td_cpu_conv_supported(td_conv_path path)
 {
 #ifdef TD_X86
     __builtin_cpu_init();
-    return path == TD_CONV_GEMM || (path == TD_CONV_AVX512 && __builtin_cpu_supports("avx512f"));
+    return path == TD_CONV_GEMM || (path == TD_CONV_AVX512 && __builtin_cpu_supports("avx512f")) ||
+           (path == TD_CONV_AMX && td_amx_usable());
 #else
     return path == TD_CONV_GEMM;
 #endif
@@ -400,7 +405,9 @@ int td_cpu_conv_supported(td_conv_path path)
 
 td_conv_path td_cpu_conv_best(void)
 {
-    return td_cpu_conv_supported(TD_CONV_AVX512) ? TD_CONV_AVX512 : TD_CONV_GEMM;
+    return td_cpu_conv_supported(TD_CONV_AMX)      ? TD_CONV_AMX
+           : td_cpu_conv_supported(TD_CONV_AVX512) ? TD_CONV_AVX512
+                                                   : TD_CONV_GEMM;
 }
 
 typedef struct {
@@ -498,8 +505,11 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     if (kc == 0) {
         memset(y->data, 0, (size_t)(co * to * plane) * sizeof(float));
 #ifdef TD_X86
+    } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1 && co >= TD_CONV_AMX_MIN_CH &&
+               ci >= TD_CONV_AMX_MIN_CH && td_cpu_of(be)->conv_path == TD_CONV_AMX) {
+        TD_TRY(td_cpu_conv3d_amx(be, x, w, p, y));
     } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1 && co >= 16 &&
-               td_cpu_of(be)->conv_path == TD_CONV_AVX512) {
+               td_cpu_of(be)->conv_path != TD_CONV_GEMM) {
         TD_TRY(conv_blocked(be, x, w, p, y));
 #endif
     } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1) {

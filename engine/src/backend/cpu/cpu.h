@@ -50,6 +50,8 @@ int td_cpu_lin_supported(td_lin_path path);
 typedef enum {
     TD_CONV_GEMM,     /* implicit GEMM, one sgemm per tap (any CPU) */
     TD_CONV_AVX512,   /* direct zmm kernel on channel-blocked copies */
+    TD_CONV_AMX,      /* AMX tiles at f32 accuracy from TD_CONV_AMX_MIN_CH channels,
+                         the AVX-512 kernel below */
 } td_conv_path;
 
 td_conv_path td_cpu_conv_best(void);
