@@ -129,6 +129,47 @@ TD_AMX_TARGET void td_amx_pack_b_rows(const float *src, int64_t ld, int64_t rows
     }
 }
 
+/* The bf16 of a weight is its one part: the same layout with one block per
+ * group and chunk, pairs copied as they are. */
+void td_amx_pack_b_rows_bf16(const uint16_t *src, int64_t ld, int64_t rows, int64_t r0, int64_t nr,
+                             int64_t n, int64_t np, int64_t kcs, int64_t ng, uint16_t *dst)
+{
+    for (int64_t r = r0; r < r0 + nr; r++)
+        for (int64_t j = 0; j < np; j++) {
+            uint16_t *pair = dst + ((j / kcs * ng + r / 16) * kcs + j % kcs / 2 * 2) * 16 + r % 16 * 2;
+            pair[j % 2] = r < rows && j < n ? src[r * ld + j] : 0;
+        }
+}
+
+/* a's three parts by b's one (bf16 weights): 8 loads for 12 products, the
+ * smallest part first. */
+TD_AMX_TARGET void td_amx_mm32_w1(const uint16_t *const a[3], int64_t lda, const uint16_t *const b0[1],
+                                  const uint16_t *const b1[1], int64_t nch, float *c, int64_t ldc, int acc)
+{
+    float *c1 = (float *)((char *)c + 16 * ldc);
+    if (acc) {
+        _tile_loadd(0, c, ldc);
+        _tile_loadd(1, c + 16, ldc);
+        _tile_loadd(2, c1, ldc);
+        _tile_loadd(3, c1 + 16, ldc);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int64_t k = 0; k < nch; k++) {
+        MM_B(0)
+        MM_A(2) MM_DP()
+        MM_A(1) MM_DP()
+        MM_A(0) MM_DP()
+    }
+    _tile_stored(0, c, ldc);
+    _tile_stored(1, c + 16, ldc);
+    _tile_stored(2, c1, ldc);
+    _tile_stored(3, c1 + 16, ldc);
+}
+
 TD_AMX_TARGET void td_amx_release(void)
 {
     _tile_release();

@@ -63,6 +63,11 @@ void td_amx_split3(const float *x, float scale, int64_t n, int64_t np, uint16_t 
 void td_amx_pack_b_rows(const float *src, int64_t ld, int64_t rows, int64_t r0, int64_t nr,
                         int64_t n, int64_t np, int64_t kcs, int64_t ng, uint16_t *dst);
 
+/* td_amx_pack_b_rows for bf16 rows: a bf16 is exactly its one part, so
+ * one block per group and chunk ((c ng + g) of kcs/2 pair rows). */
+void td_amx_pack_b_rows_bf16(const uint16_t *src, int64_t ld, int64_t rows, int64_t r0, int64_t nr,
+                             int64_t n, int64_t np, int64_t kcs, int64_t ng, uint16_t *dst);
+
 /* The calling thread's tiles: 8 of 16 rows x 64 bytes; release before the
  * thread leaves AMX code for long (the kernel saves the state with it). */
 void td_amx_configure(void);
@@ -73,6 +78,9 @@ void td_amx_release(void);
  * groups' parts b0[p], b1[p] (pair layout), K = 32 nch. */
 void td_amx_mm32(const uint16_t *const a[3], int64_t lda, const uint16_t *const b0[3],
                  const uint16_t *const b1[3], int64_t nch, float *c, int64_t ldc, int acc);
+/* The same where b is bf16 (one part, a0 b + a1 b + a2 b: exact products). */
+void td_amx_mm32_w1(const uint16_t *const a[3], int64_t lda, const uint16_t *const b0[1],
+                    const uint16_t *const b1[1], int64_t nch, float *c, int64_t ldc, int acc);
 #endif
 
 #endif

@@ -33,7 +33,7 @@ typedef enum {
 td_att_path td_cpu_att_best(void);
 int td_cpu_att_supported(td_att_path path);
 
-/* How linears with f32 weights run (gemm.c); picked once per backend
+/* How linears with f32 and bf16 weights run (gemm.c); picked once per backend
  * from the CPU (td_cpu_lin_best), tests and benches may force another.
  * The paths agree to f32 rounding, not bit for bit. */
 typedef enum {
@@ -76,7 +76,7 @@ typedef struct td_cpu {
     size_t scratch_floats;
     td_w8_path w8a8_path;  /* how linear_w8a8 runs its block products */
     td_att_path att_path;  /* how attention runs its tiles */
-    td_lin_path lin_path;  /* how f32 linears run */
+    td_lin_path lin_path;  /* how f32 and bf16 linears run */
     td_conv_path conv_path; /* how stride-1 conv3d runs */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
     size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */

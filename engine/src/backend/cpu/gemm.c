@@ -290,8 +290,9 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     TD_TRY(td_cpu_check_linear_io(be, op, x, "w", w, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
-    if (td_cpu_of(be)->lin_path == TD_LIN_AMX && w->dtype == TD_F32 && m >= LINEAR_AMX_ROWS && k > 0) {
-        TD_TRY(td_cpu_linear_amx(be, x->data, k, w->data, k, m, n, k, y->data, n));
+    if (td_cpu_of(be)->lin_path == TD_LIN_AMX && (w->dtype == TD_F32 || w->dtype == TD_BF16) &&
+        m >= LINEAR_AMX_ROWS && k > 0) {
+        TD_TRY(td_cpu_linear_amx(be, x->data, k, w->data, w->dtype, k, m, n, k, y->data, n));
         return add_bias(be, bias, y->data, m, n);
     }
     p = (mm_args){ .d = { 1, m, n, k, k, k, n, 0, 0, 0 }, .a = x->data, .b = w->data, .bdt = w->dtype,

@@ -1,9 +1,10 @@
 /*
- * Linear layers with f32 weights on AMX tiles, at f32 accuracy (the
- * three-part products of amx.h): y = x w^T.
+ * Linear layers with f32 or bf16 weights on AMX tiles, at f32 accuracy
+ * (the three-part products of amx.h; a bf16 weight is its own one part,
+ * so three products where f32 takes six): y = x w^T.
  *
- * w is split and packed once per call as the B operand (6 bytes per
- * weight; splitting it costs about what one pass of sgemm over it does),
+ * w is split and packed once per call as the B operand (6 bytes per f32
+ * weight, 2 per bf16; splitting it costs about what one pass of sgemm over it does),
  * then each pool part runs its share of the blocks of LIN_BM rows of x
  * (blocks fixed by the shape), all in the backend's scratch. A block splits its rows
  * of x once, then makes y's columns LIN_BN at a time in its own scratch
@@ -27,7 +28,9 @@
 #define LIN_BN 512
 
 typedef struct {
-    const float *x, *w;
+    const float *x;
+    const void *w;       /* f32, or bf16 (one part: a third of the products) */
+    int wbf16;
     float *y;
     int64_t ldx, ldw, ldy, m, n, k, kp, ng;   /* ng: groups of 16 columns */
     uint16_t *wb;        /* w packed */
@@ -40,7 +43,10 @@ TD_AMX_TARGET static void pack_w(void *arg, int64_t t0, int64_t t1)
 {
     lin_args *l = arg;
     for (int64_t t = t0; t < t1; t++)
-        td_amx_pack_b_rows(l->w, l->ldw, l->n, 32 * t, 32, l->k, l->kp, LIN_BK, l->ng, l->wb);
+        if (l->wbf16)
+            td_amx_pack_b_rows_bf16(l->w, l->ldw, l->n, 32 * t, 32, l->k, l->kp, LIN_BK, l->ng, l->wb);
+        else
+            td_amx_pack_b_rows(l->w, l->ldw, l->n, 32 * t, 32, l->k, l->kp, LIN_BK, l->ng, l->wb);
 }
 
 /* One part's buffers: x's parts by K chunk, [kc][part][row][ldxa] (one
@@ -90,17 +96,22 @@ TD_AMX_TARGET static void row_blocks(void *arg, int64_t t0, int64_t t1)
                 for (int64_t kc = 0; kc < l->kp; kc += LIN_BK) {
                     int64_t kw = l->kp - kc < LIN_BK ? l->kp - kc : LIN_BK;
                     for (int64_t c0 = n0; c0 < n0 + nc; c0 += 32) {
+                        const int np = l->wbf16 ? 1 : 3;   /* w's parts */
                         const uint16_t *b0[3], *b1[3];
-                        for (int p = 0; p < 3; p++) {
-                            b0[p] = l->wb + ((kc / LIN_BK * l->ng + c0 / 16) * 3 + p) * LIN_BK * 16;
-                            b1[p] = b0[p] + 3 * LIN_BK * 16;
+                        for (int p = 0; p < np; p++) {
+                            b0[p] = l->wb + ((kc / LIN_BK * l->ng + c0 / 16) * np + p) * LIN_BK * 16;
+                            b1[p] = b0[p] + np * LIN_BK * 16;
                         }
                         for (int64_t i0 = 0; i0 < nr; i0 += 32) {
                             const uint16_t *a[3];
                             for (int p = 0; p < 3; p++)
                                 a[p] = xa + kc / LIN_BK * chunk + (p * LIN_BM + i0) * ldxa;
-                            td_amx_mm32(a, 2 * ldxa, b0, b1, kw / 32, cb + i0 * ldc + c0 - n0, 4 * ldc,
-                                        kc > 0);
+                            if (l->wbf16)
+                                td_amx_mm32_w1(a, 2 * ldxa, b0, b1, kw / 32, cb + i0 * ldc + c0 - n0,
+                                               4 * ldc, kc > 0);
+                            else
+                                td_amx_mm32(a, 2 * ldxa, b0, b1, kw / 32, cb + i0 * ldc + c0 - n0,
+                                            4 * ldc, kc > 0);
                         }
                     }
                 }
@@ -112,12 +123,14 @@ TD_AMX_TARGET static void row_blocks(void *arg, int64_t t0, int64_t t1)
     td_amx_release();
 }
 
-int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const float *w, int64_t ldw,
-                      int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
+int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w, td_dtype wdt,
+                      int64_t ldw, int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
 {
-    lin_args l = { x, w, y, ldx, ldw, ldy, m, n, k, td_amx_up32(k), td_amx_up32(n) / 16, NULL, NULL, 0, 0 };
+    lin_args l = { x, w, wdt == TD_BF16, y, ldx, ldw, ldy, m, n, k, td_amx_up32(k), td_amx_up32(n) / 16,
+                   NULL, NULL, 0, 0 };
     const int64_t nb = (m + LIN_BM - 1) / LIN_BM;
-    size_t wbytes = sizeof(uint16_t) * (size_t)(3 * td_amx_up32(n) * ((l.kp + LIN_BK - 1) / LIN_BK * LIN_BK));
+    size_t wbytes = sizeof(uint16_t) * (size_t)((l.wbf16 ? 1 : 3) * td_amx_up32(n) *
+                                                ((l.kp + LIN_BK - 1) / LIN_BK * LIN_BK));
     float *scratch;
 
     l.parts = td_cpu_of(be)->nthreads < nb ? td_cpu_of(be)->nthreads : nb;
@@ -135,10 +148,10 @@ int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const float *
 
 #else
 
-int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const float *w, int64_t ldw,
-                      int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
+int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w, td_dtype wdt,
+                      int64_t ldw, int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
 {
-    (void)be, (void)x, (void)ldx, (void)w, (void)ldw, (void)m, (void)n, (void)k, (void)y, (void)ldy;
+    (void)be, (void)x, (void)ldx, (void)w, (void)wdt, (void)ldw, (void)m, (void)n, (void)k, (void)y, (void)ldy;
     return td_fail(be->ctx, TD_EINVAL, "linear: this build has no AMX path");
 }
 
