@@ -82,18 +82,7 @@ TD_AMX_TARGET void td_amx_configure(void)
 TD_AMX_TARGET void td_amx_mm32(const uint16_t *const a[3], int64_t lda, const uint16_t *const b0[3],
                             const uint16_t *const b1[3], int64_t nch, float *c, int64_t ldc, int acc)
 {
-    float *c1 = (float *)((char *)c + 16 * ldc);
-    if (acc) {
-        _tile_loadd(0, c, ldc);
-        _tile_loadd(1, c + 16, ldc);
-        _tile_loadd(2, c1, ldc);
-        _tile_loadd(3, c1 + 16, ldc);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    td_amx_sums_begin(c, ldc, acc);
     for (int64_t k = 0; k < nch; k++) {
         MM_A(0) MM_B(1) MM_DP()   /* a0 b1 */
         MM_A(1) MM_DP()           /* a1 b1 */
@@ -102,10 +91,7 @@ TD_AMX_TARGET void td_amx_mm32(const uint16_t *const a[3], int64_t lda, const ui
         MM_A(2) MM_DP()           /* a2 b0 */
         MM_A(0) MM_B(2) MM_DP()   /* a0 b2 */
     }
-    _tile_stored(0, c, ldc);
-    _tile_stored(1, c + 16, ldc);
-    _tile_stored(2, c1, ldc);
-    _tile_stored(3, c1 + 16, ldc);
+    td_amx_sums_end(c, ldc);
 }
 
 TD_AMX_TARGET void td_amx_pack_b_rows(const float *src, int64_t ld, int64_t rows, int64_t r0,
@@ -146,28 +132,14 @@ void td_amx_pack_b_rows_bf16(const uint16_t *src, int64_t ld, int64_t rows, int6
 TD_AMX_TARGET void td_amx_mm32_w1(const uint16_t *const a[3], int64_t lda, const uint16_t *const b0[1],
                                   const uint16_t *const b1[1], int64_t nch, float *c, int64_t ldc, int acc)
 {
-    float *c1 = (float *)((char *)c + 16 * ldc);
-    if (acc) {
-        _tile_loadd(0, c, ldc);
-        _tile_loadd(1, c + 16, ldc);
-        _tile_loadd(2, c1, ldc);
-        _tile_loadd(3, c1 + 16, ldc);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    td_amx_sums_begin(c, ldc, acc);
     for (int64_t k = 0; k < nch; k++) {
         MM_B(0)
         MM_A(2) MM_DP()
         MM_A(1) MM_DP()
         MM_A(0) MM_DP()
     }
-    _tile_stored(0, c, ldc);
-    _tile_stored(1, c + 16, ldc);
-    _tile_stored(2, c1, ldc);
-    _tile_stored(3, c1 + 16, ldc);
+    td_amx_sums_end(c, ldc);
 }
 
 TD_AMX_TARGET void td_amx_release(void)

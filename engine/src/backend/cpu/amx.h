@@ -52,6 +52,31 @@ TD_AMX_TARGET static inline __m512 td_amx_f32(__m256i h)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* Tiles 0-3, the 2x2 block of sums of a 32x32 kernel call: from c[32][32]
+ * (rows ldc bytes apart; acc) or zero, and back into c. */
+TD_AMX_TARGET static inline void td_amx_sums_begin(float *c, int64_t ldc, int acc)
+{
+    if (acc) {
+        _tile_loadd(0, c, ldc);
+        _tile_loadd(1, c + 16, ldc);
+        _tile_loadd(2, (char *)c + 16 * ldc, ldc);
+        _tile_loadd(3, (char *)c + 16 * ldc + 64, ldc);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+}
+
+TD_AMX_TARGET static inline void td_amx_sums_end(float *c, int64_t ldc)
+{
+    _tile_stored(0, c, ldc);
+    _tile_stored(1, c + 16, ldc);
+    _tile_stored(2, (char *)c + 16 * ldc, ldc);
+    _tile_stored(3, (char *)c + 16 * ldc + 64, ldc);
+}
+
 /* The three parts of scale x[0, n), zero from n to np (a multiple of 16):
  * part[p][j], rows np apart. */
 void td_amx_split3(const float *x, float scale, int64_t n, int64_t np, uint16_t *part);

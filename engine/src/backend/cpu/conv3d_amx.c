@@ -171,7 +171,6 @@ TD_AMX_TARGET static void conv_mm32(const uint16_t *a, int64_t lda, int64_t apar
                                     int64_t bch, int64_t nch, const uint32_t *next, float *c, int64_t ldc,
                                     int acc)
 {
-    float *c1 = (float *)((char *)c + 16 * ldc);
     /* the next call's B rows (3 cache lines hold 32 positions and the
      * taps' shifts) into L1 while this one runs: each tile load otherwise
      * waits on L2 */
@@ -182,17 +181,7 @@ TD_AMX_TARGET static void conv_mm32(const uint16_t *a, int64_t lda, int64_t apar
             _mm_prefetch(l + 64, _MM_HINT_T0);
             _mm_prefetch(l + 128, _MM_HINT_T0);
         }
-    if (acc) {
-        _tile_loadd(0, c, ldc);
-        _tile_loadd(1, c + 16, ldc);
-        _tile_loadd(2, c1, ldc);
-        _tile_loadd(3, c1 + 16, ldc);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    td_amx_sums_begin(c, ldc, acc);
     for (int64_t dw = 0; dw < kw; dw++) {
         const uint16_t *at = a + dw * atap;
         for (int64_t k = 0; k < nch; k++) {
@@ -204,10 +193,7 @@ TD_AMX_TARGET static void conv_mm32(const uint16_t *a, int64_t lda, int64_t apar
             CA_A(0) CA_B(2) CA_DP()   /* a0 b2 */
         }
     }
-    _tile_stored(0, c, ldc);
-    _tile_stored(1, c + 16, ldc);
-    _tile_stored(2, c1, ldc);
-    _tile_stored(3, c1 + 16, ldc);
+    td_amx_sums_end(c, ldc);
 }
 
 /* One block of output rows y0.. (nr of them) of frame o into c: slot s
