@@ -31,7 +31,9 @@
 
 #define LINEAR_KMAX 2048   /* K chunk of a widened tile: LINEAR_BAND x 2048 floats, 4 MB */
 /* Fewer rows than this stay on sgemm on the AMX path: splitting and
- * packing w costs about what 50-80 rows of sgemm over it do. */
+ * packing w is a fixed cost per call (27-53 ms at the FFN's shapes with
+ * fresh pages, bench/NOTES.md) that only enough rows repay. 128 is not
+ * tuned: no shape between 7 and 4096 rows was timed. */
 #define LINEAR_AMX_ROWS 128
 
 int td_cpu_lin_supported(td_lin_path path)

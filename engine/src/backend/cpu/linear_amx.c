@@ -49,30 +49,23 @@ TD_AMX_TARGET static void pack_w(void *arg, int64_t t0, int64_t t1)
             td_amx_pack_b_rows(l->w, l->ldw, l->n, 32 * t, 32, l->k, l->kp, LIN_BK, l->ng, l->wb);
 }
 
-/* One part's buffers: x's parts by K chunk, [kc][part][row][ldxa] (one
- * chunk's rows share a few pages), and y's block of columns, rows ldc
- * apart (row strides of an odd number of cache lines spread rows over
- * L1's sets). */
-static int64_t lin_ldxa(void)
-{
-    return LIN_BK + 32;
-}
+/* One part's buffers: x's parts by K chunk, [kc][part][row][LIN_LDXA]
+ * (one chunk's rows share a few pages), and y's block of columns, rows
+ * LIN_LDC apart (row strides of an odd number of cache lines spread rows
+ * over L1's sets). */
+#define LIN_LDXA (LIN_BK + 32)
+#define LIN_LDC (LIN_BN + 16)
 
 static int64_t lin_xa_elems(const lin_args *l)
 {
-    return (l->kp + LIN_BK - 1) / LIN_BK * 3 * LIN_BM * lin_ldxa() + 3 * l->kp;
-}
-
-static int64_t lin_ldc(void)
-{
-    return LIN_BN + 16;
+    return (l->kp + LIN_BK - 1) / LIN_BK * 3 * LIN_BM * LIN_LDXA + 3 * l->kp;
 }
 
 /* Part t of l->parts: row blocks [t nb / parts, (t + 1) nb / parts). */
 TD_AMX_TARGET static void row_blocks(void *arg, int64_t t0, int64_t t1)
 {
     lin_args *l = arg;
-    const int64_t ldxa = lin_ldxa(), chunk = 3 * LIN_BM * ldxa, ldc = lin_ldc();
+    const int64_t ldxa = LIN_LDXA, chunk = 3 * LIN_BM * ldxa, ldc = LIN_LDC;
     const int64_t nb = (l->m + LIN_BM - 1) / LIN_BM;
 
     td_amx_configure();
@@ -135,7 +128,7 @@ int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w
 
     l.parts = td_cpu_of(be)->nthreads < nb ? td_cpu_of(be)->nthreads : nb;
     l.part_bytes = (sizeof(uint16_t) * (size_t)lin_xa_elems(&l) + 63) / 64 * 64 +
-                   sizeof(float) * (size_t)(LIN_BM * lin_ldc());
+                   sizeof(float) * (size_t)(LIN_BM * LIN_LDC);
     scratch = td_cpu_scratch(be, (wbytes + (size_t)l.parts * l.part_bytes) / sizeof(float) + 1);
     if (!scratch)
         return be->ctx->err;
