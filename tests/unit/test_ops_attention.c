@@ -179,7 +179,7 @@ int main(void)
         test_nan_key(&e, &r, 20);
         test_nan_key(&e, &r, 290);
     }
-    td_cpu_of(e.be)->att_path = td_cpu_att_best();
+    td_cpu_of(e.be)->att_path = td_cpu_att_best(TD_ISA_AMX);
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

@@ -123,7 +123,7 @@ int main(void)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
             one(&e, &r, &cases[i]);
     }
-    td_cpu_of(e.be)->conv_path = td_cpu_conv_best();
+    td_cpu_of(e.be)->conv_path = td_cpu_conv_best(TD_ISA_AMX);
     test_errors(&e, &r);
     ops_env_free(&e);
     return check_summary();

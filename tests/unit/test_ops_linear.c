@@ -321,7 +321,7 @@ int main(void)
         td_cpu_of(e.be)->lin_path = p;
         test_linear_sizes(&e, &r);
     }
-    td_cpu_of(e.be)->lin_path = td_cpu_lin_best();
+    td_cpu_of(e.be)->lin_path = td_cpu_lin_best(TD_ISA_AMX);
     test_linear_rank3(&e, &r);
     test_linear_errors(&e, &r);
     test_matmul_sizes(&e, &r);

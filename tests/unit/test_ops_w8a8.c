@@ -155,7 +155,7 @@ static void test_paths_agree(ops_env *e, test_rng *r)
         td_tensor_free(&x); td_tensor_free(&wq); td_tensor_free(&wsc); td_tensor_free(&b);
         td_tensor_free(&ref); td_tensor_free(&y);
     }
-    c->w8a8_path = td_cpu_w8a8_best();
+    c->w8a8_path = td_cpu_w8a8_best(TD_ISA_AMX);
     printf("w8a8 paths compared with sgemm:%s%s (best here: %s)\n",
            ran & (1 << TD_W8_AVXVNNI) ? " avx-vnni" : "", ran & (1 << TD_W8_AVX512VNNI) ? " avx512-vnni" : "",
            path_name(c->w8a8_path));

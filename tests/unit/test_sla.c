@@ -302,7 +302,7 @@ int main(void)
             td_cpu_of(be)->att_path = p;
             test_values(be, &rng);
         }
-        td_cpu_of(be)->att_path = td_cpu_att_best();
+        td_cpu_of(be)->att_path = td_cpu_att_best(TD_ISA_AMX);
         test_errors(be, &rng);
     }
     td_backend_destroy(&be);

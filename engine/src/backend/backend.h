@@ -36,6 +36,9 @@ typedef struct td_conv3d_params {
     int pad_h, pad_w;         /* both sides */
 } td_conv3d_params;
 
+/* The ops that may hold memory beside their tensors (workspace below). */
+typedef enum { TD_OP_LINEAR, TD_OP_LINEAR_W8A8, TD_OP_ATTENTION, TD_OP_CONV3D } td_op;
+
 typedef struct td_backend_ops {
     const char *name;
     void (*destroy)(td_backend *be);
@@ -49,15 +52,25 @@ typedef struct td_backend_ops {
     size_t (*uploaded)(td_backend *be);
     /* The most bytes the backend held at once since it was made or since
      * the last peak_reset, which starts over from what it holds now: its
-     * tensors (tensor_new and upload, so the weights it holds) plus the
-     * part of its activation arena in use, as the job estimate counts them
-     * (td_estimate.peak_bytes); not the arena's reserved size, nor
-     * transient staging. The pipeline resets it when a job starts and
+     * tensors (tensor_new and upload, so the weights it holds), the part
+     * of its activation arena in use and its ops' workspace (below), as
+     * the job estimate counts them (td_estimate.peak_bytes); not the
+     * arena's reserved size, nor transient staging. The pipeline resets it when a job starts and
      * reports it when the job ends (td_progress.peak_bytes). peak may be
      * called from any thread; peak_reset by the thread that runs the ops.
      * NULL on a backend that does not measure it. */
     size_t (*peak)(td_backend *be);
     void (*peak_reset)(td_backend *be);
+    /* The bytes op holds beside its tensors on these operands (tile
+     * scratch, operands packed for the backend's kernels), which peak
+     * counts: a, b and y as the op takes them (linear: x, w, y;
+     * linear_w8a8: x, wq, y; attention: q, k, out; conv3d: x, w, y and p,
+     * NULL for the others); only their shapes and dtypes are read. The
+     * backend may keep what one op took for the next ones until
+     * peak_reset, so the job estimate holds a job's largest from the op
+     * that takes it on. NULL on a backend whose ops hold none. */
+    size_t (*workspace)(td_backend *be, td_op op, const td_tensor *a, const td_tensor *b,
+                        const td_tensor *y, const td_conv3d_params *p);
 
     /* --- memory ------------------------------------------------------- */
     /* Scratch tensor from the backend's activation arena (uninitialised),
@@ -221,14 +234,17 @@ void td_backend_destroy(td_backend **be);
  * /proc is not readable. */
 size_t td_host_memory_available(void);
 
-/* A backend that only counts: tensor_new, alloc and upload hand out
- * addresses nothing may dereference, and every compute op does nothing.
- * Running a model's code on it replays that code's allocations exactly
- * (models touch backend memory only through ops), which is how the job
- * estimate sizes the VAE's working set without running it. peak is the
- * most bytes held at once since creation (or the last td_count_reset). */
-int td_backend_count_create(td_ctx *ctx, td_dtype act, td_backend **out);
+/* A backend that only counts, for dev (whose activation dtype it takes):
+ * tensor_new, alloc and upload hand out addresses nothing may
+ * dereference, and every compute op does nothing. Running a model's code
+ * on it replays that code's allocations exactly (models touch backend
+ * memory only through ops), which is how the job estimate sizes the VAE's
+ * working set without running it. peak is the most bytes of tensors held
+ * at once since creation (or the last td_count_reset); workspace the
+ * largest workspace of dev's (backend_ops) that an op took since then. */
+int td_backend_count_create(td_ctx *ctx, td_backend *dev, td_backend **out);
 size_t td_count_peak(td_backend *be);
+size_t td_count_workspace(td_backend *be);
 /* Floating point operations of the GEMM-like ops called so far (linear,
  * matmul, attention, conv3d; a multiply-add is 2). */
 double td_count_flops(td_backend *be);

@@ -21,6 +21,8 @@ typedef struct counter {
     size_t arena_used;
     size_t uploaded;
     double flops;            /* of the GEMM-like ops called: linear, matmul, attention, conv3d */
+    td_backend *dev;         /* whose workspace the ops would take; NULL: none */
+    size_t ws;               /* the largest of it so far */
 } counter;
 
 static counter *cnt(td_backend *be) { return be->priv; }
@@ -125,17 +127,29 @@ static void add_flops(td_backend *be, const td_tensor *y, double k)
     cnt(be)->flops += 2.0 * (double)td_numel(y) * k;
 }
 
+/* What the device would hold beside the tensors for this op. */
+static void add_ws(td_backend *be, td_op op, const td_tensor *a, const td_tensor *b, const td_tensor *y,
+                   const td_conv3d_params *p)
+{
+    counter *c = cnt(be);
+    size_t ws = c->dev && c->dev->ops->workspace ? c->dev->ops->workspace(c->dev, op, a, b, y, p) : 0;
+    if (ws > c->ws)
+        c->ws = ws;
+}
+
 static int linear_op(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *b, td_tensor *y)
 {
-    (void)x; (void)b;
+    (void)b;
     add_flops(be, y, (double)w->shape[w->ndim - 1]);
+    add_ws(be, TD_OP_LINEAR, x, w, y, NULL);
     return 0;
 }
 static int w8a8_op(td_backend *be, const td_tensor *x, const td_tensor *wq, const td_tensor *ws,
                    const td_tensor *b, td_tensor *y)
 {
-    (void)x; (void)ws; (void)b;
+    (void)ws; (void)b;
     add_flops(be, y, (double)wq->shape[wq->ndim - 1]);
+    add_ws(be, TD_OP_LINEAR_W8A8, x, wq, y, NULL);
     return 0;
 }
 static int matmul_op(td_backend *be, const td_tensor *a, const td_tensor *b, int tb, float al, float be_,
@@ -171,13 +185,15 @@ static int attn_op(td_backend *be, const td_tensor *q, const td_tensor *k, const
     (void)v; (void)b; (void)s; (void)kv;
     cnt(be)->flops += 2.0 * (double)td_numel(q) * (double)k->shape[0] +
                       2.0 * (double)td_numel(o) * (double)k->shape[0];
+    add_ws(be, TD_OP_ATTENTION, q, k, o, NULL);
     return 0;
 }
 static int conv_op(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *b,
                    const td_conv3d_params *p, td_tensor *y)
 {
-    (void)x; (void)b; (void)p;
+    (void)b;
     add_flops(be, y, (double)(td_numel(w) / (w->shape[0] ? w->shape[0] : 1)));
+    add_ws(be, TD_OP_CONV3D, x, w, y, p);
     return 0;
 }
 static int up_op(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *y)
@@ -225,7 +241,7 @@ static const td_backend_ops count_ops = {
     .sla_attention = sla_op,
 };
 
-int td_backend_count_create(td_ctx *ctx, td_dtype act, td_backend **out)
+int td_backend_count_create(td_ctx *ctx, td_backend *dev, td_backend **out)
 {
     td_backend *be = calloc(1, sizeof(*be));
     counter *c = calloc(1, sizeof(*c));
@@ -238,8 +254,9 @@ int td_backend_count_create(td_ctx *ctx, td_dtype act, td_backend **out)
     c->next = 1 << 16;
     be->ops = &count_ops;
     be->ctx = ctx;
-    be->act = act;
+    be->act = dev->act;
     be->priv = c;
+    c->dev = dev;
     *out = be;
     return 0;
 }
@@ -247,8 +264,10 @@ int td_backend_count_create(td_ctx *ctx, td_dtype act, td_backend **out)
 size_t td_count_peak(td_backend *be) { return cnt(be)->peak; }
 double td_count_flops(td_backend *be) { return cnt(be)->flops; }
 size_t td_count_live(td_backend *be) { return cnt(be)->live; }
+size_t td_count_workspace(td_backend *be) { return cnt(be)->ws; }
 
 void td_count_reset(td_backend *be)
 {
     cnt(be)->peak = cnt(be)->live;
+    cnt(be)->ws = 0;
 }

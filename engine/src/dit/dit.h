@@ -36,6 +36,7 @@ typedef struct td_dit_config {
                             Wan2.2 TI2V-5B, text- and image-to-video in one
                             model, the image entering as the first latent frame */
     int quant;           /* block linears are TurboDiffusion W8A8 */
+    td_dtype wdtype;     /* the float linears' in the file (ffn0's, or text0's under W8A8) */
     int has_proj_l;      /* every block carries an SLA proj_l */
 } td_dit_config;
 
@@ -80,6 +81,11 @@ int td_dit_plan_new(td_dit *dit, int64_t F, int64_t H, int64_t W, int64_t L, td_
 /* The backend bytes td_dit_plan_new takes for those sizes on a backend of
  * activation dtype act (the job estimate; SIZE_MAX when it overflows). */
 size_t td_dit_plan_bytes(const td_dit_config *cfg, td_dtype act, int64_t F, int64_t H, int64_t W, int64_t L);
+/* The largest workspace (backend.h) an op of a forward over those sizes
+ * takes on be, with SLA self-attention or full, for a DiT of cfg whose
+ * weights be holds in the file's dtypes. */
+size_t td_dit_workspace(const td_dit_config *cfg, td_backend *be, int64_t F, int64_t H, int64_t W, int64_t L,
+                        int sla);
 void td_dit_plan_free(td_dit_plan **plan);
 
 /*

@@ -34,8 +34,9 @@ static int find_linear_weight(const td_weights *w, const char *base, const td_te
     return *out != NULL;
 }
 
+/* The shape of module k's 2-D weight, and its dtype. */
 static int linear_shape(td_ctx *ctx, const td_weights *w, td_dit_layout l, td_dit_key k,
-                        int64_t *rows, int64_t *cols)
+                        int64_t *rows, int64_t *cols, td_dtype *dtype)
 {
     char base[200], s[96];
     const td_tensor *t;
@@ -48,6 +49,7 @@ static int linear_shape(td_ctx *ctx, const td_weights *w, td_dit_layout l, td_di
                        td_weights_path(w), base, td_shape_str(t, s, sizeof(s)));
     *rows = t->shape[0];
     *cols = t->shape[1];
+    *dtype = t->dtype;
     return 0;
 }
 
@@ -58,6 +60,7 @@ int td_dit_read_config(td_ctx *ctx, const td_weights *w, td_dit_layout l,
     char name[200], s[96];
     const td_tensor *pe;
     int64_t rows, cols, np;
+    td_dtype dt;
 
     *cfg = (td_dit_config){ 0 };
     if (td_weights_has_prefix(w, "img_emb."))
@@ -90,15 +93,18 @@ int td_dit_read_config(td_ctx *ctx, const td_weights *w, td_dit_layout l,
         return td_fail(ctx, TD_ENOTFOUND, "%s: DiT tensor %s not found (no blocks)", path,
                        td_dit_key_name(l, DK_MOD, 0, name, sizeof(name)));
 
-    TD_TRY(linear_shape(ctx, w, l, DK_FFN0, &rows, &cols));
+    TD_TRY(linear_shape(ctx, w, l, DK_FFN0, &rows, &cols, &dt));
     cfg->ffn_dim = (int)rows;
-    TD_TRY(linear_shape(ctx, w, l, DK_TEXT0, &rows, &cols));
+    cfg->wdtype = dt;
+    TD_TRY(linear_shape(ctx, w, l, DK_TEXT0, &rows, &cols, &dt));
     cfg->text_dim = (int)cols;
-    TD_TRY(linear_shape(ctx, w, l, DK_TIME0, &rows, &cols));
+    if (cfg->wdtype == TD_I8)
+        cfg->wdtype = dt;
+    TD_TRY(linear_shape(ctx, w, l, DK_TIME0, &rows, &cols, &dt));
     cfg->freq_dim = (int)cols;
     if (cfg->freq_dim % 2)
         return td_fail(ctx, TD_ESHAPE, "%s: time embedding width %d must be even", path, cfg->freq_dim);
-    TD_TRY(linear_shape(ctx, w, l, DK_HEAD, &rows, &cols));
+    TD_TRY(linear_shape(ctx, w, l, DK_HEAD, &rows, &cols, &dt));
     if (rows % np)
         return td_fail(ctx, TD_ESHAPE, "%s: head has %lld rows, not a multiple of the patch size %lld",
                        path, (long long)rows, (long long)np);

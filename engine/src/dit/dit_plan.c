@@ -83,6 +83,47 @@ size_t td_dit_plan_bytes(const td_dit_config *c, td_dtype act, int64_t F, int64_
     return n >= (double)SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
+/* The workspace of a linear of rows x in -> out, W8A8 when quant. */
+static size_t linear_ws(td_backend *be, const td_dit_config *c, int quant, int64_t rows, int64_t out, int64_t in)
+{
+    td_tensor x = td_view2(NULL, be->act, rows, in), y = td_view2(NULL, be->act, rows, out);
+    td_tensor w = td_view2(NULL, quant ? TD_I8 : c->wdtype, out, in);
+    return be->ops->workspace(be, quant ? TD_OP_LINEAR_W8A8 : TD_OP_LINEAR, &x, &w, &y, NULL);
+}
+
+/* The workspace of attention from S queries to keys rows per head. */
+static size_t attention_ws(td_backend *be, const td_dit_config *c, int64_t S, int64_t keys)
+{
+    td_tensor q = td_view3(NULL, be->act, S, c->heads, c->head_dim);
+    td_tensor k = td_view3(NULL, be->act, keys, c->heads, c->head_dim);
+    return be->ops->workspace(be, TD_OP_ATTENTION, &q, &k, &q, NULL);
+}
+
+size_t td_dit_workspace(const td_dit_config *c, td_backend *be, int64_t F, int64_t H, int64_t W, int64_t L,
+                        int sla)
+{
+    int64_t S = F / c->patch[0] * (H / c->patch[1]) * (W / c->patch[2]), d = c->dim;
+    int64_t np = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    /* dit.c's linears: the block's (W8A8 in a -quant model), then the
+     * patch embedding, the head and the text embedding */
+    const struct { int block; int64_t rows, out, in; } lin[] = {
+        { 1, S, d, d }, { 1, L, d, d }, { 1, S, c->ffn_dim, d }, { 1, S, d, c->ffn_dim },
+        { 0, S, d, c->in_ch * np }, { 0, S, c->out_ch * np, d }, { 0, L, d, c->text_dim }, { 0, L, d, d },
+    };
+    size_t ws = 0, n;
+
+    if (!be->ops->workspace)
+        return 0;
+    for (size_t i = 0; i < sizeof(lin) / sizeof(lin[0]); i++)
+        if ((n = linear_ws(be, c, lin[i].block && c->quant, lin[i].rows, lin[i].out, lin[i].in)) > ws)
+            ws = n;
+    if ((n = attention_ws(be, c, S, L)) > ws)
+        ws = n;
+    if (!sla && (n = attention_ws(be, c, S, S)) > ws)
+        ws = n;
+    return ws;
+}
+
 int td_dit_plan_new(td_dit *dit, int64_t F, int64_t H, int64_t W, int64_t L, td_dit_plan **out)
 {
     const td_dit_config *c = &dit->cfg;

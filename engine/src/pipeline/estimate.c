@@ -14,6 +14,8 @@
  *   decode   the contexts, the image buffers, the latents on the device and
  *            the streaming decoder, run on the counting backend for its
  *            first chunks (vae.h, td_vae_decode_cost).
+ * Each stage also holds the largest op workspace (backend.h) taken so far
+ * in the job: the CPU keeps its tile scratch from one op to the next.
  * The weights are what each component's upload took when the engine opened
  * (models.h); with low memory the umT5 encoder is resident during the text
  * stage only and one expert of a pair at a time.
@@ -70,7 +72,8 @@ static double dit_flops(const td_dit_config *c, double S, double L, int sla, dou
  * and the encoder's FLOPs. As generate.c's image_stage: TI2V encodes the
  * image alone, the i2v models a clip of the image and zero frames. */
 static int image_cost(td_ctx *ctx, const td_models *m, td_backend *cnt, int W, int H,
-                      int64_t frames, const int64_t *lat, size_t *peak, double *carried, double *flops)
+                      int64_t frames, const int64_t *lat, size_t *peak, size_t *ws, double *carried,
+                      double *flops)
 {
     td_backend *be = cnt;
     td_vae *sh = NULL;
@@ -98,6 +101,7 @@ static int image_cost(td_ctx *ctx, const td_models *m, td_backend *cnt, int W, i
         be->ops->tensor_free(be, &y);
     }
     *peak = td_count_peak(cnt) - base;
+    *ws = td_count_workspace(cnt);
     *carried = (double)(td_count_live(cnt) - base);
     *flops = td_count_flops(cnt) - f0;
     be->ops->tensor_free(be, &xin);
@@ -142,8 +146,8 @@ static int estimate(td_engine *eng, const td_job *job, td_ctx *ctx, td_estimate 
     td_backend *cnt = NULL;
     int s = td_vae_spatial_factor(m->vae), w, h, sampler, guided, sla, encode;
     int64_t T = 1 + (job->frames + 2) / 4, lat[4];
-    double ctx_b, nctx, dits, resident, carried = 0, img_flops = 0, dec_flops = 0, lat_n, host;
-    size_t img_peak = 0, dec_peak = 0, avail = 0;
+    double ctx_b, nctx, dits, resident, carried = 0, img_flops = 0, dec_flops = 0, lat_n, host, ws = 0;
+    size_t img_peak = 0, dec_peak = 0, avail = 0, img_ws = 0, dec_ws = 0;
     int rc;
 
     memset(e, 0, sizeof(*e));
@@ -179,25 +183,34 @@ static int estimate(td_engine *eng, const td_job *job, td_ctx *ctx, td_estimate 
     resident = dits + (double)m->vae_bytes + (m->low_memory ? 0 : (double)m->t5_bytes);
     e->resident_bytes = to_size(resident);
 
-    TD_TRY(td_backend_count_create(ctx, act, &cnt));
-    rc = job->image ? image_cost(ctx, m, cnt, w, h, 1 + 4 * (T - 1), lat, &img_peak, &carried, &img_flops) : 0;
+    TD_TRY(td_backend_count_create(ctx, m->be, &cnt));
+    rc = job->image ? image_cost(ctx, m, cnt, w, h, 1 + 4 * (T - 1), lat, &img_peak, &img_ws, &carried,
+                                 &img_flops) : 0;
     if (rc == 0)
         rc = td_vae_decode_cost(m->vae, cnt, T, lat[2], lat[3], &dec_peak, &dec_flops);
+    dec_ws = td_count_workspace(cnt);
     td_backend_destroy(&cnt);
     TD_TRY(rc);
 
     ctx_b = nbytes(act, (double)TD_UMT5_TEXT_LEN * c->text_dim);
     nctx = guided ? 2 : 1;
     encode = !job->context || guided;
+    if (encode)
+        ws = (double)td_umt5_workspace(&m->t5_dims, m->be, TD_UMT5_TEXT_LEN);
     take(e, TD_STAGE_TEXT, (stage){
         resident + (encode && m->low_memory ? (double)m->t5_bytes : 0),
-        nctx * ctx_b + (encode ? (double)td_umt5_scratch_bytes(&m->t5_dims, act, TD_UMT5_TEXT_LEN) : 0) });
-    if (job->image)
-        take(e, TD_STAGE_IMAGE_ENCODE, (stage){ resident, nctx * ctx_b + (double)img_peak });
+        nctx * ctx_b + ws + (encode ? (double)td_umt5_scratch_bytes(&m->t5_dims, act, TD_UMT5_TEXT_LEN) : 0) });
+    if (job->image) {
+        ws = fmax(ws, (double)img_ws);
+        take(e, TD_STAGE_IMAGE_ENCODE, (stage){ resident, nctx * ctx_b + ws + (double)img_peak });
+    }
+    ws = fmax(ws, (double)td_dit_workspace(c, m->be, T, lat[2], lat[3], TD_UMT5_TEXT_LEN, sla));
     take(e, TD_STAGE_DENOISE, (stage){
-        resident, nctx * ctx_b + carried + 2 * nbytes(act, lat_n) +
+        resident, nctx * ctx_b + carried + 2 * nbytes(act, lat_n) + ws +
                       (double)td_dit_plan_bytes(c, act, T, lat[2], lat[3], TD_UMT5_TEXT_LEN) });
-    take(e, TD_STAGE_DECODE, (stage){ resident, nctx * ctx_b + carried + nbytes(act, lat_n) + (double)dec_peak });
+    ws = fmax(ws, (double)dec_ws);
+    take(e, TD_STAGE_DECODE, (stage){ resident, nctx * ctx_b + carried + nbytes(act, lat_n) + ws +
+                                                    (double)dec_peak });
     e->peak_bytes = to_size((double)e->weights_bytes + (double)e->working_bytes);
 
     /* host: the latents (f32) and the sampler's state (rcm.c and dmd.c:

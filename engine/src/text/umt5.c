@@ -89,6 +89,7 @@ static int read_dims(td_ctx *ctx, const td_weights *w, const td_umt5_keys *k,
         TD_TRY(td_weights_getf(ctx, w, &gate, 2, gs, k->wi_gate, 0));
     }
     d->d_attn = q.shape[0];
+    d->wdtype = q.dtype;
     d->buckets = bias.shape[0];
     d->heads = bias.shape[1];
     d->d_ff = gate.shape[0];
@@ -196,6 +197,28 @@ size_t td_umt5_scratch_bytes(const td_umt5_dims *d, td_dtype act, int n)
     size_t attn = 4 * act_bytes(act, n, d->d_attn) + act_bytes(act, n, d->d_model);
     size_t ffn = 2 * act_bytes(act, n, d->d_ff) + act_bytes(act, n, d->d_model);
     return fixed + (attn > ffn ? attn : ffn);
+}
+
+static size_t linear_ws(td_backend *be, td_dtype wdt, int64_t n, int64_t out, int64_t in)
+{
+    td_tensor x = td_view2(NULL, be->act, n, in), w = td_view2(NULL, wdt, out, in), y = td_view2(NULL, be->act, n, out);
+    return be->ops->workspace(be, TD_OP_LINEAR, &x, &w, &y, NULL);
+}
+
+size_t td_umt5_workspace(const td_umt5_dims *d, td_backend *be, int n)
+{
+    const int64_t shapes[][2] = { { d->d_attn, d->d_model }, { d->d_model, d->d_attn },
+                                  { d->d_ff, d->d_model }, { d->d_model, d->d_ff } };
+    td_tensor q = td_view3(NULL, be->act, n, d->heads, d->d_attn / d->heads);
+    size_t ws, l;
+
+    if (!be->ops->workspace)
+        return 0;
+    ws = be->ops->workspace(be, TD_OP_ATTENTION, &q, &q, &q, NULL);
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+        if ((l = linear_ws(be, d->wdtype, n, shapes[i][0], shapes[i][1])) > ws)
+            ws = l;
+    return ws;
 }
 
 static int alloc2(td_backend *be, td_tensor *t, int64_t rows, int64_t cols)

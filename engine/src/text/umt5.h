@@ -39,6 +39,7 @@ typedef enum td_umt5_layout {
 typedef struct td_umt5_dims {
     int64_t vocab, d_model, d_attn, heads, d_ff, buckets;
     int layers;
+    td_dtype wdtype;          /* the file's, of layer 0's q */
 } td_umt5_dims;
 
 typedef struct td_umt5_layer {
@@ -67,6 +68,10 @@ int td_umt5_read_dims(td_ctx *ctx, const td_weights *w, td_umt5_dims *out);
 /* Activation scratch td_umt5_encode takes from the backend arena for n ids
  * with activations of dtype act. */
 size_t td_umt5_scratch_bytes(const td_umt5_dims *d, td_dtype act, int n);
+/* The largest workspace (backend.h) an op of td_umt5_encode takes on be
+ * for n ids, its weights uploaded from the file (the CPU keeps their
+ * dtype). */
+size_t td_umt5_workspace(const td_umt5_dims *d, td_backend *be, int n);
 
 /* Encode n ids (1 <= n <= 512, each < vocab; the host array is the input
  * edge) with the backend the encoder was loaded on into out, a contiguous

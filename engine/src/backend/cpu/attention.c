@@ -150,13 +150,13 @@ int td_cpu_att_supported(td_att_path path)
 #endif
 }
 
-td_att_path td_cpu_att_best(void)
+td_att_path td_cpu_att_best(td_isa cap)
 {
-    if (td_cpu_att_supported(TD_ATT_AMX))
+    if (cap >= TD_ISA_AMX && td_cpu_att_supported(TD_ATT_AMX))
         return TD_ATT_AMX;
-    if (td_cpu_att_supported(TD_ATT_AVX512))
+    if (cap >= TD_ISA_AVX512 && td_cpu_att_supported(TD_ATT_AVX512))
         return TD_ATT_AVX512;
-    if (td_cpu_att_supported(TD_ATT_AVX2))
+    if (cap >= TD_ISA_AVX2 && td_cpu_att_supported(TD_ATT_AVX2))
         return TD_ATT_AVX2;
     return TD_ATT_SCALAR;
 }
@@ -517,6 +517,13 @@ static int check_shd(td_backend *be, const char *name, const td_tensor *t)
     return 0;
 }
 
+size_t td_cpu_attention_workspace(td_backend *be, const td_tensor *q, const td_tensor *k, const td_tensor *out)
+{
+    if (td_cpu_of(be)->att_path != TD_ATT_AMX || td_numel(q) == 0 || k->shape[0] == 0)
+        return 0;
+    return td_cpu_att_amx_bytes(k->shape[0], q->shape[2], out->shape[2]) + sizeof(float);
+}
+
 int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
                      const td_tensor *v, const td_tensor *bias, float scale,
                      int64_t kv_len, td_tensor *out)
@@ -544,9 +551,11 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
         td_att_problem pr = { q->data, k->data, v->data, bias ? bias->data : NULL, out->data,
                               sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
                               q->stride[0], k->stride[0], v->stride[0], out->stride[0], scale };
-        if (td_cpu_att_amx(td_cpu_pool(be), &pr) < 0)
-            return td_fail(be->ctx, TD_ENOMEM, "attention: cannot allocate the AMX buffers "
-                           "(%lld keys x %lld channels)", (long long)pr.sk, (long long)(pr.d + pr.dv));
+        void *packed = td_cpu_scratch(be, td_cpu_att_amx_bytes(pr.sk, pr.d, pr.dv) / sizeof(float) + 1);
+        if (!packed)
+            return be->ctx->err;
+        if (td_cpu_att_amx(td_cpu_pool(be), &pr, packed) < 0)
+            return td_fail(be->ctx, TD_ENOMEM, "attention: cannot allocate tile buffers");
         return 0;
     }
     bq = td_cpu_of(be)->att_path == TD_ATT_AVX512 ? ATT_BQ512 : ATT_BQ;

@@ -292,28 +292,32 @@ TD_AMX_TARGET static void query_tiles(void *arg, int64_t t0, int64_t t1)
     free(buf);
 }
 
-int td_cpu_att_amx(td_pool *pool, const td_att_problem *a)
+/* Bytes of k's packed tiles (6 per key and channel of dp, keys rounded
+ * up to whole tiles); v's follow, dvp channels. */
+static size_t packed_k_bytes(int64_t sk, int64_t dp)
+{
+    return sizeof(uint16_t) * (size_t)((sk + AMX_BK - 1) / AMX_BK * AMX_BK * 3 * dp);
+}
+
+size_t td_cpu_att_amx_bytes(int64_t sk, int64_t d, int64_t dv)
+{
+    return packed_k_bytes(sk, td_amx_up32(d)) + packed_k_bytes(sk, td_amx_up32(dv));
+}
+
+int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
 {
     amx_head w = { .a = a, .dp = td_amx_up32(a->d), .dvp = td_amx_up32(a->dv) };
-    size_t kb, vb;
-    int rc = 0;
 
     w.nkt = (a->sk + AMX_BK - 1) / AMX_BK;
-    kb = sizeof(uint16_t) * (size_t)(w.nkt * AMX_BK * 3 * w.dp);
-    vb = sizeof(uint16_t) * (size_t)(w.nkt * AMX_BK * 3 * w.dvp);
-    w.kb = td_cpu_alloc(kb);
-    w.vb = td_cpu_alloc(vb);
-    for (int64_t h = 0; h < a->h && w.kb && w.vb && !w.failed; h++) {
+    w.kb = packed;
+    w.vb = (uint16_t *)((char *)packed + packed_k_bytes(a->sk, w.dp));
+    for (int64_t h = 0; h < a->h && !w.failed; h++) {
         w.head = h;
         td_pool_for(pool, w.nkt, 1, pack_tiles, &w);
         if (!w.failed)
             td_pool_for(pool, (a->sq + AMX_BQ - 1) / AMX_BQ, 1, query_tiles, &w);
     }
-    if (!w.kb || !w.vb || w.failed)
-        rc = -1;
-    free(w.kb);
-    free(w.vb);
-    return rc;
+    return w.failed ? -1 : 0;
 }
 
 #else
@@ -323,10 +327,17 @@ int td_amx_usable(void)
     return 0;
 }
 
-int td_cpu_att_amx(td_pool *pool, const td_att_problem *a)
+size_t td_cpu_att_amx_bytes(int64_t sk, int64_t d, int64_t dv)
+{
+    (void)sk, (void)d, (void)dv;
+    return 0;
+}
+
+int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
 {
     (void)pool;
     (void)a;
+    (void)packed;
     return -1;
 }
 

@@ -20,9 +20,11 @@ typedef struct {
     float scale;
 } td_att_problem;
 
-/* 0, or -1 when its buffers cannot be allocated (one head's packed k and
- * v, 6 bytes per key and channel of d and of dv; a tile's scratch per
- * thread). Only where td_amx_usable(). */
-int td_cpu_att_amx(td_pool *pool, const td_att_problem *a);
+/* packed holds td_cpu_att_amx_bytes(a->sk, a->d, a->dv) bytes, 64-byte
+ * aligned: one head's k and v packed, 6 bytes per key and channel of d and
+ * of dv. 0, or -1 when a thread cannot allocate its tile's scratch. Only
+ * where td_amx_usable(). */
+size_t td_cpu_att_amx_bytes(int64_t sk, int64_t d, int64_t dv);
+int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed);
 
 #endif

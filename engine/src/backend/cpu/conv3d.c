@@ -147,6 +147,12 @@ static void weights_by_tap(void *arg, int64_t c0, int64_t c1)
     free(row);
 }
 
+/* The scratch of conv_implicit: the weights by tap. */
+static size_t implicit_floats(int64_t ci, int64_t co, int64_t kvol)
+{
+    return (size_t)(kvol * co * ci);
+}
+
 /* The stride-1 conv (see the top of the file); y without bias. */
 static int conv_implicit(td_backend *be, const td_tensor *x, const td_tensor *w,
                          const td_conv3d_params *p, td_tensor *y)
@@ -166,7 +172,7 @@ static int conv_implicit(td_backend *be, const td_tensor *x, const td_tensor *w,
     a.rows = a.rows < 1 ? 1 : a.rows > a.ho ? a.ho : a.rows;
     if (a.co * a.rows * a.wp > INT32_MAX || a.ci * a.kt * (a.rows + a.kh - 1) * a.wp > INT32_MAX)
         return td_fail(be->ctx, TD_EINVAL, "conv3d: a row of x is past sgemm's 32-bit sizes");
-    wa.wr = td_cpu_scratch(be, (size_t)(kvol * a.co * a.ci));
+    wa.wr = td_cpu_scratch(be, implicit_floats(a.ci, a.co, kvol));
     if (!wa.wr)
         return TD_ENOMEM;
     a.wr = wa.wr;
@@ -358,6 +364,12 @@ static void bconv_weights(void *arg, int64_t p0, int64_t p1)
     free(row);
 }
 
+/* The scratch of conv_blocked: the weights, channel-blocked. */
+static size_t blocked_floats(int64_t ci, int64_t co, int64_t kvol)
+{
+    return (size_t)((co + BCONV_CO - 1) / BCONV_CO * kvol * ((ci + 15) / 16 * 16) * BCONV_CO);
+}
+
 /* The stride-1 conv on the AVX-512 path; y without bias. */
 static int conv_blocked(td_backend *be, const td_tensor *x, const td_tensor *w,
                         const td_conv3d_params *p, td_tensor *y)
@@ -377,7 +389,7 @@ static int conv_blocked(td_backend *be, const td_tensor *x, const td_tensor *w,
     a.rows = a.rows < 1 ? 1 : a.rows > BCONV_ROWS ? BCONV_ROWS : a.rows;
     a.rows = a.rows > a.ho ? a.ho : a.rows;
     wa.ci16 = a.ncb * 16;
-    wa.wb = td_cpu_scratch(be, (size_t)(a.ncp * wa.kvol * wa.ci16 * BCONV_CO));
+    wa.wb = td_cpu_scratch(be, blocked_floats(a.ci, a.co, wa.kvol));
     if (!wa.wb)
         return TD_ENOMEM;
     a.wb = wa.wb;
@@ -403,11 +415,11 @@ int td_cpu_conv_supported(td_conv_path path)
 #endif
 }
 
-td_conv_path td_cpu_conv_best(void)
+td_conv_path td_cpu_conv_best(td_isa cap)
 {
-    return td_cpu_conv_supported(TD_CONV_AMX)      ? TD_CONV_AMX
-           : td_cpu_conv_supported(TD_CONV_AVX512) ? TD_CONV_AVX512
-                                                   : TD_CONV_GEMM;
+    return cap >= TD_ISA_AMX && td_cpu_conv_supported(TD_CONV_AMX)         ? TD_CONV_AMX
+           : cap >= TD_ISA_AVX512 && td_cpu_conv_supported(TD_CONV_AVX512) ? TD_CONV_AVX512
+                                                                           : TD_CONV_GEMM;
 }
 
 typedef struct {
@@ -470,6 +482,66 @@ static int64_t out_dim(int64_t in, int64_t pad, int64_t k, int64_t s)
     return in + pad < k ? 0 : (in + pad - k) / s + 1;
 }
 
+/* The code a conv with K = ci kvol > 0 runs on. */
+typedef enum { CONV_AMX, CONV_BLOCKED, CONV_IMPLICIT, CONV_IM2COL } conv_route;
+
+static conv_route route_of(td_backend *be, const td_conv3d_params *p, int64_t ci, int64_t co)
+{
+    td_conv_path path = td_cpu_of(be)->conv_path;
+    if (p->stride[0] != 1 || p->stride[1] != 1 || p->stride[2] != 1)
+        return CONV_IM2COL;
+#ifdef TD_X86
+    if (co >= TD_CONV_AMX_MIN_CH && ci >= TD_CONV_AMX_MIN_CH && path == TD_CONV_AMX)
+        return CONV_AMX;
+    if (co >= 16 && path != TD_CONV_GEMM)
+        return CONV_BLOCKED;
+#else
+    (void)path, (void)ci, (void)co;
+#endif
+    return CONV_IMPLICIT;
+}
+
+/* The strided conv's column tiles: rows of output per tile (*rows_per,
+ * *npos_max positions), input channels per K chunk (*ch_per, *kchunk
+ * columns); returns its scratch floats (a column tile, and the chunk's
+ * widened weights unless they are f32). */
+static size_t im2col_plan(int64_t ci, int64_t co, int64_t kvol, int64_t ho, int64_t wo, int wf32,
+                          int64_t *rows_per, int64_t *npos_max, int64_t *ch_per, int64_t *kchunk)
+{
+    *rows_per = wo >= CONV_PT ? 1 : CONV_PT / wo;
+    if (*rows_per > ho)
+        *rows_per = ho;
+    *npos_max = *rows_per * wo;
+    *ch_per = kvol >= CONV_KT ? 1 : CONV_KT / kvol;
+    if (*ch_per > ci)
+        *ch_per = ci;
+    *kchunk = *ch_per * kvol;
+    return (size_t)(*kchunk * *npos_max) + (wf32 ? 0 : (size_t)(co * *kchunk));
+}
+
+size_t td_cpu_conv3d_workspace(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *y,
+                               const td_conv3d_params *p)
+{
+    int64_t ci = x->shape[0], co = w->shape[0], kvol = w->shape[2] * w->shape[3] * w->shape[4];
+    int64_t rows_per, npos_max, ch_per, kchunk;
+
+    if (ci * kvol == 0 || td_numel(y) == 0)
+        return 0;
+    switch (route_of(be, p, ci, co)) {
+    case CONV_AMX:
+        return td_cpu_conv3d_amx_bytes(td_cpu_of(be)->nthreads, x, w, y, p);
+#ifdef TD_X86
+    case CONV_BLOCKED:
+        return sizeof(float) * blocked_floats(ci, co, kvol);
+#endif
+    case CONV_IMPLICIT:
+        return sizeof(float) * implicit_floats(ci, co, kvol);
+    default:
+        return sizeof(float) * im2col_plan(ci, co, kvol, y->shape[2], y->shape[3], w->dtype == TD_F32,
+                                           &rows_per, &npos_max, &ch_per, &kchunk);
+    }
+}
+
 int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
                   const td_tensor *bias, const td_conv3d_params *p, td_tensor *y)
 {
@@ -505,26 +577,16 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     if (kc == 0) {
         memset(y->data, 0, (size_t)(co * to * plane) * sizeof(float));
 #ifdef TD_X86
-    } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1 && co >= TD_CONV_AMX_MIN_CH &&
-               ci >= TD_CONV_AMX_MIN_CH && td_cpu_of(be)->conv_path == TD_CONV_AMX) {
+    } else if (route_of(be, p, ci, co) == CONV_AMX) {
         TD_TRY(td_cpu_conv3d_amx(be, x, w, p, y));
-    } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1 && co >= 16 &&
-               td_cpu_of(be)->conv_path != TD_CONV_GEMM) {
+    } else if (route_of(be, p, ci, co) == CONV_BLOCKED) {
         TD_TRY(conv_blocked(be, x, w, p, y));
 #endif
-    } else if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1) {
+    } else if (route_of(be, p, ci, co) == CONV_IMPLICIT) {
         TD_TRY(conv_implicit(be, x, w, p, y));
     } else {
-        rows_per = wo >= CONV_PT ? 1 : CONV_PT / wo;
-        if (rows_per > ho)
-            rows_per = ho;
-        npos_max = rows_per * wo;
-        ch_per = kvol >= CONV_KT ? 1 : CONV_KT / kvol;
-        if (ch_per > ci)
-            ch_per = ci;
-        kchunk = ch_per * kvol;
         wf32 = w->dtype == TD_F32;
-        scr = td_cpu_scratch(be, (size_t)(kchunk * npos_max) + (wf32 ? 0 : (size_t)(co * kchunk)));
+        scr = td_cpu_scratch(be, im2col_plan(ci, co, kvol, ho, wo, wf32, &rows_per, &npos_max, &ch_per, &kchunk));
         if (!scr)
             return TD_ENOMEM;
         col = scr;

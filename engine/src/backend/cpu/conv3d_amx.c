@@ -241,38 +241,54 @@ TD_AMX_TARGET static void conv_parts(void *arg, int64_t t0, int64_t t1)
     td_amx_release();
 }
 
-int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
-                      const td_conv3d_params *p, td_tensor *y)
-{
-    camx_args a = { .x = x->data, .wt = w, .y = y->data, .ci = x->shape[0], .t = x->shape[1],
-                    .h = x->shape[2], .w = x->shape[3], .co = w->shape[0], .kt = w->shape[2],
-                    .kh = w->shape[3], .kw = w->shape[4], .to = y->shape[1], .ho = y->shape[2],
-                    .wo = y->shape[3], .p = p };
-    int64_t kvol = a.kt * a.kh * a.kw;
-    size_t wbytes, xbytes;
-    char *scratch;
+#define CAMX_ARGS(x_, w_, y_, p_)                                                                   \
+    { .x = (x_)->data, .wt = (w_), .y = (y_)->data, .ci = (x_)->shape[0], .t = (x_)->shape[1],          \
+      .h = (x_)->shape[2], .w = (x_)->shape[3], .co = (w_)->shape[0], .kt = (w_)->shape[2],             \
+      .kh = (w_)->shape[3], .kw = (w_)->shape[4], .to = (y_)->shape[1], .ho = (y_)->shape[2],           \
+      .wo = (y_)->shape[3], .p = (p_) }
 
-    a.cip = td_amx_up32(a.ci);
-    a.cop = td_amx_up32(a.co);
-    a.wp = a.w + 2 * (int64_t)p->pad_w;
-    a.hp = a.ho + a.kh - 1;
-    a.nsr = (a.wo + 15) / 16;
+/* The sizes derived from a's shapes for nthreads threads. The scratch
+ * holds the packed weights (the bytes returned), then the ring
+ * (*xbytes), then parts x cbytes of C. */
+static size_t camx_plan(camx_args *a, int nthreads, size_t *xbytes)
+{
+    a->cip = td_amx_up32(a->ci);
+    a->cop = td_amx_up32(a->co);
+    a->wp = a->w + 2 * (int64_t)a->p->pad_w;
+    a->hp = a->ho + a->kh - 1;
+    a->nsr = (a->wo + 15) / 16;
     /* a packed row holds every slot's reads (16 nsr + kw - 1 columns, from
      * wp on zeros), an odd number of cache lines long so that a tile's 16
      * pair rows spread over L1's sets */
-    a.wpp = (16 * a.nsr + a.kw - 1 + 15) / 16 * 16;
-    if (a.wpp / 16 % 2 == 0)
-        a.wpp += 16;
+    a->wpp = (16 * a->nsr + a->kw - 1 + 15) / 16 * 16;
+    if (a->wpp / 16 % 2 == 0)
+        a->wpp += 16;
     /* output rows per block: about CA_CFLOATS of C */
-    a.rows = CA_CFLOATS / (a.cop * 16 * a.nsr);
-    a.rows = a.rows < 1 ? 1 : a.rows > a.ho ? a.ho : a.rows;
-    a.ldc = 32 * ((a.rows * a.nsr + 1) / 2) + 16;
-    a.ntask = (a.ho + a.rows - 1) / a.rows;
-    a.parts = td_cpu_of(be)->nthreads < a.ntask ? td_cpu_of(be)->nthreads : a.ntask;
-    a.cbytes = sizeof(float) * (size_t)(a.cop * a.ldc);
-    wbytes = (sizeof(uint16_t) * (size_t)(kvol * a.cop * 3 * a.cip) + 63) / 64 * 64;
-    xbytes = sizeof(uint32_t) * (size_t)(a.kt * a.hp * 3 * (a.cip / 2) * a.wpp);
-    scratch = (char *)td_cpu_scratch(be, (wbytes + xbytes + (size_t)a.parts * a.cbytes) / sizeof(float) + 1);
+    a->rows = CA_CFLOATS / (a->cop * 16 * a->nsr);
+    a->rows = a->rows < 1 ? 1 : a->rows > a->ho ? a->ho : a->rows;
+    a->ldc = 32 * ((a->rows * a->nsr + 1) / 2) + 16;
+    a->ntask = (a->ho + a->rows - 1) / a->rows;
+    a->parts = nthreads < a->ntask ? nthreads : a->ntask;
+    a->cbytes = sizeof(float) * (size_t)(a->cop * a->ldc);
+    *xbytes = sizeof(uint32_t) * (size_t)(a->kt * a->hp * 3 * (a->cip / 2) * a->wpp);
+    return (sizeof(uint16_t) * (size_t)(a->kt * a->kh * a->kw * a->cop * 3 * a->cip) + 63) / 64 * 64;
+}
+
+size_t td_cpu_conv3d_amx_bytes(int nthreads, const td_tensor *x, const td_tensor *w, const td_tensor *y,
+                               const td_conv3d_params *p)
+{
+    camx_args a = CAMX_ARGS(x, w, y, p);
+    size_t xbytes, wbytes = camx_plan(&a, nthreads, &xbytes);
+    return wbytes + xbytes + (size_t)a.parts * a.cbytes + sizeof(float);
+}
+
+int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
+                      const td_conv3d_params *p, td_tensor *y)
+{
+    camx_args a = CAMX_ARGS(x, w, y, p);
+    size_t xbytes, wbytes = camx_plan(&a, td_cpu_of(be)->nthreads, &xbytes);
+    char *scratch = (char *)td_cpu_scratch(be, (wbytes + xbytes + (size_t)a.parts * a.cbytes) / sizeof(float) + 1);
+
     if (!scratch)
         return be->ctx->err;
     a.wa = (uint16_t *)scratch;
@@ -282,7 +298,7 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
     td_pool_for(td_cpu_pool(be), a.cop, 8, pack_weights, &a);
     if (atomic_load(&a.failed))
         return td_fail(be->ctx, TD_ENOMEM, "conv3d: cannot allocate a row of w (%lld floats)",
-                       (long long)(a.ci * kvol + a.ci));
+                       (long long)(a.ci * a.kt * a.kh * a.kw + a.ci));
     /* output frame o reads padded frames o..o+kt-1: each packed once, into
      * the ring slot of the frame o - 1 no longer needs */
     for (a.o = 0; a.o < a.to; a.o++) {
@@ -294,6 +310,13 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
 }
 
 #else
+
+size_t td_cpu_conv3d_amx_bytes(int nthreads, const td_tensor *x, const td_tensor *w, const td_tensor *y,
+                               const td_conv3d_params *p)
+{
+    (void)nthreads, (void)x, (void)w, (void)y, (void)p;
+    return 0;
+}
 
 int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
                       const td_conv3d_params *p, td_tensor *y)

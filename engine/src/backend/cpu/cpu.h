@@ -30,7 +30,7 @@ typedef enum {
     TD_ATT_AMX,      /* AMX tiles on bf16 parts at f32 accuracy, zmm softmax */
 } td_att_path;
 
-td_att_path td_cpu_att_best(void);
+td_att_path td_cpu_att_best(td_isa cap);
 int td_cpu_att_supported(td_att_path path);
 
 /* How linears with f32 and bf16 weights run (gemm.c); picked once per backend
@@ -41,7 +41,7 @@ typedef enum {
     TD_LIN_AMX,    /* AMX tiles on bf16 parts at f32 accuracy, from 128 rows */
 } td_lin_path;
 
-td_lin_path td_cpu_lin_best(void);
+td_lin_path td_cpu_lin_best(td_isa cap);
 int td_cpu_lin_supported(td_lin_path path);
 
 /* How stride-1 conv3d runs (conv3d.c); picked once per backend from the CPU
@@ -54,7 +54,7 @@ typedef enum {
                          the AVX-512 kernel below */
 } td_conv_path;
 
-td_conv_path td_cpu_conv_best(void);
+td_conv_path td_cpu_conv_best(td_isa cap);
 int td_cpu_conv_supported(td_conv_path path);
 
 /* SLA's sparse part on attention's tiles: softmax(scale q k^T) v for rows
@@ -80,7 +80,7 @@ typedef struct td_cpu {
     td_conv_path conv_path; /* how stride-1 conv3d runs */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
     size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */
-    size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used */
+    size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used + scratch */
 } td_cpu;
 
 static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }
@@ -92,8 +92,19 @@ static inline td_pool *td_cpu_pool(td_backend *be) { return be->ctx->pool; }
 void *td_cpu_alloc(size_t bytes);
 
 /* The backend's tile scratch, grown to at least n floats. Ops carve it up
- * themselves; its content does not survive the op. NULL + TD_ENOMEM. */
+ * themselves; its content does not survive the op. It stays allocated for
+ * the next ops (growing it costs page faults) and counts in the peak until
+ * peak_reset frees it, so a job's peak holds what its own ops took.
+ * NULL + TD_ENOMEM. */
 float *td_cpu_scratch(td_backend *be, size_t n);
+
+/* backend.h's workspace of each op that takes scratch: the bytes of
+ * td_cpu_scratch it asks for on these operands (the op's own files). */
+size_t td_cpu_linear_workspace(td_backend *be, const td_tensor *x, const td_tensor *w);
+size_t td_cpu_linear_w8a8_workspace(td_backend *be, const td_tensor *x, const td_tensor *wq);
+size_t td_cpu_attention_workspace(td_backend *be, const td_tensor *q, const td_tensor *k, const td_tensor *out);
+size_t td_cpu_conv3d_workspace(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *y,
+                               const td_conv3d_params *p);
 
 /* OpenBLAS's thread count is process-wide and other code may change it, so
  * each op sets it to one right before its sgemm calls (a few ns). */

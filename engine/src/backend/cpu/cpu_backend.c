@@ -26,6 +26,21 @@ void *td_cpu_alloc(size_t bytes)
     return p;
 }
 
+void td_cpu_blas_serial(void)
+{
+    openblas_set_num_threads(1);
+}
+
+/* What the backend holds now (the peak op). The weights are views of
+ * mapped files, which a job pages in: they count from their upload on,
+ * including after a low-memory release unmaps them, since a view's
+ * tensor_free cannot be told from another view's. */
+static void note_live(td_cpu *c)
+{
+    td_peak_note(&c->peak, c->uploaded + __atomic_load_n(&c->heap_live, __ATOMIC_RELAXED) + c->arena.used +
+                               c->scratch_floats * sizeof(float));
+}
+
 float *td_cpu_scratch(td_backend *be, size_t n)
 {
     td_cpu *c = td_cpu_of(be);
@@ -46,22 +61,9 @@ float *td_cpu_scratch(td_backend *be, size_t n)
         }
         c->scratch = p;
         c->scratch_floats = n;
+        note_live(c);
     }
     return c->scratch;
-}
-
-void td_cpu_blas_serial(void)
-{
-    openblas_set_num_threads(1);
-}
-
-/* What the backend holds now (the peak op). The weights are views of
- * mapped files, which a job pages in: they count from their upload on,
- * including after a low-memory release unmaps them, since a view's
- * tensor_free cannot be told from another view's. */
-static void note_live(td_cpu *c)
-{
-    td_peak_note(&c->peak, c->uploaded + __atomic_load_n(&c->heap_live, __ATOMIC_RELAXED) + c->arena.used);
 }
 
 static size_t cpu_peak(td_backend *be)
@@ -72,8 +74,27 @@ static size_t cpu_peak(td_backend *be)
 static void cpu_peak_reset(td_backend *be)
 {
     td_cpu *c = td_cpu_of(be);
+    free(c->scratch);
+    c->scratch = NULL;
+    c->scratch_floats = 0;
     __atomic_store_n(&c->peak, 0, __ATOMIC_RELAXED);
     note_live(c);
+}
+
+static size_t cpu_workspace(td_backend *be, td_op op, const td_tensor *a, const td_tensor *b,
+                            const td_tensor *y, const td_conv3d_params *p)
+{
+    switch (op) {
+    case TD_OP_LINEAR:
+        return td_cpu_linear_workspace(be, a, b);
+    case TD_OP_LINEAR_W8A8:
+        return td_cpu_linear_w8a8_workspace(be, a, b);
+    case TD_OP_ATTENTION:
+        return td_cpu_attention_workspace(be, a, b, y);
+    case TD_OP_CONV3D:
+        return td_cpu_conv3d_workspace(be, a, b, y, p);
+    }
+    return 0;
 }
 
 static int cpu_alloc(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
@@ -173,6 +194,7 @@ static const td_backend_ops cpu_ops = {
     .uploaded = cpu_uploaded,
     .peak = cpu_peak,
     .peak_reset = cpu_peak_reset,
+    .workspace = cpu_workspace,
     .alloc = cpu_alloc,
     .mark = cpu_mark,
     .reset = cpu_reset,
@@ -207,13 +229,34 @@ static const td_backend_ops cpu_ops = {
     .sla_attention = td_cpu_sla_attention,
 };
 
+/* The cap on the paths' instruction sets (isa.h): TURBODIFF_CPU_MAX_ISA,
+ * unset or empty for none. */
+static int isa_cap(td_ctx *ctx, td_isa *cap)
+{
+    static const char *const names[] = { "generic", "avx2", "avx512", "amx" };
+    const char *v = getenv("TURBODIFF_CPU_MAX_ISA");
+
+    *cap = TD_ISA_AMX;
+    if (!v || !*v)
+        return 0;
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        if (!strcmp(v, names[i])) {
+            *cap = (td_isa)i;
+            return 0;
+        }
+    return td_fail(ctx, TD_EINVAL, "cpu backend: TURBODIFF_CPU_MAX_ISA=%s is not an instruction set it "
+                   "knows: use generic, avx2, avx512 or amx, or unset it for the fastest this CPU runs", v);
+}
+
 int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
 {
     td_backend *be;
     td_cpu *c;
+    td_isa cap;
     int rc;
 
     *out = NULL;
+    TD_TRY(isa_cap(ctx, &cap));
     be = calloc(1, sizeof(*be));
     c = calloc(1, sizeof(*c));
     if (!be || !c) {
@@ -232,10 +275,10 @@ int td_backend_cpu_create(td_ctx *ctx, size_t arena_bytes, td_backend **out)
     be->act = TD_F32;
     be->priv = c;
     c->nthreads = td_pool_threads(ctx->pool);
-    c->w8a8_path = td_cpu_w8a8_best();
-    c->att_path = td_cpu_att_best();
-    c->lin_path = td_cpu_lin_best();
-    c->conv_path = td_cpu_conv_best();
+    c->w8a8_path = td_cpu_w8a8_best(cap);
+    c->att_path = td_cpu_att_best(cap);
+    c->lin_path = td_cpu_lin_best(cap);
+    c->conv_path = td_cpu_conv_best(cap);
     *out = be;
     return 0;
 }

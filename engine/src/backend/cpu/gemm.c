@@ -41,9 +41,9 @@ int td_cpu_lin_supported(td_lin_path path)
     return path == TD_LIN_BLAS || (path == TD_LIN_AMX && td_amx_usable());
 }
 
-td_lin_path td_cpu_lin_best(void)
+td_lin_path td_cpu_lin_best(td_isa cap)
 {
-    return td_cpu_lin_supported(TD_LIN_AMX) ? TD_LIN_AMX : TD_LIN_BLAS;
+    return cap >= TD_ISA_AMX && td_cpu_lin_supported(TD_LIN_AMX) ? TD_LIN_AMX : TD_LIN_BLAS;
 }
 
 typedef struct {
@@ -246,6 +246,12 @@ static void mm_scale_y(const mm_args *p)
         }
 }
 
+/* The scratch of widened products on grid g: a LINEAR_BAND x kb tile per part. */
+static size_t widened_floats(const tile_grid *g, int64_t kb)
+{
+    return (size_t)(g->parts * LINEAR_BAND * kb);
+}
+
 /* The checked matmul p on the CPU, batch after batch. */
 static int mm_run(td_backend *be, mm_args *p)
 {
@@ -265,13 +271,35 @@ static int mm_run(td_backend *be, mm_args *p)
     }
     p->g = grid_of(be, d->m, d->n, cut_extent(d->m), LINEAR_BAND);
     p->kb = d->k < LINEAR_KMAX ? d->k : LINEAR_KMAX;
-    p->scratch = td_cpu_scratch(be, (size_t)(p->g.parts * LINEAR_BAND * p->kb));
+    p->scratch = td_cpu_scratch(be, widened_floats(&p->g, p->kb));
     if (!p->scratch)
         return TD_ENOMEM;
     td_cpu_blas_serial();
     for (p->batch = 0; p->batch < d->batch; p->batch++)
         td_pool_for(td_cpu_pool(be), p->g.parts, 1, widened_part, p);
     return 0;
+}
+
+/* Whether a linear of m rows, K = k, with weights of dtype wdt runs on AMX. */
+static int on_amx(td_backend *be, td_dtype wdt, int64_t m, int64_t k)
+{
+    return td_cpu_of(be)->lin_path == TD_LIN_AMX && (wdt == TD_F32 || wdt == TD_BF16) &&
+           m >= LINEAR_AMX_ROWS && k > 0;
+}
+
+size_t td_cpu_linear_workspace(td_backend *be, const td_tensor *x, const td_tensor *w)
+{
+    int64_t n = w->shape[0], k = w->shape[1], m = k ? td_numel(x) / k : 0;
+    tile_grid g;
+
+    if (m == 0 || n == 0 || k == 0)
+        return 0;
+    if (on_amx(be, w->dtype, m, k))
+        return td_cpu_linear_amx_bytes(td_cpu_of(be)->nthreads, m, n, k, w->dtype);
+    if (w->dtype == TD_F32)
+        return 0;
+    g = grid_of(be, m, n, cut_extent(m), LINEAR_BAND);
+    return sizeof(float) * widened_floats(&g, k < LINEAR_KMAX ? k : LINEAR_KMAX);
 }
 
 int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
@@ -292,8 +320,7 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     TD_TRY(td_cpu_check_linear_io(be, op, x, "w", w, bias, y, &m));
     if (m == 0 || n == 0)
         return 0;
-    if (td_cpu_of(be)->lin_path == TD_LIN_AMX && (w->dtype == TD_F32 || w->dtype == TD_BF16) &&
-        m >= LINEAR_AMX_ROWS && k > 0) {
+    if (on_amx(be, w->dtype, m, k)) {
         TD_TRY(td_cpu_linear_amx(be, x->data, k, w->data, w->dtype, k, m, n, k, y->data, n));
         return add_bias(be, bias, y->data, m, n);
     }

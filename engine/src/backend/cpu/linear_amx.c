@@ -116,20 +116,35 @@ TD_AMX_TARGET static void row_blocks(void *arg, int64_t t0, int64_t t1)
     td_amx_release();
 }
 
+/* Sets l's parts and part_bytes for nthreads threads; returns the bytes
+ * of w packed, which the scratch holds before the parts' buffers. */
+static size_t lin_plan(lin_args *l, int nthreads)
+{
+    const int64_t nb = (l->m + LIN_BM - 1) / LIN_BM;
+    l->kp = td_amx_up32(l->k);
+    l->ng = td_amx_up32(l->n) / 16;
+    l->parts = nthreads < nb ? nthreads : nb;
+    l->part_bytes = (sizeof(uint16_t) * (size_t)lin_xa_elems(l) + 63) / 64 * 64 +
+                    sizeof(float) * (size_t)(LIN_BM * LIN_LDC);
+    return sizeof(uint16_t) * (size_t)((l->wbf16 ? 1 : 3) * td_amx_up32(l->n) *
+                                       ((l->kp + LIN_BK - 1) / LIN_BK * LIN_BK));
+}
+
+size_t td_cpu_linear_amx_bytes(int nthreads, int64_t m, int64_t n, int64_t k, td_dtype wdt)
+{
+    lin_args l = { .wbf16 = wdt == TD_BF16, .m = m, .n = n, .k = k };
+    size_t wbytes = lin_plan(&l, nthreads);
+    return wbytes + (size_t)l.parts * l.part_bytes + sizeof(float);
+}
+
 int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w, td_dtype wdt,
                       int64_t ldw, int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)
 {
-    lin_args l = { x, w, wdt == TD_BF16, y, ldx, ldw, ldy, m, n, k, td_amx_up32(k), td_amx_up32(n) / 16,
-                   NULL, NULL, 0, 0 };
-    const int64_t nb = (m + LIN_BM - 1) / LIN_BM;
-    size_t wbytes = sizeof(uint16_t) * (size_t)((l.wbf16 ? 1 : 3) * td_amx_up32(n) *
-                                                ((l.kp + LIN_BK - 1) / LIN_BK * LIN_BK));
-    float *scratch;
+    lin_args l = { .x = x, .w = w, .wbf16 = wdt == TD_BF16, .y = y, .ldx = ldx, .ldw = ldw, .ldy = ldy,
+                   .m = m, .n = n, .k = k };
+    size_t wbytes = lin_plan(&l, td_cpu_of(be)->nthreads);
+    float *scratch = td_cpu_scratch(be, (wbytes + (size_t)l.parts * l.part_bytes) / sizeof(float) + 1);
 
-    l.parts = td_cpu_of(be)->nthreads < nb ? td_cpu_of(be)->nthreads : nb;
-    l.part_bytes = (sizeof(uint16_t) * (size_t)lin_xa_elems(&l) + 63) / 64 * 64 +
-                   sizeof(float) * (size_t)(LIN_BM * LIN_LDC);
-    scratch = td_cpu_scratch(be, (wbytes + (size_t)l.parts * l.part_bytes) / sizeof(float) + 1);
     if (!scratch)
         return be->ctx->err;
     l.wb = (uint16_t *)scratch;
@@ -140,6 +155,12 @@ int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w
 }
 
 #else
+
+size_t td_cpu_linear_amx_bytes(int nthreads, int64_t m, int64_t n, int64_t k, td_dtype wdt)
+{
+    (void)nthreads, (void)m, (void)n, (void)k, (void)wdt;
+    return 0;
+}
 
 int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w, td_dtype wdt,
                       int64_t ldw, int64_t m, int64_t n, int64_t k, float *y, int64_t ldy)

@@ -238,14 +238,37 @@ static void w8_bias_rows(void *arg, int64_t r0, int64_t r1)
             a->y[r * a->n + j] += a->bias[j];
 }
 
-/* The bands on the int8 kernels: activations quantized + 128 into rows
- * padded to a multiple of 4 bytes, the kernel's K step. */
+/* Scratch floats of the int8 bands: the pass's activation scales, then its
+ * rows quantized + 128, padded to a multiple of 4 bytes (the kernel's K
+ * step); of the sgemm bands: the rows quantized into floats, then the
+ * scales. *nxs: the floats before the second part. */
+static size_t bands_floats(td_w8_path path, int64_t m, int64_t k, size_t *nxs)
+{
+    int64_t mt_max = m < W8_MT ? m : W8_MT, nkb = (k + QB - 1) / QB, ldu = (k + 3) / 4 * 4;
+    size_t scales = (size_t)(((mt_max + QB - 1) / QB) * nkb);
+
+    if (path == TD_W8_SGEMM) {
+        *nxs = (size_t)(mt_max * k);
+        return *nxs + scales;
+    }
+    *nxs = scales;
+    return scales + (size_t)(mt_max * ldu + 3) / 4;
+}
+
+size_t td_cpu_linear_w8a8_workspace(td_backend *be, const td_tensor *x, const td_tensor *wq)
+{
+    int64_t k = wq->shape[1], m = k ? td_numel(x) / k : 0;
+    size_t nxs;
+    return m && wq->shape[0] ? sizeof(float) * bands_floats(td_cpu_of(be)->w8a8_path, m, k, &nxs) : 0;
+}
+
+/* The bands on the int8 kernels. */
 static int run_int8(td_backend *be, const td_tensor *x, float *y, band_args *ba, int64_t m)
 {
     td_pool *pool = td_cpu_pool(be);
-    int64_t k = ba->k, mt_max = m < W8_MT ? m : W8_MT, ldu = (k + 3) / 4 * 4;
-    size_t nxs = (size_t)(((mt_max + QB - 1) / QB) * ba->nkb);
-    float *scr = td_cpu_scratch(be, nxs + (size_t)(mt_max * ldu + 3) / 4);
+    int64_t k = ba->k, ldu = (k + 3) / 4 * 4;
+    size_t nxs;
+    float *scr = td_cpu_scratch(be, bands_floats(td_cpu_of(be)->w8a8_path, m, k, &nxs));
 
     if (!scr)
         return TD_ENOMEM;
@@ -269,9 +292,9 @@ static int run_int8(td_backend *be, const td_tensor *x, float *y, band_args *ba,
 static int run_sgemm(td_backend *be, const td_tensor *x, float *y, band_args *ba, int64_t m)
 {
     td_pool *pool = td_cpu_pool(be);
-    int64_t k = ba->k, mt_max = m < W8_MT ? m : W8_MT;
-    size_t nxq = (size_t)(mt_max * k);
-    float *scr = td_cpu_scratch(be, nxq + (size_t)(((mt_max + QB - 1) / QB) * ba->nkb));
+    int64_t k = ba->k;
+    size_t nxq;
+    float *scr = td_cpu_scratch(be, bands_floats(TD_W8_SGEMM, m, k, &nxq));
 
     if (!scr)
         return TD_ENOMEM;

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "isa.h"
+
 /* How the int8 x int8 block products run; picked once per backend from
  * what the CPU supports (td_cpu_w8a8_best), tests may force another. */
 typedef enum {
@@ -16,8 +18,8 @@ typedef enum {
     TD_W8_AVX512VNNI,   /* vpdpbusd on zmm (AVX512-VNNI) */
 } td_w8_path;
 
-/* The fastest path this CPU runs, and whether it runs a given one. */
-td_w8_path td_cpu_w8a8_best(void);
+/* The fastest path this CPU runs within cap, and whether it runs a given one. */
+td_w8_path td_cpu_w8a8_best(td_isa cap);
 int td_cpu_w8a8_supported(td_w8_path path);
 
 /* One micro-tile of at most mr rows x nr columns (see td_w8_kernel_of):

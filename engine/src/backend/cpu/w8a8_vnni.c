@@ -183,11 +183,11 @@ int td_cpu_w8a8_supported(td_w8_path path)
 #endif
 }
 
-td_w8_path td_cpu_w8a8_best(void)
+td_w8_path td_cpu_w8a8_best(td_isa cap)
 {
-    if (td_cpu_w8a8_supported(TD_W8_AVX512VNNI))
+    if (cap >= TD_ISA_AVX512 && td_cpu_w8a8_supported(TD_W8_AVX512VNNI))
         return TD_W8_AVX512VNNI;
-    if (td_cpu_w8a8_supported(TD_W8_AVXVNNI))
+    if (cap >= TD_ISA_AVX2 && td_cpu_w8a8_supported(TD_W8_AVXVNNI))
         return TD_W8_AVXVNNI;
     return TD_W8_SGEMM;
 }
