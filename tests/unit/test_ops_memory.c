@@ -4,9 +4,13 @@
  * host data, strided backend side), copy (permuted and sliced views up to
  * 7-D, dtype conversions, accumulate), fill on a strided view, clamp,
  * scale_shift, embed, rel_pos_bias, tensor_new / tensor_free in any order,
- * and the error paths (shape mismatch, ids out of range, missing tensors).
+ * large tensors' blocks kept for reuse without one block serving two live
+ * tensors or the held bytes passing the reported peak, and the error
+ * paths (shape mismatch, ids out of range, missing tensors).
  */
 #include "ops_common.h"
+
+#include "backend/cpu/cpu.h"
 
 #define S(...) (const int64_t[]){ __VA_ARGS__ }
 
@@ -255,6 +259,45 @@ static void test_errors(ops_env *e)
     td_tensor_free(&a), td_tensor_free(&b), td_tensor_free(&i8);
 }
 
+/* Tensors of 4-12 MB (a few sizes, so freed blocks get reused) made and
+ * freed in random order: each live one keeps the values written into it
+ * whatever is made after it, and what the backend holds (live tensors and
+ * kept blocks) never passes the peak it reports; peak_reset gives the kept
+ * blocks back. */
+static void test_kept_blocks(ops_env *e, test_rng *r)
+{
+    enum { N = 12 };
+    td_backend *be = e->be;
+    td_cpu *c = td_cpu_of(be);
+    td_tensor t[N] = { 0 };
+    float tag[N];
+    int64_t bad = 0;
+
+    be->ops->peak_reset(be);
+    for (int step = 0; step < 200; step++) {
+        int i = (int)(test_next(r) % N);
+        if (t[i].data) {
+            const float *d = t[i].data;
+            for (int64_t j = 0; j < td_numel(&t[i]); j += 4099)
+                bad += d[j] != tag[i];
+            be->ops->tensor_free(be, &t[i]);
+        } else {
+            int64_t rows = 1024 * (1 + (int64_t)(test_next(r) % 3));
+            CHECK_OK(e, be->ops->tensor_new(be, &t[i], TD_F32, 2, S(rows, 1024)));
+            tag[i] = (float)step;
+            CHECK_OK(e, be->ops->fill(be, &t[i], tag[i]));
+        }
+        CHECK(c->heap_live + c->kept_total + c->uploaded + c->arena.used + c->scratch_floats * sizeof(float) <=
+              be->ops->peak(be), "step %d: %zu live + %zu kept over the reported peak %zu", step, c->heap_live,
+              c->kept_total, be->ops->peak(be));
+    }
+    CHECK(bad == 0, "%lld values changed under live tensors", (long long)bad);
+    for (int i = 0; i < N; i++)
+        be->ops->tensor_free(be, &t[i]);
+    be->ops->peak_reset(be);
+    CHECK(c->nkept == 0 && c->kept_total == 0, "peak_reset kept %d blocks, %zu bytes", c->nkept, c->kept_total);
+}
+
 int main(void)
 {
     ops_env e;
@@ -267,6 +310,7 @@ int main(void)
     test_clamp_scale_shift(&e, &r);
     test_lookups(&e, &r);
     test_new_free(&e, &r);
+    test_kept_blocks(&e, &r);
     test_errors(&e);
     ops_env_free(&e);
     return check_summary();

@@ -69,6 +69,8 @@ void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const f
                        int64_t nr, const int *sel, int64_t nsel, int64_t bk, float *out,
                        float *buf);
 
+#define TD_CPU_KEEP 8
+
 typedef struct td_cpu {
     td_arena arena;
     int nthreads;          /* pool threads */
@@ -80,6 +82,11 @@ typedef struct td_cpu {
     td_conv_path conv_path; /* how stride-1 conv3d runs */
     size_t uploaded;       /* bytes of the weights upload has viewed (backend.h's memory) */
     size_t heap_live;      /* bytes of the tensor_new tensors not yet freed */
+    size_t heap_peak;      /* the most heap_live since peak_reset */
+    void *kept[TD_CPU_KEEP];      /* freed tensors' blocks kept for reuse (cpu_backend.c) */
+    size_t kept_bytes[TD_CPU_KEEP];
+    int nkept;
+    size_t kept_total;
     size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used + scratch */
 } td_cpu;
 

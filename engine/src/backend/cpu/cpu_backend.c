@@ -2,6 +2,15 @@
  * The CPU backend's table and its memory: an activation arena (alloc, mark,
  * reset), weights used in place (upload is a view), and one growable tile
  * scratch shared by the ops (a backend runs one op at a time).
+ *
+ * Freed tensors from KEEP_MIN bytes on keep their blocks for a tensor_new
+ * of the same size: the VAE decoder makes the same activations layer
+ * after layer and chunk after chunk, and a fresh block that large is
+ * fresh pages the kernel must zero (17 % of a 480p decode went to page
+ * faults and zeroing, bench/NOTES.md). The kept blocks and the live
+ * tensors together never hold more than the live tensors did at their
+ * most since peak_reset, which frees them, so the peak the backend
+ * reports is still all it holds.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -66,6 +75,58 @@ float *td_cpu_scratch(td_backend *be, size_t n)
     return c->scratch;
 }
 
+/* Each tensor's bytes are kept in the 64 bytes before its data, so
+ * tensor_free takes off what tensor_new added whatever became of the
+ * tensor's shape. */
+#define CPU_HEADER 64
+
+/* AddressSanitizer finds a use of a freed tensor only while its block
+ * stays freed: an ASan build keeps none. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEP_MIN SIZE_MAX
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEP_MIN SIZE_MAX
+#endif
+#endif
+#ifndef KEEP_MIN
+#define KEEP_MIN ((size_t)4 << 20)
+#endif
+
+/* Kept block i, out of the list. */
+static void *take_kept(td_cpu *c, int i)
+{
+    void *base = c->kept[i];
+    c->kept_total -= c->kept_bytes[i];
+    c->nkept--;
+    memmove(&c->kept[i], &c->kept[i + 1], sizeof(c->kept[0]) * (size_t)(c->nkept - i));
+    memmove(&c->kept_bytes[i], &c->kept_bytes[i + 1], sizeof(c->kept_bytes[0]) * (size_t)(c->nkept - i));
+    return base;
+}
+
+/* A block for a tensor of bytes: a kept one of that size, else a new one
+ * once the kept blocks leave room for it under the live tensors' peak
+ * (oldest dropped first). */
+static unsigned char *block_for(td_cpu *c, size_t bytes)
+{
+    size_t live = __atomic_load_n(&c->heap_live, __ATOMIC_RELAXED) + bytes;
+    size_t cap = c->heap_peak > live ? c->heap_peak : live;
+
+    for (int i = 0; i < c->nkept; i++)
+        if (c->kept_bytes[i] == bytes)
+            return take_kept(c, i);
+    while (c->nkept > 0 && live + c->kept_total > cap)
+        free(take_kept(c, 0));
+    return td_cpu_alloc(CPU_HEADER + bytes);
+}
+
+/* Every kept block freed. */
+static void drop_kept(td_cpu *c)
+{
+    while (c->nkept > 0)
+        free(take_kept(c, 0));
+}
+
 static size_t cpu_peak(td_backend *be)
 {
     return __atomic_load_n(&td_cpu_of(be)->peak, __ATOMIC_RELAXED);
@@ -77,6 +138,8 @@ static void cpu_peak_reset(td_backend *be)
     free(c->scratch);
     c->scratch = NULL;
     c->scratch_floats = 0;
+    drop_kept(c);
+    c->heap_peak = __atomic_load_n(&c->heap_live, __ATOMIC_RELAXED);
     __atomic_store_n(&c->peak, 0, __ATOMIC_RELAXED);
     note_live(c);
 }
@@ -137,11 +200,6 @@ static size_t cpu_uploaded(td_backend *be)
     return td_cpu_of(be)->uploaded;
 }
 
-/* Each tensor's bytes are kept in the 64 bytes before its data, so
- * tensor_free takes off what tensor_new added whatever became of the
- * tensor's shape. */
-#define CPU_HEADER 64
-
 static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim, const int64_t *shape)
 {
     td_cpu *c = td_cpu_of(be);
@@ -152,13 +210,14 @@ static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim
         return td_fail(be->ctx, TD_EINVAL, "cpu backend: a tensor of %d dims overflows", ndim);
     *t = td_view(NULL, dtype, ndim, shape);
     bytes = ((size_t)n * td_dtype_size(dtype) + 63) & ~(size_t)63;
-    base = td_cpu_alloc(CPU_HEADER + bytes);
+    base = bytes >= KEEP_MIN ? block_for(c, bytes) : td_cpu_alloc(CPU_HEADER + bytes);
     if (!base)
         return td_fail(be->ctx, TD_ENOMEM, "cpu backend: cannot allocate %zu bytes for a tensor", bytes);
     memcpy(base, &bytes, sizeof(bytes));
     t->data = base + CPU_HEADER;
     t->owns = TD_OWNS_BACKEND;
-    __atomic_add_fetch(&c->heap_live, bytes, __ATOMIC_RELAXED);
+    if ((bytes = __atomic_add_fetch(&c->heap_live, bytes, __ATOMIC_RELAXED)) > c->heap_peak)
+        c->heap_peak = bytes;
     note_live(c);
     return 0;
 }
@@ -166,11 +225,20 @@ static int cpu_tensor_new(td_backend *be, td_tensor *t, td_dtype dtype, int ndim
 static void cpu_tensor_free(td_backend *be, td_tensor *t)
 {
     if (t->owns == TD_OWNS_BACKEND) {
+        td_cpu *c = td_cpu_of(be);
         unsigned char *base = (unsigned char *)t->data - CPU_HEADER;
         size_t bytes;
         memcpy(&bytes, base, sizeof(bytes));
-        __atomic_sub_fetch(&td_cpu_of(be)->heap_live, bytes, __ATOMIC_RELAXED);
-        free(base);
+        __atomic_sub_fetch(&c->heap_live, bytes, __ATOMIC_RELAXED);
+        if (bytes < KEEP_MIN) {
+            free(base);
+        } else {
+            if (c->nkept == TD_CPU_KEEP)
+                free(take_kept(c, 0));
+            c->kept[c->nkept] = base;
+            c->kept_bytes[c->nkept++] = bytes;
+            c->kept_total += bytes;
+        }
     }
     if (t->owns != TD_OWNS_HEAP)
         *t = (td_tensor){ 0 };
@@ -182,6 +250,7 @@ static void cpu_destroy(td_backend *be)
     if (c) {
         td_arena_free(&c->arena);
         free(c->scratch);
+        drop_kept(c);
         free(c);
     }
     free(be);
