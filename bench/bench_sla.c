@@ -11,7 +11,7 @@
  * each path this CPU runs (td_att_path), alternated over the rounds so the
  * other processes' load hits them alike, wall and process CPU seconds.
  * The DiT block's shape per head is S = 32760: `bench_sla 2 32760 2 3` is
- * 1/6 of the block's 12 heads. A fifth argument (scalar, avx2, avx512) runs
+ * 1/6 of the block's 12 heads. A fifth argument (scalar, avx2, avx512, amx) runs
  * that path alone, for perf.
  */
 #include <math.h>
@@ -40,7 +40,7 @@ static double now(void)
 
 static const char *path_name(td_att_path p)
 {
-    return p == TD_ATT_AVX512 ? "avx512" : p == TD_ATT_AVX2 ? "avx2" : "scalar";
+    return p == TD_ATT_AMX ? "amx" : p == TD_ATT_AVX512 ? "avx512" : p == TD_ATT_AVX2 ? "avx2" : "scalar";
 }
 
 /* topk 0.1, blocks 128/64 on each path (or `only`'s), alternated; 0 or 1
@@ -48,10 +48,13 @@ static const char *path_name(td_att_path p)
 static int by_path(td_backend *be, td_tensor *q, td_tensor *k, td_tensor *v, td_tensor *w,
                    td_tensor *b, td_tensor *o, int rounds, const char *only)
 {
-    double best[3] = { 1e30, 1e30, 1e30 }, cpu_best[3] = { 1e30, 1e30, 1e30 };
+    double best[TD_ATT_AMX + 1], cpu_best[TD_ATT_AMX + 1];
+
+    for (int p = 0; p <= TD_ATT_AMX; p++)
+        best[p] = cpu_best[p] = 1e30;
 
     for (int r = 0; r < rounds; r++)
-        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AMX; p++) {
             double t, c;
             if (!td_cpu_att_supported(p) || (only && strcmp(only, path_name(p))))
                 continue;
@@ -68,7 +71,7 @@ static int by_path(td_backend *be, td_tensor *q, td_tensor *k, td_tensor *v, td_
             cpu_best[p] = c < cpu_best[p] ? c : cpu_best[p];
             printf("round %d %-7s %7.3f s  cpu %7.3f s\n", r, path_name(p), t, c);
         }
-    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++)
+    for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AMX; p++)
         if (best[p] < 1e30)
             printf("best   %-7s %7.3f s  cpu %7.3f s\n", path_name(p), best[p], cpu_best[p]);
     return 0;

@@ -3,8 +3,8 @@
  * backend an op will hold beside its tensors is, byte for byte, what the
  * op adds to the backend's measured peak, on every path this CPU has
  * (linear with f32, bf16 and f16 weights above and below the AMX row
- * threshold, W8A8, attention, conv3d on each of its codes, stride 1 and
- * strided). A smaller op after a larger one holds the larger one's scratch
+ * threshold, W8A8, attention, SLA, conv3d on each of its codes, stride 1
+ * and strided). A smaller op after a larger one holds the larger one's scratch
  * (the estimate counts the largest so far), and peak_reset, which each
  * job makes first, gives it back.
  */
@@ -93,6 +93,32 @@ static void attention_case(ops_env *e, test_rng *r, int64_t sq, int64_t sk, int6
     td_tensor_free(&c.q);
     td_tensor_free(&c.k);
     td_tensor_free(&c.v);
+    td_tensor_free(&c.o);
+}
+
+typedef struct {
+    td_tensor q, k, v, w, o;
+} sla_case;
+
+static int run_sla(ops_env *e, void *arg)
+{
+    sla_case *c = arg;
+    return e->be->ops->sla_attention(e->be, &c->q, &c->k, &c->v, &c->w, NULL, 128, 64, 0.25, &c->o);
+}
+
+static void sla_case_run(ops_env *e, test_rng *r, int64_t s, int64_t h)
+{
+    sla_case c = { rand_tensor(e, r, 3, S(s, h, 64), 1.0f), rand_tensor(e, r, 3, S(s, h, 64), 1.0f),
+                   rand_tensor(e, r, 3, S(s, h, 64), 1.0f), rand_tensor(e, r, 2, S(64, 64), 0.1f),
+                   zero_tensor(e, TD_F32, 3, S(s, h, 64)) };
+    size_t want = e->be->ops->workspace(e->be, TD_OP_SLA, &c.q, &c.k, &c.o, NULL);
+    size_t got = op_peak(e, run_sla, &c);
+    CHECK(got == want, "sla_attention %lld rows, %lld heads (path %d): the op took %zu bytes, workspace "
+          "says %zu", (long long)s, (long long)h, td_cpu_of(e->be)->att_path, got, want);
+    td_tensor_free(&c.q);
+    td_tensor_free(&c.k);
+    td_tensor_free(&c.v);
+    td_tensor_free(&c.w);
     td_tensor_free(&c.o);
 }
 
@@ -191,6 +217,7 @@ int main(void)
         c->att_path = p;
         attention_case(&e, &r, pick(&r, 1, 300), pick(&r, 1, 600), pick(&r, 1, 3), pick(&r, 1, 70),
                        pick(&r, 1, 70));
+        sla_case_run(&e, &r, pick(&r, 1, 700), pick(&r, 1, 3));
     }
     for (td_conv_path p = TD_CONV_GEMM; p <= TD_CONV_AMX; p++) {
         if (!td_cpu_conv_supported(p))

@@ -295,7 +295,7 @@ int main(void)
     ctx.pool = pool;
     CHECK(td_backend_cpu_create(&ctx, 0, &be) == 0, "backend: %s", ctx.errmsg);
     if (be) {
-        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AVX512; p++) {
+        for (td_att_path p = TD_ATT_SCALAR; p <= TD_ATT_AMX; p++) {
             if (!td_cpu_att_supported(p))
                 continue;
             printf("sla on attention path %d\n", (int)p);

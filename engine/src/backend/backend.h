@@ -37,7 +37,7 @@ typedef struct td_conv3d_params {
 } td_conv3d_params;
 
 /* The ops that may hold memory beside their tensors (workspace below). */
-typedef enum { TD_OP_LINEAR, TD_OP_LINEAR_W8A8, TD_OP_ATTENTION, TD_OP_CONV3D } td_op;
+typedef enum { TD_OP_LINEAR, TD_OP_LINEAR_W8A8, TD_OP_ATTENTION, TD_OP_SLA, TD_OP_CONV3D } td_op;
 
 typedef struct td_backend_ops {
     const char *name;
@@ -64,7 +64,8 @@ typedef struct td_backend_ops {
     /* The bytes op holds beside its tensors on these operands (tile
      * scratch, operands packed for the backend's kernels), which peak
      * counts: a, b and y as the op takes them (linear: x, w, y;
-     * linear_w8a8: x, wq, y; attention: q, k, out; conv3d: x, w, y and p,
+     * linear_w8a8: x, wq, y; attention and sla_attention: q, k, out;
+     * conv3d: x, w, y and p,
      * NULL for the others); only their shapes and dtypes are read. The
      * backend may keep what one op took for the next ones until
      * peak_reset, so the job estimate holds a job's largest from the op

@@ -200,7 +200,11 @@ static int up_op(td_backend *be, const td_tensor *x, int fh, int fw, td_tensor *
 { (void)be; (void)x; (void)fh; (void)fw; (void)y; return 0; }
 static int sla_op(td_backend *be, const td_tensor *q, const td_tensor *k, const td_tensor *v,
                   const td_tensor *pw, const td_tensor *pb, int bq, int bk, double topk, td_tensor *o)
-{ (void)be; (void)q; (void)k; (void)v; (void)pw; (void)pb; (void)bq; (void)bk; (void)topk; (void)o; return 0; }
+{
+    (void)v; (void)pw; (void)pb; (void)bq; (void)bk; (void)topk;
+    add_ws(be, TD_OP_SLA, q, k, o, NULL);
+    return 0;
+}
 
 static const td_backend_ops count_ops = {
     .name = "count",

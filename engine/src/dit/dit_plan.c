@@ -91,12 +91,12 @@ static size_t linear_ws(td_backend *be, const td_dit_config *c, int quant, int64
     return be->ops->workspace(be, quant ? TD_OP_LINEAR_W8A8 : TD_OP_LINEAR, &x, &w, &y, NULL);
 }
 
-/* The workspace of attention from S queries to keys rows per head. */
-static size_t attention_ws(td_backend *be, const td_dit_config *c, int64_t S, int64_t keys)
+/* The workspace of attention (op: dense or SLA) from S queries to keys rows per head. */
+static size_t attention_ws(td_backend *be, const td_dit_config *c, td_op op, int64_t S, int64_t keys)
 {
     td_tensor q = td_view3(NULL, be->act, S, c->heads, c->head_dim);
     td_tensor k = td_view3(NULL, be->act, keys, c->heads, c->head_dim);
-    return be->ops->workspace(be, TD_OP_ATTENTION, &q, &k, &q, NULL);
+    return be->ops->workspace(be, op, &q, &k, &q, NULL);
 }
 
 size_t td_dit_workspace(const td_dit_config *c, td_backend *be, int64_t F, int64_t H, int64_t W, int64_t L,
@@ -117,9 +117,9 @@ size_t td_dit_workspace(const td_dit_config *c, td_backend *be, int64_t F, int64
     for (size_t i = 0; i < sizeof(lin) / sizeof(lin[0]); i++)
         if ((n = linear_ws(be, c, lin[i].block && c->quant, lin[i].rows, lin[i].out, lin[i].in)) > ws)
             ws = n;
-    if ((n = attention_ws(be, c, S, L)) > ws)
+    if ((n = attention_ws(be, c, TD_OP_ATTENTION, S, L)) > ws)
         ws = n;
-    if (!sla && (n = attention_ws(be, c, S, S)) > ws)
+    if ((n = attention_ws(be, c, sla ? TD_OP_SLA : TD_OP_ATTENTION, S, S)) > ws)
         ws = n;
     return ws;
 }

@@ -14,7 +14,8 @@
  *
  * SLA's sparse part (sla.c) walks the same tiles over its selected key
  * blocks only (td_cpu_att_blocks): on AVX-512 a tile gathers up to
- * ATT_BK keys from several blocks, on the sgemm paths it is one block.
+ * ATT_BK keys from several blocks, on the sgemm paths it is one block (on
+ * AMX, attention_amx.c walks them one block at a time).
  */
 #include <cblas.h>
 #include <math.h>
@@ -483,14 +484,9 @@ static void att_tasks(void *arg, int64_t t0, int64_t t1)
 
 /* SLA's gathered tiles stay on AVX-512 where attention runs on AMX: AMX
  * wants each head's keys packed once, and a selection reads few of them. */
-static td_att_path blocks_path(td_att_path path)
-{
-    return path == TD_ATT_AMX ? TD_ATT_AVX512 : path;
-}
-
 size_t td_cpu_att_blocks_floats(td_att_path path, int64_t nr, int64_t d)
 {
-    return att_floats(blocks_path(path), nr, d, d);
+    return att_floats(path, nr, d, d);
 }
 
 void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const float *v,
@@ -499,7 +495,7 @@ void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const f
                        float *buf)
 {
     att_args a = { q, k, v, NULL, out, s, s, h, d, d, s, h * d, h * d, h * d, h * d, nr, 1,
-                   scale, blocks_path(path), att_rows_of(path), 0, sel, nsel, bk };
+                   scale, path, att_rows_of(path), 0, sel, nsel, bk };
     att_run(&a, head, r0, nr, buf);
 }
 

@@ -8,7 +8,9 @@
  * of AMX_BK keys, s = q k^T on tiles (q scaled before its split), the
  * running max and sum and p = exp(s - max) on zmm rows, p split the same
  * way, o += p v on tiles. Sums run in an order fixed by the shape: results
- * do not depend on the thread count.
+ * do not depend on the thread count. SLA's sparse part takes the same
+ * packed head and walks each query block's selected key blocks, one block
+ * per step.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -211,8 +213,17 @@ TD_AMX_TARGET static void softmax_row(const amx_head *w, amx_tile *t, int64_t i,
             t->o[i * t->ldo + c] *= corr;
 }
 
-/* Rows [q0, q0 + nq) of the head, nq <= AMX_BQ. */
-TD_AMX_TARGET static void query_tile(const amx_head *w, amx_tile *t, int64_t q0, int64_t nq)
+/* v's B operand for keys from k0 (a multiple of 32 within its tile):
+ * the pair rows of k0's tile from k0 on. */
+static const uint16_t *v_from(const amx_head *w, int64_t k0, int64_t c, int p)
+{
+    int64_t t = k0 / AMX_BK;
+    return vb_part(w, t, tile_keys(w, t), c, p) + (k0 % AMX_BK) * 16;
+}
+
+/* Starts rows [q0, q0 + nq) of the head, nq <= AMX_BQ: q's parts, the
+ * running max and sum, o zeroed. */
+TD_AMX_TARGET static void rows_begin(const amx_head *w, amx_tile *t, int64_t q0, int64_t nq)
 {
     const td_att_problem *a = w->a;
     const int64_t nqp = td_amx_up32(nq), dp = w->dp;
@@ -233,44 +244,65 @@ TD_AMX_TARGET static void query_tile(const amx_head *w, amx_tile *t, int64_t q0,
     for (int64_t i = nq; i < nqp; i++)
         for (int p = 0; p < 3; p++)
             memset(t->pa + (p * AMX_BQ + i) * t->ldp, 0, sizeof(uint16_t) * (size_t)t->ldp);
+}
 
-    for (int64_t kt = 0; kt < w->nkt; kt++) {
-        int64_t k0 = kt * AMX_BK, nk = tile_keys(w, kt), nkp = td_amx_up32(nk);
-        for (int64_t j0 = 0; j0 < nkp; j0 += 32) {
-            const uint16_t *b0[3], *b1[3];
-            for (int p = 0; p < 3; p++) {
-                b0[p] = kb_part(w, k0 + j0, p);
-                b1[p] = kb_part(w, k0 + j0 + 16, p);
-            }
-            for (int64_t i0 = 0; i0 < nqp; i0 += 32) {
-                const uint16_t *qa[3];
-                for (int p = 0; p < 3; p++)
-                    qa[p] = t->qa + (p * AMX_BQ + i0) * t->ldq;
-                td_amx_mm32(qa, 2 * t->ldq, b0, b1, dp / 32, t->s + i0 * t->lds + j0, 4 * t->lds, 0);
-            }
+/* The rows' walk over keys [k0, k0 + nk), nk <= AMX_BK, k0 a multiple of
+ * 32 (of AMX_BK unless the keys end within nk): the scores, the softmax
+ * step, o += p v. */
+TD_AMX_TARGET static void rows_keys(const amx_head *w, amx_tile *t, int64_t q0, int64_t nq, int64_t k0,
+                                    int64_t nk)
+{
+    const int64_t nqp = td_amx_up32(nq), nkp = td_amx_up32(nk), dp = w->dp;
+
+    for (int64_t j0 = 0; j0 < nkp; j0 += 32) {
+        const uint16_t *b0[3], *b1[3];
+        for (int p = 0; p < 3; p++) {
+            b0[p] = kb_part(w, k0 + j0, p);
+            b1[p] = kb_part(w, k0 + j0 + 16, p);
         }
-        for (int64_t i = 0; i < nq; i++)
-            softmax_row(w, t, i, q0 + i, k0, nk);
-        for (int64_t c0 = 0; c0 < w->dvp; c0 += 32) {
-            const uint16_t *b0[3], *b1[3];
-            for (int p = 0; p < 3; p++) {
-                b0[p] = vb_part(w, kt, nk, c0, p);
-                b1[p] = vb_part(w, kt, nk, c0 + 16, p);
-            }
-            for (int64_t i0 = 0; i0 < nqp; i0 += 32) {
-                const uint16_t *pa[3];
-                for (int p = 0; p < 3; p++)
-                    pa[p] = t->pa + (p * AMX_BQ + i0) * t->ldp;
-                td_amx_mm32(pa, 2 * t->ldp, b0, b1, nkp / 32, t->o + i0 * t->ldo + c0, 4 * t->ldo, 1);
-            }
+        for (int64_t i0 = 0; i0 < nqp; i0 += 32) {
+            const uint16_t *qa[3];
+            for (int p = 0; p < 3; p++)
+                qa[p] = t->qa + (p * AMX_BQ + i0) * t->ldq;
+            td_amx_mm32(qa, 2 * t->ldq, b0, b1, dp / 32, t->s + i0 * t->lds + j0, 4 * t->lds, 0);
         }
     }
+    for (int64_t i = 0; i < nq; i++)
+        softmax_row(w, t, i, q0 + i, k0, nk);
+    for (int64_t c0 = 0; c0 < w->dvp; c0 += 32) {
+        const uint16_t *b0[3], *b1[3];
+        for (int p = 0; p < 3; p++) {
+            b0[p] = v_from(w, k0, c0, p);
+            b1[p] = v_from(w, k0, c0 + 16, p);
+        }
+        for (int64_t i0 = 0; i0 < nqp; i0 += 32) {
+            const uint16_t *pa[3];
+            for (int p = 0; p < 3; p++)
+                pa[p] = t->pa + (p * AMX_BQ + i0) * t->ldp;
+            td_amx_mm32(pa, 2 * t->ldp, b0, b1, nkp / 32, t->o + i0 * t->ldo + c0, 4 * t->ldo, 1);
+        }
+    }
+}
+
+/* The rows' output, o / l. */
+static void rows_end(const amx_head *w, const amx_tile *t, int64_t q0, int64_t nq)
+{
+    const td_att_problem *a = w->a;
     for (int64_t i = 0; i < nq; i++) {
         float inv = 1.0f / t->l[i];
         float *dst = a->out + (q0 + i) * a->os + w->head * a->dv;
         for (int64_t c = 0; c < a->dv; c++)
             dst[c] = t->o[i * t->ldo + c] * inv;
     }
+}
+
+/* Rows [q0, q0 + nq) of the head over every key, nq <= AMX_BQ. */
+TD_AMX_TARGET static void query_tile(const amx_head *w, amx_tile *t, int64_t q0, int64_t nq)
+{
+    rows_begin(w, t, q0, nq);
+    for (int64_t kt = 0; kt < w->nkt; kt++)
+        rows_keys(w, t, q0, nq, kt * AMX_BK, tile_keys(w, kt));
+    rows_end(w, t, q0, nq);
 }
 
 TD_AMX_TARGET static void query_tiles(void *arg, int64_t t0, int64_t t1)
@@ -304,20 +336,58 @@ size_t td_cpu_att_amx_bytes(int64_t sk, int64_t d, int64_t dv)
     return packed_k_bytes(sk, td_amx_up32(d)) + packed_k_bytes(sk, td_amx_up32(dv));
 }
 
-int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
+/* Head head of a, its k and v packed in packed. */
+static amx_head head_of(const td_att_problem *a, int64_t head, void *packed)
 {
-    amx_head w = { .a = a, .dp = td_amx_up32(a->d), .dvp = td_amx_up32(a->dv) };
-
+    amx_head w = { .a = a, .head = head, .dp = td_amx_up32(a->d), .dvp = td_amx_up32(a->dv) };
     w.nkt = (a->sk + AMX_BK - 1) / AMX_BK;
     w.kb = packed;
     w.vb = (uint16_t *)((char *)packed + packed_k_bytes(a->sk, w.dp));
-    for (int64_t h = 0; h < a->h && !w.failed; h++) {
-        w.head = h;
+    return w;
+}
+
+int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
+{
+    for (int64_t h = 0; h < a->h; h++) {
+        amx_head w = head_of(a, h, packed);
         td_pool_for(pool, w.nkt, 1, pack_tiles, &w);
         if (!w.failed)
             td_pool_for(pool, (a->sq + AMX_BQ - 1) / AMX_BQ, 1, query_tiles, &w);
+        if (w.failed)
+            return -1;
     }
+    return 0;
+}
+
+int td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed)
+{
+    amx_head w = head_of(a, head, packed);
+    td_pool_for(pool, w.nkt, 1, pack_tiles, &w);
     return w.failed ? -1 : 0;
+}
+
+size_t td_cpu_att_amx_tile_bytes(int64_t d, int64_t dv)
+{
+    amx_head w = { .dp = td_amx_up32(d), .dvp = td_amx_up32(dv) };
+    amx_tile t;
+    return tile_layout(&w, &t, NULL);
+}
+
+TD_AMX_TARGET void td_cpu_att_amx_blocks(const td_att_problem *a, int64_t head, void *packed, int64_t r0,
+                                         int64_t nr, const int *sel, int64_t nsel, int64_t bk, void *buf)
+{
+    amx_head w = head_of(a, head, packed);
+    amx_tile t;
+
+    tile_layout(&w, &t, buf);
+    td_amx_configure();
+    rows_begin(&w, &t, r0, nr);
+    for (int64_t i = 0; i < nsel; i++) {
+        int64_t k0 = (int64_t)sel[i] * bk;
+        rows_keys(&w, &t, r0, nr, k0, a->sk - k0 < bk ? a->sk - k0 : bk);
+    }
+    rows_end(&w, &t, r0, nr);
+    td_amx_release();
 }
 
 #else
@@ -339,6 +409,24 @@ int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
     (void)a;
     (void)packed;
     return -1;
+}
+
+int td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed)
+{
+    (void)pool, (void)a, (void)head, (void)packed;
+    return -1;
+}
+
+size_t td_cpu_att_amx_tile_bytes(int64_t d, int64_t dv)
+{
+    (void)d, (void)dv;
+    return 0;
+}
+
+void td_cpu_att_amx_blocks(const td_att_problem *a, int64_t head, void *packed, int64_t r0, int64_t nr,
+                           const int *sel, int64_t nsel, int64_t bk, void *buf)
+{
+    (void)a, (void)head, (void)packed, (void)r0, (void)nr, (void)sel, (void)nsel, (void)bk, (void)buf;
 }
 
 #endif

@@ -62,7 +62,8 @@ int td_cpu_conv_supported(td_conv_path path);
  * (contiguous), over the keys of blocks sel[0, nsel) of bk (64 or 128)
  * keys each, ascending (the last block of s may be short). buf holds
  * td_cpu_att_blocks_floats(path, nr, d) floats. Sums run in an order
- * fixed by the shape and the selection. */
+ * fixed by the shape and the selection. Not for TD_ATT_AMX, which SLA
+ * runs on attention_amx.h's packed heads. */
 size_t td_cpu_att_blocks_floats(td_att_path path, int64_t nr, int64_t d);
 void td_cpu_att_blocks(td_att_path path, const float *q, const float *k, const float *v,
                        int64_t s, int64_t h, int64_t d, float scale, int64_t head, int64_t r0,
@@ -110,6 +111,7 @@ float *td_cpu_scratch(td_backend *be, size_t n);
 size_t td_cpu_linear_workspace(td_backend *be, const td_tensor *x, const td_tensor *w);
 size_t td_cpu_linear_w8a8_workspace(td_backend *be, const td_tensor *x, const td_tensor *wq);
 size_t td_cpu_attention_workspace(td_backend *be, const td_tensor *q, const td_tensor *k, const td_tensor *out);
+size_t td_cpu_sla_workspace(td_backend *be, const td_tensor *q);
 size_t td_cpu_conv3d_workspace(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *y,
                                const td_conv3d_params *p);
 

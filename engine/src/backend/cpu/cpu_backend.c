@@ -154,6 +154,8 @@ static size_t cpu_workspace(td_backend *be, td_op op, const td_tensor *a, const 
         return td_cpu_linear_w8a8_workspace(be, a, b);
     case TD_OP_ATTENTION:
         return td_cpu_attention_workspace(be, a, b, y);
+    case TD_OP_SLA:
+        return td_cpu_sla_workspace(be, a);
     case TD_OP_CONV3D:
         return td_cpu_conv3d_workspace(be, a, b, y, p);
     }

@@ -40,6 +40,7 @@
 
 #include <cblas.h>
 
+#include "attention_amx.h"
 #include "cpu.h"
 #include "cpu_math.h"
 #include "sla.h"
@@ -58,6 +59,9 @@ typedef struct sla_job {
     float *kvw;               /* [H, D, D] (sum phi(k)^T v) proj_l^T */
     float *ksum;              /* [H, D] sum phi(k) */
     td_att_path path;         /* attention's tiles for the sparse part */
+    td_att_problem amx;       /* on AMX: q, k, v, out as attention_amx.h takes them, */
+    void *packed;             /* one head's k and v packed (the backend's scratch), */
+    int64_t first;            /* and the first work item of the head being run */
     atomic_int nomem;
 } sla_job;
 
@@ -236,12 +240,14 @@ static void sla_scratch_free(sla_scratch *t)
 static int sla_scratch_alloc(const sla_job *j, sla_scratch *t)
 {
     size_t bq = (size_t)j->bq, D = (size_t)j->D;
+    size_t att = j->path == TD_ATT_AMX ? td_cpu_att_amx_tile_bytes(D, D)
+                                        : sizeof(float) * td_cpu_att_blocks_floats(j->path, j->bq, j->D);
     t->pq = malloc(sizeof(double) * D);
     t->score = malloc(sizeof(double) * j->nk);
     t->tmp = malloc(sizeof(double) * j->nk);
     t->taken = malloc((size_t)j->nk);
     t->sel = malloc(sizeof(int) * j->nsel);
-    t->att = malloc(sizeof(float) * td_cpu_att_blocks_floats(j->path, j->bq, j->D));
+    t->att = aligned_alloc(64, (att + 63) / 64 * 64);
     t->phi = malloc(sizeof(float) * bq * D);
     t->ol = malloc(sizeof(float) * bq * D);
     return t->pq && t->score && t->tmp && t->taken && t->sel && t->att && t->phi && t->ol;
@@ -271,7 +277,7 @@ static void sla_linear(const sla_job *j, sla_scratch *t, int64_t h, int64_t r0, 
     }
 }
 
-/* Work item = (head, query block). */
+/* Work item = (head, query block), numbered from j->first. */
 static void sla_blocks(void *arg, int64_t i0, int64_t i1)
 {
     sla_job *j = arg;
@@ -283,7 +289,7 @@ static void sla_blocks(void *arg, int64_t i0, int64_t i1)
         sla_scratch_free(&t);
         return;
     }
-    for (int64_t i = i0; i < i1; i++) {
+    for (int64_t i = j->first + i0; i < j->first + i1; i++) {
         int64_t h = i / j->nq, qb = i % j->nq, r0 = qb * j->bq;
         int nr = (int)(j->S - r0 < j->bq ? j->S - r0 : j->bq);
 
@@ -295,11 +301,40 @@ static void sla_blocks(void *arg, int64_t i0, int64_t i1)
             t.pq[d] /= nr;
         select_blocks(j, j->pk + h * j->nk * D, t.pq, t.score, t.tmp, t.taken, t.sel);
 
-        td_cpu_att_blocks(j->path, j->q, j->k, j->v, j->S, j->H, D, j->scale, h, r0, nr, t.sel,
-                          j->nsel, j->bk, j->out, t.att);
+        if (j->path == TD_ATT_AMX)
+            td_cpu_att_amx_blocks(&j->amx, h, j->packed, r0, nr, t.sel, j->nsel, j->bk, t.att);
+        else
+            td_cpu_att_blocks(j->path, j->q, j->k, j->v, j->S, j->H, D, j->scale, h, r0, nr, t.sel,
+                              j->nsel, j->bk, j->out, t.att);
         sla_linear(j, &t, h, r0, nr);
     }
     sla_scratch_free(&t);
+}
+
+/* The work items on AMX, head by head: the head's k and v packed once
+ * into the backend's scratch, then its query blocks. */
+static int sla_amx_heads(td_backend *be, sla_job *j)
+{
+    j->amx = (td_att_problem){ j->q, j->k, j->v, NULL, j->out, j->S, j->S, j->H, j->D, j->D, 0,
+                               j->ld, j->ld, j->ld, j->ld, j->scale };
+    j->packed = td_cpu_scratch(be, td_cpu_att_amx_bytes(j->S, j->D, j->D) / sizeof(float) + 1);
+    if (!j->packed)
+        return be->ctx->err;
+    for (int h = 0; h < j->H && !atomic_load(&j->nomem); h++) {
+        if (td_cpu_att_amx_pack(td_cpu_pool(be), &j->amx, h, j->packed) < 0)
+            atomic_store(&j->nomem, 1);
+        j->first = (int64_t)h * j->nq;
+        if (!atomic_load(&j->nomem))
+            td_pool_for(td_cpu_pool(be), j->nq, 1, sla_blocks, j);
+    }
+    return 0;
+}
+
+size_t td_cpu_sla_workspace(td_backend *be, const td_tensor *q)
+{
+    if (td_cpu_of(be)->att_path != TD_ATT_AMX || td_numel(q) == 0)
+        return 0;
+    return td_cpu_att_amx_bytes(q->shape[0], q->shape[2], q->shape[2]) + sizeof(float);
 }
 
 static int check_qkv(td_ctx *ctx, const char *name, const td_tensor *t, const td_tensor *ref)
@@ -400,7 +435,9 @@ int td_cpu_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
     /* Small tiles from every pool worker: OpenBLAS must not fan out too. */
     td_cpu_blas_serial();
     td_pool_for(ctx->pool, j.H, 1, sla_head_stats, &j);
-    if (!atomic_load(&j.nomem))
+    if (!atomic_load(&j.nomem) && j.path == TD_ATT_AMX)
+        rc = sla_amx_heads(be, &j);
+    else if (!atomic_load(&j.nomem))
         td_pool_for(ctx->pool, (int64_t)j.H * j.nq, 1, sla_blocks, &j);
     if (atomic_load(&j.nomem))
         rc = td_fail(ctx, TD_ENOMEM, "sla_attention: out of memory for block scratch (D=%d)", j.D);
