@@ -136,6 +136,17 @@ static void test_linear(env *e)
             snprintf(what, sizeof(what), "linear %s M=%lld K=%lld N=%lld", f32w ? "f32 w" : "bf16 w",
                      (long long)m, (long long)k, (long long)n);
             compare(e, what, &gy, &y);
+            /* the FFN's GELU in cuBLASLt's epilogue (or after the bias kernel) */
+            OK(e->cpu->ops->linear_gelu_tanh(e->cpu, &x, &w, &b, &y), "cpu linear_gelu_tanh");
+            OK(e->gpu->ops->linear_gelu_tanh(e->gpu, &gx, &gw, &gb, &gy), "cuda linear_gelu_tanh");
+            snprintf(what, sizeof(what), "linear+gelu %s M=%lld K=%lld N=%lld", f32w ? "f32 w" : "bf16 w",
+                     (long long)m, (long long)k, (long long)n);
+            compare(e, what, &gy, &y);
+            OK(e->cpu->ops->linear_gelu_tanh(e->cpu, &x, &w, NULL, &y), "cpu linear_gelu_tanh");
+            OK(e->gpu->ops->linear_gelu_tanh(e->gpu, &gx, &gw, NULL, &gy), "cuda linear_gelu_tanh");
+            snprintf(what, sizeof(what), "linear+gelu, no bias, M=%lld K=%lld N=%lld", (long long)m, (long long)k,
+                     (long long)n);
+            compare(e, what, &gy, &y);
             td_tensor_free(&x), td_tensor_free(&w), td_tensor_free(&b), td_tensor_free(&y);
             release(e, mark);
         }

@@ -580,6 +580,16 @@ static int fenced_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     return fence_end(&c, CPU(be)->linear(inner(be), c.use[0], c.use[1], c.use[2], c.use[3]));
 }
 
+static int fenced_linear_gelu_tanh(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                                   td_tensor *y)
+{
+    fence_arg a[] = { ARG("x", x, ROLE_ACT, 0), ARG("w", w, ROLE_W, 0), ARG("bias", bias, ROLE_W, 0),
+                      ARG("y", y, ROLE_ACT, 1) };
+    fence_call c;
+    TD_TRY(fence_begin(be, "linear_gelu_tanh", a, 4, &c));
+    return fence_end(&c, CPU(be)->linear_gelu_tanh(inner(be), c.use[0], c.use[1], c.use[2], c.use[3]));
+}
+
 static int fenced_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                               const td_tensor *wscale, const td_tensor *bias, td_tensor *y)
 {
@@ -816,6 +826,7 @@ static const td_backend_ops fenced_ops = {
     .copy = fenced_copy,
     .fill = fenced_fill,
     .linear = fenced_linear,
+    .linear_gelu_tanh = fenced_linear_gelu_tanh,
     .linear_w8a8 = fenced_linear_w8a8,
     .matmul = fenced_matmul,
     .layernorm = fenced_layernorm,

@@ -58,6 +58,34 @@ static void test_linear_sizes(ops_env *e, test_rng *r)
     one_linear(e, r, 300, 1000, 70, TD_F32, 1);
 }
 
+/* linear_gelu_tanh is linear then gelu_tanh, to the bit, with and without
+ * bias, below and above the AMX row threshold, f32 and bf16 weights. */
+static void test_linear_gelu(ops_env *e, test_rng *r)
+{
+    static const int64_t ms[] = { 3, 200 };
+    const td_backend_ops *o = e->be->ops;
+    for (int i = 0; i < 2; i++)
+        for (int wb16 = 0; wb16 < 2; wb16++)
+            for (int hb = 0; hb < 2; hb++) {
+                int64_t m = ms[i], k = 1 + (int64_t)(test_next(r) % 300), n = 1 + (int64_t)(test_next(r) % 300);
+                td_tensor x = rand_tensor(e, r, 2, (int64_t[]){ m, k }, 2.0f);
+                td_tensor wf = rand_tensor(e, r, 2, (int64_t[]){ n, k }, 0.3f), b = rand_tensor(e, r, 1, &n, 1.0f);
+                td_tensor w = wb16 ? narrowed(e, &wf, TD_BF16) : wf;
+                td_tensor y = zero_tensor(e, TD_F32, 2, (int64_t[]){ m, n }), g = zero_tensor(e, TD_F32, 2, (int64_t[]){ m, n });
+                CHECK_OK(e, o->linear(e->be, &x, &w, hb ? &b : NULL, &y));
+                CHECK_OK(e, o->gelu_tanh(e->be, &y, &y));
+                CHECK_OK(e, o->linear_gelu_tanh(e->be, &x, &w, hb ? &b : NULL, &g));
+                CHECK(memcmp(y.data, g.data, sizeof(float) * (size_t)(m * n)) == 0,
+                      "linear_gelu_tanh %lldx%lldx%lld (bf16 w %d, bias %d) differs from linear then gelu_tanh",
+                      (long long)m, (long long)k, (long long)n, wb16, hb);
+                if (wb16)
+                    td_tensor_free(&w);
+                td_tensor_free(&x); td_tensor_free(&wf); td_tensor_free(&b); td_tensor_free(&y); td_tensor_free(&g);
+            }
+    CHECK_FAILS(e, o->linear_gelu_tanh(e->be, &(td_tensor){ 0 }, &(td_tensor){ 0 }, NULL, &(td_tensor){ 0 }),
+                TD_EINVAL, "linear");
+}
+
 /* y shaped [a, b, N] with x [a, b, K]: leading dims flatten */
 static void test_linear_rank3(ops_env *e, test_rng *r)
 {
@@ -320,6 +348,7 @@ int main(void)
         printf("linear path %d\n", (int)p);
         td_cpu_of(e.be)->lin_path = p;
         test_linear_sizes(&e, &r);
+        test_linear_gelu(&e, &r);
     }
     td_cpu_of(e.be)->lin_path = td_cpu_lin_best(TD_ISA_AMX);
     test_linear_rank3(&e, &r);

@@ -108,6 +108,11 @@ typedef struct td_backend_ops {
     /* y[M, N] = x[M, K] . w[N, K]^T (+ bias[N]). PyTorch Linear layout. */
     int (*linear)(td_backend *be, const td_tensor *x, const td_tensor *w,
                   const td_tensor *bias, td_tensor *y);
+    /* y = gelu_tanh(linear(x, w, bias)): the DiT's first FFN linear as one
+     * op, so that a backend can apply the GELU in the GEMM's epilogue
+     * (CUDA: cuBLASLt's) instead of a second pass over y. */
+    int (*linear_gelu_tanh)(td_backend *be, const td_tensor *x, const td_tensor *w,
+                            const td_tensor *bias, td_tensor *y);
     /* TurboDiffusion W8A8: wq[N, K] int8 with wscale[ceil(N/128), ceil(K/128)]
      * f32; x is quantized per 128x128 block (scale = amax/128, round to
      * nearest, saturate to [-128, 127]); int32 products are accumulated per

@@ -222,6 +222,7 @@ static const td_backend_ops count_ops = {
     .copy = copy_op,
     .fill = fill_op,
     .linear = linear_op,
+    .linear_gelu_tanh = linear_op,
     .linear_w8a8 = w8a8_op,
     .matmul = matmul_op,
     .layernorm = ln_op,

@@ -191,8 +191,12 @@ static int feed_forward(td_dit *m, const td_dit_block *bk, td_dit_plan *b, const
 
     TD_TRY(be->ops->layernorm(be, &b->x, NULL, NULL, DIT_EPS, &b->n));
     TD_TRY(modulate_segs(m, b, s, 3));
-    TD_TRY(linear(be, &b->n, &bk->ffn0, &ff));
-    TD_TRY(be->ops->gelu_tanh(be, &ff, &ff));
+    if (bk->ffn0.quant) {
+        TD_TRY(linear(be, &b->n, &bk->ffn0, &ff));
+        TD_TRY(be->ops->gelu_tanh(be, &ff, &ff));
+    } else {
+        TD_TRY(be->ops->linear_gelu_tanh(be, &b->n, &bk->ffn0.w, bk->ffn0.has_bias ? &bk->ffn0.b : NULL, &ff));
+    }
     TD_TRY(linear(be, &ff, &bk->ffn2, &b->o));
     return gated_segs(m, b, s, 5);
 }

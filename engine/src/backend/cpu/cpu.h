@@ -152,6 +152,8 @@ void td_cpu_w8a8_quantize(td_pool *pool, const float *x, int64_t m, int64_t k,
 /* --- ops ------------------------------------------------------------------ */
 int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
                   const td_tensor *bias, td_tensor *y);
+int td_cpu_linear_gelu_tanh(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                            td_tensor *y);
 int td_cpu_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                        const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
 int td_cpu_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,

@@ -277,6 +277,7 @@ static const td_backend_ops cpu_ops = {
     .copy = td_cpu_copy,
     .fill = td_cpu_fill,
     .linear = td_cpu_linear,
+    .linear_gelu_tanh = td_cpu_linear_gelu_tanh,
     .linear_w8a8 = td_cpu_linear_w8a8,
     .matmul = td_cpu_matmul,
     .layernorm = td_cpu_layernorm,

@@ -330,6 +330,13 @@ int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
     return add_bias(be, bias, y->data, m, n);
 }
 
+int td_cpu_linear_gelu_tanh(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                            td_tensor *y)
+{
+    TD_TRY(td_cpu_linear(be, x, w, bias, y));
+    return td_cpu_gelu_tanh(be, y, y);
+}
+
 int td_cpu_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,
                   td_tensor *y)
 {

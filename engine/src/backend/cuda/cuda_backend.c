@@ -301,6 +301,7 @@ static const td_backend_ops cuda_ops = {
     .copy = td_cuda_copy,
     .fill = td_cuda_fill,
     .linear = td_cuda_linear,
+    .linear_gelu_tanh = td_cuda_linear_gelu_tanh,
     .linear_w8a8 = td_cuda_linear_w8a8,
     .matmul = td_cuda_matmul,
     .layernorm = td_cuda_layernorm,

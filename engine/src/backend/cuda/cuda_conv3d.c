@@ -71,7 +71,7 @@ static int conv_im2col(td_backend *be, const td_tensor *x, const td_tensor *w, c
         rc = td_cuda_check(be, tdk_im2col3d(c->stream, x->data, g, p0, np, col), "conv3d: im2col");
         /* y[:, p0:p0+np] (row stride npos) = w[Co, Kc] . col[np, Kc]^T */
         if (rc == 0)
-            rc = td_cuda_lt_linear(be, col, w->data, NULL, (td_bf16_bits *)y->data + p0, co, np, kc, npos);
+            rc = td_cuda_lt_linear(be, col, w->data, NULL, 0, (td_bf16_bits *)y->data + p0, co, np, kc, npos);
     }
     c->arena_used = mark;
     return rc;

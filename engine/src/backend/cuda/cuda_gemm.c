@@ -1,6 +1,6 @@
 /*
- * GEMMs on the CUDA backend: the bf16 linear through cuBLASLt (bias fused as
- * its epilogue), TurboDiffusion's W8A8 linear through our quantize and
+ * GEMMs on the CUDA backend: the bf16 linear through cuBLASLt (bias, and the
+ * FFN's GELU, fused as its epilogue), TurboDiffusion's W8A8 linear through our quantize and
  * int8 tensor-core kernels (kernels/w8a8.cu), and the batched matmul
  * through cuBLAS's strided-batched GEMM (bf16 in and out, f32 compute).
  */
@@ -32,7 +32,7 @@ static int check_linear_io(td_backend *be, const char *op, const td_tensor *x, c
     return 0;
 }
 
-int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *bias, int gelu, void *y,
                       int64_t m, int64_t n, int64_t k, int64_t ldy)
 {
     td_cuda *c = td_cuda_of(be);
@@ -41,7 +41,11 @@ int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    /* cuBLASLt's GELU is the tanh form, the one Wan's FFN takes (PyTorch's
+     * CUDA addmm falls back to gelu(approximate="tanh") where it cannot
+     * use this epilogue); tests/cuda compares it with the CPU's gelu_tanh */
+    cublasLtEpilogue_t epi = gelu ? (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                                  : CUBLASLT_EPILOGUE_BIAS;
     uint32_t aw = align_of(w), ax = align_of(x), ay = align_of(y);
     uint64_t wsb = c->lt_workspace_bytes;
     float alpha = 1.0f, beta = 0.0f;
@@ -51,12 +55,12 @@ int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *
     LT(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "linear: descriptor");
     LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "linear: transa");
     LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "linear: transb");
-    if (bias) {
+    if (bias || gelu)
         LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)),
-           "linear: bias epilogue");
+           "linear: epilogue");
+    if (bias)
         LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
            "linear: bias pointer");
-    }
     LT(cublasLtMatrixLayoutCreate(&lw, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k), "linear: w layout");
     LT(cublasLtMatrixLayoutCreate(&lx, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k), "linear: x layout");
     LT(cublasLtMatrixLayoutCreate(&ly, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, ldy), "linear: y layout");
@@ -86,6 +90,8 @@ int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *
         if (bias)
             rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y, m * n, (td_kvec){ bias, TD_K_BF16 }, n, y),
                                "linear: bias");
+        if (rc == 0 && gelu)
+            rc = td_cuda_check(be, tdk_unary(c->stream, TD_K_GELU_TANH, y, m * n, y), "linear: gelu");
         goto done;
     }
     LT(cublasLtMatmul(c->lt, desc, &alpha, w, lw, x, lx, &beta, y, ly, y, ly, &res.algo, c->lt_workspace,
@@ -107,15 +113,15 @@ done:
 
 /* The weight is bf16 since upload; a non-bf16 bias (a host-side tensor
  * the caller made with another dtype) is added by a broadcast kernel after
- * the GEMM instead of the epilogue. */
-int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias, td_tensor *y)
+ * the GEMM instead of the epilogue, and then so is the GELU. */
+static int linear_act(td_backend *be, const char *op, const td_tensor *x, const td_tensor *w,
+                      const td_tensor *bias, int gelu, td_tensor *y)
 {
     TD_TRY(td_cuda_enter(be));
-    static const char op[] = "linear";
     td_cuda *c = td_cuda_of(be);
     char s[96];
     int64_t m, n, k;
-    int rc;
+    int rc, late;
 
     TD_TRY(td_cuda_check_weight(be, op, "w", w));
     if (w->ndim != 2)
@@ -127,11 +133,25 @@ int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const
         return 0;
     if (k == 0)
         return td_cuda_unsupported(be, op, "K = 0");
-    rc = td_cuda_lt_linear(be, w->data, x->data, bias && bias->dtype == TD_BF16 ? bias->data : NULL, y->data,
+    late = bias && bias->dtype != TD_BF16;
+    rc = td_cuda_lt_linear(be, w->data, x->data, bias && !late ? bias->data : NULL, gelu && !late, y->data,
                            m, n, k, n);
-    if (rc == 0 && bias && bias->dtype != TD_BF16)
+    if (rc == 0 && late)
         rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, y->data, m * n, td_cuda_vec(bias), n, y->data), op);
+    if (rc == 0 && late && gelu)
+        rc = td_cuda_check(be, tdk_unary(c->stream, TD_K_GELU_TANH, y->data, m * n, y->data), op);
     return rc;
+}
+
+int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias, td_tensor *y)
+{
+    return linear_act(be, "linear", x, w, bias, 0, y);
+}
+
+int td_cuda_linear_gelu_tanh(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                             td_tensor *y)
+{
+    return linear_act(be, "linear_gelu_tanh", x, w, bias, 1, y);
 }
 
 int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,

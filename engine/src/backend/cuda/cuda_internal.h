@@ -88,10 +88,10 @@ void *td_cuda_scratch(td_backend *be, size_t bytes, const char *op);
 /* The most bytes td_cuda_scratch could give now. */
 size_t td_cuda_scratch_room(td_backend *be);
 
-/* bf16 y[M, N] (row stride ldy) = x[M, K] w[N, K]^T (+ bias[N], bf16) by
- * cuBLASLt with f32 accumulation (in row-major terms; cuBLASLt sees the
- * column-major transpose y^T = w x^T). */
-int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *bias, void *y,
+/* bf16 y[M, N] (row stride ldy) = x[M, K] w[N, K]^T (+ bias[N], bf16),
+ * then gelu_tanh when gelu, by cuBLASLt with f32 accumulation (in
+ * row-major terms; cuBLASLt sees the column-major transpose y^T = w x^T). */
+int td_cuda_lt_linear(td_backend *be, const void *w, const void *x, const void *bias, int gelu, void *y,
                       int64_t m, int64_t n, int64_t k, int64_t ldy);
 
 /* Stream-ordered device memory from the backend's pool (freed with
@@ -122,6 +122,8 @@ int td_cuda_embed(td_backend *be, const td_tensor *table, const int32_t *ids, in
 int td_cuda_rel_pos_bias(td_backend *be, const td_tensor *table, const int32_t *bucket, td_tensor *y);
 int td_cuda_linear(td_backend *be, const td_tensor *x, const td_tensor *w,
                    const td_tensor *bias, td_tensor *y);
+int td_cuda_linear_gelu_tanh(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                             td_tensor *y);
 int td_cuda_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
                         const td_tensor *wscale, const td_tensor *bias, td_tensor *y);
 int td_cuda_matmul(td_backend *be, const td_tensor *a, const td_tensor *b, int trans_b, float alpha, float beta,

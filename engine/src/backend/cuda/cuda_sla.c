@@ -90,7 +90,7 @@ int td_cuda_sla_attention(td_backend *be, const td_tensor *q, const td_tensor *k
     STEP(tdk_sla_kv(c->stream, k->data, v->data, S, H, D, kv, ksum), "sla_attention: phi(k)^T v");
     STEP(tdk_sla_linear(c->stream, q->data, kv, ksum, S, H, D, ol), "sla_attention: linear branch");
 #undef STEP
-    rc = td_cuda_lt_linear(be, proj_w->data, ol, proj_b && proj_b->dtype == TD_BF16 ? proj_b->data : NULL, proj,
+    rc = td_cuda_lt_linear(be, proj_w->data, ol, proj_b && proj_b->dtype == TD_BF16 ? proj_b->data : NULL, 0, proj,
                            S * H, D, D, D);
     if (rc == 0 && proj_b && proj_b->dtype != TD_BF16)
         rc = td_cuda_check(be, tdk_binary(c->stream, TD_K_ADD, proj, S * H * D, td_cuda_vec(proj_b), D, proj),
