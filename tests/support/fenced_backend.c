@@ -570,24 +570,28 @@ static int fenced_fill(td_backend *be, td_tensor *t, float value)
     return fence_end(&c, CPU(be)->fill(inner(be), t, value));
 }
 
-static int fenced_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
-                         td_tensor *y)
+/* linear, or linear_gelu_tanh when gelu. */
+static int fenced_lin(td_backend *be, int gelu, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                      td_tensor *y)
 {
     fence_arg a[] = { ARG("x", x, ROLE_ACT, 0), ARG("w", w, ROLE_W, 0), ARG("bias", bias, ROLE_W, 0),
                       ARG("y", y, ROLE_ACT, 1) };
     fence_call c;
-    TD_TRY(fence_begin(be, "linear", a, 4, &c));
-    return fence_end(&c, CPU(be)->linear(inner(be), c.use[0], c.use[1], c.use[2], c.use[3]));
+    TD_TRY(fence_begin(be, gelu ? "linear_gelu_tanh" : "linear", a, 4, &c));
+    return fence_end(&c, (gelu ? CPU(be)->linear_gelu_tanh : CPU(be)->linear)(inner(be), c.use[0], c.use[1],
+                                                                             c.use[2], c.use[3]));
+}
+
+static int fenced_linear(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
+                         td_tensor *y)
+{
+    return fenced_lin(be, 0, x, w, bias, y);
 }
 
 static int fenced_linear_gelu_tanh(td_backend *be, const td_tensor *x, const td_tensor *w, const td_tensor *bias,
                                    td_tensor *y)
 {
-    fence_arg a[] = { ARG("x", x, ROLE_ACT, 0), ARG("w", w, ROLE_W, 0), ARG("bias", bias, ROLE_W, 0),
-                      ARG("y", y, ROLE_ACT, 1) };
-    fence_call c;
-    TD_TRY(fence_begin(be, "linear_gelu_tanh", a, 4, &c));
-    return fence_end(&c, CPU(be)->linear_gelu_tanh(inner(be), c.use[0], c.use[1], c.use[2], c.use[3]));
+    return fenced_lin(be, 1, x, w, bias, y);
 }
 
 static int fenced_linear_w8a8(td_backend *be, const td_tensor *x, const td_tensor *wq,
