@@ -9,8 +9,8 @@
  * fresh pages the kernel must zero (17 % of a 480p decode went to page
  * faults and zeroing, bench/NOTES.md). The kept blocks and the live
  * tensors together never hold more than the live tensors did at their
- * most since peak_reset, which frees them, so the peak the backend
- * reports is still all it holds.
+ * most since peak_reset (which frees them), so keeping adds nothing to
+ * the peak the backend reports.
  */
 #include <cblas.h>
 #include <stdint.h>
