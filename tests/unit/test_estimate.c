@@ -13,11 +13,13 @@
  * it run; an absurd job is refused by default; a bad job gets
  * td_job_validate's message from td_job_estimate. The peak each job
  * reports with TD_STAGE_DONE (td_progress.peak_bytes) is the fenced
- * backend's own, and on the CPU backend within the same bounds.
+ * backend's own, and on the CPU backend within the same bounds; a CPU
+ * engine keeps no op scratch or tensor blocks once its job ends.
  */
 #include <stdint.h>
 #include <string.h>
 
+#include "backend/cpu/cpu.h"
 #include "check.h"
 #include "fenced_backend.h"
 #include "pipeline/engine.h"
@@ -162,6 +164,11 @@ static void test_cpu_peak(const tc_suite *su, test_rng *r)
     CHECK(td_job_estimate(eng, &job, &e) == 0, "cpu estimate: %s", err.msg);
     CHECK(td_job_run(eng, &job) == 0 && s.done == 1 && s.peak > 0, "cpu run: %s (%d done, peak %zu)",
           err.msg, s.done, s.peak);
+    {
+        const td_cpu *c = td_cpu_of(eng->models->be);
+        CHECK(c->scratch_floats == 0 && c->nkept == 0, "an idle engine still holds %zu bytes of scratch and "
+              "%d kept blocks (%zu bytes)", c->scratch_floats * sizeof(float), c->nkept, c->kept_total);
+    }
     ratio = (double)e.peak_bytes / (double)s.peak;
     printf("cpu %dx128 x %d: estimate %zu, reported %zu: %.3f\n", w, frames, e.peak_bytes, s.peak, ratio);
     CHECK(ratio >= PEAK_LO && ratio <= PEAK_HI, "cpu %dx128 x %d: estimated peak %zu is %.3f x the "

@@ -61,6 +61,11 @@ typedef struct td_backend_ops {
      * NULL on a backend that does not measure it. */
     size_t (*peak)(td_backend *be);
     void (*peak_reset)(td_backend *be);
+    /* Give back what the backend keeps for its next ops (the CPU's tile
+     * scratch and freed tensors' blocks); the pipeline calls it when a job
+     * ends, so that an idle engine holds its weights and little else.
+     * NULL on a backend that keeps nothing. */
+    void (*trim)(td_backend *be);
     /* The bytes op holds beside its tensors on these operands (tile
      * scratch, operands packed for the backend's kernels), which peak
      * counts: a, b and y as the op takes them (linear: x, w, y;

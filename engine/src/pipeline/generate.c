@@ -504,5 +504,7 @@ int td_generate(td_engine *eng, const td_job *job)
         progress(&r, TD_STAGE_DONE, 1, 1);
     td_tensor_free(&x);
     run_free(&r);
+    if (r.be->ops->trim)
+        r.be->ops->trim(r.be);
     return rc;
 }

@@ -132,13 +132,19 @@ static size_t cpu_peak(td_backend *be)
     return __atomic_load_n(&td_cpu_of(be)->peak, __ATOMIC_RELAXED);
 }
 
-static void cpu_peak_reset(td_backend *be)
+static void cpu_trim(td_backend *be)
 {
     td_cpu *c = td_cpu_of(be);
     free(c->scratch);
     c->scratch = NULL;
     c->scratch_floats = 0;
     drop_kept(c);
+}
+
+static void cpu_peak_reset(td_backend *be)
+{
+    td_cpu *c = td_cpu_of(be);
+    cpu_trim(be);
     c->heap_peak = __atomic_load_n(&c->heap_live, __ATOMIC_RELAXED);
     __atomic_store_n(&c->peak, 0, __ATOMIC_RELAXED);
     note_live(c);
@@ -265,6 +271,7 @@ static const td_backend_ops cpu_ops = {
     .uploaded = cpu_uploaded,
     .peak = cpu_peak,
     .peak_reset = cpu_peak_reset,
+    .trim = cpu_trim,
     .workspace = cpu_workspace,
     .alloc = cpu_alloc,
     .mark = cpu_mark,
