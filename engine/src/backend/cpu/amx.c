@@ -29,16 +29,15 @@ int td_amx_usable(void)
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
-TD_AMX_TARGET void td_amx_split3(const float *x, float scale, int64_t n, int64_t np, uint16_t *part)
+TD_AMX_TARGET void td_amx_split3(const float *x, float scale, int64_t n, int64_t np, uint16_t *part,
+                                 int64_t pstride)
 {
     for (int64_t j = 0; j < np; j += 16) {
         __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffff : n > j ? (1u << (n - j)) - 1 : 0);
-        __m512 r = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_set1_ps(scale));
-        for (int p = 0; p < 3; p++) {
-            __m256i h = td_amx_bf16(r);
-            _mm256_storeu_si256((__m256i *)(part + p * np + j), h);
-            r = _mm512_sub_ps(r, td_amx_f32(h));
-        }
+        __m256i h[3];
+        td_amx_parts16(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_set1_ps(scale)), h);
+        for (int p = 0; p < 3; p++)
+            _mm256_storeu_si256((__m256i *)(part + p * pstride + j), h[p]);
     }
 }
 
@@ -63,33 +62,20 @@ TD_AMX_TARGET void td_amx_configure(void)
     _tile_loadconfig(&c);
 }
 
-/* Tiles 0-3 hold the 2x2 sums, 4-5 a's rows, 6-7 b's columns; per chunk
- * of 32 K the products run in the order that reloads fewest tiles (16
- * loads for 24 products, each of a's parts read once from L2 while b's
- * stay in L1): 81 % of AMX's peak at q k^T's shape, 70 % at p v's. */
-#define MM_A(p)                                                       \
-    _tile_loadd(4, a[p] + 32 * k, lda);                                 \
-    _tile_loadd(5, (const char *)(a[p] + 32 * k) + 16 * lda, lda);
-#define MM_B(p)                                                       \
-    _tile_loadd(6, b0[p] + 512 * k, 64);                                \
-    _tile_loadd(7, b1[p] + 512 * k, 64);
-#define MM_DP()                                                       \
-    _tile_dpbf16ps(0, 4, 6);                                            \
-    _tile_dpbf16ps(1, 4, 7);                                            \
-    _tile_dpbf16ps(2, 5, 6);                                            \
-    _tile_dpbf16ps(3, 5, 7);
-
+/* Chunk k of K: a's parts 32 k columns on, b's 512 k pair words (16 pair
+ * rows of 32) on. */
 TD_AMX_TARGET void td_amx_mm32(const uint16_t *const a[3], int64_t lda, const uint16_t *const b0[3],
                             const uint16_t *const b1[3], int64_t nch, float *c, int64_t ldc, int acc)
 {
     td_amx_sums_begin(c, ldc, acc);
     for (int64_t k = 0; k < nch; k++) {
-        MM_A(0) MM_B(1) MM_DP()   /* a0 b1 */
-        MM_A(1) MM_DP()           /* a1 b1 */
-        MM_B(0) MM_DP()           /* a1 b0 */
-        MM_A(0) MM_DP()           /* a0 b0 */
-        MM_A(2) MM_DP()           /* a2 b0 */
-        MM_A(0) MM_B(2) MM_DP()   /* a0 b2 */
+        const void *ak[3], *bk0[3], *bk1[3];
+        for (int p = 0; p < 3; p++) {
+            ak[p] = a[p] + 32 * k;
+            bk0[p] = b0[p] + 512 * k;
+            bk1[p] = b1[p] + 512 * k;
+        }
+        td_amx_chunk6(ak, lda, bk0, bk1, 64);
     }
     td_amx_sums_end(c, ldc);
 }
@@ -107,7 +93,7 @@ TD_AMX_TARGET void td_amx_pack_b_rows(const float *src, int64_t ld, int64_t rows
             uint32_t *col = (uint32_t *)dst + ((c0 / kcs * ng + r / 16) * 3 * kcs + c0 % kcs) * 8 + r % 16;
             memset(part, 0, sizeof(part));
             if (left > 0)
-                td_amx_split3(src + r * ld + c0, 1.0f, left < 32 ? left : 32, 32, part);
+                td_amx_split3(src + r * ld + c0, 1.0f, left < 32 ? left : 32, 32, part, 32);
             for (int p = 0; p < 3; p++)
                 for (int64_t i = 0; i < 16; i++)
                     col[(p * kcs / 2 + i) * 16] = pair[p * 16 + i];
@@ -134,10 +120,11 @@ TD_AMX_TARGET void td_amx_mm32_w1(const uint16_t *const a[3], int64_t lda, const
 {
     td_amx_sums_begin(c, ldc, acc);
     for (int64_t k = 0; k < nch; k++) {
-        MM_B(0)
-        MM_A(2) MM_DP()
-        MM_A(1) MM_DP()
-        MM_A(0) MM_DP()
+        td_amx_load_b(b0[0] + 512 * k, b1[0] + 512 * k, 64);
+        for (int p = 2; p >= 0; p--) {
+            td_amx_load_a(a[p] + 32 * k, lda);
+            td_amx_dp();
+        }
     }
     td_amx_sums_end(c, ldc);
 }

@@ -1,6 +1,6 @@
 /*
- * f32-accurate products on Intel AMX tiles, shared by attention_amx.c and
- * linear_amx.c.
+ * f32-accurate products on Intel AMX tiles, shared by attention_amx.c,
+ * linear_amx.c and conv3d_amx.c.
  *
  * AMX multiplies bf16 pairs into f32 sums 16x faster than AVX-512 FMAs on
  * f32, but one bf16 keeps 8 of an f32's 24 significant bits: products of
@@ -52,6 +52,29 @@ TD_AMX_TARGET static inline __m512 td_amx_f32(__m256i h)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* The three bf16 parts of 16 floats, r = h[0] + h[1] + h[2] exactly. */
+TD_AMX_TARGET static inline void td_amx_parts16(__m512 r, __m256i h[3])
+{
+    for (int p = 0; p < 3; p++) {
+        h[p] = td_amx_bf16(r);
+        r = _mm512_sub_ps(r, td_amx_f32(h[p]));
+    }
+}
+
+/* 16 columns of two rows as B pair words, part p to dst[p][0, 16): x0's
+ * bf16 in each word's low half, x1's in its high half; lanes outside m,
+ * and every lane of a NULL row, are zeros (and not read). */
+TD_AMX_TARGET static inline void td_amx_pair16(const float *x0, const float *x1, __mmask16 m,
+                                               uint32_t *const dst[3])
+{
+    __m256i h0[3], h1[3];
+    td_amx_parts16(x0 ? _mm512_maskz_loadu_ps(m, x0) : _mm512_setzero_ps(), h0);
+    td_amx_parts16(x1 ? _mm512_maskz_loadu_ps(m, x1) : _mm512_setzero_ps(), h1);
+    for (int p = 0; p < 3; p++)
+        _mm512_storeu_si512(dst[p], _mm512_or_si512(_mm512_cvtepu16_epi32(h0[p]),
+                                                     _mm512_slli_epi32(_mm512_cvtepu16_epi32(h1[p]), 16)));
+}
+
 /* Tiles 0-3, the 2x2 block of sums of a 32x32 kernel call: from c[32][32]
  * (rows ldc bytes apart; acc) or zero, and back into c. */
 TD_AMX_TARGET static inline void td_amx_sums_begin(float *c, int64_t ldc, int acc)
@@ -77,9 +100,48 @@ TD_AMX_TARGET static inline void td_amx_sums_end(float *c, int64_t ldc)
     _tile_stored(3, (char *)c + 16 * ldc + 64, ldc);
 }
 
+/* Tiles 4-5: a's 32 rows of one chunk of K (rows lda bytes apart); tiles
+ * 6-7: b's two column groups (pair rows ldb bytes apart); then the four
+ * products into the sums. */
+TD_AMX_TARGET static inline void td_amx_load_a(const void *a, int64_t lda)
+{
+    _tile_loadd(4, a, lda);
+    _tile_loadd(5, (const char *)a + 16 * lda, lda);
+}
+
+TD_AMX_TARGET static inline void td_amx_load_b(const void *b0, const void *b1, int64_t ldb)
+{
+    _tile_loadd(6, b0, ldb);
+    _tile_loadd(7, b1, ldb);
+}
+
+TD_AMX_TARGET static inline void td_amx_dp(void)
+{
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+
+/* One chunk of 32 K of the six part products into the sums, a's parts
+ * a[p], b's b0[p] and b1[p] (as td_amx_load_a and _b take them), in the
+ * order that reloads fewest tiles: 16 loads for 24 products, each of a's
+ * parts read once from L2 while b's stay in L1 (81 % of AMX's peak at
+ * attention's q k^T, 70 % at p v, bench/NOTES.md). */
+TD_AMX_TARGET static inline void td_amx_chunk6(const void *const a[3], int64_t lda, const void *const b0[3],
+                                               const void *const b1[3], int64_t ldb)
+{
+    td_amx_load_a(a[0], lda), td_amx_load_b(b0[1], b1[1], ldb), td_amx_dp();   /* a0 b1 */
+    td_amx_load_a(a[1], lda), td_amx_dp();                                     /* a1 b1 */
+    td_amx_load_b(b0[0], b1[0], ldb), td_amx_dp();                             /* a1 b0 */
+    td_amx_load_a(a[0], lda), td_amx_dp();                                     /* a0 b0 */
+    td_amx_load_a(a[2], lda), td_amx_dp();                                     /* a2 b0 */
+    td_amx_load_a(a[0], lda), td_amx_load_b(b0[2], b1[2], ldb), td_amx_dp();   /* a0 b2 */
+}
+
 /* The three parts of scale x[0, n), zero from n to np (a multiple of 16):
- * part[p][j], rows np apart. */
-void td_amx_split3(const float *x, float scale, int64_t n, int64_t np, uint16_t *part);
+ * part p at part + p pstride, np elements (x is not read when n is 0). */
+void td_amx_split3(const float *x, float scale, int64_t n, int64_t np, uint16_t *part, int64_t pstride);
 
 /* Rows r0..r0+nr (nr a multiple of 32; rows past `rows` are zeros) of
  * src [rows][n] (row stride ld) as B operand columns, K = n padded to np,

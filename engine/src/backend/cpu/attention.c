@@ -482,8 +482,6 @@ static void att_tasks(void *arg, int64_t t0, int64_t t1)
     free(buf);
 }
 
-/* SLA's gathered tiles stay on AVX-512 where attention runs on AMX: AMX
- * wants each head's keys packed once, and a selection reads few of them. */
 size_t td_cpu_att_blocks_floats(td_att_path path, int64_t nr, int64_t d)
 {
     return att_floats(path, nr, d, d);
@@ -517,7 +515,7 @@ size_t td_cpu_attention_workspace(td_backend *be, const td_tensor *q, const td_t
 {
     if (td_cpu_of(be)->att_path != TD_ATT_AMX || td_numel(q) == 0 || k->shape[0] == 0)
         return 0;
-    return td_cpu_att_amx_bytes(k->shape[0], q->shape[2], out->shape[2]) + sizeof(float);
+    return td_cpu_scratch_size(td_cpu_att_amx_bytes(k->shape[0], q->shape[2], out->shape[2]));
 }
 
 int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
@@ -547,7 +545,7 @@ int td_cpu_attention(td_backend *be, const td_tensor *q, const td_tensor *k,
         td_att_problem pr = { q->data, k->data, v->data, bias ? bias->data : NULL, out->data,
                               sq, kv_len > 0 ? kv_len : sk, h, q->shape[2], v->shape[2], sk,
                               q->stride[0], k->stride[0], v->stride[0], out->stride[0], scale };
-        void *packed = td_cpu_scratch(be, td_cpu_att_amx_bytes(pr.sk, pr.d, pr.dv) / sizeof(float) + 1);
+        void *packed = td_cpu_scratch_bytes(be, td_cpu_att_amx_bytes(pr.sk, pr.d, pr.dv));
         if (!packed)
             return be->ctx->err;
         if (td_cpu_att_amx(td_cpu_pool(be), &pr, packed) < 0)

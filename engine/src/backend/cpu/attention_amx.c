@@ -63,52 +63,39 @@ TD_AMX_TARGET static void pack_tiles(void *arg, int64_t t0, int64_t t1)
 {
     amx_head *w = arg;
     const td_att_problem *a = w->a;
-    const int64_t dp = w->dp, dvp = w->dvp;
-    uint16_t *part = malloc(sizeof(uint16_t) * (size_t)(3 * dvp * 2));
-    if (!part) {
-        __atomic_store_n(&w->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    const int64_t dp = w->dp;
     for (int64_t t = t0; t < t1; t++) {
         int64_t nk = tile_keys(w, t), nkp = td_amx_up32(nk);
         td_amx_pack_b_rows(a->k + w->head * a->d, a->ks, a->sk, t * AMX_BK, nkp, a->d, dp, dp, 0, w->kb);
+        /* keys j and j + 1 are pair row j / 2; keys past nk are zeros */
         for (int64_t j = 0; j < nkp; j += 2) {
-            uint16_t *p0 = part, *p1 = part + 3 * dvp;
-            for (int i = 0; i < 2; i++) {
-                int64_t key = t * AMX_BK + j + i;
-                if (j + i < nk)
-                    td_amx_split3(a->v + key * a->vs + w->head * a->dv, 1.0f, a->dv, dvp, i ? p1 : p0);
-                else
-                    memset(i ? p1 : p0, 0, sizeof(uint16_t) * (size_t)(3 * dvp));
+            const float *v0 = j < nk ? a->v + (t * AMX_BK + j) * a->vs + w->head * a->dv : NULL;
+            const float *v1 = j + 1 < nk ? v0 + a->vs : NULL;
+            for (int64_t c0 = 0; c0 < w->dvp; c0 += 16) {
+                int64_t n = a->dv - c0;
+                __mmask16 m = (__mmask16)(n >= 16 ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
+                uint32_t *dst[3];
+                for (int p = 0; p < 3; p++)
+                    dst[p] = (uint32_t *)(vb_part(w, t, nk, c0, p) + j / 2 * 32);
+                td_amx_pair16(v0 && m ? v0 + c0 : NULL, v1 && m ? v1 + c0 : NULL, m, dst);
             }
-            /* keys j and j + 1 are pair row j / 2 */
-            for (int64_t c0 = 0; c0 < dvp; c0 += 16)
-                for (int p = 0; p < 3; p++) {
-                    uint16_t *row = vb_part(w, t, nk, c0, p) + j / 2 * 32;
-                    const uint16_t *x0 = p0 + p * dvp + c0, *x1 = p1 + p * dvp + c0;
-                    for (int c = 0; c < 16; c++) {
-                        row[2 * c] = x0[c];
-                        row[2 * c + 1] = x1[c];
-                    }
-                }
         }
     }
-    free(part);
 }
 
 /* A query tile's scratch: the three parts of q and of p (A operands,
  * part p at qa + p AMX_BQ ldq), the scores, the output sums, the running
- * max and sum, and one row of q's parts. Row strides are padded off multiples
- * of 1 KB (such rows would share a few L1 sets). */
+ * max and sum. Row strides are padded off multiples of 1 KB (such rows
+ * would share a few L1 sets). */
 typedef struct {
     int64_t ldq, lds, ldp, ldo;   /* in elements */
-    uint16_t *qa, *pa, *part;
+    uint16_t *qa, *pa;
     float *s, *o, *mx, *l;
 } amx_tile;
 
 static size_t tile_layout(const amx_head *w, amx_tile *t, char *base)
 {
-    size_t off = 0, at[7];
+    size_t off = 0, at[6];
     t->ldq = w->dp + 32;
     t->lds = AMX_BK + 16;
     t->ldp = AMX_BK + 32;
@@ -119,7 +106,6 @@ static size_t tile_layout(const amx_head *w, amx_tile *t, char *base)
     at[3] = off, off += sizeof(float) * (size_t)(AMX_BQ * t->ldo);
     at[4] = off, off += sizeof(float) * AMX_BQ;
     at[5] = off, off += sizeof(float) * AMX_BQ;
-    at[6] = off, off += sizeof(uint16_t) * (size_t)(3 * w->dp);
     if (base) {
         t->qa = (uint16_t *)(base + at[0]);
         t->pa = (uint16_t *)(base + at[1]);
@@ -127,7 +113,6 @@ static size_t tile_layout(const amx_head *w, amx_tile *t, char *base)
         t->o = (float *)(base + at[3]);
         t->mx = (float *)(base + at[4]);
         t->l = (float *)(base + at[5]);
-        t->part = (uint16_t *)(base + at[6]);
     }
     return (off + 63) / 64 * 64;
 }
@@ -229,13 +214,10 @@ TD_AMX_TARGET static void rows_begin(const amx_head *w, amx_tile *t, int64_t q0,
     const int64_t nqp = td_amx_up32(nq), dp = w->dp;
 
     for (int64_t i = 0; i < nqp; i++) {
-        if (i < nq)
-            /* q is scaled before its split: the scores come out scaled */
-            td_amx_split3(a->q + (q0 + i) * a->qs + w->head * a->d, a->scale, a->d, dp, t->part);
-        else
-            memset(t->part, 0, sizeof(uint16_t) * (size_t)(3 * dp));
-        for (int p = 0; p < 3; p++)
-            memcpy(t->qa + (p * AMX_BQ + i) * t->ldq, t->part + p * dp, sizeof(uint16_t) * (size_t)dp);
+        /* q is scaled before its split: the scores come out scaled; rows
+         * past nq are zeros */
+        td_amx_split3(a->q + (i < nq ? q0 + i : q0) * a->qs + w->head * a->d, a->scale, i < nq ? a->d : 0, dp,
+                      t->qa + i * t->ldq, AMX_BQ * t->ldq);
         t->mx[i] = -INFINITY;
         t->l[i] = 0.0f;
         memset(t->o + i * t->ldo, 0, sizeof(float) * (size_t)w->dvp);
@@ -351,19 +333,17 @@ int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
     for (int64_t h = 0; h < a->h; h++) {
         amx_head w = head_of(a, h, packed);
         td_pool_for(pool, w.nkt, 1, pack_tiles, &w);
-        if (!w.failed)
-            td_pool_for(pool, (a->sq + AMX_BQ - 1) / AMX_BQ, 1, query_tiles, &w);
+        td_pool_for(pool, (a->sq + AMX_BQ - 1) / AMX_BQ, 1, query_tiles, &w);
         if (w.failed)
             return -1;
     }
     return 0;
 }
 
-int td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed)
+void td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed)
 {
     amx_head w = head_of(a, head, packed);
     td_pool_for(pool, w.nkt, 1, pack_tiles, &w);
-    return w.failed ? -1 : 0;
 }
 
 size_t td_cpu_att_amx_tile_bytes(int64_t d, int64_t dv)
@@ -411,10 +391,9 @@ int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed)
     return -1;
 }
 
-int td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed)
+void td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed)
 {
     (void)pool, (void)a, (void)head, (void)packed;
-    return -1;
 }
 
 size_t td_cpu_att_amx_tile_bytes(int64_t d, int64_t dv)

@@ -28,13 +28,13 @@ size_t td_cpu_att_amx_bytes(int64_t sk, int64_t d, int64_t dv);
 int td_cpu_att_amx(td_pool *pool, const td_att_problem *a, void *packed);
 
 /* SLA's sparse part on the same tiles (a->bias NULL, a->sq = a->sk): head
- * head's k and v packed into packed (as above; -1 when a thread cannot
- * allocate a row's buffer), then, from any thread, softmax(scale q k^T) v
+ * head's k and v packed into packed (as above), then, from any thread,
+ * softmax(scale q k^T) v
  * for rows [r0, r0 + nr) (nr <= 256) over the keys of blocks sel[0, nsel)
  * of bk keys (64 or 128; the last block of sk may be short), in that
  * order, into out's rows; buf holds td_cpu_att_amx_tile_bytes(d, dv)
  * bytes, 64-byte aligned. */
-int td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed);
+void td_cpu_att_amx_pack(td_pool *pool, const td_att_problem *a, int64_t head, void *packed);
 size_t td_cpu_att_amx_tile_bytes(int64_t d, int64_t dv);
 void td_cpu_att_amx_blocks(const td_att_problem *a, int64_t head, void *packed, int64_t r0, int64_t nr,
                            const int *sel, int64_t nsel, int64_t bk, void *buf);

@@ -529,7 +529,7 @@ size_t td_cpu_conv3d_workspace(td_backend *be, const td_tensor *x, const td_tens
         return 0;
     switch (route_of(be, p, ci, co)) {
     case CONV_AMX:
-        return td_cpu_conv3d_amx_bytes(td_cpu_of(be)->nthreads, x, w, y, p);
+        return td_cpu_scratch_size(td_cpu_conv3d_amx_bytes(td_cpu_of(be)->nthreads, x, w, y, p));
 #ifdef TD_X86
     case CONV_BLOCKED:
         return sizeof(float) * blocked_floats(ci, co, kvol);
@@ -550,6 +550,7 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
     int64_t ci, t, h, wd, co, kt, kh, kw, kvol, kc, to, ho, wo, plane, npos_max, rows_per, ch_per, kchunk;
     float *scr, *col, *wt;
     int wf32;
+    conv_route route;
 
     TD_TRY(td_check_act(be, op, "x", x));
     TD_TRY(td_cpu_check_weight(be, op, "w", w));
@@ -574,15 +575,16 @@ int td_cpu_conv3d(td_backend *be, const td_tensor *x, const td_tensor *w,
                        td_shape_str(x, s1, sizeof(s1)));
     if (co == 0 || to * plane == 0)
         return 0;
+    route = route_of(be, p, ci, co);
     if (kc == 0) {
         memset(y->data, 0, (size_t)(co * to * plane) * sizeof(float));
 #ifdef TD_X86
-    } else if (route_of(be, p, ci, co) == CONV_AMX) {
+    } else if (route == CONV_AMX) {
         TD_TRY(td_cpu_conv3d_amx(be, x, w, p, y));
-    } else if (route_of(be, p, ci, co) == CONV_BLOCKED) {
+    } else if (route == CONV_BLOCKED) {
         TD_TRY(conv_blocked(be, x, w, p, y));
 #endif
-    } else if (route_of(be, p, ci, co) == CONV_IMPLICIT) {
+    } else if (route == CONV_IMPLICIT) {
         TD_TRY(conv_implicit(be, x, w, p, y));
     } else {
         wf32 = w->dtype == TD_F32;

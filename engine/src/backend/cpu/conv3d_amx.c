@@ -81,21 +81,10 @@ TD_AMX_TARGET static void pack_weights(void *arg, int64_t c0, int64_t c1)
             }
             for (int64_t i = 0; i < a->ci; i++)
                 tap[i] = row[i * kvol + k];
-            td_amx_split3(tap, 1.0f, a->ci, a->cip, d);
+            td_amx_split3(tap, 1.0f, a->ci, a->cip, d, a->cip);
         }
     }
     free(row);
-}
-
-/* The three parts of 16 floats of one input row at padded columns u0..,
- * zero where the column is padding (mask m). */
-TD_AMX_TARGET static void split_cols(const float *src, __mmask16 m, __m256i h[3])
-{
-    __m512 r = _mm512_maskz_loadu_ps(m, src);
-    for (int p = 0; p < 3; p++) {
-        h[p] = td_amx_bf16(r);
-        r = _mm512_sub_ps(r, td_amx_f32(h[p]));
-    }
 }
 
 /* Lanes l of 16 padded columns from u0 that hold input columns (pad_w <= u0 + l < pad_w + W). */
@@ -123,49 +112,26 @@ TD_AMX_TARGET static void pack_input(void *arg, int64_t i0, int64_t i1)
             continue;
         }
         for (int64_t j = 0; j < npair; j++) {
-            const float *s0 = a->x + ((2 * j * a->t + ti) * a->h + hi) * a->w, *s1;
-            if (2 * j >= a->ci) {
-                for (int p = 0; p < 3; p++)
-                    memset(row + (p * npair + j) * a->wpp, 0, sizeof(uint32_t) * (size_t)a->wpp);
-                continue;
-            }
-            s1 = 2 * j + 1 < a->ci ? s0 + a->t * a->h * a->w : NULL;
+            /* channels 2j and 2j + 1, NULL past Ci (zeros) */
+            const float *s0 = 2 * j < a->ci ? a->x + ((2 * j * a->t + ti) * a->h + hi) * a->w : NULL;
+            const float *s1 = 2 * j + 1 < a->ci ? s0 + a->t * a->h * a->w : NULL;
             for (int64_t u0 = 0; u0 < a->wpp; u0 += 16) {
                 __mmask16 m = cols_mask(u0, pw, a->w);
-                __m256i h0[3], h1[3];
-                /* the masked loads touch no padding column's address */
-                split_cols(m ? s0 + u0 - pw : s0, m, h0);
-                if (s1)
-                    split_cols(m ? s1 + u0 - pw : s1, m, h1);
-                else
-                    h1[0] = h1[1] = h1[2] = _mm256_setzero_si256();
+                uint32_t *dst[3];
                 for (int p = 0; p < 3; p++)
-                    _mm512_storeu_si512(row + (p * npair + j) * a->wpp + u0,
-                                        _mm512_or_si512(_mm512_cvtepu16_epi32(h0[p]),
-                                                        _mm512_slli_epi32(_mm512_cvtepu16_epi32(h1[p]), 16)));
+                    dst[p] = row + (p * npair + j) * a->wpp + u0;
+                /* the masked loads touch no padding column's address */
+                td_amx_pair16(s0 && m ? s0 + u0 - pw : NULL, s1 && m ? s1 + u0 - pw : NULL, m, dst);
             }
         }
     }
 }
 
-/* Tiles 0-3 hold c[32][32], 4-5 a's rows, 6-7 b's columns; the six part
- * products per chunk of 32 channels in amx.c's order (16 tile loads for
- * 24 products), for the taps dw = 0..kw-1 of one row of the kernel in
- * turn. a's part p chunk k at tap dw: a + dw atap + p apart + 32 k, rows
- * lda bytes apart; the two column groups' b0 (b1) + dw + p bpart + k bch,
- * pair rows ldb bytes apart. */
-#define CA_A(p)                                                         \
-    _tile_loadd(4, at + (p) * apart + 32 * k, lda);                     \
-    _tile_loadd(5, at + (p) * apart + 32 * k + 8 * lda, lda);
-#define CA_B(p)                                                         \
-    _tile_loadd(6, b0 + dw + (p) * bpart + k * bch, ldb);               \
-    _tile_loadd(7, b1 + dw + (p) * bpart + k * bch, ldb);
-#define CA_DP()                                                         \
-    _tile_dpbf16ps(0, 4, 6);                                            \
-    _tile_dpbf16ps(1, 4, 7);                                            \
-    _tile_dpbf16ps(2, 5, 6);                                            \
-    _tile_dpbf16ps(3, 5, 7);
-
+/* c[32][32] = or += (acc) the six part products of each chunk of 32
+ * channels (amx.h's td_amx_chunk6), for the taps dw = 0..kw-1 of one row
+ * of the kernel in turn. a's part p chunk k at tap dw: a + dw atap + p
+ * apart + 32 k, rows lda bytes apart; the two column groups' b0 (b1) + dw
+ * + p bpart + k bch, pair rows ldb bytes apart. */
 TD_AMX_TARGET static void conv_mm32(const uint16_t *a, int64_t lda, int64_t apart, int64_t atap, int64_t kw,
                                     const uint32_t *b0, const uint32_t *b1, int64_t ldb, int64_t bpart,
                                     int64_t bch, int64_t nch, const uint32_t *next, float *c, int64_t ldc,
@@ -182,17 +148,16 @@ TD_AMX_TARGET static void conv_mm32(const uint16_t *a, int64_t lda, int64_t apar
             _mm_prefetch(l + 128, _MM_HINT_T0);
         }
     td_amx_sums_begin(c, ldc, acc);
-    for (int64_t dw = 0; dw < kw; dw++) {
-        const uint16_t *at = a + dw * atap;
+    for (int64_t dw = 0; dw < kw; dw++)
         for (int64_t k = 0; k < nch; k++) {
-            CA_A(0) CA_B(1) CA_DP()   /* a0 b1 */
-            CA_A(1) CA_DP()           /* a1 b1 */
-            CA_B(0) CA_DP()           /* a1 b0 */
-            CA_A(0) CA_DP()           /* a0 b0 */
-            CA_A(2) CA_DP()           /* a2 b0 */
-            CA_A(0) CA_B(2) CA_DP()   /* a0 b2 */
+            const void *ak[3], *bk0[3], *bk1[3];
+            for (int p = 0; p < 3; p++) {
+                ak[p] = a + dw * atap + p * apart + 32 * k;
+                bk0[p] = b0 + dw + p * bpart + k * bch;
+                bk1[p] = b1 + dw + p * bpart + k * bch;
+            }
+            td_amx_chunk6(ak, lda, bk0, bk1, ldb);
         }
-    }
     td_amx_sums_end(c, ldc);
 }
 
@@ -279,7 +244,7 @@ size_t td_cpu_conv3d_amx_bytes(int nthreads, const td_tensor *x, const td_tensor
 {
     camx_args a = CAMX_ARGS(x, w, y, p);
     size_t xbytes, wbytes = camx_plan(&a, nthreads, &xbytes);
-    return wbytes + xbytes + (size_t)a.parts * a.cbytes + sizeof(float);
+    return wbytes + xbytes + (size_t)a.parts * a.cbytes;
 }
 
 int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
@@ -287,7 +252,7 @@ int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
 {
     camx_args a = CAMX_ARGS(x, w, y, p);
     size_t xbytes, wbytes = camx_plan(&a, td_cpu_of(be)->nthreads, &xbytes);
-    char *scratch = (char *)td_cpu_scratch(be, (wbytes + xbytes + (size_t)a.parts * a.cbytes) / sizeof(float) + 1);
+    char *scratch = td_cpu_scratch_bytes(be, wbytes + xbytes + (size_t)a.parts * a.cbytes);
 
     if (!scratch)
         return be->ctx->err;

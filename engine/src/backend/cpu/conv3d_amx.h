@@ -18,7 +18,7 @@
  * the error. */
 int td_cpu_conv3d_amx(td_backend *be, const td_tensor *x, const td_tensor *w,
                       const td_conv3d_params *p, td_tensor *y);
-/* The bytes of scratch it takes for these shapes on nthreads threads. */
+/* The bytes it asks td_cpu_scratch_bytes for, for these shapes on nthreads threads. */
 size_t td_cpu_conv3d_amx_bytes(int nthreads, const td_tensor *x, const td_tensor *w, const td_tensor *y,
                                const td_conv3d_params *p);
 

@@ -105,6 +105,14 @@ void *td_cpu_alloc(size_t bytes);
  * peak_reset frees it, so a job's peak holds what its own ops took.
  * NULL + TD_ENOMEM. */
 float *td_cpu_scratch(td_backend *be, size_t n);
+/* The same scratch for buffers that are not floats: bytes (> 0) rounded
+ * up to whole floats, td_cpu_scratch_size(bytes), which is what an op that
+ * asks for it answers as its workspace (backend.h). */
+void *td_cpu_scratch_bytes(td_backend *be, size_t bytes);
+static inline size_t td_cpu_scratch_size(size_t bytes)
+{
+    return (bytes + sizeof(float) - 1) / sizeof(float) * sizeof(float);
+}
 
 /* backend.h's workspace of each op that takes scratch: the bytes of
  * td_cpu_scratch it asks for on these operands (the op's own files). */

@@ -75,6 +75,11 @@ float *td_cpu_scratch(td_backend *be, size_t n)
     return c->scratch;
 }
 
+void *td_cpu_scratch_bytes(td_backend *be, size_t bytes)
+{
+    return td_cpu_scratch(be, td_cpu_scratch_size(bytes) / sizeof(float));
+}
+
 /* Each tensor's bytes are kept in the 64 bytes before its data, so
  * tensor_free takes off what tensor_new added whatever became of the
  * tensor's shape. */

@@ -246,10 +246,13 @@ static void mm_scale_y(const mm_args *p)
         }
 }
 
-/* The scratch of widened products on grid g: a LINEAR_BAND x kb tile per part. */
-static size_t widened_floats(const tile_grid *g, int64_t kb)
+/* The grid and K chunk of an m x n x k product whose b is widened tile by
+ * tile; returns its scratch floats, a LINEAR_BAND x kb tile per part. */
+static size_t widened_plan(td_backend *be, int64_t m, int64_t n, int64_t k, tile_grid *g, int64_t *kb)
 {
-    return (size_t)(g->parts * LINEAR_BAND * kb);
+    *g = grid_of(be, m, n, cut_extent(m), LINEAR_BAND);
+    *kb = k < LINEAR_KMAX ? k : LINEAR_KMAX;
+    return (size_t)(g->parts * LINEAR_BAND * *kb);
 }
 
 /* The checked matmul p on the CPU, batch after batch. */
@@ -269,9 +272,7 @@ static int mm_run(td_backend *be, mm_args *p)
                          (const float *)p->b + i * d->sb, d->ldb, p->beta, p->y + i * d->sy, d->ldy);
         return 0;
     }
-    p->g = grid_of(be, d->m, d->n, cut_extent(d->m), LINEAR_BAND);
-    p->kb = d->k < LINEAR_KMAX ? d->k : LINEAR_KMAX;
-    p->scratch = td_cpu_scratch(be, widened_floats(&p->g, p->kb));
+    p->scratch = td_cpu_scratch(be, widened_plan(be, d->m, d->n, d->k, &p->g, &p->kb));
     if (!p->scratch)
         return TD_ENOMEM;
     td_cpu_blas_serial();
@@ -289,17 +290,16 @@ static int on_amx(td_backend *be, td_dtype wdt, int64_t m, int64_t k)
 
 size_t td_cpu_linear_workspace(td_backend *be, const td_tensor *x, const td_tensor *w)
 {
-    int64_t n = w->shape[0], k = w->shape[1], m = k ? td_numel(x) / k : 0;
+    int64_t n = w->shape[0], k = w->shape[1], m = k ? td_numel(x) / k : 0, kb;
     tile_grid g;
 
     if (m == 0 || n == 0 || k == 0)
         return 0;
     if (on_amx(be, w->dtype, m, k))
-        return td_cpu_linear_amx_bytes(td_cpu_of(be)->nthreads, m, n, k, w->dtype);
+        return td_cpu_scratch_size(td_cpu_linear_amx_bytes(td_cpu_of(be)->nthreads, m, n, k, w->dtype));
     if (w->dtype == TD_F32)
         return 0;
-    g = grid_of(be, m, n, cut_extent(m), LINEAR_BAND);
-    return sizeof(float) * widened_floats(&g, k < LINEAR_KMAX ? k : LINEAR_KMAX);
+    return sizeof(float) * widened_plan(be, m, n, k, &g, &kb);
 }
 
 int td_cpu_linear(td_backend *be, const td_tensor *x, const td_tensor *w,

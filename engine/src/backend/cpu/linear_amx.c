@@ -58,7 +58,7 @@ TD_AMX_TARGET static void pack_w(void *arg, int64_t t0, int64_t t1)
 
 static int64_t lin_xa_elems(const lin_args *l)
 {
-    return (l->kp + LIN_BK - 1) / LIN_BK * 3 * LIN_BM * LIN_LDXA + 3 * l->kp;
+    return (l->kp + LIN_BK - 1) / LIN_BK * 3 * LIN_BM * LIN_LDXA;
 }
 
 /* Part t of l->parts: row blocks [t nb / parts, (t + 1) nb / parts). */
@@ -70,19 +70,18 @@ TD_AMX_TARGET static void row_blocks(void *arg, int64_t t0, int64_t t1)
 
     td_amx_configure();
     for (int64_t t = t0; t < t1; t++) {
-        uint16_t *xa = (uint16_t *)(l->buf + t * l->part_bytes), *part = xa + lin_xa_elems(l) - 3 * l->kp;
+        uint16_t *xa = (uint16_t *)(l->buf + t * l->part_bytes);
         float *cb = (float *)(l->buf + t * l->part_bytes + l->part_bytes - sizeof(float) * (size_t)(LIN_BM * ldc));
         for (int64_t b = t * nb / l->parts; b < (t + 1) * nb / l->parts; b++) {
             int64_t m0 = b * LIN_BM, nr = l->m - m0 < LIN_BM ? l->m - m0 : LIN_BM;
+            /* x's rows split into each chunk's parts; rows past nr are zeros */
             for (int64_t i = 0; i < td_amx_up32(nr); i++) {
-                if (i < nr)
-                    td_amx_split3(l->x + (m0 + i) * l->ldx, 1.0f, l->k, l->kp, part);
-                else
-                    memset(part, 0, sizeof(uint16_t) * (size_t)(3 * l->kp));
-                for (int64_t kc = 0; kc < l->kp; kc += LIN_BK)
-                    for (int p = 0; p < 3; p++)
-                        memcpy(xa + kc / LIN_BK * chunk + (p * LIN_BM + i) * ldxa, part + p * l->kp + kc,
-                               sizeof(uint16_t) * (size_t)(l->kp - kc < LIN_BK ? l->kp - kc : LIN_BK));
+                const float *xr = l->x + (m0 + (i < nr ? i : 0)) * l->ldx;
+                for (int64_t kc = 0; kc < l->kp; kc += LIN_BK) {
+                    int64_t n = i < nr && kc < l->k ? (l->k - kc < LIN_BK ? l->k - kc : LIN_BK) : 0;
+                    td_amx_split3(xr + (n ? kc : 0), 1.0f, n, l->kp - kc < LIN_BK ? l->kp - kc : LIN_BK,
+                                  xa + kc / LIN_BK * chunk + i * ldxa, LIN_BM * ldxa);
+                }
             }
             for (int64_t n0 = 0; n0 < l->n; n0 += LIN_BN) {
                 int64_t nc = l->n - n0 < LIN_BN ? l->n - n0 : LIN_BN;
@@ -134,7 +133,7 @@ size_t td_cpu_linear_amx_bytes(int nthreads, int64_t m, int64_t n, int64_t k, td
 {
     lin_args l = { .wbf16 = wdt == TD_BF16, .m = m, .n = n, .k = k };
     size_t wbytes = lin_plan(&l, nthreads);
-    return wbytes + (size_t)l.parts * l.part_bytes + sizeof(float);
+    return wbytes + (size_t)l.parts * l.part_bytes;
 }
 
 int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w, td_dtype wdt,
@@ -143,12 +142,12 @@ int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w
     lin_args l = { .x = x, .w = w, .wbf16 = wdt == TD_BF16, .y = y, .ldx = ldx, .ldw = ldw, .ldy = ldy,
                    .m = m, .n = n, .k = k };
     size_t wbytes = lin_plan(&l, td_cpu_of(be)->nthreads);
-    float *scratch = td_cpu_scratch(be, (wbytes + (size_t)l.parts * l.part_bytes) / sizeof(float) + 1);
+    char *scratch = td_cpu_scratch_bytes(be, wbytes + (size_t)l.parts * l.part_bytes);
 
     if (!scratch)
         return be->ctx->err;
     l.wb = (uint16_t *)scratch;
-    l.buf = (char *)scratch + wbytes;
+    l.buf = scratch + wbytes;
     td_pool_for(td_cpu_pool(be), td_amx_up32(n) / 32, 1, pack_w, &l);
     td_pool_for(td_cpu_pool(be), l.parts, 1, row_blocks, &l);
     return 0;

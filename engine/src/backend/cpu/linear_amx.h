@@ -16,7 +16,7 @@
  * 0, or TD_ENOMEM from the scratch. Only where td_amx_usable(). */
 int td_cpu_linear_amx(td_backend *be, const float *x, int64_t ldx, const void *w, td_dtype wdt,
                       int64_t ldw, int64_t m, int64_t n, int64_t k, float *y, int64_t ldy);
-/* The bytes of scratch it takes at these sizes on nthreads threads. */
+/* The bytes it asks td_cpu_scratch_bytes for at these sizes on nthreads threads. */
 size_t td_cpu_linear_amx_bytes(int nthreads, int64_t m, int64_t n, int64_t k, td_dtype wdt);
 
 #endif

@@ -317,15 +317,13 @@ static int sla_amx_heads(td_backend *be, sla_job *j)
 {
     j->amx = (td_att_problem){ j->q, j->k, j->v, NULL, j->out, j->S, j->S, j->H, j->D, j->D, 0,
                                j->ld, j->ld, j->ld, j->ld, j->scale };
-    j->packed = td_cpu_scratch(be, td_cpu_att_amx_bytes(j->S, j->D, j->D) / sizeof(float) + 1);
+    j->packed = td_cpu_scratch_bytes(be, td_cpu_att_amx_bytes(j->S, j->D, j->D));
     if (!j->packed)
         return be->ctx->err;
     for (int h = 0; h < j->H && !atomic_load(&j->nomem); h++) {
-        if (td_cpu_att_amx_pack(td_cpu_pool(be), &j->amx, h, j->packed) < 0)
-            atomic_store(&j->nomem, 1);
+        td_cpu_att_amx_pack(td_cpu_pool(be), &j->amx, h, j->packed);
         j->first = (int64_t)h * j->nq;
-        if (!atomic_load(&j->nomem))
-            td_pool_for(td_cpu_pool(be), j->nq, 1, sla_blocks, j);
+        td_pool_for(td_cpu_pool(be), j->nq, 1, sla_blocks, j);
     }
     return 0;
 }
@@ -334,7 +332,7 @@ size_t td_cpu_sla_workspace(td_backend *be, const td_tensor *q)
 {
     if (td_cpu_of(be)->att_path != TD_ATT_AMX || td_numel(q) == 0)
         return 0;
-    return td_cpu_att_amx_bytes(q->shape[0], q->shape[2], q->shape[2]) + sizeof(float);
+    return td_cpu_scratch_size(td_cpu_att_amx_bytes(q->shape[0], q->shape[2], q->shape[2]));
 }
 
 static int check_qkv(td_ctx *ctx, const char *name, const td_tensor *t, const td_tensor *ref)
