@@ -167,7 +167,7 @@ static void test_cpu_peak(const tc_suite *su, test_rng *r)
     {
         const td_cpu *c = td_cpu_of(eng->models->be);
         CHECK(c->scratch_floats == 0 && c->nkept == 0, "an idle engine still holds %zu bytes of scratch and "
-              "%d kept blocks (%zu bytes)", c->scratch_floats * sizeof(float), c->nkept, c->kept_total);
+              "%d kept blocks (%zu bytes)", c->scratch_floats * sizeof(float), c->nkept, td_cpu_kept_bytes(c));
     }
     ratio = (double)e.peak_bytes / (double)s.peak;
     printf("cpu %dx128 x %d: estimate %zu, reported %zu: %.3f\n", w, frames, e.peak_bytes, s.peak, ratio);

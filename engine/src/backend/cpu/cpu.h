@@ -87,11 +87,19 @@ typedef struct td_cpu {
     void *kept[TD_CPU_KEEP];      /* freed tensors' blocks kept for reuse (cpu_backend.c) */
     size_t kept_bytes[TD_CPU_KEEP];
     int nkept;
-    size_t kept_total;
     size_t peak;           /* the peak op's: most of uploaded + heap_live + arena used + scratch */
 } td_cpu;
 
 static inline td_cpu *td_cpu_of(td_backend *be) { return be->priv; }
+
+/* The bytes of the kept blocks. */
+static inline size_t td_cpu_kept_bytes(const td_cpu *c)
+{
+    size_t n = 0;
+    for (int i = 0; i < c->nkept; i++)
+        n += c->kept_bytes[i];
+    return n;
+}
 static inline td_pool *td_cpu_pool(td_backend *be) { return be->ctx->pool; }
 
 /* bytes of host memory, 64-byte aligned; from 4 MB on in whole 2 MB pages

@@ -102,7 +102,6 @@ void *td_cpu_scratch_bytes(td_backend *be, size_t bytes)
 static void *take_kept(td_cpu *c, int i)
 {
     void *base = c->kept[i];
-    c->kept_total -= c->kept_bytes[i];
     c->nkept--;
     memmove(&c->kept[i], &c->kept[i + 1], sizeof(c->kept[0]) * (size_t)(c->nkept - i));
     memmove(&c->kept_bytes[i], &c->kept_bytes[i + 1], sizeof(c->kept_bytes[0]) * (size_t)(c->nkept - i));
@@ -120,7 +119,7 @@ static unsigned char *block_for(td_cpu *c, size_t bytes)
     for (int i = 0; i < c->nkept; i++)
         if (c->kept_bytes[i] == bytes)
             return take_kept(c, i);
-    while (c->nkept > 0 && live + c->kept_total > cap)
+    while (c->nkept > 0 && live + td_cpu_kept_bytes(c) > cap)
         free(take_kept(c, 0));
     return td_cpu_alloc(CPU_HEADER + bytes);
 }
@@ -250,7 +249,6 @@ static void cpu_tensor_free(td_backend *be, td_tensor *t)
                 free(take_kept(c, 0));
             c->kept[c->nkept] = base;
             c->kept_bytes[c->nkept++] = bytes;
-            c->kept_total += bytes;
         }
     }
     if (t->owns != TD_OWNS_HEAP)
